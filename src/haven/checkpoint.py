@@ -1,0 +1,188 @@
+"""Reading and writing weight files: safetensors (memory-mapped), shards, legacy .bin.
+
+`load_safetensors` maps the file into memory and returns tensors that are views of that
+mapping: nothing is read until a tensor is touched, and nothing is copied. The header is
+validated first, so a truncated or corrupt file fails with a message, not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PT_WEIGHTS_NAME = "pytorch_model.bin"
+PT_WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
+
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def read_safetensors_header(path: str) -> tuple[dict[str, Any], int]:
+    """(header dict, byte offset where tensor data starts); raises CheckpointError if malformed."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is truncated ({size} bytes): not a safetensors file; re-download it")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(_MAX_HEADER, size - 8):
+            raise CheckpointError(
+                f"{path} is not a valid safetensors file (header length {n} exceeds the file size {size}); "
+                "it is truncated or corrupt: re-download or re-save it"
+            )
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} has a corrupt safetensors header; re-download or re-save it") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has a corrupt safetensors header; re-download or re-save it")
+    data_start = 8 + n
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, stop = info["data_offsets"]
+            dtype, shape = info["dtype"], info["shape"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: entry {name!r} in the header is malformed") from None
+        if dtype not in _DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
+        numel = 1
+        for dim in shape:
+            numel *= dim
+        if stop - begin != numel * _DTYPES[dtype].itemsize:
+            raise CheckpointError(f"{path}: tensor {name!r} has a size that does not match its shape {shape}")
+        end = max(end, stop)
+    if data_start + end > size:
+        raise CheckpointError(
+            f"{path} is truncated: its header describes {data_start + end} bytes but the file has {size}; "
+            "the download or save was interrupted — re-download or re-save it"
+        )
+    return header, data_start
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file as zero-copy views of a private memory map."""
+    path = os.fspath(path)
+    header, data_start = read_safetensors_header(path)
+    size = os.path.getsize(path)
+    storage = torch.UntypedStorage.from_file(path, shared=False, nbytes=size)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _DTYPES[info["dtype"]]
+        begin, stop = info["data_offsets"]
+        offset = data_start + begin
+        shape = info["shape"]
+        if offset % dtype.itemsize == 0:
+            t = torch.empty(0, dtype=dtype)
+            t.set_(storage, offset // dtype.itemsize, shape)
+        else:  # misaligned for its dtype: copy this one tensor
+            raw = torch.empty(0, dtype=torch.uint8).set_(storage, offset, (stop - begin,))
+            t = raw.clone().view(dtype).reshape(shape)
+        tensors[name] = t
+    return tensors
+
+
+def load_torch_bin(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A legacy pytorch_model.bin, loaded with `weights_only=True` (no code runs)."""
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # pickle errors come in many types
+        raise CheckpointError(
+            f"{path} could not be loaded safely ({type(err).__name__}: {err}). Haven loads .bin files "
+            "with weights_only=True only; convert the checkpoint to safetensors"
+        ) from None
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path} does not hold a state dict")
+    return sd
+
+
+def read_index(path: str) -> dict[str, str]:
+    """weight_map of a `*.index.json`: tensor name -> shard file name."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+        weight_map = index["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is not a valid shard index (needs a 'weight_map' object)") from None
+    for shard in set(weight_map.values()):
+        if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):
+            raise CheckpointError(f"{path} names a shard outside the checkpoint: {shard!r}")
+    return weight_map
+
+
+def parse_size(size: int | str) -> int:
+    """'5GB', '500MB', '10KiB' or an int -> bytes."""
+    if isinstance(size, int):
+        return size
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)\s*", size.upper())
+    if not m:
+        raise ValueError(f"cannot parse size {size!r}; use an int or e.g. '5GB', '500MB'")
+    num, unit = float(m.group(1)), m.group(2)
+    base = 1024 if "I" in unit else 1000
+    power = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit[0]]
+    return int(num * base**power)
+
+
+def save_state_dict(
+    state_dict: dict[str, torch.Tensor], directory: str, max_shard_size: int | str = "5GB"
+) -> list[str]:
+    """Write safetensors, sharded (with an index) when larger than `max_shard_size`."""
+    from safetensors.torch import save_file
+
+    limit = parse_size(max_shard_size)
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    sizes = [0]
+    for name, tensor in state_dict.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if sizes[-1] and sizes[-1] + nbytes > limit:
+            shards.append({})
+            sizes.append(0)
+        shards[-1][name] = tensor.contiguous()
+        sizes[-1] += nbytes
+    for stale in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME):
+        if os.path.exists(os.path.join(directory, stale)):
+            os.remove(os.path.join(directory, stale))
+    for old in os.listdir(directory):
+        if re.fullmatch(r"model-\d{5}-of-\d{5}\.safetensors", old):
+            os.remove(os.path.join(directory, old))
+    meta = {"format": "pt"}
+    if len(shards) == 1:
+        save_file(shards[0], os.path.join(directory, SAFE_WEIGHTS_NAME), metadata=meta)
+        return [SAFE_WEIGHTS_NAME]
+    names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    weight_map = {}
+    for fname, shard in zip(names, shards):
+        save_file(shard, os.path.join(directory, fname), metadata=meta)
+        weight_map.update(dict.fromkeys(shard, fname))
+    index = {"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}
+    with open(os.path.join(directory, SAFE_WEIGHTS_INDEX_NAME), "w", encoding="utf-8") as f:
+        json.dump(index, f, indent=2, sort_keys=True)
+    return [*names, SAFE_WEIGHTS_INDEX_NAME]

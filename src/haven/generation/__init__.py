@@ -1,0 +1,1 @@
+"""Generation: GenerationConfig, logits processors, search strategies, streamers."""

@@ -1,0 +1,216 @@
+"""Small blocks shared by the architectures: activations, masks, attention, norms, KV cache.
+
+Models register no buffers that are not in the checkpoint (position ids, rotary tables are
+computed on the fly), so a model built on the `meta` device is complete once its weights are
+assigned.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# -- activations -----------------------------------------------------------------------------------
+
+
+def gelu_new(x: torch.Tensor) -> torch.Tensor:
+    """GELU, tanh approximation (GPT-2's `gelu_new`)."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+ACT2FN = {
+    "gelu": F.gelu,
+    "gelu_new": gelu_new,
+    "gelu_fast": gelu_new,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "quick_gelu": quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+def get_activation(name: str):
+    try:
+        return ACT2FN[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; supported: {', '.join(sorted(ACT2FN))}") from None
+
+
+# -- masks -------------------------------------------------------------------------------------------
+
+
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, S) 1/0 mask -> (B, 1, 1, S) boolean mask for SDPA (True = attend); None if no padding."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+def causal_mask(
+    attention_mask: torch.Tensor | None,
+    q_len: int,
+    past_len: int,
+    *,
+    batch_size: int,
+    device: torch.device,
+    sliding_window: int | None = None,
+) -> torch.Tensor | None:
+    """Boolean (B, 1, q_len, past_len + q_len) mask: causal, padding and optional sliding window.
+
+    Query rows that may attend to nothing (padding positions of a left-padded batch) are opened
+    to every key, as the reference does for SDPA, so they hold finite values instead of NaN.
+    Returns None when plain causal attention with no padding suffices and SDPA's `is_causal`
+    can be used (q_len == total length, no window).
+    """
+    kv_len = past_len + q_len
+    no_padding = attention_mask is None or bool(attention_mask[:, :kv_len].all())
+    window_matters = sliding_window is not None and kv_len > sliding_window
+    if no_padding and not window_matters and past_len == 0:
+        return None
+    q_pos = torch.arange(past_len, kv_len, device=device)[:, None]  # (q, 1)
+    k_pos = torch.arange(kv_len, device=device)[None, :]  # (1, kv)
+    mask = k_pos <= q_pos
+    if window_matters:
+        mask = mask & (k_pos > q_pos - sliding_window)
+    mask = mask[None, None].expand(batch_size, 1, q_len, kv_len)
+    if not no_padding:
+        mask = mask & attention_mask[:, None, None, :kv_len].bool()
+    if not no_padding or window_matters:
+        dead = ~mask.any(dim=-1, keepdim=True)
+        if bool(dead.any()):
+            mask = mask | dead
+    return mask
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    is_causal: bool = False,
+    scale: float | None = None,
+    dropout: float = 0.0,
+    return_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled dot-product attention over (B, nh, T, hs) tensors; k/v may have fewer heads (GQA).
+
+    With `return_weights` the attention probabilities are computed explicitly (slower) so they
+    can be returned, as `output_attentions=True` asks.
+    """
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: repeat kv heads
+        rep = q.shape[1] // k.shape[1]
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+    if not return_weights:
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None, scale=scale
+        )
+        return out, None
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.transpose(-2, -1)) * scale
+    if is_causal and mask is None:
+        t, s = q.shape[-2], k.shape[-2]
+        mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = scores.softmax(dim=-1)
+    if dropout:
+        weights = F.dropout(weights, p=dropout)
+    return weights @ v, weights
+
+
+# -- norms ---------------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm, computed in float32 whatever the input dtype (as Llama's)."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return self.weight * x.to(dtype)
+
+
+# -- KV cache --------------------------------------------------------------------------------------------
+
+
+class KVCache:
+    """Preallocated key/value buffers for every layer of a decoder.
+
+    Keys and values live in (B, n_kv_heads, capacity, head_dim) tensors written by index
+    assignment; capacity grows in `chunk`-sized steps (or is sized once with `max_length`), so
+    a decoding step never concatenates the whole cache.
+
+    A forward pass over T new tokens calls `update(layer, k, v)` once per layer (each call
+    writes positions [length, length + T) and returns views of [0, length + T)) and then
+    `advance(T)` once. `reorder(index)` permutes the batch, as beam search needs.
+    """
+
+    def __init__(self, max_length: int = 0, chunk: int = 256):
+        self.max_length = max_length
+        self.chunk = chunk
+        self.length = 0
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2] if self.keys else 0
+
+    def _ensure(self, layer: int, k: torch.Tensor, needed: int) -> None:
+        while len(self.keys) <= layer:
+            self.keys.append(k.new_empty(0))
+            self.values.append(k.new_empty(0))
+        buf = self.keys[layer]
+        if buf.dim() == 4 and buf.shape[2] >= needed:
+            return
+        b, h, _, d = k.shape
+        size = max(needed, self.max_length)
+        size = ((size + self.chunk - 1) // self.chunk) * self.chunk
+        new_k = k.new_empty(b, h, size, d)
+        new_v = k.new_empty(b, h, size, d)
+        if buf.dim() == 4 and self.length:
+            new_k[:, :, : self.length] = self.keys[layer][:, :, : self.length]
+            new_v[:, :, : self.length] = self.values[layer][:, :, : self.length]
+        self.keys[layer], self.values[layer] = new_k, new_v
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = self.length, self.length + k.shape[2]
+        self._ensure(layer, k, end)
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def crop(self, length: int) -> None:
+        """Forget everything after the first `length` positions."""
+        self.length = min(self.length, length)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select/permute batch rows (beam search): row i becomes old row index[i]."""
+        self.keys = [t.index_select(0, index) for t in self.keys]
+        self.values = [t.index_select(0, index) for t in self.values]
+
+    def __len__(self) -> int:
+        return len(self.keys)
