@@ -34,8 +34,14 @@ def __getattr__(name: str) -> Any:  # `Pipeline` imports torch: load it only whe
 # task -> (module:class in haven.pipelines, Auto class that loads its model)
 TASKS: dict[str, tuple[str, str]] = {
     "fill-mask": ("fill_mask:FillMaskPipeline", "AutoModelForMaskedLM"),
-    "text-classification": ("text_classification:TextClassificationPipeline", "AutoModelForSequenceClassification"),
-    "token-classification": ("token_classification:TokenClassificationPipeline", "AutoModelForTokenClassification"),
+    "text-classification": (
+        "text_classification:TextClassificationPipeline",
+        "AutoModelForSequenceClassification",
+    ),
+    "token-classification": (
+        "token_classification:TokenClassificationPipeline",
+        "AutoModelForTokenClassification",
+    ),
     "feature-extraction": ("feature_extraction:FeatureExtractionPipeline", "AutoModel"),
     "sentence-similarity": ("sentence_similarity:SentenceSimilarityPipeline", "AutoModel"),
     "text-generation": ("text_generation:TextGenerationPipeline", "AutoModelForCausalLM"),
@@ -87,7 +93,9 @@ def infer_task(model: Any) -> str:
         config = AutoConfig.from_pretrained(model)
     else:
         config = getattr(model, "config", None)
-    architectures = list(getattr(config, "architectures", None) or []) if isinstance(config, PretrainedConfig) else []
+    architectures = (
+        list(getattr(config, "architectures", None) or []) if isinstance(config, PretrainedConfig) else []
+    )
     if not architectures and not isinstance(model, (str, os.PathLike)):
         architectures = [type(model).__name__]
     for arch in architectures:
@@ -147,7 +155,9 @@ def pipeline(
     return cls(model, tokenizer, task=task, device=device, batch_size=batch_size, **kwargs)
 
 
-def _load_model(task: str, path_or_id: Any, *, dtype: Any, revision: str | None, hub: dict, model_kwargs: dict) -> Any:
+def _load_model(
+    task: str, path_or_id: Any, *, dtype: Any, revision: str | None, hub: dict, model_kwargs: dict
+) -> Any:
     from .. import auto
 
     auto_class = getattr(auto, TASKS[task][1])

@@ -50,7 +50,9 @@ def parse_device(device: Any) -> torch.device:
             return torch.device(device)
         except RuntimeError:
             pass
-    raise PipelineError(f"device={device!r} is not understood; pass None, 'cpu', -1, a GPU index like 0, or 'cuda:0'")
+    raise PipelineError(
+        f"device={device!r} is not understood; pass None, 'cpu', -1, a GPU index like 0, or 'cuda:0'"
+    )
 
 
 class Pipeline:
@@ -81,7 +83,9 @@ class Pipeline:
             raise PipelineError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
         self._accepted = _forward_arguments(model)
-        self._preprocess_params, self._forward_params, self._postprocess_params = self._sanitize_parameters(**kwargs)
+        self._preprocess_params, self._forward_params, self._postprocess_params = self._sanitize_parameters(
+            **kwargs
+        )
 
     # -- steps a task implements --------------------------------------------------------------------
 
@@ -134,12 +138,16 @@ class Pipeline:
     def _is_batch(self, inputs: Any) -> bool:
         return isinstance(inputs, (list, tuple))
 
-    def _wrap_output(self, inputs: Any, results: list[Any], batched: bool, call_kwargs: dict[str, Any]) -> Any:
+    def _wrap_output(
+        self, inputs: Any, results: list[Any], batched: bool, call_kwargs: dict[str, Any]
+    ) -> Any:
         return results if batched else results[0]
 
     def __call__(self, inputs: Any, *args: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
         if args:
-            raise PipelineError(f"{type(self).__name__} takes one input (or a list of inputs) and keyword options")
+            raise PipelineError(
+                f"{type(self).__name__} takes one input (or a list of inputs) and keyword options"
+            )
         pre, fwd, post = self._params_for_call(kwargs)
         if isinstance(inputs, Iterator) and not isinstance(inputs, (str, bytes)):
             return self._iterate(inputs, batch_size or self.batch_size, pre, fwd, post)

@@ -1,0 +1,92 @@
+"""`haven run TASK --model ID_OR_PATH "input" ...`: run a pipeline once and print its result as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a pipeline (fill-mask, text-classification, ner, ...) on some text",
+        description="Run a pipeline on one or more inputs and print the result as JSON.",
+    )
+    parser.add_argument(
+        "task",
+        help="fill-mask, text-classification (sentiment-analysis), token-classification (ner), "
+        "feature-extraction, sentence-similarity, text-generation",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        help="input texts; read from stdin (one per line) when none are given. "
+        "sentence-similarity: the source sentence first, then the sentences to compare",
+    )
+    parser.add_argument("--model", "-m", required=True, help="a model directory or hub repository id")
+    parser.add_argument("--revision", help="branch, tag or commit of a hub repository")
+    parser.add_argument(
+        "--top-k", type=int, dest="top_k", help="number of results (fill-mask, text-classification)"
+    )
+    parser.add_argument(
+        "--aggregation-strategy",
+        dest="aggregation_strategy",
+        choices=["none", "simple", "first", "max", "average"],
+        help="token-classification grouping",
+    )
+    parser.add_argument("--max-new-tokens", type=int, dest="max_new_tokens", help="text-generation length")
+    parser.add_argument("--device", help="cpu (default), cuda, cuda:0 ...")
+    parser.add_argument("--dtype", help="float32, float16, bfloat16")
+    parser.add_argument("--batch-size", type=int, default=1, dest="batch_size")
+    parser.add_argument("--json", action="store_true", help="compact JSON on one line (default: indented)")
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from . import normalize_task, pipeline
+
+    task = normalize_task(args.task)
+    inputs = list(args.inputs) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not inputs:
+        print("haven run: no input text given (pass it as an argument or on stdin)", file=sys.stderr)
+        return 2
+    options: dict[str, Any] = {}
+    if args.top_k is not None:
+        options["top_k"] = args.top_k
+    if args.aggregation_strategy is not None:
+        options["aggregation_strategy"] = args.aggregation_strategy
+    if args.max_new_tokens is not None:
+        options["max_new_tokens"] = args.max_new_tokens
+    pipe = pipeline(
+        task,
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        revision=args.revision,
+        batch_size=args.batch_size,
+    )
+    if task == "sentence-similarity":
+        if len(inputs) < 2:
+            print(
+                "haven run: sentence-similarity needs a source sentence and at least one sentence",
+                file=sys.stderr,
+            )
+            return 2
+        result = pipe(inputs[0], inputs[1:])
+    else:
+        result = pipe(inputs[0] if len(inputs) == 1 else inputs, **options)
+    print(json.dumps(_plain(result), ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: tensors and numpy values become lists and numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
