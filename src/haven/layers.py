@@ -214,3 +214,157 @@ class KVCache:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+# -- rotary position embeddings (decoders) --------------------------------------------------------------
+
+ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+
+
+def rope_parameters(config) -> dict:
+    """The config's RoPE settings as one dict with `rope_type` and `rope_theta`.
+
+    Reads the current reference's `rope_parameters` key or the older `rope_scaling` (+ top-level
+    `rope_theta`); `type` is accepted for `rope_type`, as old config files write it.
+    """
+    params = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+    params["rope_type"] = params.get("rope_type", params.get("type", "default"))
+    params.setdefault("rope_theta", getattr(config, "rope_theta", None) or 10000.0)
+    if params["rope_type"] not in ROPE_TYPES:
+        raise ValueError(
+            f"rope type {params['rope_type']!r} is not supported by Haven (supported: {', '.join(ROPE_TYPES)}); "
+            "check rope_parameters / rope_scaling in config.json"
+        )
+    if params["rope_type"] == "llama3":
+        params.setdefault("original_max_position_embeddings", config.max_position_embeddings)
+    return params
+
+
+def rope_inv_freq(params: dict, dim: int, max_position: int, seq_len: int | None = None) -> torch.Tensor:
+    """Inverse frequencies (dim // 2,) in float32 for a RoPE type; `seq_len` only matters for dynamic."""
+    theta = params["rope_theta"]
+    kind = params["rope_type"]
+    if kind == "dynamic" and seq_len is not None and seq_len > max_position:
+        factor = params["factor"]
+        # float32 arithmetic, as the reference does it, so frequencies agree to the last bit
+        grow = torch.tensor(factor * seq_len / max_position - (factor - 1), dtype=torch.float32, device="cpu")
+        theta = torch.tensor(theta, dtype=torch.float32, device="cpu") * grow ** (dim / (dim - 2))
+    # always on the CPU (models are built under a `meta` device context), moved with the tables
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim))
+    if kind == "linear":
+        inv_freq = inv_freq / params["factor"]
+    elif kind == "llama3":
+        factor, low, high = params["factor"], params["low_freq_factor"], params["high_freq_factor"]
+        old_len = params["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        blended = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+        inv_freq = torch.where(medium, blended, scaled)
+    return inv_freq
+
+
+class RotaryEmbedding:
+    """cos/sin tables for rotate-half RoPE, cached per (device, dtype) and grown as needed.
+
+    A plain object, not a module: the tables are not checkpoint tensors, and they follow the
+    device and dtype of the activations they are asked for. `dynamic` scaling follows the
+    reference: frequencies are recomputed when a call reaches past the longest length seen
+    (beyond `max_position_embeddings`), and reset when a call is back within it.
+    """
+
+    def __init__(self, head_dim: int, params: dict, max_position_embeddings: int):
+        self.dim = head_dim
+        self.params = params
+        self.max_position = max_position_embeddings
+        self.dynamic = params["rope_type"] == "dynamic"
+        self._seen = max_position_embeddings  # dynamic: the length the frequencies are for
+        self._inv_freq = rope_inv_freq(params, head_dim, max_position_embeddings)
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _table(self, size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        key = (device, dtype, self._seen)
+        table = self._tables.get(key)
+        if table is None or table[0].shape[0] < size:
+            size = max(size, 2 * table[0].shape[0] if table is not None else 256)
+            pos = torch.arange(size, dtype=torch.float32, device="cpu")
+            freqs = torch.outer(pos, self._inv_freq)  # (N, dim/2), the same products as pos * inv_freq
+            emb = torch.cat((freqs, freqs), dim=-1)
+            table = (emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype))
+            if self.dynamic:
+                self._tables = {k: v for k, v in self._tables.items() if k[2] == self._seen}
+            self._tables[key] = table
+        return table
+
+    def __call__(
+        self, position_ids: torch.Tensor, dtype: torch.dtype, max_position: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) positions -> cos, sin of shape (B, 1, T, head_dim) ready to broadcast over heads.
+
+        `max_position` (an upper bound of position_ids + 1) saves a device sync when known.
+        """
+        if max_position is None or self.dynamic:
+            max_position = int(position_ids.max()) + 1
+        if self.dynamic:
+            self._update_dynamic(max_position)
+        cos, sin = self._table(max_position, position_ids.device, dtype)
+        return cos[position_ids].unsqueeze(1), sin[position_ids].unsqueeze(1)
+
+    def _update_dynamic(self, seq_len: int) -> None:
+        if seq_len > self._seen:
+            self._seen = seq_len
+            self._inv_freq = rope_inv_freq(self.params, self.dim, self.max_position, seq_len)
+        elif seq_len < self.max_position < self._seen:
+            self._seen = self.max_position
+            self._inv_freq = rope_inv_freq(self.params, self.dim, self.max_position)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, nh, T, hs) queries or keys by (B, 1, T, hs) cos/sin (rotate-half layout)."""
+    return x * cos + rotate_half(x) * sin
+
+
+# -- decoder helpers: positions and masks over a KV cache ---------------------------------------------
+
+
+def decoder_positions(
+    attention_mask: torch.Tensor | None, past_len: int, q_len: int, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """(B, q_len) position ids of the new tokens.
+
+    From the (B, past + new) attention mask when there is one (`cumsum - 1`, pads clamped to 0),
+    so a left-padded row numbers its real tokens from 0 as the unpadded prompt would.
+    """
+    if attention_mask is None:
+        return torch.arange(past_len, past_len + q_len, device=device).expand(batch_size, q_len)
+    pos = attention_mask.long().cumsum(-1)[:, past_len:] - 1  # (B, q_len)
+    return pos.clamp_(min=0)
+
+
+def decoder_mask(
+    attention_mask: torch.Tensor | None,
+    q_len: int,
+    past_len: int,
+    *,
+    batch_size: int,
+    device: torch.device,
+    sliding_window: int | None = None,
+) -> tuple[torch.Tensor | None, bool]:
+    """(mask, is_causal) for SDPA over [cache + new] keys; no mask at all when none is needed.
+
+    A single new token with no padding and no active window sees every key: no mask, not causal.
+    """
+    kv_len = past_len + q_len
+    if q_len == 1 and (sliding_window is None or kv_len <= sliding_window):
+        if attention_mask is None or bool(attention_mask.all()):
+            return None, False
+    mask = causal_mask(
+        attention_mask, q_len, past_len, batch_size=batch_size, device=device, sliding_window=sliding_window
+    )
+    return mask, mask is None
