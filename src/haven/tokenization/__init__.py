@@ -1,0 +1,4 @@
+"""Building blocks of `haven.tokenizer`: file loading, encodings, chat templates.
+
+The public names (`Tokenizer`, `AutoTokenizer`, `BatchEncoding`) live in `haven.tokenizer`.
+"""

@@ -1,0 +1,85 @@
+"""`BatchEncoding`: the dict a tokenizer call returns, with attribute access and `.to(device)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import TokenizerError
+
+
+def to_tensors(data: dict[str, Any], return_tensors: str | None) -> dict[str, Any]:
+    """Turn each (batched, rectangular) list of lists into a torch tensor or numpy array."""
+    if return_tensors is None:
+        return data
+    if return_tensors not in ("pt", "np"):
+        raise TokenizerError(f"return_tensors={return_tensors!r} is not supported; use 'pt', 'np' or None")
+    out = {}
+    for key, value in data.items():
+        lengths = {len(row) for row in value} if value and isinstance(value[0], list) else set()
+        if len(lengths) > 1:
+            raise TokenizerError(
+                f"cannot make a tensor of {key!r}: the sequences have different lengths {sorted(lengths)}; "
+                "pass padding=True (and truncation=True for inputs longer than the model accepts)"
+            )
+        if return_tensors == "pt":
+            import torch
+
+            out[key] = torch.tensor(value, dtype=torch.long)
+        else:
+            import numpy as np
+
+            out[key] = np.asarray(value, dtype=np.int64)
+    return out
+
+
+class BatchEncoding(dict):
+    """Output of `Tokenizer.__call__`: `input_ids`, `attention_mask`, ... as keys and attributes.
+
+    `encodings` keeps the `tokenizers.Encoding` of each sequence, which gives `tokens(i)`,
+    `word_ids(i)` and `sequence_ids(i)`.
+    """
+
+    def __init__(self, data: dict[str, Any] | None = None, encodings: list | None = None):
+        super().__init__(data or {})
+        self.encodings = encodings
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"BatchEncoding has no key {name!r}; keys: {list(self)}") from None
+
+    def __getstate__(self) -> dict:
+        return {"data": dict(self), "encodings": self.encodings}
+
+    def __setstate__(self, state: dict) -> None:
+        self.update(state["data"])
+        self.encodings = state["encodings"]
+
+    def _encoding(self, index: int):
+        if not self.encodings:
+            raise TokenizerError(
+                "this BatchEncoding holds no token alignment (it was not built by a Tokenizer call)"
+            )
+        return self.encodings[index]
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """Token strings of sequence `batch_index` (special and pad tokens included)."""
+        return list(self._encoding(batch_index).tokens)
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """Index of the word each token comes from; None for special and pad tokens."""
+        return list(self._encoding(batch_index).word_ids)
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """0 for tokens of the first text, 1 for the pair text, None for special tokens."""
+        return list(self._encoding(batch_index).sequence_ids)
+
+    def to(self, device: Any) -> BatchEncoding:
+        """Move every tensor value to `device` (in place); returns self."""
+        for key, value in self.items():
+            if hasattr(value, "to"):
+                self[key] = value.to(device)
+        return self

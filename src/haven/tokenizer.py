@@ -1,0 +1,734 @@
+"""Tokenizer over the `tokenizers` library (the only engine: no slow Python tokenizers).
+
+`AutoTokenizer.from_pretrained(dir_or_id)` reads `tokenizer.json` when there is one, else builds
+the same fast tokenizer from the legacy files (`vocab.txt`, `vocab.json` + `merges.txt`, a
+sentencepiece `.model`), and reads `tokenizer_config.json` / `special_tokens_map.json` as written
+by old and current reference versions. Calls, keys and outputs follow the reference library.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import TokenizerError
+from .hub import resolve_file
+from .hub.mixin import PushToHubMixin
+from .tokenization.chat import render_chat
+from .tokenization.encoding import BatchEncoding, to_tensors
+from .tokenization.files import (
+    LEGACY_FILES,
+    SPECIAL_NAMES,
+    VERY_LARGE_INTEGER,
+    build_legacy,
+    local_files,
+    profile_for,
+    read_json,
+    token_content,
+    token_options,
+)
+
+__all__ = ["AutoTokenizer", "BatchEncoding", "Tokenizer"]
+
+logger = logging.getLogger(__name__)
+
+_TRUNCATION = {
+    True: "longest_first",
+    "longest_first": "longest_first",
+    "only_first": "only_first",
+    "only_second": "only_second",
+}
+_PADDING = {True: "longest", "longest": "longest", "max_length": "max_length"}
+# Config keys Haven rewrites itself on save; every other key of tokenizer_config.json is kept.
+_OWN_KEYS = {
+    *SPECIAL_NAMES,
+    "added_tokens_decoder",
+    "additional_special_tokens",
+    "extra_special_tokens",
+    "model_max_length",
+    "padding_side",
+    "truncation_side",
+    "chat_template",
+    "tokenizer_class",
+    "model_input_names",
+    "clean_up_tokenization_spaces",
+}
+
+
+class Tokenizer(PushToHubMixin):
+    """A fast tokenizer with the reference library's call shape.
+
+    Build one with `AutoTokenizer.from_pretrained` (or `Tokenizer.from_pretrained`); the
+    `tokenizers.Tokenizer` doing the work is `backend_tokenizer`.
+    """
+
+    is_fast = True
+
+    def __init__(
+        self,
+        backend: Any,
+        *,
+        config: dict[str, Any] | None = None,
+        special_tokens: dict[str, str | None] | None = None,
+        extra_special_tokens: list[str] | None = None,
+        tokenizer_class: str | None = None,
+        name_or_path: str = "",
+    ):
+        from tokenizers import AddedToken
+
+        self._tokenizer = backend
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self.config = dict(config or {})
+        profile = profile_for(tokenizer_class)
+        self.tokenizer_class = tokenizer_class or "PreTrainedTokenizerFast"
+        self.name_or_path = name_or_path
+        self.model_input_names = list(self.config.get("model_input_names") or profile.model_input_names)
+        self.model_max_length = int(self.config.get("model_max_length") or VERY_LARGE_INTEGER)
+        self.padding_side = self.config.get("padding_side") or profile.padding_side
+        self.truncation_side = self.config.get("truncation_side") or "right"
+        self.clean_up_tokenization_spaces = bool(self.config.get("clean_up_tokenization_spaces", False))
+        self.chat_template = self.config.get("chat_template")
+        self._special: dict[str, str | None] = dict.fromkeys(SPECIAL_NAMES)
+        self._special.update(special_tokens or {})
+        self._extra: list[str] = list(dict.fromkeys(extra_special_tokens or []))
+        self._warned_long = False
+
+        # Every special token is an added token of the backend, so it is never split.
+        present = {t.content for t in self._tokenizer.get_added_tokens_decoder().values()}
+        options = {
+            token_content(v): token_options(v)
+            for v in (self.config.get("added_tokens_decoder") or {}).values()
+        }
+        for name in SPECIAL_NAMES:
+            options.setdefault(self._special[name], token_options(self.config.get(name)))
+        wanted = [t for t in [*self._special.values(), *self._extra] if t is not None and t not in present]
+        if wanted:
+            tokens = []
+            for t in dict.fromkeys(wanted):
+                opts = {"normalized": False, **options.get(t, {}), "special": True}
+                tokens.append(AddedToken(t, **opts))
+            self._tokenizer.add_special_tokens(tokens)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(
+        cls, path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
+    ) -> Tokenizer:
+        """Load from a model directory or hub id. Keyword arguments override tokenizer_config.json
+        (`padding_side="left"`, `model_max_length=512`, `pad_token="<pad>"` ...)."""
+        from tokenizers import Tokenizer as Backend
+
+        hub_kwargs = {
+            k: kwargs.pop(k) for k in ("token", "cache_dir", "local_files_only", "endpoint") if k in kwargs
+        }
+
+        def resolve(name: str) -> str | None:
+            return resolve_file(path_or_id, name, revision=revision, optional=True, **hub_kwargs)
+
+        config = read_json(resolve("tokenizer_config.json"))
+        special_map = read_json(resolve("special_tokens_map.json"))
+        template_path = resolve("chat_template.jinja")
+        if template_path is not None and not config.get("chat_template"):
+            with open(template_path, encoding="utf-8") as f:
+                config["chat_template"] = f.read()
+        if isinstance(config.get("chat_template"), list):  # [{"name": "default", "template": ...}, ...]
+            named = {t["name"]: t["template"] for t in config["chat_template"]}
+            config["chat_template"] = named.get("default", next(iter(named.values()), None))
+        config.update({k: v for k, v in kwargs.items() if k not in SPECIAL_NAMES})
+        tokenizer_class = config.get("tokenizer_class")
+        profile = profile_for(tokenizer_class)
+
+        special: dict[str, str | None] = dict(profile.specials)
+        for source in (special_map, config, kwargs):
+            for name in SPECIAL_NAMES:
+                if name in source:
+                    special[name] = token_content(source[name])
+        extra: list[str] = []
+        for source in (special_map, config):
+            for key in ("additional_special_tokens", "extra_special_tokens"):
+                value = source.get(key)
+                if isinstance(value, dict):  # v5 named extras: {"image_token": "<image>"}
+                    value = list(value.values())
+                if value:
+                    extra = [token_content(v) for v in value]
+
+        tokenizer_json = resolve("tokenizer.json")
+        if tokenizer_json is not None:
+            try:
+                backend = Backend.from_file(tokenizer_json)
+            except Exception as e:
+                raise TokenizerError(
+                    f"cannot parse {tokenizer_json}: {e}; the file is damaged or not a `tokenizers` tokenizer.json "
+                    "(re-save it, or delete it to fall back to vocab.txt / vocab.json + merges.txt / *.model)"
+                ) from e
+            legacy_extra = []
+        else:
+            files = local_files(resolve, LEGACY_FILES)
+            backend, legacy_extra = build_legacy(files, config, profile, special.get("unk_token"))
+            if backend is None:
+                raise TokenizerError(
+                    f"no tokenizer files in {os.fspath(path_or_id)!r}: looked for tokenizer.json, "
+                    + ", ".join(LEGACY_FILES[:-1])
+                    + f" and {LEGACY_FILES[-1]}"
+                )
+            if not extra:
+                extra = legacy_extra
+            _add_config_tokens(backend, config)
+
+        tok = cls(
+            backend,
+            config=config,
+            special_tokens=special,
+            extra_special_tokens=extra,
+            tokenizer_class=tokenizer_class,
+            name_or_path=os.fspath(path_or_id),
+        )
+        flags_given = "add_bos_token" in config or "add_eos_token" in config
+        if profile.family in ("llama", "gpt2", "generic") and flags_given:
+            tok._bos_eos_post_processor(bool(config.get("add_bos_token")), bool(config.get("add_eos_token")))
+        elif tokenizer_json is None and profile.family == "camembert":
+            tok._camembert_post_processor()
+        elif backend.post_processor is None:
+            tok._bos_eos_post_processor(False, False)
+        return tok
+
+    def _bos_eos_post_processor(self, add_bos: bool, add_eos: bool) -> None:
+        """`[bos] A [eos]` / `[bos] A [eos] [bos] B [eos]`, second text with type id 1."""
+        from tokenizers import processors
+
+        bos, eos = self.bos_token if add_bos else None, self.eos_token if add_eos else None
+        single = " ".join([f"{bos}:0"] * bool(bos) + ["$A:0"] + [f"{eos}:0"] * bool(eos))
+        pair = " ".join([single] + [f"{bos}:1"] * bool(bos) + ["$B:1"] + [f"{eos}:1"] * bool(eos))
+        specials = [(t, self.convert_tokens_to_ids(t)) for t in dict.fromkeys(x for x in (bos, eos) if x)]
+        self._tokenizer.post_processor = processors.TemplateProcessing(
+            single=single, pair=pair, special_tokens=specials
+        )
+
+    def _camembert_post_processor(self) -> None:
+        from tokenizers import processors
+
+        bos, eos = self.bos_token, self.eos_token
+        self._tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A {eos}",
+            pair=f"{bos} $A {eos} {eos} $B {eos}",
+            special_tokens=[(bos, self.bos_token_id), (eos, self.eos_token_id)],
+        )
+
+    # ------------------------------------------------------------------ vocabulary
+
+    @property
+    def backend_tokenizer(self) -> Any:
+        """The `tokenizers.Tokenizer` doing the work."""
+        return self._tokenizer
+
+    def __len__(self) -> int:
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base vocabulary, without added tokens (the reference's meaning)."""
+        return self._tokenizer.get_vocab_size(with_added_tokens=False)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._tokenizer.get_vocab(with_added_tokens=True)
+
+    def get_added_vocab(self) -> dict[str, int]:
+        return {t.content: i for i, t in sorted(self._tokenizer.get_added_tokens_decoder().items())}
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        if isinstance(tokens, str):
+            index = self._tokenizer.token_to_id(tokens)
+            return index if index is not None else self.unk_token_id
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(
+        self, ids: int | Sequence[int], skip_special_tokens: bool = False
+    ) -> str | list[str]:
+        if isinstance(ids, int):
+            return self._tokenizer.id_to_token(ids)
+        special = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._tokenizer.id_to_token(int(i)) for i in _as_list(ids) if int(i) not in special]
+
+    def add_tokens(self, new_tokens: str | Sequence[str], special_tokens: bool = False) -> int:
+        """Add tokens to the vocabulary (at the end); returns how many were new."""
+        from tokenizers import AddedToken
+
+        new_tokens = [new_tokens] if isinstance(new_tokens, str) else list(new_tokens)
+        tokens = [
+            t
+            if isinstance(t, AddedToken)
+            else AddedToken(t, special=special_tokens, normalized=not special_tokens)
+            for t in new_tokens
+        ]
+        if special_tokens:
+            return self._tokenizer.add_special_tokens(tokens)
+        return self._tokenizer.add_tokens(tokens)
+
+    def add_special_tokens(
+        self, special_tokens_dict: dict[str, Any], replace_extra_special_tokens: bool = True
+    ) -> int:
+        """Set named special tokens (`{"pad_token": "[PAD]"}`) or extra ones
+        (`{"additional_special_tokens": [...]}`); new ones join the vocabulary. Returns how many."""
+        added = []
+        for key, value in special_tokens_dict.items():
+            if key in ("additional_special_tokens", "extra_special_tokens"):
+                values = [token_content(v) for v in value]
+                self._extra = (
+                    values if replace_extra_special_tokens else list(dict.fromkeys(self._extra + values))
+                )
+                added += values
+            elif key in SPECIAL_NAMES:
+                self._special[key] = token_content(value)
+                added.append(token_content(value))
+            else:
+                raise TokenizerError(
+                    f"{key!r} is not a special token name; use one of {SPECIAL_NAMES} "
+                    "or 'additional_special_tokens'"
+                )
+        return self.add_tokens([t for t in added if t is not None], special_tokens=True)
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """Named special tokens (bos, eos, unk, sep, pad, cls, mask order) then the extra ones."""
+        named = [t for t in (self._special[n] for n in SPECIAL_NAMES) if t is not None]
+        return list(dict.fromkeys(named + self._extra))
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self.convert_tokens_to_ids(t) for t in self.all_special_tokens]
+
+    @property
+    def additional_special_tokens(self) -> list[str]:
+        return list(self._extra)
+
+    @property
+    def special_tokens_map(self) -> dict[str, Any]:
+        """name -> token for each set special token (and `additional_special_tokens`)."""
+        out: dict[str, Any] = {n: t for n, t in self._special.items() if t is not None}
+        if self._extra:
+            out["additional_special_tokens"] = list(self._extra)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        # bos_token, pad_token_id, ... (kept out of the class body: 14 near-identical properties)
+        special = self.__dict__.get("_special")
+        if special is not None:
+            if name in special:
+                return special[name]
+            if name.endswith("_id") and name[:-3] in special:
+                token = special[name[:-3]]
+                return None if token is None else self.convert_tokens_to_ids(token)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in SPECIAL_NAMES:
+            self._special[name] = token_content(value)
+            if value is not None and self._tokenizer.token_to_id(token_content(value)) is None:
+                self.add_tokens([token_content(value)], special_tokens=True)
+        elif name.endswith("_token_id") and name[:-3] in SPECIAL_NAMES:
+            self._special[name[:-3]] = None if value is None else self._tokenizer.id_to_token(value)
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def pad_token_type_id(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Tokenizer(name_or_path={self.name_or_path!r}, class={self.tokenizer_class}, "
+            f"vocab_size={len(self)}, padding_side={self.padding_side!r}, special={self.special_tokens_map})"
+        )
+
+    # ------------------------------------------------------------------ encoding
+
+    def __call__(
+        self,
+        text: str | Sequence[str] | None = None,
+        text_pair: str | Sequence[str] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        **unused: Any,
+    ) -> BatchEncoding:
+        """Tokenize one text, a pair, or a batch of texts/pairs; see the module docstring."""
+        if text is None:
+            raise TokenizerError("nothing to tokenize: pass text (a string or a list of strings)")
+        batched = not isinstance(text, str)
+        texts = [text] if not batched else list(text)
+        if text_pair is None:
+            inputs: list[Any] = texts
+        else:
+            pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
+            if len(pairs) != len(texts):
+                raise TokenizerError(
+                    f"got {len(texts)} texts but {len(pairs)} text_pair entries; they must match"
+                )
+            inputs = list(zip(texts, pairs))
+        for item in texts:
+            if not isinstance(item, str):
+                raise TokenizerError(f"text must be a string or a list of strings, got {type(item).__name__}")
+
+        pad_strategy, trunc_strategy, max_length = self._strategies(padding, truncation, max_length)
+        side = padding_side or self.padding_side
+        if side not in ("left", "right"):
+            raise TokenizerError(f"padding_side must be 'left' or 'right', got {side!r}")
+        backend = self._tokenizer
+        try:
+            if trunc_strategy is not None:
+                backend.enable_truncation(
+                    max_length, stride=stride, strategy=trunc_strategy, direction=self.truncation_side
+                )
+            if pad_strategy is not None:
+                backend.enable_padding(
+                    direction=side,
+                    pad_id=self.pad_token_id,
+                    pad_type_id=self.pad_token_type_id,
+                    pad_token=self.pad_token,
+                    length=max_length if pad_strategy == "max_length" else None,
+                    pad_to_multiple_of=pad_to_multiple_of,
+                )
+            encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        except Exception as e:
+            if isinstance(e, TokenizerError):
+                raise
+            raise TokenizerError(f"tokenization failed: {e}") from e
+        finally:
+            backend.no_truncation()
+            backend.no_padding()
+
+        if trunc_strategy is None and not self._warned_long:
+            longest = max((len(e.ids) for e in encodings), default=0)
+            if longest > self.model_max_length:
+                self._warned_long = True
+                logger.warning(
+                    "Token indices sequence length is longer than the specified maximum sequence length for this "
+                    "model (%d > %d). Running this sequence through the model will result in indexing errors; "
+                    "pass truncation=True to cut it.",
+                    longest,
+                    self.model_max_length,
+                )
+
+        want_types = (
+            "token_type_ids" in self.model_input_names
+            if return_token_type_ids is None
+            else return_token_type_ids
+        )
+        want_mask = (
+            "attention_mask" in self.model_input_names
+            if return_attention_mask is None
+            else return_attention_mask
+        )
+        data: dict[str, list] = {"input_ids": [e.ids for e in encodings]}
+        if want_types:
+            data["token_type_ids"] = [e.type_ids for e in encodings]
+        if want_mask:
+            data["attention_mask"] = [e.attention_mask for e in encodings]
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = [e.special_tokens_mask for e in encodings]
+        if return_offsets_mapping:
+            data["offset_mapping"] = [list(e.offsets) for e in encodings]
+        if return_length:
+            data["length"] = [len(e.ids) for e in encodings]
+        if return_tensors is not None:
+            if return_offsets_mapping and return_tensors:
+                data["offset_mapping"] = [[list(o) for o in row] for row in data["offset_mapping"]]
+            data = to_tensors(data, return_tensors)
+            if "length" in data and not batched:
+                pass
+        elif not batched:
+            data = {k: v[0] for k, v in data.items()}
+        return BatchEncoding(data, encodings)
+
+    def _strategies(
+        self, padding: Any, truncation: Any, max_length: int | None
+    ) -> tuple[str | None, str | None, int | None]:
+        """Resolve padding/truncation/max_length the way the reference does."""
+        if padding in (False, None, "do_not_pad"):
+            pad = None
+        elif padding in _PADDING:
+            pad = _PADDING[padding]
+        else:
+            raise TokenizerError(f"padding={padding!r} is not one of False, True, 'longest', 'max_length'")
+        if truncation is None and max_length is not None and pad is None:
+            truncation = "longest_first"  # the reference truncates when only max_length is given
+        if truncation in (False, None, "do_not_truncate"):
+            trunc = None
+        elif truncation in _TRUNCATION:
+            trunc = _TRUNCATION[truncation]
+        else:
+            raise TokenizerError(
+                f"truncation={truncation!r} is not one of False, True, 'longest_first', 'only_first', 'only_second'"
+            )
+        limit = self.model_max_length if self.model_max_length < VERY_LARGE_INTEGER else None
+        if max_length is None:
+            if pad == "max_length":
+                if limit is None:
+                    logger.warning(
+                        "padding='max_length' without max_length and no model_max_length: not padding"
+                    )
+                    pad = None
+                max_length = limit
+            if trunc is not None:
+                if limit is None:
+                    trunc = None
+                max_length = limit
+        if pad is not None and self.pad_token is None:
+            raise TokenizerError(
+                "padding needs a pad token and this tokenizer has none; set one first, e.g. "
+                "`tokenizer.pad_token = tokenizer.eos_token`, or call with padding=False"
+            )
+        return pad, trunc, max_length
+
+    def encode(
+        self,
+        text: str,
+        text_pair: str | None = None,
+        *,
+        add_special_tokens: bool = True,
+        return_tensors: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Token ids of one text (or pair)."""
+        enc = self(
+            text, text_pair, add_special_tokens=add_special_tokens, return_tensors=return_tensors, **kwargs
+        )
+        return enc["input_ids"]
+
+    def tokenize(
+        self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any
+    ) -> list[str]:
+        """Token strings of `text` (no special tokens unless asked)."""
+        return self(text, pair, add_special_tokens=add_special_tokens, **kwargs).tokens()
+
+    # ------------------------------------------------------------------ decoding
+
+    def decode(
+        self,
+        token_ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **unused: Any,
+    ) -> str:
+        """Text of one sequence of ids (list, tensor or array)."""
+        ids = _as_list(token_ids)
+        if isinstance(ids, int):
+            ids = [ids]
+        if ids and isinstance(ids[0], list):
+            raise TokenizerError("decode takes one sequence; use batch_decode for a batch")
+        text = self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        clean = (
+            self.clean_up_tokenization_spaces
+            if clean_up_tokenization_spaces is None
+            else clean_up_tokenization_spaces
+        )
+        # Like the reference: the clean-up is meant for WordPiece and would corrupt BPE text, so BPE skips it.
+        if clean and type(self._tokenizer.model).__name__ != "BPE":
+            text = clean_up_tokenization(text)
+        return text
+
+    def batch_decode(
+        self,
+        sequences: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        return [
+            self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in _as_list(sequences)
+        ]
+
+    # ------------------------------------------------------------------ chat
+
+    def apply_chat_template(
+        self,
+        conversation: list[dict[str, Any]] | list[list[dict[str, Any]]],
+        tools: list | None = None,
+        documents: list | None = None,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        tokenize: bool = True,
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_dict: bool = True,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Render the Jinja `chat_template` (sandboxed) and, with `tokenize=True`, tokenize the
+        result without adding special tokens (the template writes them). As the reference: with
+        `return_dict=True` (default) a BatchEncoding, else the input ids; a string if not tokenizing."""
+        template = chat_template or self.chat_template
+        if isinstance(template, dict):
+            template = template.get("default")
+        if not template:
+            raise TokenizerError(
+                "this tokenizer has no chat_template; pass chat_template=... or set tokenizer.chat_template"
+            )
+        if not conversation:
+            raise TokenizerError("cannot apply a chat template to an empty conversation")
+        batched = isinstance(conversation[0], (list, tuple))
+        conversations = list(conversation) if batched else [conversation]
+        if continue_final_message and add_generation_prompt:
+            raise TokenizerError("continue_final_message and add_generation_prompt cannot both be set")
+        variables = {**self.special_tokens_map, **kwargs}
+        rendered = render_chat(
+            template,
+            conversations,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            tools=tools,
+            documents=documents,
+            **variables,
+        )
+        rendered_out: Any = rendered if batched else rendered[0]
+        if not tokenize:
+            return rendered_out
+        out = self(
+            rendered_out,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            add_special_tokens=False,
+            return_tensors=return_tensors,
+            **(tokenizer_kwargs or {}),
+        )
+        return out if return_dict else out["input_ids"]
+
+    # ------------------------------------------------------------------ saving
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **unused: Any) -> tuple[str, ...]:
+        """Write tokenizer.json, tokenizer_config.json, special_tokens_map.json (and
+        chat_template.jinja) in the layout the reference library loads."""
+        os.makedirs(save_directory, exist_ok=True)
+        paths = {
+            name: os.path.join(save_directory, name)
+            for name in (
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+                "chat_template.jinja",
+            )
+        }
+        self._tokenizer.save(paths["tokenizer.json"])
+
+        config = {k: v for k, v in self.config.items() if k not in _OWN_KEYS and not k.startswith("_")}
+        for key in ("name_or_path", "is_local", "local_files_only", "token", "revision", "cache_dir"):
+            config.pop(key, None)
+        config.update({n: t for n, t in self._special.items()})
+        if self._extra:
+            config["extra_special_tokens"] = list(self._extra)
+        config["added_tokens_decoder"] = {
+            str(i): {
+                "content": t.content,
+                "lstrip": t.lstrip,
+                "normalized": t.normalized,
+                "rstrip": t.rstrip,
+                "single_word": t.single_word,
+                "special": t.special,
+            }
+            for i, t in sorted(self._tokenizer.get_added_tokens_decoder().items())
+        }
+        config["model_max_length"] = self.model_max_length
+        config["padding_side"] = self.padding_side
+        config["truncation_side"] = self.truncation_side
+        config["clean_up_tokenization_spaces"] = self.clean_up_tokenization_spaces
+        config["model_input_names"] = list(self.model_input_names)
+        config["tokenizer_class"] = self.tokenizer_class
+        with open(paths["tokenizer_config.json"], "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2, sort_keys=True, ensure_ascii=False)
+            f.write("\n")
+        with open(paths["special_tokens_map.json"], "w", encoding="utf-8") as f:
+            json.dump(self.special_tokens_map, f, indent=2, sort_keys=True, ensure_ascii=False)
+            f.write("\n")
+        written = [paths["tokenizer.json"], paths["tokenizer_config.json"], paths["special_tokens_map.json"]]
+        if isinstance(self.chat_template, str) and self.chat_template:
+            with open(paths["chat_template.jinja"], "w", encoding="utf-8") as f:
+                f.write(self.chat_template)
+            written.append(paths["chat_template.jinja"])
+        return tuple(written)
+
+    def __deepcopy__(self, memo: dict) -> Tokenizer:
+        new = object.__new__(type(self))
+        for key, value in self.__dict__.items():
+            object.__setattr__(new, key, copy.deepcopy(value, memo))
+        return new
+
+
+class AutoTokenizer:
+    """`AutoTokenizer.from_pretrained(dir_or_id)` -> `Tokenizer` (there is one tokenizer class)."""
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoTokenizer.from_pretrained(path_or_id)")
+
+    @staticmethod
+    def from_pretrained(
+        path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
+    ) -> Tokenizer:
+        return Tokenizer.from_pretrained(path_or_id, revision=revision, **kwargs)
+
+
+def _add_config_tokens(backend: Any, config: dict[str, Any]) -> None:
+    """Legacy files: add the tokens `added_tokens_decoder` lists that the vocabulary lacks."""
+    from tokenizers import AddedToken
+
+    entries = config.get("added_tokens_decoder") or {}
+    for index, value in sorted(entries.items(), key=lambda kv: int(kv[0])):
+        content = token_content(value)
+        if backend.token_to_id(content) is not None:
+            continue
+        opts = token_options(value)
+        special = opts.pop("special", False)
+        token = AddedToken(content, **opts, special=special)
+        (backend.add_special_tokens if special else backend.add_tokens)([token])
+        if backend.token_to_id(content) != int(index):
+            raise TokenizerError(
+                f"added token {content!r} should have id {index} but the vocabulary gives it "
+                f"{backend.token_to_id(content)}; the tokenizer files do not belong together"
+            )
+
+
+def _as_list(ids: Any) -> Any:
+    """Lists stay lists; tensors and arrays become (nested) lists of ints."""
+    if hasattr(ids, "tolist"):
+        return ids.tolist()
+    if isinstance(ids, (list, tuple)):
+        return [_as_list(i) if not isinstance(i, int) else i for i in ids]
+    return ids
+
+
+def clean_up_tokenization(text: str) -> str:
+    """Remove the spaces WordPiece decoding leaves before punctuation and in contractions."""
+    for before, after in (
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ):
+        text = text.replace(before, after)
+    return text
