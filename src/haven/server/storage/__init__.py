@@ -1,0 +1,89 @@
+"""Hub storage: bare git repositories (pygit2), the LFS object store, git smart HTTP, push policy.
+
+A pure library (no HTTP framework). Data layout under the server's data dir:
+
+    DATA/repos/{models|datasets}/{namespace}/{name}.git   RepoStore(DATA / "repos", lfs)
+    DATA/lfs/objects/ab/cd/<sha256>                        LfsStore(DATA / "lfs")
+    DATA/tmp/                                              uploads in progress (LfsStore default)
+
+Interface (the HTTP layer codes against exactly this):
+
+    RepoStore(root, lfs)
+      .repo_path(type, id) -> Path        .exists(type, id) -> bool
+      .create(type, id, author=) -> sha   initial commit on main with the default .gitattributes
+      .delete(type, id)                   .move(type, from_id, to_id)
+      .resolve(type, id, revision) -> sha branch, tag, full/short sha, "refs/pr/1", "HEAD"
+      .list_tree(type, id, commit, path="", recursive=False) -> [TreeEntry]   (pre-order)
+      .entry(type, id, commit, path) -> TreeEntry        ("" = the root folder)
+      .read_blob(type, id, commit, path) -> bytes        raw blob (pointer text for LFS files)
+      .open_file(type, id, commit, path) -> (TreeEntry, bytes | open binary file)  LFS resolved
+      .commit(type, id, branch, ops, message=, description=, author=, author_email=, parent=) -> sha
+      .refs(type, id) -> (branches, tags)                [RefInfo]
+      .create_branch(type, id, name, start=None) / .delete_branch(type, id, name)
+      .create_tag(type, id, name, revision, message=None) / .delete_tag(type, id, name)
+      .log(type, id, revision, skip=0, limit=50) -> [CommitInfo]   newest first
+      .count_commits(type, id, revision) -> int
+      .last_commit_for(type, id, commit, paths) -> {path: CommitInfo}
+    Every `commit` argument of the readers accepts any revision; `type` is "model" | "dataset".
+    Commit ops: AddFile(path, content), AddLfsFile(path, oid, size), DeleteFile(path),
+    DeleteFolder(path), CopyFile(src_path, path, src_revision=None).
+
+    LfsStore(root, tmp_dir=None, fsync=False)
+      .has(oid) .size(oid) .path(oid) .open(oid) .put(oid, size, chunks) await .put_async(...)
+      .put_file(path) -> (oid, size)
+
+    githttp.run_http_backend(repo_root, path_info, method, query, headers, body, *,
+                             remote_user, allow_push, on_push=None) -> (status, headers, body_iter)
+      ASYNC: `status, headers, body = await run_http_backend(...)`; `repo_root` is DATA/repos and
+      `path_info` comes from `githttp.git_path_info(type, id, "info/refs")`
+      ("/models/ns/name.git/info/refs"). Pushes run the pre-receive policy (non-LFS blobs over
+      10 MB refused with a git-lfs hint, only refs/heads/* and refs/tags/*); after a successful
+      push `on_push(type, id)` is called (sync or async) at the end of the body iterator.
+
+    attributes.is_lfs_tracked(gitattributes_text, path) -> bool; attributes.DEFAULT_GITATTRIBUTES
+    paths.normalize_path(path), paths.check_repo_id(id), paths.repo_id_error(id) -> str | None
+
+Errors: every StorageError has `.message`, `.status` (HTTP) and `.code` (X-Error-Code or None):
+RepoExistsError 409 (RefExistsError: branch/tag exists, 409), RepoNotFound 404, RevisionNotFound
+404, EntryNotFound 404, StaleParentError 412, ConcurrentUpdateError 409, InvalidPathError 400
+(InvalidNameError: bad repo id / ref name, 400), LfsObjectMissing 422, LfsVerifyError 400; a plain
+StorageError (e.g. deleting the default branch) is 400.
+"""
+
+from . import attributes, githttp, paths  # submodules as attributes
+from .datatypes import (
+    AddFile,
+    AddLfsFile,
+    CommitInfo,
+    CopyFile,
+    DeleteFile,
+    DeleteFolder,
+    LfsInfo,
+    Operation,
+    RefInfo,
+    TreeEntry,
+)
+from .errors import (
+    ConcurrentUpdateError,
+    EntryNotFound,
+    InvalidNameError,
+    InvalidPathError,
+    LfsObjectMissing,
+    LfsVerifyError,
+    RefExistsError,
+    RepoExistsError,
+    RepoNotFound,
+    RevisionNotFound,
+    StaleParentError,
+    StorageError,
+)
+from .lfs import LfsStore, format_pointer, parse_pointer
+from .repos import DEFAULT_BRANCH, RepoStore
+
+__all__ = [
+    "AddFile", "AddLfsFile", "CommitInfo", "CopyFile", "DeleteFile", "DeleteFolder", "LfsInfo",
+    "Operation", "RefInfo", "TreeEntry", "ConcurrentUpdateError", "EntryNotFound", "InvalidNameError",
+    "InvalidPathError", "LfsObjectMissing", "LfsVerifyError", "RefExistsError", "RepoExistsError",
+    "RepoNotFound", "RevisionNotFound", "StaleParentError", "StorageError", "LfsStore", "RepoStore",
+    "DEFAULT_BRANCH", "format_pointer", "parse_pointer", "attributes", "githttp", "paths",
+]

@@ -1,0 +1,215 @@
+"""Git smart HTTP: run `git http-backend` as a CGI program, streaming both ways.
+
+The HTTP layer authenticates the caller and decides `allow_push`; this module maps the request to
+CGI variables, feeds the request body to the backend while reading its response, and parses the
+CGI header block. Pushes go through the pre-receive policy in `hooks/pre_receive.py` (installed
+once per repo root as `<repo_root>/.hooks/pre-receive` and enabled with `core.hooksPath` through
+the environment), and `on_push(repo_type, repo_id)` runs after every successful push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import shlex
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from .paths import REPO_TYPES, check_repo_id, check_repo_type
+
+log = logging.getLogger("haven.server.storage.githttp")
+
+HOOK_SCRIPT = Path(__file__).parent / "hooks" / "pre_receive.py"
+MAX_GIT_BLOB = 10 * 1024 * 1024
+_READ = 256 * 1024
+_SKIP_HEADERS = {"authorization", "cookie", "proxy-authorization", "content-type", "content-length"}
+_installed: set[str] = set()
+
+
+def git_path_info(repo_type: str, repo_id: str, rest: str) -> str:
+    """The PATH_INFO for `rest` ("info/refs", "git-upload-pack", ...) of a repo, relative to the
+    repo root given to `run_http_backend`: "/models/alice/bert.git/info/refs"."""
+    folder = check_repo_type(repo_type)
+    return f"/{folder}/{check_repo_id(repo_id)}.git/{rest.lstrip('/')}"
+
+
+def parse_path_info(path_info: str) -> tuple[str, str] | None:
+    """(repo_type, repo_id) named by a PATH_INFO built by `git_path_info`, or None."""
+    parts = path_info.lstrip("/").split("/")
+    folders = {v: k for k, v in REPO_TYPES.items()}
+    if len(parts) < 3 or parts[0] not in folders or not parts[2].endswith(".git"):
+        return None
+    return folders[parts[0]], f"{parts[1]}/{parts[2][:-4]}"
+
+
+def install_hooks(repo_root: Path) -> Path:
+    """Write `<repo_root>/.hooks/pre-receive` (a wrapper running the packaged policy script with
+    this interpreter) if missing or outdated; returns the hooks folder."""
+    hooks = Path(repo_root) / ".hooks"
+    wrapper = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(HOOK_SCRIPT))} "$@"\n'
+    target = hooks / "pre-receive"
+    if str(hooks) in _installed and target.exists():
+        return hooks
+    if not target.exists() or target.read_text() != wrapper:
+        hooks.mkdir(parents=True, exist_ok=True)
+        tmp = hooks / f".pre-receive.{os.getpid()}"
+        tmp.write_text(wrapper)
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+    _installed.add(str(hooks))
+    return hooks
+
+
+def backend_env(
+    repo_root: Path, path_info: str, method: str, query: str, headers: dict, *,
+    remote_user: str, allow_push: bool, remote_addr: str = "127.0.0.1", max_blob_size: int = MAX_GIT_BLOB,
+) -> dict[str, str]:
+    """The CGI environment for one request."""
+    hooks = install_hooks(repo_root)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(repo_root),
+        "GIT_PROJECT_ROOT": str(repo_root),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REQUEST_METHOD": method.upper(),
+        "PATH_INFO": path_info,
+        "QUERY_STRING": query or "",
+        "REMOTE_USER": remote_user or "",
+        "REMOTE_ADDR": remote_addr,
+        "HAVEN_MAX_GIT_BLOB": str(max_blob_size),
+    }
+    config = {
+        "core.hooksPath": str(hooks),
+        "http.receivepack": "true" if allow_push else "false",
+        "http.uploadpack": "true",
+        "uploadpack.allowFilter": "true",
+        "receive.fsckObjects": "true",
+    }
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for i, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "content-type" in lowered:
+        env["CONTENT_TYPE"] = lowered["content-type"]
+    if "content-length" in lowered:
+        env["CONTENT_LENGTH"] = lowered["content-length"]
+    for key, value in lowered.items():
+        if key not in _SKIP_HEADERS:
+            env["HTTP_" + key.upper().replace("-", "_")] = value
+    return env
+
+
+async def _feed(proc: asyncio.subprocess.Process, body: AsyncIterable[bytes] | bytes) -> None:
+    stdin = proc.stdin
+    try:
+        if isinstance(body, bytes | bytearray | memoryview):
+            stdin.write(body)
+            await stdin.drain()
+        else:
+            async for chunk in body:
+                stdin.write(chunk)
+                await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the backend refused early; its response says why
+    finally:
+        try:
+            stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def _parse_cgi_headers(block: bytes) -> tuple[int, dict[str, str]]:
+    status, out = 200, {}
+    for line in block.decode("latin-1").splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not key:
+            continue
+        if key.lower() == "status":
+            status = int(value.split()[0])
+        else:
+            out[key] = value
+    return status, out
+
+
+async def run_http_backend(
+    repo_root: Path,
+    path_info: str,
+    method: str,
+    query: str,
+    headers: dict,
+    body: AsyncIterable[bytes] | bytes,
+    *,
+    remote_user: str,
+    allow_push: bool,
+    on_push: Callable[[str, str], Any] | None = None,
+    remote_addr: str = "127.0.0.1",
+    max_blob_size: int = MAX_GIT_BLOB,
+) -> tuple[int, dict[str, str], AsyncIterator[bytes]]:
+    """Run one smart-HTTP request through `git http-backend` (await it).
+
+    `path_info` is relative to `repo_root` (see `git_path_info`); `headers` are the request's
+    (Authorization and cookies are not passed on). Returns (status, response headers, body
+    iterator); iterate the body to the end (a StreamingResponse does) so the process is reaped
+    and `on_push(repo_type, repo_id)` (sync or async) runs after a successful push.
+    """
+    env = backend_env(
+        repo_root, path_info, method, query, headers, remote_user=remote_user, allow_push=allow_push,
+        remote_addr=remote_addr, max_blob_size=max_blob_size,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "git", "http-backend", env=env, cwd=str(repo_root),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    feeder = asyncio.create_task(_feed(proc, body))
+    errors = asyncio.create_task(proc.stderr.read())
+    buffer = b""
+    while True:
+        cut = min((i for i in (buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")) if i >= 0), default=-1)
+        if cut >= 0:
+            sep = 4 if buffer[cut : cut + 4] == b"\r\n\r\n" else 2
+            head, buffer = buffer[:cut], buffer[cut + sep :]
+            break
+        chunk = await proc.stdout.read(_READ)
+        if not chunk:
+            head, buffer = buffer, b""
+            break
+        buffer += chunk
+    status, out_headers = _parse_cgi_headers(head)
+    is_push = method.upper() == "POST" and path_info.rstrip("/").endswith("/git-receive-pack")
+
+    async def stream() -> AsyncIterator[bytes]:
+        ok = False
+        try:
+            if buffer:
+                yield buffer
+            while chunk := await proc.stdout.read(_READ):
+                yield chunk
+            await feeder
+            rc = await proc.wait()
+            stderr = await errors
+            if rc != 0 or stderr.strip():
+                log.info("git http-backend %s %s: rc=%s %s", method, path_info, rc, stderr.decode(errors="replace"))
+            ok = rc == 0 and status < 400
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            feeder.cancel()
+            errors.cancel()
+        if ok and is_push and on_push is not None:
+            target = parse_path_info(path_info)
+            if target is not None:
+                result = on_push(*target)
+                if inspect.isawaitable(result):
+                    await result
+
+    return status, out_headers, stream()
