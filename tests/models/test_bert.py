@@ -84,7 +84,9 @@ def test_masked_lm_loss(bert_masked_lm_dir):
         (2, "regression", True, lambda: torch.tensor([[0.5, 1.0], [-1.0, 2.0]])),
     ],
 )
-def test_sequence_classification_losses(tmp_path, bert_tokenizer_dir, num_labels, problem_type, explicit, make_labels):
+def test_sequence_classification_losses(
+    tmp_path, bert_tokenizer_dir, num_labels, problem_type, explicit, make_labels
+):
     """problem_type given, or inferred from num_labels and the labels' dtype as the reference does."""
     import transformers
 
@@ -132,7 +134,9 @@ def test_input_longer_than_max_positions_is_a_clear_error(bert_masked_lm_dir):
 
 def test_built_from_config_is_randomly_initialised():
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
+    config = BertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37
+    )
     model = BertForMaskedLM(config)
     emb = model.bert.embeddings.word_embeddings.weight
     assert not emb.is_meta and 0.015 < emb.std().item() < 0.025  # N(0, initializer_range)
