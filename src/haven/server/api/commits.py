@@ -1,0 +1,239 @@
+"""Uploads: `POST /api/validate-yaml`, `/preupload/{rev}` and the NDJSON `/commit/{rev}`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import hashlib
+import json
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from .. import storage
+from . import index
+from .common import ApiError, json_or_empty, load_repo, raw_tail, repo_url, session_scope
+from .repos import repo_type_of
+
+router = APIRouter()
+LFS_THRESHOLD = 10 * 1024 * 1024  # files at least this large go through LFS, as on the Hub
+MAX_COMMIT_BODY = 1 << 30  # regular files travel base64 inside the NDJSON body
+
+
+@router.post("/api/validate-yaml")
+async def validate_yaml(request: Request):
+    from fastapi.responses import JSONResponse
+
+    body = await json_or_empty(request)
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise ApiError(400, "missing 'content': the README.md text to validate")
+    try:
+        index.parse_front_matter(content)
+    except ValueError as err:
+        return JSONResponse({"errors": [{"message": str(err)}], "warnings": []}, status_code=400)
+    return {"errors": [], "warnings": []}
+
+
+# -- preupload ------------------------------------------------------------------------------------
+
+
+def lfs_tracked(gitattributes: str, path: str) -> bool:
+    """Whether `.gitattributes` text routes `path` through LFS."""
+    helper = getattr(getattr(storage, "attributes", None), "is_lfs_tracked", None)
+    if helper is not None:
+        return bool(helper(gitattributes, path))
+    name = path.rsplit("/", 1)[-1]
+    for line in gitattributes.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or parts[0].startswith("#") or "filter=lfs" not in parts[1:]:
+            continue
+        pattern = parts[0]
+        if fnmatch.fnmatchcase(path if "/" in pattern else name, pattern.lstrip("/")):
+            return True
+    return False
+
+
+def looks_binary(sample: bytes) -> bool:
+    if b"\x00" in sample:
+        return True
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.start < len(sample) - 4  # a multi-byte character cut at the end is fine
+    return False
+
+
+@router.post("/api/{plural}/{ns}/{name}/preupload/{rest:path}")
+async def preupload(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
+    body = await json_or_empty(request)
+    return await run_in_threadpool(_preupload, request, plural, ns, name, body)
+
+
+def _preupload(request: Request, plural: str, ns: str, name: str, body: dict) -> dict:
+    files = body.get("files")
+    if not isinstance(files, list):
+        raise ApiError(400, "missing 'files': a list of {path, sample, size}")
+    with session_scope(request) as (session, p):
+        repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
+        rev, more = raw_tail(request, repo.repo_id, "preupload")
+        rev = f"{rev}/{more}" if more else rev
+        st = request.app.state.repos
+        try:
+            sha = st.resolve(repo.type, repo.repo_id, rev)
+        except storage.RevisionNotFound:
+            sha = None  # a branch about to be created: nothing to compare against
+        attrs = ""
+        if sha:
+            try:
+                attrs = st.read_blob(repo.type, repo.repo_id, sha, ".gitattributes").decode("utf-8", "replace")
+            except storage.EntryNotFound:
+                attrs = ""
+        out = []
+        for f in files:
+            if not isinstance(f, dict) or not isinstance(f.get("path"), str):
+                raise ApiError(400, "each entry of 'files' needs a 'path'")
+            path, size = f["path"], int(f.get("size") or 0)
+            try:
+                sample = base64.b64decode(f.get("sample") or "")
+            except (binascii.Error, ValueError) as err:
+                raise ApiError(400, f"'sample' of {path!r} is not valid base64") from err
+            if size == 0:
+                mode = "regular"
+            elif size >= LFS_THRESHOLD or lfs_tracked(attrs, path) or looks_binary(sample[:512]):
+                mode = "lfs"
+            else:
+                mode = "regular"
+            item = {"path": path, "uploadMode": mode, "shouldIgnore": False}
+            if sha:
+                try:
+                    entry = st.entry(repo.type, repo.repo_id, sha, path)
+                except (storage.EntryNotFound, storage.InvalidPathError):
+                    entry = None
+                if entry is not None and entry.type == "file":
+                    item["oid"] = entry.lfs.oid if entry.lfs else entry.oid
+            out.append(item)
+        return {"files": out, "commitOid": sha}
+
+
+# -- commit ---------------------------------------------------------------------------------------
+
+
+def parse_ndjson(raw: bytes, lfs) -> tuple[dict, list]:
+    """(header, storage operations) from an NDJSON commit body; ApiError(400) on any defect."""
+    header: dict | None = None
+    ops: list = []
+    for lineno, line in enumerate(raw.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as err:
+            raise ApiError(400, f"malformed NDJSON at line {lineno}: {err}; send one JSON object per line") from err
+        if not isinstance(item, dict) or "key" not in item or not isinstance(item.get("value"), dict):
+            raise ApiError(400, f'line {lineno} must be an object {{"key": ..., "value": {{...}}}}')
+        key, value = item["key"], item["value"]
+        if key == "header":
+            if header is not None:
+                raise ApiError(400, "the commit has two header lines")
+            header = value
+            continue
+        if header is None:
+            raise ApiError(400, 'the first line of a commit must be {"key": "header", ...}')
+        path = value.get("path")
+        if not isinstance(path, str) or not path:
+            raise ApiError(400, f"line {lineno} ({key}) needs a non-empty 'path'")
+        if key == "file":
+            ops.append(_file_op(path, value, lfs, lineno))
+        elif key == "lfsFile":
+            oid = value.get("oid")
+            if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str):
+                raise ApiError(400, f"line {lineno}: lfsFile needs algo 'sha256' and an 'oid'")
+            size = value.get("size")
+            if size is None:
+                if not lfs.has(oid):
+                    raise ApiError(422, f"LFS object {oid} of {path!r} was never uploaded: upload it first")
+                size = lfs.size(oid)
+            ops.append(storage.AddLfsFile(path=path, oid=oid, size=int(size)))
+        elif key == "deletedFile":
+            ops.append(storage.DeleteFile(path=path))
+        elif key == "deletedFolder":
+            ops.append(storage.DeleteFolder(path=path))
+        else:
+            raise ApiError(400, f"line {lineno}: unknown operation {key!r} (use file, lfsFile, deletedFile, deletedFolder)")
+    if header is None:
+        raise ApiError(400, 'empty commit: send a {"key": "header", "value": {"summary": ...}} line first')
+    return header, ops
+
+
+def _file_op(path: str, value: dict, lfs, lineno: int):
+    encoding = value.get("encoding", "base64")
+    content = value.get("content", "")
+    if not isinstance(content, str):
+        raise ApiError(400, f"line {lineno}: 'content' of {path!r} must be a string")
+    if encoding == "base64":
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ApiError(400, f"line {lineno}: 'content' of {path!r} is not valid base64") from err
+    elif encoding in ("utf-8", "utf8", None):
+        data = content.encode()
+    else:
+        raise ApiError(400, f"line {lineno}: unsupported encoding {encoding!r}; use base64")
+    if len(data) >= LFS_THRESHOLD:
+        # The Hub keeps big files out of git; store it in LFS on the client's behalf.
+        oid = hashlib.sha256(data).hexdigest()
+        lfs.put(oid, len(data), [data])
+        return storage.AddLfsFile(path=path, oid=oid, size=len(data))
+    return storage.AddFile(path=path, content=data)
+
+
+@router.post("/api/{plural}/{ns}/{name}/commit/{rest:path}")
+async def commit(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
+    if request.query_params.get("create_pr") in ("1", "true", "True"):
+        raise ApiError(400, "pull requests are not supported by this hub: commit to a branch instead")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > MAX_COMMIT_BODY:
+            raise ApiError(413, "commit body too large: send big files through LFS")
+        chunks.append(chunk)
+    return await run_in_threadpool(_commit, request, plural, ns, name, b"".join(chunks))
+
+
+def _commit(request: Request, plural: str, ns: str, name: str, raw: bytes) -> dict:
+    st = request.app.state.repos
+    with session_scope(request) as (session, p):
+        repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
+        rev, more = raw_tail(request, repo.repo_id, "commit")
+        branch = f"{rev}/{more}" if more else rev
+        header, ops = parse_ndjson(raw, request.app.state.lfs)
+        summary = header.get("summary") or ""
+        if not isinstance(summary, str) or not summary.strip():
+            summary = "Upload files with haven"
+        parent = header.get("parentCommit") or None
+        branches, _ = st.refs(repo.type, repo.repo_id)
+        if not any(b.name == branch for b in branches):
+            raise ApiError(
+                404,
+                f"branch {branch!r} not found in {repo.repo_id}: create it first (create_branch), "
+                "commits go to branches only",
+                "RevisionNotFound",
+            )
+        oid = st.commit(
+            repo.type,
+            repo.repo_id,
+            branch,
+            ops,
+            message=summary,
+            description=header.get("description") or "",
+            author=p.name,
+            author_email=p.user.email or f"{p.name}@users.noreply.haven",
+            parent=parent,
+        )
+        if branch == "main":
+            index.refresh(session, st, repo)
+        url = f"{repo_url(request, repo.type, repo.repo_id)}/commit/{oid}"
+        return {"commitOid": oid, "commitUrl": url, "commitMessage": summary, "branch": quote(branch)}

@@ -1,0 +1,186 @@
+"""What every route module shares: errors, the DB session, the caller, repo lookup, URLs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import auth
+from ..db import Repo
+
+REPO_TYPES = {"models": "model", "datasets": "dataset"}  # URL plural -> repo_type
+
+
+class ApiError(Exception):
+    """An HTTP error answered as `{"error": message}` with `X-Error-Code` when `code` is set."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict | None = None,
+        extra: dict | None = None,
+    ):
+        super().__init__(message)
+        self.extra = extra or {}
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    headers = dict(err.headers)
+    if err.code:
+        headers["X-Error-Code"] = err.code
+        headers["X-Error-Message"] = err.message.encode("ascii", "replace").decode()[:500]
+    return JSONResponse({**err.extra, "error": err.message}, status_code=err.status, headers=headers)
+
+
+def repo_not_found(repo_type: str, repo_id: str) -> ApiError:
+    kind = "Dataset" if repo_type == "dataset" else "Repository"
+    return ApiError(
+        404,
+        f"{kind} not found: {repo_id}. Check the name, and pass a token that may see it if it is private.",
+        "RepoNotFound",
+    )
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session: Session = request.app.state.sessionmaker()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_principal(request: Request, session: Session = Depends(get_session)) -> auth.Principal:
+    """The caller; a wrong token is a 401 on every route."""
+    try:
+        return auth.authenticate(session, request.headers.get("authorization"))
+    except auth.AuthError as err:
+        raise ApiError(401, str(err), headers={"WWW-Authenticate": 'Bearer realm="haven"'}) from err
+
+
+def require_user(p: auth.Principal) -> auth.Principal:
+    if p.anonymous:
+        raise ApiError(
+            401,
+            "authentication required: pass a token (Authorization: Bearer hv_...)",
+            headers={"WWW-Authenticate": 'Bearer realm="haven"'},
+        )
+    return p
+
+
+def base_url(request: Request) -> str:
+    return request.app.state.settings.public_url
+
+
+def repo_url(request: Request, repo_type: str, repo_id: str) -> str:
+    prefix = "datasets/" if repo_type == "dataset" else ""
+    return f"{base_url(request)}/{prefix}{repo_id}"
+
+
+def find_repo(session: Session, repo_type: str, repo_id: str) -> Repo | None:
+    ns, _, name = repo_id.partition("/")
+    return session.scalar(select(Repo).where(Repo.type == repo_type, Repo.namespace == ns, Repo.name == name))
+
+
+def load_repo(
+    session: Session, p: auth.Principal, repo_type: str, repo_id: str, *, write: bool = False
+) -> Repo:
+    """The repo if the caller may see it (and write to it when `write`); else 404 (never 403 for
+    a repo the caller cannot see) or 401/403 for a visible repo the caller may not change."""
+    repo = find_repo(session, repo_type, repo_id)
+    if repo is None or not auth.can_read(p, repo):
+        raise repo_not_found(repo_type, repo_id)
+    if write:
+        if p.anonymous:
+            raise ApiError(
+                401,
+                "authentication required to write: pass a write token",
+                headers={"WWW-Authenticate": 'Bearer realm="haven"'},
+            )
+        if not auth.is_member(p, repo.namespace):
+            raise ApiError(
+                403,
+                f"you ({p.name}) may not write to {repo_id}: only its owner or members of "
+                f"its organization can",
+            )
+        if p.role != "write":
+            raise ApiError(
+                403, "this token is read-only: use a token with the 'write' role to change repositories"
+            )
+    return repo
+
+
+def raw_tail(request: Request, repo_id: str, marker: str) -> tuple[str, str]:
+    """Split the raw (still-quoted) URL path after `/{repo_id}/{marker}/` into (revision, rest).
+
+    Revisions arrive quoted with safe="" (`refs%2Fpr%2F1`), so they are one raw segment;
+    the rest (a file path) keeps its slashes. Both come back unquoted.
+    """
+    raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+    key = f"/{repo_id}/{marker}/"
+    idx = raw.find(key)
+    if idx < 0:
+        return "", ""
+    rev, _, rest = raw[idx + len(key) :].partition("/")
+    return unquote(rev), unquote(rest)
+
+
+def plural(repo_type: str) -> str:
+    return repo_type + "s"
+
+
+# -- helpers for async routes that read a body first ---------------------------------------------
+
+
+async def json_or_empty(request: Request) -> dict:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as err:
+        raise ApiError(400, f"the request body is not valid JSON: {err}") from err
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+class session_scope:
+    """`with session_scope(request) as (session, principal)`: commit on success."""
+
+    def __init__(self, request: Request):
+        self.request = request
+
+    def __enter__(self):
+        self.session = self.request.app.state.sessionmaker()
+        try:
+            self.principal = get_principal(self.request, self.session)
+        except BaseException:
+            self.session.close()
+            raise
+        return self.session, self.principal
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.session.commit()
+            else:
+                self.session.rollback()
+        finally:
+            self.session.close()
+        return False

@@ -1,0 +1,114 @@
+"""File downloads: `HEAD`/`GET /{[datasets/]}{ns}/{name}/resolve/{rev}/{path}`.
+
+Headers the client reads: `X-Repo-Commit` (the resolved sha), `ETag` (git blob sha1, or the
+sha256 for LFS files), `X-Linked-Etag` and `X-Linked-Size` for LFS files, `Content-Length`.
+`Range: bytes=N-` answers 206 with `Content-Range`. LFS content streams from disk
+(`FileResponse`, sendfile-style chunks), never through memory.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from sqlalchemy import update
+from starlette.concurrency import run_in_threadpool
+
+from .. import storage
+from ..db import Repo
+from .common import ApiError, load_repo, raw_tail, session_scope
+
+router = APIRouter()
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _counted(repo_type: str, path: str) -> bool:
+    """One download per model fetch (its config.json), as the Hub counts; every file for datasets."""
+    return path == "config.json" if repo_type == "model" else True
+
+
+def _resolve(request: Request, repo_type: str, ns: str, name: str):
+    """(repo, sha, entry, headers) for a resolve URL, raising the right 404s."""
+    with session_scope(request) as (session, p):
+        repo = load_repo(session, p, repo_type, f"{ns}/{name}")
+        repo_id, rtype, private = repo.repo_id, repo.type, repo.private
+    rev, path = raw_tail(request, repo_id, "resolve")
+    st = request.app.state.repos
+    sha = st.resolve(rtype, repo_id, rev)
+    headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes", "Cache-Control": "private" if private else "public"}
+    try:
+        entry = st.entry(rtype, repo_id, sha, path)
+    except (storage.EntryNotFound, storage.InvalidPathError) as err:
+        raise ApiError(404, f"{path} not found in {repo_id} at {rev}", "EntryNotFound", headers=headers) from err
+    if entry.type != "file":
+        raise ApiError(404, f"{path} is a folder in {repo_id}, not a file", "EntryNotFound", headers=headers)
+    if entry.lfs is not None:
+        headers["ETag"] = f'"{entry.lfs.oid}"'
+        headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'
+        headers["X-Linked-Size"] = str(entry.lfs.size)
+    else:
+        headers["ETag"] = f'"{entry.oid}"'
+    ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    headers["Content-Disposition"] = f"inline; filename*=UTF-8''{path.rsplit('/', 1)[-1]}"
+    return rtype, repo_id, sha, path, entry, headers, ctype
+
+
+def _count(request: Request, repo_type: str, repo_id: str) -> None:
+    ns, _, name = repo_id.partition("/")
+    with session_scope(request) as (session, _p):
+        session.execute(
+            update(Repo)
+            .where(Repo.type == repo_type, Repo.namespace == ns, Repo.name == name)
+            .values(downloads=Repo.downloads + 1)
+        )
+
+
+async def _serve(request: Request, repo_type: str, ns: str, name: str) -> Response:
+    rtype, repo_id, sha, path, entry, headers, ctype = await run_in_threadpool(_resolve, request, repo_type, ns, name)
+    st = request.app.state.repos
+    lfs = request.app.state.lfs
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(entry.size)
+        return Response(status_code=200, headers=headers, media_type=ctype)
+    rng = request.headers.get("range")
+    if not rng or rng.strip() in ("bytes=0-", "bytes=0-0"):
+        if _counted(rtype, path):
+            await run_in_threadpool(_count, request, rtype, repo_id)
+    if entry.lfs is not None:
+        if not lfs.has(entry.lfs.oid):
+            raise ApiError(
+                404,
+                f"the LFS object of {path} is missing from this hub: push it again with git lfs push --all",
+                "EntryNotFound",
+                headers=headers,
+            )
+        return FileResponse(lfs.path(entry.lfs.oid), headers=headers, media_type=ctype)
+    data = await run_in_threadpool(st.read_blob, rtype, repo_id, sha, path)
+    if rng:
+        m = RANGE_RE.match(rng.strip())
+        if not m or (not m.group(1) and not m.group(2)):
+            raise ApiError(416, f"unsupported Range {rng!r}: use bytes=START-[END]")
+        size = len(data)
+        if m.group(1):
+            start = int(m.group(1))
+            end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+        else:  # suffix range: the last N bytes
+            start, end = max(0, size - int(m.group(2))), size - 1
+        if start >= size or start > end:
+            headers["Content-Range"] = f"bytes */{size}"
+            raise ApiError(416, f"Range {rng!r} is outside the file ({size} bytes)", headers=headers)
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        return Response(data[start : end + 1], status_code=206, headers=headers, media_type=ctype)
+    return Response(data, headers=headers, media_type=ctype)
+
+
+@router.api_route("/datasets/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+async def resolve_dataset(request: Request, ns: str, name: str, rest: str) -> Response:
+    return await _serve(request, "dataset", ns, name)
+
+
+@router.api_route("/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+async def resolve_model(request: Request, ns: str, name: str, rest: str) -> Response:
+    return await _serve(request, "model", ns, name)

@@ -1,0 +1,89 @@
+"""git smart HTTP: clone, fetch and push through `git http-backend`, behind Haven's auth.
+
+`GET /{[datasets/]}{ns}/{name}[.git]/info/refs?service=...`, `POST .../git-upload-pack` and
+`POST .../git-receive-pack`. git authenticates with HTTP Basic (any user name, the token as
+password); anonymous callers are asked for credentials with 401 + `WWW-Authenticate`.
+After a push the repo index is refreshed.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..storage import githttp
+from . import index
+from .common import ApiError, find_repo
+from .lfs import git_repo_access
+
+router = APIRouter()
+SERVICES = ("git-upload-pack", "git-receive-pack")
+
+
+def _on_push(request: Request):
+    sessionmaker = request.app.state.sessionmaker
+    store = request.app.state.repos
+
+    def refresh_sync(repo_type: str, repo_id: str) -> None:
+        with sessionmaker() as session:
+            repo = find_repo(session, repo_type, repo_id)
+            if repo is not None:
+                index.refresh(session, store, repo)
+                session.commit()
+
+    async def refresh(repo_type: str, repo_id: str) -> None:
+        await run_in_threadpool(refresh_sync, repo_type, repo_id)
+
+    return refresh
+
+
+async def _git(request: Request, repo_type: str, ns: str, name: str, action: str) -> Response:
+    if action == "info/refs":
+        service = request.query_params.get("service", "")
+        if service not in SERVICES:
+            raise ApiError(403, "only smart HTTP is served: use git >= 1.6.6 (service=git-upload-pack)")
+    else:
+        service = action
+    write = service == "git-receive-pack"
+    repo_id, p = await run_in_threadpool(git_repo_access, request, repo_type, ns, name, write=write)
+    body = request.stream() if request.method == "POST" else b""
+    status, headers, stream = await githttp.run_http_backend(
+        request.app.state.settings.data_dir / "repos",
+        githttp.git_path_info(repo_type, repo_id, action),
+        request.method,
+        request.url.query,
+        dict(request.headers),
+        body,
+        remote_user=p.name or "anonymous",
+        allow_push=write,
+        on_push=_on_push(request) if write else None,
+    )
+    return StreamingResponse(stream, status_code=status, headers=headers)
+
+
+@router.get("/datasets/{ns}/{name}/info/refs")
+async def refs_dataset(request: Request, ns: str, name: str) -> Response:
+    return await _git(request, "dataset", ns, name, "info/refs")
+
+
+@router.get("/{ns}/{name}/info/refs")
+async def refs_model(request: Request, ns: str, name: str) -> Response:
+    return await _git(request, "model", ns, name, "info/refs")
+
+
+@router.post("/datasets/{ns}/{name}/{service}")
+async def service_dataset(request: Request, ns: str, name: str, service: str) -> Response:
+    if service not in SERVICES:
+        raise ApiError(404, f"unknown git service {service!r}", "RepoNotFound")
+    return await _git(request, "dataset", ns, name, service)
+
+
+@router.post("/{ns}/{name}/{service}")
+async def service_model(request: Request, ns: str, name: str, service: str) -> Response:
+    if service not in SERVICES:
+        raise ApiError(404, f"unknown git service {service!r}", "RepoNotFound")
+    return await _git(request, "model", ns, name, service)
+
+
+__all__ = ["router"]

@@ -1,0 +1,112 @@
+"""The hub server's application factory (FastAPI).
+
+`create_app(settings)` wires the database, the storage library (bare git repositories and the
+LFS object store under `settings.data_dir`) and the route modules in `haven.server.api`.
+Optional areas (the web UI, the inference API) are mounted when their modules exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import db
+from .api.common import ApiError, error_response
+from .settings import Settings
+
+log = logging.getLogger("haven.server")
+
+# storage exception class name -> (HTTP status, X-Error-Code)
+STORAGE_ERRORS = {
+    "RepoExistsError": (409, None),
+    "RepoNotFound": (404, "RepoNotFound"),
+    "RevisionNotFound": (404, "RevisionNotFound"),
+    "EntryNotFound": (404, "EntryNotFound"),
+    "StaleParentError": (412, None),
+    "ConcurrentUpdateError": (409, None),
+    "InvalidPathError": (400, None),
+    "LfsObjectMissing": (422, None),
+    "LfsVerifyError": (400, None),
+}
+
+API_MODULES = ["users", "repos", "search", "commits", "lfs", "files", "git"]
+OPTIONAL_MODULES = ["haven.server.api.inference", "haven.server.web.routes"]
+
+
+def storage_error_to_api(err: Exception) -> ApiError:
+    message = getattr(err, "message", None) or str(err)
+    if isinstance(getattr(err, "status", None), int):
+        return ApiError(err.status, message, getattr(err, "code", None))
+    for cls in type(err).__mro__:
+        if cls.__name__ in STORAGE_ERRORS:
+            status, code = STORAGE_ERRORS[cls.__name__]
+            break
+    else:
+        status, code = 400, None
+    return ApiError(status, message, code)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The ASGI app for `settings` (expects the database to be migrated: see `db.upgrade`)."""
+    from . import storage
+
+    settings.prepare()
+    app = FastAPI(title="Haven hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app.state.settings = settings
+    app.state.engine = db.make_engine(settings.db_url)
+    app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
+    app.state.lfs = storage.LfsStore(settings.data_dir / "lfs")
+    app.state.repos = storage.RepoStore(settings.data_dir / "repos", app.state.lfs)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, err: ApiError):
+        return error_response(err)
+
+    @app.exception_handler(storage.StorageError)
+    async def _storage_error(_request: Request, err: Exception):
+        return error_response(storage_error_to_api(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, err: RequestValidationError):
+        parts = []
+        for e in err.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return error_response(ApiError(400, "invalid request: " + "; ".join(parts)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, err: StarletteHTTPException):
+        message = err.detail if isinstance(err.detail, str) else "error"
+        if err.status_code == 404:
+            message = "not found: no such route or repository"
+        return error_response(
+            ApiError(err.status_code, message, "RepoNotFound" if err.status_code == 404 else None)
+        )
+
+    @app.get("/api/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    for name in API_MODULES:
+        module = importlib.import_module(f"haven.server.api.{name}")
+        app.include_router(module.router)
+    for name in OPTIONAL_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # that area is not built yet
+                continue
+            log.exception("could not load %s; serving without it", name)
+            continue
+        except Exception:
+            log.exception("could not load %s; serving without it", name)
+            continue
+        if hasattr(module, "setup"):
+            module.setup(app)
+        elif hasattr(module, "router"):
+            app.include_router(module.router)
+    return app

@@ -1,0 +1,222 @@
+"""Accounts, tokens and access rules.
+
+Tokens look like `hv_<random>` and are stored as their sha256 only. A request authenticates
+with `Authorization: Bearer <token>` (or HTTP Basic with the token as password, for git).
+Access: public repos are readable by all; a private repo is visible only to its owner, the
+members of its owning organisation, and admins, and answers exactly like a missing repo to
+everyone else. Writing needs a write token of the owner, an org member (role write or admin),
+or an admin.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .db import Membership, Org, Repo, Token, User, utcnow
+
+TOKEN_PREFIX = "hv_"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+class AuthError(Exception):
+    """A credential was presented but is not valid (-> 401)."""
+
+
+def valid_name(name: str) -> bool:
+    """A user, org, namespace or repo name: `^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$`, no `--`/`..`, no `.git`."""
+    return bool(NAME_RE.match(name)) and "--" not in name and ".." not in name and not name.endswith(".git")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Principal:
+    """Who is calling: a user (with the token's role) or nobody."""
+
+    user: User | None = None
+    role: str = "read"  # the token's role
+    token_name: str = ""
+    orgs: dict[str, str] = field(default_factory=dict)  # org name -> membership role
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user is None
+
+    @property
+    def name(self) -> str:
+        return self.user.name if self.user else ""
+
+
+# -- account management (used by `haven admin` and the tests) -------------------------------------
+
+
+def create_user(session: Session, name: str, *, admin: bool = False, fullname: str = "") -> User:
+    if not valid_name(name):
+        raise ValueError(f"invalid user name {name!r}: use letters, digits, '.', '_' or '-' (max 96)")
+    if session.scalar(select(User).where(User.name == name)) or session.scalar(
+        select(Org).where(Org.name == name)
+    ):
+        raise ValueError(f"the name {name!r} is already taken by a user or an organization")
+    user = User(name=name, is_admin=admin, fullname=fullname or name)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def create_token(session: Session, user_name: str, role: str = "write", name: str = "") -> str:
+    """Create a token for `user_name` and return it (only its hash is stored)."""
+    if role not in ("read", "write"):
+        raise ValueError(f"invalid token role {role!r}: use 'read' or 'write'")
+    user = session.scalar(select(User).where(User.name == user_name))
+    if user is None:
+        raise ValueError(f"no user named {user_name!r}: create it first with `haven admin create-user`")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(30)
+    session.add(
+        Token(
+            user_id=user.id,
+            name=name or f"{role}-token",
+            token_hash=hash_token(token),
+            prefix=token[:8],
+            role=role,
+        )
+    )
+    session.flush()
+    return token
+
+
+def create_org(session: Session, name: str, members: list[str] = ()) -> Org:
+    if not valid_name(name):
+        raise ValueError(f"invalid organization name {name!r}")
+    org = session.scalar(select(Org).where(Org.name == name))
+    if org is None:
+        if session.scalar(select(User).where(User.name == name)):
+            raise ValueError(f"the name {name!r} is already taken by a user")
+        org = Org(name=name, fullname=name)
+        session.add(org)
+        session.flush()
+    for member in members:
+        add_member(session, name, member)
+    return org
+
+
+def add_member(session: Session, org_name: str, user_name: str, role: str = "write") -> None:
+    org = session.scalar(select(Org).where(Org.name == org_name))
+    user = session.scalar(select(User).where(User.name == user_name))
+    if org is None or user is None:
+        raise ValueError(f"unknown organization {org_name!r} or user {user_name!r}")
+    existing = session.scalar(
+        select(Membership).where(Membership.org_id == org.id, Membership.user_id == user.id)
+    )
+    if existing is None:
+        session.add(Membership(org_id=org.id, user_id=user.id, role=role))
+    else:
+        existing.role = role
+    session.flush()
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+
+def token_from_headers(authorization: str | None) -> str | None:
+    """The token in a Bearer or Basic (password) Authorization header, or None."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer":
+        return value or None
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value).decode()
+        except Exception as err:
+            raise AuthError("malformed Basic credentials") from err
+        user, _, password = decoded.partition(":")
+        return password or user or None
+    raise AuthError(f"unsupported authorization scheme {scheme!r}: use 'Bearer <token>'")
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal:
+    """The caller behind an Authorization header. Raises AuthError for a wrong token."""
+    token = token_from_headers(authorization)
+    if token is None:
+        return Principal()
+    row = session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
+    if row is None:
+        raise AuthError("invalid token: check it, or create a new one with `haven admin create-token`")
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise AuthError("invalid token: its user no longer exists")
+    orgs = {
+        org.name: m.role
+        for m, org in session.execute(
+            select(Membership, Org)
+            .join(Org, Org.id == Membership.org_id)
+            .where(Membership.user_id == user.id)
+        )
+    }
+    return Principal(user=user, role=row.role, token_name=row.name, orgs=orgs)
+
+
+def touch_token(session: Session, authorization: str | None) -> None:
+    token = token_from_headers(authorization)
+    if token:
+        row = session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
+        if row is not None:
+            row.last_used_at = utcnow()
+
+
+# -- authorisation --------------------------------------------------------------------------------
+
+
+def is_member(p: Principal, namespace: str) -> bool:
+    """The caller owns `namespace` (it is their user name, or an org they write to)."""
+    if p.user is None:
+        return False
+    return p.user.is_admin or namespace == p.user.name or p.orgs.get(namespace) in ("write", "admin")
+
+
+def can_read(p: Principal, repo: Repo) -> bool:
+    if not repo.private:
+        return True
+    if p.user is None:
+        return False
+    return p.user.is_admin or repo.namespace == p.user.name or repo.namespace in p.orgs
+
+
+def can_write_namespace(p: Principal, namespace: str) -> bool:
+    return p.role == "write" and is_member(p, namespace)
+
+
+# -- signed URLs (LFS transfers that carry no auth header) ----------------------------------------
+
+
+def sign(secret: str, *parts: str | int) -> str:
+    msg = "\n".join(str(p) for p in parts).encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def signed_query(secret: str, action: str, oid: str, size: int, ttl: int = 3600) -> str:
+    expires = int(time.time()) + ttl
+    return f"exp={expires}&sig={sign(secret, action, oid, size, expires)}"
+
+
+def check_signature(secret: str, action: str, oid: str, size: int, expires: str, sig: str) -> bool:
+    try:
+        exp = int(expires)
+    except ValueError:
+        return False
+    if exp < time.time():
+        return False
+    return hmac.compare_digest(sign(secret, action, oid, size, exp), sig)

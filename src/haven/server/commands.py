@@ -1,0 +1,121 @@
+"""`haven serve` and `haven admin create-user | create-token | create-org`.
+
+The admin commands work on the data directory (or `--db-url`) directly; no server needs to run.
+`create-token` prints the token alone on stdout so scripts can capture it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="run the hub server")
+    serve.add_argument("--host", default=None, help="address to bind (HAVEN_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (HAVEN_PORT, default 8080)")
+    _data_args(serve)
+    serve.add_argument("--public-url", default=None, help="base URL clients use (HAVEN_PUBLIC_URL)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.set_defaults(func=cmd_serve)
+
+    admin = sub.add_parser("admin", help="manage users, tokens and organizations of a hub's data dir")
+    admin_sub = admin.add_subparsers(dest="admin_command", metavar="ACTION")
+    cu = admin_sub.add_parser("create-user", help="create a user")
+    cu.add_argument("name")
+    cu.add_argument("--admin", action="store_true", help="the user administers the whole hub")
+    cu.add_argument("--fullname", default="")
+    _data_args(cu)
+    cu.set_defaults(func=cmd_create_user)
+    ct = admin_sub.add_parser("create-token", help="create an access token (printed alone on stdout)")
+    ct.add_argument("user")
+    ct.add_argument("--role", choices=["read", "write"], default="write")
+    ct.add_argument("--name", default="", help="a label for the token")
+    _data_args(ct)
+    ct.set_defaults(func=cmd_create_token)
+    co = admin_sub.add_parser("create-org", help="create an organization (or add members to it)")
+    co.add_argument("name")
+    co.add_argument("--member", action="append", default=[], help="a user to add (repeatable)")
+    _data_args(co)
+    co.set_defaults(func=cmd_create_org)
+    admin.set_defaults(func=lambda args: admin.print_help() or 2)
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None, help="data directory (HAVEN_DATA, default ./haven-data)")
+    parser.add_argument("--db-url", default=None, help="SQLAlchemy database URL (HAVEN_DB_URL)")
+
+
+def _settings(args: argparse.Namespace):
+    from .settings import Settings
+
+    return Settings.load(
+        data_dir=args.data,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        public_url=getattr(args, "public_url", None),
+        db_url=args.db_url,
+    )
+
+
+def open_db(args: argparse.Namespace):
+    """Settings, prepared data dir and a migrated database's sessionmaker."""
+    from . import db
+
+    settings = _settings(args)
+    settings.prepare()
+    db.upgrade(settings.db_url)
+    return settings, db.make_sessionmaker(db.make_engine(settings.db_url))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings, _ = open_db(args)
+    app = create_app(settings)
+    print(f"haven hub at {settings.public_url} (data: {settings.data_dir})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_keep_alive=30)
+    return 0
+
+
+def _run(args: argparse.Namespace, action) -> int:
+    _, Session = open_db(args)
+    with Session() as session:
+        try:
+            result = action(session)
+        except ValueError as err:
+            print(f"haven admin: {err}", file=sys.stderr)
+            return 1
+        session.commit()
+    if result:
+        print(result)
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from . import auth
+
+    def action(session):
+        auth.create_user(session, args.name, admin=args.admin, fullname=args.fullname)
+        print(f"created user {args.name}{' (admin)' if args.admin else ''}", file=sys.stderr)
+
+    return _run(args, action)
+
+
+def cmd_create_token(args: argparse.Namespace) -> int:
+    from . import auth
+
+    return _run(args, lambda session: auth.create_token(session, args.user, args.role, args.name))
+
+
+def cmd_create_org(args: argparse.Namespace) -> int:
+    from . import auth
+
+    def action(session):
+        auth.create_org(session, args.name, args.member)
+        members = f" with {', '.join(args.member)}" if args.member else ""
+        print(f"organization {args.name}{members}", file=sys.stderr)
+
+    return _run(args, action)

@@ -1,0 +1,64 @@
+"""Server settings: command-line flags win over `HAVEN_*` environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Settings:
+    """Everything `haven serve` needs. Build it with `Settings.load(...)`."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # base URL clients use; default http://host:port
+    db_url: str = ""  # SQLAlchemy URL; default sqlite:///DATA/haven.db (WAL mode)
+    secret: str = ""  # HMAC key for signed LFS hrefs; generated under DATA when unset
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        data_dir: str | os.PathLike | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        public_url: str | None = None,
+        db_url: str | None = None,
+        secret: str | None = None,
+    ) -> Settings:
+        env = os.environ
+        data = Path(data_dir or env.get("HAVEN_DATA") or "./haven-data").expanduser().resolve()
+        settings = cls(
+            data_dir=data,
+            host=host or env.get("HAVEN_HOST") or "127.0.0.1",
+            port=int(port or env.get("HAVEN_PORT") or 8080),
+            public_url=public_url or env.get("HAVEN_PUBLIC_URL") or "",
+            db_url=db_url or env.get("HAVEN_DB_URL") or "",
+            secret=secret or env.get("HAVEN_SECRET") or "",
+        )
+        if not settings.public_url:
+            shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+            settings.public_url = f"http://{shown}:{settings.port}"
+        settings.public_url = settings.public_url.rstrip("/")
+        if not settings.db_url:
+            settings.db_url = f"sqlite:///{data / 'haven.db'}"
+        return settings
+
+    def prepare(self) -> None:
+        """Create the data dir layout and load (or create) the signing secret."""
+        for sub in ("repos/models", "repos/datasets", "lfs/objects", "tmp"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        if not self.secret:
+            path = self.data_dir / "secret"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32))
+            self.secret = path.read_text().strip()
