@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from fixtures.server import unique_name
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
+
+from fixtures.server import unique_name
 
 
 @pytest.fixture(scope="module")
@@ -40,5 +41,7 @@ def test_create_repo_upload_and_download(hub_server, alice, tmp_path):
         api.create_repo(repo_id)
     assert info.value.response.status_code == 409
     api.upload_file(path_or_fileobj=b"hello haven\n", path_in_repo="notes/hello.txt", repo_id=repo_id)
-    path = hf_hub_download(repo_id, "notes/hello.txt", endpoint=hub_server.url, token=token, cache_dir=tmp_path)
+    path = hf_hub_download(
+        repo_id, "notes/hello.txt", endpoint=hub_server.url, token=token, cache_dir=tmp_path
+    )
     assert open(path, "rb").read() == b"hello haven\n"

@@ -88,7 +88,9 @@ def _preupload(request: Request, plural: str, ns: str, name: str, body: dict) ->
         attrs = ""
         if sha:
             try:
-                attrs = st.read_blob(repo.type, repo.repo_id, sha, ".gitattributes").decode("utf-8", "replace")
+                attrs = st.read_blob(repo.type, repo.repo_id, sha, ".gitattributes").decode(
+                    "utf-8", "replace"
+                )
             except storage.EntryNotFound:
                 attrs = ""
         out = []
@@ -131,7 +133,9 @@ def parse_ndjson(raw: bytes, lfs) -> tuple[dict, list]:
         try:
             item = json.loads(line)
         except ValueError as err:
-            raise ApiError(400, f"malformed NDJSON at line {lineno}: {err}; send one JSON object per line") from err
+            raise ApiError(
+                400, f"malformed NDJSON at line {lineno}: {err}; send one JSON object per line"
+            ) from err
         if not isinstance(item, dict) or "key" not in item or not isinstance(item.get("value"), dict):
             raise ApiError(400, f'line {lineno} must be an object {{"key": ..., "value": {{...}}}}')
         key, value = item["key"], item["value"]
@@ -162,7 +166,10 @@ def parse_ndjson(raw: bytes, lfs) -> tuple[dict, list]:
         elif key == "deletedFolder":
             ops.append(storage.DeleteFolder(path=path))
         else:
-            raise ApiError(400, f"line {lineno}: unknown operation {key!r} (use file, lfsFile, deletedFile, deletedFolder)")
+            raise ApiError(
+                400,
+                f"line {lineno}: unknown operation {key!r} (use file, lfsFile, deletedFile, deletedFolder)",
+            )
     if header is None:
         raise ApiError(400, 'empty commit: send a {"key": "header", "value": {"summary": ...}} line first')
     return header, ops

@@ -37,11 +37,17 @@ def _resolve(request: Request, repo_type: str, ns: str, name: str):
     rev, path = raw_tail(request, repo_id, "resolve")
     st = request.app.state.repos
     sha = st.resolve(rtype, repo_id, rev)
-    headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes", "Cache-Control": "private" if private else "public"}
+    headers = {
+        "X-Repo-Commit": sha,
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private" if private else "public",
+    }
     try:
         entry = st.entry(rtype, repo_id, sha, path)
     except (storage.EntryNotFound, storage.InvalidPathError) as err:
-        raise ApiError(404, f"{path} not found in {repo_id} at {rev}", "EntryNotFound", headers=headers) from err
+        raise ApiError(
+            404, f"{path} not found in {repo_id} at {rev}", "EntryNotFound", headers=headers
+        ) from err
     if entry.type != "file":
         raise ApiError(404, f"{path} is a folder in {repo_id}, not a file", "EntryNotFound", headers=headers)
     if entry.lfs is not None:
@@ -66,7 +72,9 @@ def _count(request: Request, repo_type: str, repo_id: str) -> None:
 
 
 async def _serve(request: Request, repo_type: str, ns: str, name: str) -> Response:
-    rtype, repo_id, sha, path, entry, headers, ctype = await run_in_threadpool(_resolve, request, repo_type, ns, name)
+    rtype, repo_id, sha, path, entry, headers, ctype = await run_in_threadpool(
+        _resolve, request, repo_type, ns, name
+    )
     st = request.app.state.repos
     lfs = request.app.state.lfs
     if request.method == "HEAD":

@@ -69,10 +69,17 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
     auth_header = request.headers.get("authorization")
     objects = []
     for obj in body.get("objects") or []:
-        oid, size = obj.get("oid") if isinstance(obj, dict) else None, obj.get("size") if isinstance(obj, dict) else None
+        oid, size = (
+            obj.get("oid") if isinstance(obj, dict) else None,
+            obj.get("size") if isinstance(obj, dict) else None,
+        )
         if not isinstance(oid, str) or not OID_RE.match(oid) or not isinstance(size, int) or size < 0:
             objects.append(
-                {"oid": oid, "size": size, "error": {"code": 422, "message": "invalid oid (64 hex digits) or size"}}
+                {
+                    "oid": oid,
+                    "size": size,
+                    "error": {"code": 422, "message": "invalid oid (64 hex digits) or size"},
+                }
             )
             continue
         item: dict = {"oid": oid, "size": size, "authenticated": True}
@@ -81,7 +88,10 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
             if not (have and lfs.size(oid) == size):
                 query = auth.signed_query(settings.secret, "upload", oid, size, HREF_TTL)
                 item["actions"] = {
-                    "upload": {"href": f"{base}/api/lfs/objects/{oid}/{size}?{query}", "expires_in": HREF_TTL},
+                    "upload": {
+                        "href": f"{base}/api/lfs/objects/{oid}/{size}?{query}",
+                        "expires_in": HREF_TTL,
+                    },
                     "verify": {"href": verify_href, "expires_in": HREF_TTL},
                 }
                 if auth_header:
@@ -92,7 +102,10 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
             else:
                 query = auth.signed_query(settings.secret, "download", oid, size, HREF_TTL)
                 item["actions"] = {
-                    "download": {"href": f"{base}/api/lfs/objects/{oid}/{size}?{query}", "expires_in": HREF_TTL}
+                    "download": {
+                        "href": f"{base}/api/lfs/objects/{oid}/{size}?{query}",
+                        "expires_in": HREF_TTL,
+                    }
                 }
         objects.append(item)
     return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type=LFS_JSON)

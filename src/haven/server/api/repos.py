@@ -122,9 +122,7 @@ def create_repo(
     private = _visibility(body)
     url = repo_url(request, repo_type, repo_id)
     if find_repo(session, repo_type, repo_id) is not None:
-        raise ApiError(
-            409, f"You already created this {repo_type} repo: {repo_id}", extra={"url": url}
-        )
+        raise ApiError(409, f"You already created this {repo_type} repo: {repo_id}", extra={"url": url})
     st = store(request)
     if st.exists(repo_type, repo_id):  # left over from a crash between storage and DB: adopt it
         pass

@@ -70,7 +70,9 @@ def list_repos(
         stmt = stmt.where(Repo.pipeline_tag == q["pipeline_tag"])
     sort = q.get("sort") or "createdAt"
     if sort not in SORTS:
-        raise ApiError(400, f"unknown sort {sort!r}: use one of downloads, likes, lastModified, createdAt, id")
+        raise ApiError(
+            400, f"unknown sort {sort!r}: use one of downloads, likes, lastModified, createdAt, id"
+        )
     column = SORTS[sort]
     ascending = q.get("direction") in ("1", "asc") or (sort == "id" and q.get("direction") is None)
     stmt = stmt.order_by(column.asc() if ascending else column.desc(), Repo.id.desc())
