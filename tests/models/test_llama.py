@@ -1,0 +1,159 @@
+"""Llama against the reference library on tiny random checkpoints (fp32, atol 1e-4)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+import torch
+
+from fixtures.decoders import (
+    build_reference,
+    check_incremental,
+    check_left_padding,
+    check_logits_and_loss,
+    check_two_calls,
+    load_pair,
+    random_ids,
+)
+from haven.auto import AutoModelForCausalLM, AutoModelForSequenceClassification
+from haven.models.llama import LlamaConfig, LlamaForCausalLM, LlamaModel
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory, llama_dir, llama_dynamic_rope_dir) -> dict[str, str]:
+    base = tmp_path_factory.mktemp("llama_variants")
+    out = {"llama3+gqa": llama_dir, "dynamic": llama_dynamic_rope_dir}
+    out["linear"] = build_reference(
+        base / "linear",
+        "llama",
+        seed=11,
+        rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0},
+    )
+    out["head_dim+biases+tied"] = build_reference(
+        base / "hd",
+        "llama",
+        seed=12,
+        head_dim=16,
+        attention_bias=True,
+        mlp_bias=True,
+        tie_word_embeddings=True,
+        num_key_value_heads=4,
+    )
+    # An older config.json: `rope_scaling` with `type`, and a top-level `rope_theta`.
+    old = build_reference(
+        base / "old", "llama", seed=13, rope_parameters={"rope_type": "linear", "factor": 3.0}
+    )
+    path = os.path.join(old, "config.json")
+    cfg = json.load(open(path))
+    cfg.pop("rope_parameters")
+    cfg["rope_scaling"] = {"type": "linear", "factor": 3.0}
+    cfg["rope_theta"] = 2000.0
+    json.dump(cfg, open(path, "w"))
+    out["old-rope_scaling"] = old
+    return out
+
+
+VARIANTS = ["llama3+gqa", "dynamic", "linear", "head_dim+biases+tied", "old-rope_scaling"]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_logits_and_loss_match_reference(variants, name):
+    check_logits_and_loss(variants[name], seq_len=20)  # 20 > 16: past the dynamic/llama3 original length
+
+
+@pytest.mark.parametrize("name", ["llama3+gqa", "head_dim+biases+tied"])
+def test_left_padded_batch_equals_single_prompts(variants, name):
+    check_left_padding(variants[name])
+
+
+@pytest.mark.parametrize("name", ["llama3+gqa", "dynamic", "linear"])
+def test_incremental_decoding_equals_full_forward(variants, name):
+    check_incremental(variants[name], prompt_len=10, steps=10)  # crosses 16 for the dynamic variant
+
+
+def test_past_key_values_reused_across_calls(llama_dir):
+    check_two_calls(llama_dir)
+
+
+def test_old_config_keys_read(variants):
+    ours = AutoModelForCausalLM.from_pretrained(variants["old-rope_scaling"])
+    assert isinstance(ours, LlamaForCausalLM)
+    from haven.layers import rope_parameters
+
+    params = rope_parameters(ours.config)
+    assert params["rope_type"] == "linear" and params["rope_theta"] == 2000.0
+
+
+def test_tied_embeddings_share_storage(variants):
+    ours = AutoModelForCausalLM.from_pretrained(variants["head_dim+biases+tied"])
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight
+    untied = AutoModelForCausalLM.from_pretrained(variants["llama3+gqa"])
+    assert untied.lm_head.weight is not untied.model.embed_tokens.weight
+
+
+def test_save_pretrained_round_trip_loads_in_reference(tmp_path, llama_dir):
+    import transformers
+
+    ours = AutoModelForCausalLM.from_pretrained(llama_dir)
+    ours.save_pretrained(tmp_path)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids = random_ids(ours.config.vocab_size, (1, 9))
+    with torch.no_grad():
+        assert torch.allclose(ours(ids).logits, ref(ids).logits, atol=1e-4)
+
+
+def test_base_model_and_sequence_classification_match_reference(tmp_path):
+    import transformers
+
+    path = build_reference(tmp_path, "llama", seed=21, pad_token_id=0)
+    ref_cls = transformers.LlamaForSequenceClassification
+    torch.manual_seed(0)
+    head = ref_cls(transformers.LlamaConfig.from_pretrained(path, num_labels=3)).eval()
+    head.save_pretrained(tmp_path / "cls")
+    ours = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")
+    ids = random_ids(ours.config.vocab_size, (2, 7))
+    ids[1, 5:] = 0  # right-padded row: the reference scores its last non-pad token
+    labels = torch.tensor([0, 2])
+    with torch.no_grad():
+        a, b = ours(ids, labels=labels), head(ids, labels=labels)
+    assert torch.allclose(a.logits, b.logits, atol=1e-4) and torch.allclose(a.loss, b.loss, atol=1e-4)
+
+    base, ref_base = load_pair(path, head="model")
+    assert isinstance(base, LlamaModel)
+    with torch.no_grad():
+        assert torch.allclose(base(ids).last_hidden_state, ref_base(ids).last_hidden_state, atol=1e-4)
+
+
+def test_unknown_rope_type_is_rejected():
+    config = LlamaConfig(
+        vocab_size=16,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        rope_parameters={"rope_type": "su-per", "factor": 2.0},
+    )
+    with pytest.raises(ValueError, match="rope type 'su-per' is not supported"):
+        LlamaForCausalLM(config)
+
+
+def test_bad_head_counts_and_mask_shape_are_rejected(llama_dir):
+    from haven.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multiple of num_key_value_heads"):
+        LlamaConfig(num_attention_heads=4, num_key_value_heads=3)
+    ours = AutoModelForCausalLM.from_pretrained(llama_dir)
+    ids = random_ids(ours.config.vocab_size, (1, 5))
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        ours(ids, attention_mask=torch.ones(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        ours()
+
+
+def test_loads_without_warnings(llama_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        _, info = LlamaForCausalLM.from_pretrained(llama_dir, output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
