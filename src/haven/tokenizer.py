@@ -448,13 +448,9 @@ class Tokenizer(PushToHubMixin):
         if return_length:
             data["length"] = [len(e.ids) for e in encodings]
         if return_tensors is not None:
-            if return_offsets_mapping and return_tensors:
-                data["offset_mapping"] = [[list(o) for o in row] for row in data["offset_mapping"]]
             data = to_tensors(data, return_tensors)
-            if "length" in data and not batched:
-                pass
-        elif not batched:
-            data = {k: v[0] for k, v in data.items()}
+        elif not batched:  # the reference keeps `length` as a one-item list
+            data = {k: v if k == "length" else v[0] for k, v in data.items()}
         return BatchEncoding(data, encodings)
 
     def _strategies(
