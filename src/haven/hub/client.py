@@ -90,6 +90,11 @@ class HubClient:
                 f"could not reach the hub at {self.endpoint} ({type(err).__name__}: {err}). Check the network "
                 "and HAVEN_ENDPOINT; set HAVEN_OFFLINE=1 to work from the local cache only"
             ) from err
+        if response.status_code == 401 and "authorization" not in all_headers and not response.headers.get("x-error-code"):
+            raise http.HubAuthError(
+                f"{action} needs a token and none is set: run `haven login` or set HAVEN_TOKEN",
+                status=401, server_message=http.server_message(response),
+            )
         http.raise_for_status(response, repo_id=repo_id, revision=revision, filename=filename, action=action)
         return response
 

@@ -115,6 +115,8 @@ def hf_hub_download(
         cached = cache.cached_file(revision, filename)
         if cached:
             return _to_local_dir(cached, local_dir, filename, revision)
+        if cache.is_known_missing(revision, filename):
+            return _from_cache_only(cache, revision, filename, local_dir, why="")
 
     if local_files_only or is_offline():
         return _from_cache_only(cache, revision, filename, local_dir, why="offline mode is on (HAVEN_OFFLINE or local_files_only)")
