@@ -19,6 +19,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pygit2
+
 from .paths import REPO_TYPES, check_repo_id, check_repo_type
 
 log = logging.getLogger("haven.server.storage.githttp")
@@ -44,6 +46,19 @@ def parse_path_info(path_info: str) -> tuple[str, str] | None:
     if len(parts) < 3 or parts[0] not in folders or not parts[2].endswith(".git"):
         return None
     return folders[parts[0]], f"{parts[1]}/{parts[2][:-4]}"
+
+
+def _ref_snapshot(repo_root: Path, path_info: str) -> dict[str, str] | None:
+    """name -> target of every ref of the repo named by `path_info` (None if it cannot be read)."""
+    target = parse_path_info(path_info)
+    if target is None:
+        return None
+    folder = REPO_TYPES[target[0]]
+    try:
+        repo = pygit2.Repository(str(Path(repo_root) / folder / f"{target[1]}.git"))
+        return {ref.name: str(ref.target) for ref in repo.references.iterator()}
+    except (pygit2.GitError, KeyError, ValueError):
+        return None
 
 
 def install_hooks(repo_root: Path) -> Path:
@@ -159,12 +174,14 @@ async def run_http_backend(
     `path_info` is relative to `repo_root` (see `git_path_info`); `headers` are the request's
     (Authorization and cookies are not passed on). Returns (status, response headers, body
     iterator); iterate the body to the end (a StreamingResponse does) so the process is reaped
-    and `on_push(repo_type, repo_id)` (sync or async) runs after a successful push.
+    and `on_push(repo_type, repo_id)` (sync or async) runs after a push that moved a ref.
     """
     env = backend_env(
         repo_root, path_info, method, query, headers, remote_user=remote_user, allow_push=allow_push,
         remote_addr=remote_addr, max_blob_size=max_blob_size,
     )
+    is_push = method.upper() == "POST" and path_info.rstrip("/").endswith("/git-receive-pack")
+    refs_before = _ref_snapshot(repo_root, path_info) if is_push and on_push is not None else None
     proc = await asyncio.create_subprocess_exec(
         "git", "http-backend", env=env, cwd=str(repo_root),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -184,7 +201,6 @@ async def run_http_backend(
             break
         buffer += chunk
     status, out_headers = _parse_cgi_headers(head)
-    is_push = method.upper() == "POST" and path_info.rstrip("/").endswith("/git-receive-pack")
 
     async def stream() -> AsyncIterator[bytes]:
         ok = False
@@ -205,7 +221,8 @@ async def run_http_backend(
                 await proc.wait()
             feeder.cancel()
             errors.cancel()
-        if ok and is_push and on_push is not None:
+        # a refused push (policy hook, stale ref) or git's auth probe also exits 0: compare refs
+        if ok and is_push and on_push is not None and _ref_snapshot(repo_root, path_info) != refs_before:
             target = parse_path_info(path_info)
             if target is not None:
                 result = on_push(*target)

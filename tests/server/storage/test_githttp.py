@@ -1,0 +1,149 @@
+"""git smart HTTP through `run_http_backend`: a real `git clone` / `git push` against a tiny ASGI
+harness (no auth, no database: those belong to the API), including the 10 MB push policy."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from haven.server.storage import AddFile, LfsStore, RepoStore, githttp
+
+RID = "alice/tiny"
+
+
+class Harness:
+    """Serves DATA/repos over smart HTTP at http://127.0.0.1:PORT/<models|datasets>/ns/name.git."""
+
+    def __init__(self, repo_root: Path):
+        self.repo_root = repo_root
+        self.allow_push = True
+        self.pushes: list[tuple[str, str]] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", interface="asgi3")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    async def app(self, scope, receive, send):
+        async def body():
+            while True:
+                message = await receive()
+                yield message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+
+        async def on_push(repo_type: str, repo_id: str):
+            self.pushes.append((repo_type, repo_id))
+
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        status, out, stream = await githttp.run_http_backend(
+            self.repo_root, scope["path"], scope["method"], scope["query_string"].decode(), headers, body(),
+            remote_user="alice", allow_push=self.allow_push, on_push=on_push,
+        )
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]})
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 10
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@pytest.fixture()
+def setup(tmp_path: Path):
+    store = RepoStore(tmp_path / "repos", LfsStore(tmp_path / "lfs"))
+    store.create("model", RID, author="alice")
+    store.commit("model", RID, "main", [AddFile("README.md", b"# tiny\n"), AddFile("cfg/config.json", b"{}")],
+                 message="files", author="alice")
+    env = {
+        **os.environ, "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x",
+    }
+    with Harness(tmp_path / "repos") as harness:
+        yield store, harness, env, tmp_path
+
+
+def run(env, *args, cwd=None, check=True):
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=check)
+
+
+def test_clone_then_push(setup):
+    store, harness, env, tmp = setup
+    url = f"{harness.url}/models/{RID}.git"
+    assert githttp.git_path_info("model", RID, "info/refs") == f"/models/{RID}.git/info/refs"
+    run(env, "clone", "-q", url, str(tmp / "work"))
+    work = tmp / "work"
+    assert (work / "README.md").read_bytes() == b"# tiny\n"
+    assert (work / "cfg" / "config.json").read_bytes() == b"{}"
+    assert run(env, "rev-parse", "HEAD", cwd=work).stdout.strip() == store.resolve("model", RID, "main")
+    (work / "new.txt").write_text("pushed\n")
+    run(env, "add", "new.txt", cwd=work)
+    run(env, "commit", "-q", "-m", "from git", cwd=work)
+    run(env, "push", "-q", "origin", "main", cwd=work)
+    head = run(env, "rev-parse", "HEAD", cwd=work).stdout.strip()
+    assert store.resolve("model", RID, "main") == head
+    assert store.read_blob("model", RID, "main", "new.txt") == b"pushed\n"
+    assert store.log("model", RID, "main", limit=1)[0].title == "from git"
+    assert harness.pushes == [("model", RID)]
+    # tags and new branches can be pushed; other refs cannot
+    run(env, "tag", "v1", cwd=work)
+    run(env, "push", "-q", "origin", "v1", "main:dev", cwd=work)
+    assert store.resolve("model", RID, "v1") == head and store.resolve("model", RID, "dev") == head
+    bad = run(env, "push", "origin", "main:refs/custom/x", cwd=work, check=False)
+    assert bad.returncode != 0 and "only branches" in bad.stderr
+    # a commit made through the library is fetched by git
+    sha = store.commit("model", RID, "main", [AddFile("api.txt", b"api")], message="api", author="alice")
+    run(env, "pull", "-q", "--ff-only", cwd=work)
+    assert (work / "api.txt").read_bytes() == b"api" and run(env, "rev-parse", "HEAD", cwd=work).stdout.strip() == sha
+
+
+def test_large_non_lfs_push_refused(setup):
+    store, harness, env, tmp = setup
+    work = tmp / "work"
+    run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
+    before = store.resolve("model", RID, "main")
+    (work / "big.dat").write_bytes(os.urandom(11 * 1024 * 1024))
+    run(env, "add", "big.dat", cwd=work)
+    run(env, "commit", "-q", "-m", "big", cwd=work)
+    result = run(env, "push", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert "big.dat is 11.5 MB" in result.stderr and "git-lfs" in result.stderr
+    assert "git lfs migrate import" in result.stderr
+    assert store.resolve("model", RID, "main") == before and harness.pushes == []
+
+
+def test_push_refused_without_permission(setup):
+    store, harness, env, tmp = setup
+    work = tmp / "work"
+    run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
+    harness.allow_push = False
+    before = store.resolve("model", RID, "main")
+    (work / "x.txt").write_text("x")
+    run(env, "add", "x.txt", cwd=work)
+    run(env, "commit", "-q", "-m", "x", cwd=work)
+    result = run(env, "push", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0 and "403" in result.stderr
+    assert store.resolve("model", RID, "main") == before
+
+
+def test_missing_repo_is_404(setup):
+    _, harness, env, tmp = setup
+    result = run(env, "clone", f"{harness.url}/models/alice/none.git", str(tmp / "none"), check=False)
+    assert result.returncode != 0 and "not found" in result.stderr.lower()
