@@ -22,6 +22,7 @@ TEXTS = [
     "  leading spaces,   runs\tof\ttabs and\nnewlines  ",
     "Numbers 42, 3.14 and 2026; punctuation!?… «guillemets»",
     "x",
+    "Masks: a <mask> b [MASK] c <mask>",
 ]
 PAIRS = TEXTS[::-1]
 OUT = dict(return_offsets_mapping=True, return_special_tokens_mask=True, return_length=True)

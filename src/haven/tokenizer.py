@@ -106,6 +106,8 @@ class Tokenizer(PushToHubMixin):
         }
         for name in SPECIAL_NAMES:
             options.setdefault(self._special[name], token_options(self.config.get(name)))
+        if profile.mask_options and not options.get(self._special["mask_token"]):
+            options[self._special["mask_token"]] = dict(profile.mask_options)
         wanted = [t for t in [*self._special.values(), *self._extra] if t is not None and t not in present]
         if wanted:
             tokens = []

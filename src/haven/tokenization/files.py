@@ -43,20 +43,21 @@ class Profile:
     model_input_names: list[str]
     specials: dict[str, str] = field(default_factory=dict)
     padding_side: str = "right"
+    mask_options: dict[str, bool] = field(default_factory=dict)  # AddedToken flags the class gives <mask>
 
 
 PROFILES = {
     "bert": Profile("wordpiece", BERT_INPUTS, _BERT_SPECIALS),
     "distilbert": Profile("wordpiece", PLAIN_INPUTS, _BERT_SPECIALS),
     "roberta": Profile("roberta", PLAIN_INPUTS, _ROBERTA_SPECIALS),
-    "camembert": Profile("camembert", PLAIN_INPUTS, _ROBERTA_SPECIALS),
+    "camembert": Profile("camembert", PLAIN_INPUTS, _ROBERTA_SPECIALS, mask_options={"lstrip": True}),
     "gpt2": Profile(
         "gpt2", PLAIN_INPUTS, dict.fromkeys(("unk_token", "bos_token", "eos_token"), "<|endoftext|>")
     ),
     "llama": Profile(
         "llama", PLAIN_INPUTS, {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}, "left"
     ),
-    "generic": Profile("generic", BERT_INPUTS),
+    "generic": Profile("generic", PLAIN_INPUTS),
 }
 
 
