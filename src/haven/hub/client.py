@@ -199,8 +199,13 @@ class HubClient:
         full: bool | None = None,
         card_data: bool = False,
         repo_type: str = "model",
+        page_size: int | None = None,
     ) -> Iterator[RepoInfo]:
-        """Search repositories. Lazily follows pagination; `limit` caps the total."""
+        """Search repositories. Lazily follows pagination; `limit` caps the total.
+
+        `sort`: downloads, likes, lastModified or createdAt (descending unless `direction=1`).
+        `page_size` asks the hub for pages of that many (default: as many as `limit`).
+        """
         params: list[tuple[str, Any]] = []
         for key, value in (("search", search), ("author", author), ("pipeline_tag", pipeline_tag), ("sort", sort)):
             if value:
@@ -211,8 +216,8 @@ class HubClient:
             direction = -1
         if direction is not None:
             params.append(("direction", direction))
-        if limit is not None:
-            params.append(("limit", limit))
+        if page_size or limit is not None:
+            params.append(("limit", page_size or limit))
         if full:
             params.append(("full", "true"))
         if card_data:
