@@ -383,3 +383,16 @@ def test_shape_mismatch(tmp_path, bert_sequence_classification_dir):
 def test_model_needs_a_config_object():
     with pytest.raises(ConfigError, match="from_pretrained"):
         BertModel({"hidden_size": 32})
+
+
+def test_initialising_a_missing_weight_keeps_loaded_siblings(tmp_path, bert_sequence_classification_dir):
+    """classifier.weight missing, classifier.bias present: only the weight is initialised."""
+    state = load_file(os.path.join(bert_sequence_classification_dir, "model.safetensors"))
+    bias = state["classifier.bias"].clone()
+    assert torch.count_nonzero(bias) == 2
+    del state["classifier.weight"]
+    path = _copy_tokenizer_free(bert_sequence_classification_dir, tmp_path, state)
+    model, info = BertForSequenceClassification.from_pretrained(path, output_loading_info=True)
+    assert info["missing_keys"] == ["classifier.weight"]
+    assert torch.equal(model.classifier.bias, bias)
+    assert 0.01 < model.classifier.weight.std().item() < 0.03

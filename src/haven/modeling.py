@@ -239,9 +239,20 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             else:
                 module.register_buffer(attr, new)
             modules[module_name] = module
-        for module in modules.values():
+        missing_set = set(missing)
+        for module_name, module in modules.items():
+            # _init_weights(module) resets all of the module's own tensors: hand it throwaway
+            # stand-ins for the ones that were loaded, then put the loaded ones back.
+            prefix = f"{module_name}." if module_name else ""
+            loaded = {
+                n: p for n, p in module.named_parameters(recurse=False) if prefix + n not in missing_set
+            }
+            for n, p in loaded.items():
+                setattr(module, n, nn.Parameter(torch.empty_like(p), requires_grad=p.requires_grad))
             with torch.no_grad():
                 self._init_weights(module)
+            for n, p in loaded.items():
+                setattr(module, n, p)
 
     # -- saving ------------------------------------------------------------------------------------
 
