@@ -9,28 +9,18 @@ by old and current reference versions. Calls, keys and outputs follow the refere
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from .errors import TokenizerError
-from .hub import resolve_file
 from .hub.mixin import PushToHubMixin
 from .tokenization.chat import render_chat
 from .tokenization.encoding import BatchEncoding, to_tensors
-from .tokenization.files import (
-    LEGACY_FILES,
-    SPECIAL_NAMES,
-    VERY_LARGE_INTEGER,
-    build_legacy,
-    local_files,
-    profile_for,
-    read_json,
-    token_content,
-    token_options,
-)
+from .tokenization.files import SPECIAL_NAMES, VERY_LARGE_INTEGER, profile_for, token_content, token_options
+from .tokenization.loading import load_files
+from .tokenization.saving import save_tokenizer
 
 __all__ = ["AutoTokenizer", "BatchEncoding", "Tokenizer"]
 
@@ -43,20 +33,6 @@ _TRUNCATION = {
     "only_second": "only_second",
 }
 _PADDING = {True: "longest", "longest": "longest", "max_length": "max_length"}
-# Config keys Haven rewrites itself on save; every other key of tokenizer_config.json is kept.
-_OWN_KEYS = {
-    *SPECIAL_NAMES,
-    "added_tokens_decoder",
-    "additional_special_tokens",
-    "extra_special_tokens",
-    "model_max_length",
-    "padding_side",
-    "truncation_side",
-    "chat_template",
-    "tokenizer_class",
-    "model_input_names",
-    "clean_up_tokenization_spaces",
-}
 
 
 class Tokenizer(PushToHubMixin):
@@ -124,79 +100,23 @@ class Tokenizer(PushToHubMixin):
     ) -> Tokenizer:
         """Load from a model directory or hub id. Keyword arguments override tokenizer_config.json
         (`padding_side="left"`, `model_max_length=512`, `pad_token="<pad>"` ...)."""
-        from tokenizers import Tokenizer as Backend
-
-        hub_kwargs = {
-            k: kwargs.pop(k) for k in ("token", "cache_dir", "local_files_only", "endpoint") if k in kwargs
-        }
-
-        def resolve(name: str) -> str | None:
-            return resolve_file(path_or_id, name, revision=revision, optional=True, **hub_kwargs)
-
-        config = read_json(resolve("tokenizer_config.json"))
-        special_map = read_json(resolve("special_tokens_map.json"))
-        template_path = resolve("chat_template.jinja")
-        if template_path is not None and not config.get("chat_template"):
-            with open(template_path, encoding="utf-8") as f:
-                config["chat_template"] = f.read()
-        if isinstance(config.get("chat_template"), list):  # [{"name": "default", "template": ...}, ...]
-            named = {t["name"]: t["template"] for t in config["chat_template"]}
-            config["chat_template"] = named.get("default", next(iter(named.values()), None))
-        config.update({k: v for k, v in kwargs.items() if k not in SPECIAL_NAMES})
-        tokenizer_class = config.get("tokenizer_class")
-        profile = profile_for(tokenizer_class)
-
-        special: dict[str, str | None] = dict(profile.specials)
-        for source in (special_map, config, kwargs):
-            for name in SPECIAL_NAMES:
-                if name in source:
-                    special[name] = token_content(source[name])
-        extra: list[str] = []
-        for source in (special_map, config):
-            for key in ("additional_special_tokens", "extra_special_tokens"):
-                value = source.get(key)
-                if isinstance(value, dict):  # v5 named extras: {"image_token": "<image>"}
-                    value = list(value.values())
-                if value:
-                    extra = [token_content(v) for v in value]
-
-        tokenizer_json = resolve("tokenizer.json")
-        if tokenizer_json is not None:
-            try:
-                backend = Backend.from_file(tokenizer_json)
-            except Exception as e:
-                raise TokenizerError(
-                    f"cannot parse {tokenizer_json}: {e}; the file is damaged or not a `tokenizers` tokenizer.json "
-                    "(re-save it, or delete it to fall back to vocab.txt / vocab.json + merges.txt / *.model)"
-                ) from e
-            legacy_extra = []
-        else:
-            files = local_files(resolve, LEGACY_FILES)
-            backend, legacy_extra = build_legacy(files, config, profile, special.get("unk_token"))
-            if backend is None:
-                raise TokenizerError(
-                    f"no tokenizer files in {os.fspath(path_or_id)!r}: looked for tokenizer.json, "
-                    + ", ".join(LEGACY_FILES[:-1])
-                    + f" and {LEGACY_FILES[-1]}"
-                )
-            if not extra:
-                extra = legacy_extra
-            _add_config_tokens(backend, config)
-
+        loaded = load_files(path_or_id, revision, kwargs)
         tok = cls(
-            backend,
-            config=config,
-            special_tokens=special,
-            extra_special_tokens=extra,
-            tokenizer_class=tokenizer_class,
+            loaded.backend,
+            config=loaded.config,
+            special_tokens=loaded.special,
+            extra_special_tokens=loaded.extra,
+            tokenizer_class=loaded.tokenizer_class,
             name_or_path=os.fspath(path_or_id),
         )
-        flags_given = "add_bos_token" in config or "add_eos_token" in config
-        if profile.family in ("llama", "gpt2", "generic") and flags_given:
+        config, family = loaded.config, loaded.profile.family
+        if family in ("llama", "gpt2", "generic") and (
+            "add_bos_token" in config or "add_eos_token" in config
+        ):
             tok._bos_eos_post_processor(bool(config.get("add_bos_token")), bool(config.get("add_eos_token")))
-        elif tokenizer_json is None and profile.family == "camembert":
+        elif not loaded.from_tokenizer_json and family == "camembert":
             tok._camembert_post_processor()
-        elif backend.post_processor is None:
+        elif loaded.backend.post_processor is None:
             tok._bos_eos_post_processor(False, False)
         return tok
 
@@ -616,54 +536,8 @@ class Tokenizer(PushToHubMixin):
 
     def save_pretrained(self, save_directory: str | os.PathLike, **unused: Any) -> tuple[str, ...]:
         """Write tokenizer.json, tokenizer_config.json, special_tokens_map.json (and
-        chat_template.jinja) in the layout the reference library loads."""
-        os.makedirs(save_directory, exist_ok=True)
-        paths = {
-            name: os.path.join(save_directory, name)
-            for name in (
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "special_tokens_map.json",
-                "chat_template.jinja",
-            )
-        }
-        self._tokenizer.save(paths["tokenizer.json"])
-
-        config = {k: v for k, v in self.config.items() if k not in _OWN_KEYS and not k.startswith("_")}
-        for key in ("name_or_path", "is_local", "local_files_only", "token", "revision", "cache_dir"):
-            config.pop(key, None)
-        config.update({n: t for n, t in self._special.items()})
-        if self._extra:
-            config["extra_special_tokens"] = list(self._extra)
-        config["added_tokens_decoder"] = {
-            str(i): {
-                "content": t.content,
-                "lstrip": t.lstrip,
-                "normalized": t.normalized,
-                "rstrip": t.rstrip,
-                "single_word": t.single_word,
-                "special": t.special,
-            }
-            for i, t in sorted(self._tokenizer.get_added_tokens_decoder().items())
-        }
-        config["model_max_length"] = self.model_max_length
-        config["padding_side"] = self.padding_side
-        config["truncation_side"] = self.truncation_side
-        config["clean_up_tokenization_spaces"] = self.clean_up_tokenization_spaces
-        config["model_input_names"] = list(self.model_input_names)
-        config["tokenizer_class"] = self.tokenizer_class
-        with open(paths["tokenizer_config.json"], "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2, sort_keys=True, ensure_ascii=False)
-            f.write("\n")
-        with open(paths["special_tokens_map.json"], "w", encoding="utf-8") as f:
-            json.dump(self.special_tokens_map, f, indent=2, sort_keys=True, ensure_ascii=False)
-            f.write("\n")
-        written = [paths["tokenizer.json"], paths["tokenizer_config.json"], paths["special_tokens_map.json"]]
-        if isinstance(self.chat_template, str) and self.chat_template:
-            with open(paths["chat_template.jinja"], "w", encoding="utf-8") as f:
-                f.write(self.chat_template)
-            written.append(paths["chat_template.jinja"])
-        return tuple(written)
+        chat_template.jinja) in the layout the reference library loads; returns the paths."""
+        return save_tokenizer(self, save_directory)
 
     def __deepcopy__(self, memo: dict) -> Tokenizer:
         new = object.__new__(type(self))
@@ -683,26 +557,6 @@ class AutoTokenizer:
         path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
     ) -> Tokenizer:
         return Tokenizer.from_pretrained(path_or_id, revision=revision, **kwargs)
-
-
-def _add_config_tokens(backend: Any, config: dict[str, Any]) -> None:
-    """Legacy files: add the tokens `added_tokens_decoder` lists that the vocabulary lacks."""
-    from tokenizers import AddedToken
-
-    entries = config.get("added_tokens_decoder") or {}
-    for index, value in sorted(entries.items(), key=lambda kv: int(kv[0])):
-        content = token_content(value)
-        if backend.token_to_id(content) is not None:
-            continue
-        opts = token_options(value)
-        special = opts.pop("special", False)
-        token = AddedToken(content, **opts, special=special)
-        (backend.add_special_tokens if special else backend.add_tokens)([token])
-        if backend.token_to_id(content) != int(index):
-            raise TokenizerError(
-                f"added token {content!r} should have id {index} but the vocabulary gives it "
-                f"{backend.token_to_id(content)}; the tokenizer files do not belong together"
-            )
 
 
 def _as_list(ids: Any) -> Any:
