@@ -1,0 +1,148 @@
+"""`haven admin` commands, settings precedence, migrations, and the repo index helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from haven.server import auth, db
+from haven.server.api import index
+from haven.server.settings import Settings
+
+
+def _haven(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "haven.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_admin_commands_on_a_data_dir(tmp_path):
+    data = str(tmp_path / "data")
+    assert _haven("admin", "create-user", "zoe", "--data", data).returncode == 0
+    made = _haven("admin", "create-token", "zoe", "--role", "read", "--data", data)
+    assert made.returncode == 0
+    token = made.stdout.strip()
+    assert made.stdout == token + "\n" and token.startswith("hv_")  # the token alone on stdout
+    assert _haven("admin", "create-org", "labs", "--member", "zoe", "--data", data).returncode == 0
+    dup = _haven("admin", "create-user", "zoe", "--data", data)
+    assert dup.returncode == 1 and "already taken" in dup.stderr
+    missing = _haven("admin", "create-token", "nobody", "--data", data)
+    assert missing.returncode == 1 and "create-user" in missing.stderr
+    engine = db.make_engine(f"sqlite:///{data}/haven.db")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+        stored = conn.execute(sa.text("SELECT token_hash, role FROM tokens")).one()
+    assert stored == (auth.hash_token(token), "read")  # only the hash is kept
+    with db.make_sessionmaker(engine)() as session:
+        p = auth.authenticate(session, f"Bearer {token}")
+        assert p.name == "zoe" and p.role == "read" and p.orgs == {"labs": "write"}
+        with pytest.raises(auth.AuthError):
+            auth.authenticate(session, "Bearer hv_nope")
+
+
+def test_migrations_run_on_any_sqlalchemy_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    db.upgrade(url)
+    db.upgrade(url)  # idempotent
+    tables = set(sa.inspect(db.make_engine(url)).get_table_names())
+    assert {"users", "orgs", "memberships", "tokens", "repos", "alembic_version"} <= tables
+
+
+def test_settings_flags_over_env_over_defaults(tmp_path, monkeypatch):
+    for key in ("HAVEN_HOST", "HAVEN_PORT", "HAVEN_DATA", "HAVEN_PUBLIC_URL", "HAVEN_DB_URL", "HAVEN_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    s = Settings.load(data_dir=tmp_path)
+    assert (s.host, s.port, s.public_url) == ("127.0.0.1", 8080, "http://127.0.0.1:8080")
+    assert s.db_url == f"sqlite:///{tmp_path.resolve() / 'haven.db'}"
+    monkeypatch.setenv("HAVEN_PORT", "9000")
+    monkeypatch.setenv("HAVEN_PUBLIC_URL", "https://hub.example/")
+    monkeypatch.setenv("HAVEN_DB_URL", "postgresql://h@db/haven")
+    s = Settings.load(data_dir=tmp_path)
+    assert (s.port, s.public_url, s.db_url) == (9000, "https://hub.example", "postgresql://h@db/haven")
+    assert Settings.load(data_dir=tmp_path, port=7000).port == 7000
+    s.prepare()
+    secret = (tmp_path / "secret").read_text()
+    assert len(secret) == 64 and s.secret == secret
+    assert oct(os.stat(tmp_path / "secret").st_mode & 0o777) == "0o600"
+    for sub in ("repos/models", "repos/datasets", "lfs/objects", "tmp"):
+        assert (tmp_path / sub).is_dir()
+
+
+def test_signed_links():
+    q = auth.signed_query("k", "upload", "a" * 64, 5)
+    exp, sig = (part.split("=")[1] for part in q.split("&"))
+    assert auth.check_signature("k", "upload", "a" * 64, 5, exp, sig)
+    assert not auth.check_signature("k", "upload", "a" * 64, 6, exp, sig)  # other size
+    assert not auth.check_signature("k", "download", "a" * 64, 5, exp, sig)  # other action
+    assert not auth.check_signature("other", "upload", "a" * 64, 5, exp, sig)  # other secret
+    assert not auth.check_signature("k", "upload", "a" * 64, 5, "1", sig)  # expired
+
+
+def test_valid_names():
+    for ok in ("bert-base", "A1", "x.y_z", "a" * 96):
+        assert auth.valid_name(ok), ok
+    for bad in ("", "-a", ".a", "a b", "a--b", "a..b", "m.git", "a" * 97, "é"):
+        assert not auth.valid_name(bad), bad
+
+
+def test_front_matter_and_pipeline_tag():
+    card = "---\nlicense: mit\nlanguage:\n- en\npipeline_tag: text-classification\n---\n# Title\n"
+    assert index.parse_front_matter(card) == {
+        "license": "mit",
+        "language": ["en"],
+        "pipeline_tag": "text-classification",
+    }
+    assert index.parse_front_matter("# no metadata") is None
+    assert index.parse_front_matter("---\n---\nbody") == {}
+    with pytest.raises(ValueError):
+        index.parse_front_matter("---\n- a list\n---\n")
+    with pytest.raises(ValueError):
+        index.parse_front_matter("---\nkey: [unclosed\n---\n")
+    # The Hub's tasks for the reference library's head classes
+    cases = {
+        "BertForMaskedLM": "fill-mask",
+        "GPT2LMHeadModel": "text-generation",
+        "LlamaForCausalLM": "text-generation",
+        "DistilBertForSequenceClassification": "text-classification",
+        "RobertaForTokenClassification": "token-classification",
+        "BertForQuestionAnswering": "question-answering",
+        "BertModel": "feature-extraction",
+    }
+    for arch, task in cases.items():
+        assert index.pipeline_from_architectures([arch]) == task, arch
+    assert index.pipeline_from_architectures(["Mystery"]) is None
+    tags = index.build_tags(
+        {"tags": ["x"], "license": "mit", "datasets": ["wiki"], "language": "en"},
+        {"model_type": "bert"},
+        ["model.safetensors"],
+        "transformers",
+        "fill-mask",
+    )
+    assert tags == [
+        "transformers",
+        "safetensors",
+        "bert",
+        "x",
+        "en",
+        "license:mit",
+        "dataset:wiki",
+        "fill-mask",
+    ]
+
+
+def test_validate_yaml_endpoint(hub_server):
+    import httpx
+
+    ok = httpx.post(
+        f"{hub_server.url}/api/validate-yaml",
+        json={"content": "---\nlicense: mit\n---\n", "repoType": "model"},
+    )
+    assert ok.status_code == 200 and ok.json() == {"errors": [], "warnings": []}
+    bad = httpx.post(
+        f"{hub_server.url}/api/validate-yaml", json={"content": "---\n: [\n---\n", "repoType": "model"}
+    )
+    assert bad.status_code == 400 and bad.json()["errors"][0]["message"]
