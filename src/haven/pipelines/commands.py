@@ -8,7 +8,31 @@ import sys
 from typing import Any
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets input texts and options come in any order (`run TASK --model M "text" --top-k 3`)."""
+
+    _inner = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._inner:
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
 def register(subparsers: Any) -> None:
+    default_class = subparsers._parser_class
+    subparsers._parser_class = _IntermixedParser
+    try:
+        _add_run(subparsers)
+    finally:
+        subparsers._parser_class = default_class
+
+
+def _add_run(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "run",
         help="run a pipeline (fill-mask, text-classification, ner, ...) on some text",
