@@ -80,6 +80,8 @@ def test_pairs_and_batches_match_reference(pair, name):
     assert_same(ref(TEXTS, **OUT), ours(TEXTS, **OUT), batched=True)
     assert_same(ref(TEXTS, PAIRS, **OUT), ours(TEXTS, PAIRS, **OUT), batched=True)
     assert_same(ref(TEXTS, add_special_tokens=False), ours(TEXTS, add_special_tokens=False), batched=True)
+    tuples = list(zip(TEXTS, PAIRS))
+    assert_same(ref(tuples, **OUT), ours(tuples, **OUT), batched=True)
     flags = dict(return_token_type_ids=True, return_attention_mask=False)
     assert_same(ref(TEXTS, PAIRS, **flags), ours(TEXTS, PAIRS, **flags), batched=True)
 

@@ -285,6 +285,31 @@ def test_add_tokens_and_special_tokens_like_reference(request, name):
     assert len(ours) == len(ref) and ours.pad_token_id == ref.pad_token_id
 
 
+def test_unknown_pad_token_is_not_added(gpt2_tokenizer_dir):
+    ours = AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)
+    ref = transformers.AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)
+    ours.pad_token, ref.pad_token = "<zzz>", "<zzz>"
+    assert (len(ours), ours.pad_token_id) == (len(ref), ref.pad_token_id)
+    assert dict(ours(["a", "b c"], padding=True)) == dict(ref(["a", "b c"], padding=True))
+    ours.pad_token_id = ref.pad_token_id = 4
+    assert ours.pad_token == ref.pad_token
+
+
+def test_old_directory_without_tokenizer_class(
+    tmp_path, bert_legacy_tokenizer_dir, distilbert_legacy_tokenizer_dir
+):
+    """transformers 2.x/3.x: tokenizer_config.json without tokenizer_class; config.json's model_type decides."""
+    for src, model_type in (
+        (bert_legacy_tokenizer_dir, "bert"),
+        (distilbert_legacy_tokenizer_dir, "distilbert"),
+    ):
+        d = _copy(src, tmp_path / model_type)
+        _write(d / "tokenizer_config.json", {"do_lower_case": True, "model_max_length": 512})
+        _write(d / "config.json", {"model_type": model_type})
+        ref, ours = transformers.AutoTokenizer.from_pretrained(d), AutoTokenizer.from_pretrained(d)
+        encodings_equal(ref, ours)
+
+
 def test_pad_token_set_to_eos(gpt2_tokenizer_dir):
     ours = AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)
     ref = transformers.AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)

@@ -250,9 +250,9 @@ class Tokenizer(PushToHubMixin):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in SPECIAL_NAMES:
+            # Like the reference, this does not add an unknown token to the vocabulary (its id is
+            # then the unk id); use add_special_tokens({"pad_token": ...}) for that.
             self._special[name] = token_content(value)
-            if value is not None and self._tokenizer.token_to_id(token_content(value)) is None:
-                self.add_tokens([token_content(value)], special_tokens=True)
         elif name.endswith("_token_id") and name[:-3] in SPECIAL_NAMES:
             self._special[name[:-3]] = None if value is None else self._tokenizer.id_to_token(value)
         else:
@@ -295,6 +295,8 @@ class Tokenizer(PushToHubMixin):
             raise TokenizerError("nothing to tokenize: pass text (a string or a list of strings)")
         batched = not isinstance(text, str)
         texts = [text] if not batched else list(text)
+        if text_pair is None and texts and all(isinstance(t, (tuple, list)) and len(t) == 2 for t in texts):
+            texts, text_pair = [t[0] for t in texts], [t[1] for t in texts]  # a batch of (text, pair)
         if text_pair is None:
             inputs: list[Any] = texts
         else:

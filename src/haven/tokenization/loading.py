@@ -25,7 +25,7 @@ HUB_KWARGS = ("token", "cache_dir", "local_files_only", "endpoint", "force_downl
 # model_type of config.json -> tokenizer class, for old directories whose tokenizer_config.json names none
 _CLASS_OF_MODEL_TYPE = {
     "bert": "BertTokenizer",
-    "distilbert": "DistilBertTokenizer",
+    "distilbert": "BertTokenizer",  # as the reference maps it
     "roberta": "RobertaTokenizer",
     "camembert": "CamembertTokenizer",
     "gpt2": "GPT2Tokenizer",
