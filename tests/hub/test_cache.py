@@ -1,0 +1,115 @@
+"""Offline pieces of the client: settings lookup, the cache's layout and bookkeeping, patterns,
+integrity checks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+
+import pytest
+
+from haven.errors import HubError
+from haven.hub import auth
+from haven.hub.cache import RepoCache, check_relative_path, repo_folder_name
+from haven.hub.download import filter_paths, git_blob_sha1, verify_file
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for name in ("HAVEN_ENDPOINT", "HF_ENDPOINT", "HAVEN_TOKEN", "HF_TOKEN", "HAVEN_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "home"))
+    return monkeypatch
+
+
+def test_endpoint_and_token_lookup_order(clean_env, tmp_path):
+    assert auth.get_endpoint() == "https://huggingface.co"
+    clean_env.setenv("HF_ENDPOINT", "http://hf.local/")
+    assert auth.get_endpoint() == "http://hf.local"
+    clean_env.setenv("HAVEN_ENDPOINT", "http://haven.local:8080")
+    assert auth.get_endpoint() == "http://haven.local:8080"
+
+    assert auth.get_token() is None
+    path = auth.save_token("hv_file\n")
+    assert path == str(tmp_path / "home" / "token")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert auth.get_token() == "hv_file"
+    clean_env.setenv("HF_TOKEN", "hf_env")
+    assert auth.get_token() == "hf_env"
+    clean_env.setenv("HAVEN_TOKEN", "hv_env")
+    assert auth.get_token() == "hv_env"
+    assert auth.delete_token() and not auth.delete_token()
+    assert auth.default_cache_dir() == str(tmp_path / "home" / "hub")
+
+
+def test_offline_flags(clean_env):
+    assert not auth.is_offline()
+    clean_env.setenv("HF_HUB_OFFLINE", "1")
+    assert auth.is_offline()
+    clean_env.setenv("HF_HUB_OFFLINE", "0")
+    clean_env.setenv("HAVEN_OFFLINE", "true")
+    assert auth.is_offline()
+
+
+def test_layout_names_match_the_hub_cache():
+    from huggingface_hub.file_download import repo_folder_name as hf_repo_folder_name
+
+    for repo_id, repo_type in (("owner/name", "model"), ("owner/data.set", "dataset"), ("gpt2", "model")):
+        assert repo_folder_name(repo_id, repo_type) == hf_repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+
+
+def test_refs_links_and_misses(tmp_path):
+    cache = RepoCache("me/repo", cache_dir=tmp_path)
+    commit = "a" * 40
+    assert cache.read_ref("main") is None
+    cache.write_ref("main", commit)
+    cache.write_ref("refs/pr/1", commit)
+    assert cache.read_ref("main") == commit and cache.read_ref("refs/pr/1") == commit
+    assert cache.read_ref(commit) == commit
+    blob = cache.blob_path("b" * 40)
+    os.makedirs(os.path.dirname(blob))
+    open(blob, "wb").write(b"data")
+    link = cache.link(commit, "dir/file.txt", "b" * 40)
+    assert os.readlink(link) == "../../../blobs/" + "b" * 40 and open(link, "rb").read() == b"data"
+    assert cache.cached_file("main", "dir/file.txt") == link
+    assert cache.snapshot_files(commit) == ["dir/file.txt"]
+    assert not cache.is_known_missing("main", "x.json")
+    cache.remember_missing(commit, "x.json")
+    assert cache.is_known_missing("main", "x.json")
+
+
+@pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x", "a/../../b", "a//b", "./a"])
+def test_paths_outside_the_repo_are_refused(bad):
+    with pytest.raises(ValueError, match="invalid file path"):
+        check_relative_path(bad)
+
+
+def test_filter_paths():
+    paths = ["a.json", "b.txt", "sub/c.json", "logs/x.log", "logs/y.txt"]
+    assert filter_paths(paths, "*.json") == ["a.json", "sub/c.json"]
+    assert filter_paths(paths, ["logs/"]) == ["logs/x.log", "logs/y.txt"]
+    assert filter_paths(paths, None, ["*.log", "sub/*"]) == ["a.json", "b.txt", "logs/y.txt"]
+
+
+def test_git_blob_sha1_matches_git(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"hello\x00world\n" * 1000)
+    expected = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True).stdout.strip()
+    assert git_blob_sha1(str(path)) == expected
+
+
+def test_verify_file_deletes_on_size_or_hash_mismatch(tmp_path):
+    data = b"x" * 1000
+    path = tmp_path / "blob.incomplete"
+    path.write_bytes(data)
+    verify_file(str(path), 1000, hashlib.sha256(data).hexdigest(), "f")  # fine: kept
+    assert path.exists()
+    with pytest.raises(HubError, match="expected 999 bytes"):
+        verify_file(str(path), 999, hashlib.sha256(data).hexdigest(), "f")
+    assert not path.exists()
+    path.write_bytes(data)
+    with pytest.raises(HubError, match="sha256"):
+        verify_file(str(path), 1000, hashlib.sha256(b"other").hexdigest(), "f")
+    assert not path.exists()
