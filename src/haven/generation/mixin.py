@@ -93,7 +93,7 @@ class GenerationMixin:
     def _resolve_lengths(self, gc: GenerationConfig, given: dict[str, bool], prompt_length: int) -> int:
         """The total length (prompt + new) to generate up to."""
         context = getattr(self.config, "max_position_embeddings", None)
-        if context is not None and prompt_length > context:
+        if context is not None and prompt_length > context and self._has_learned_positions():
             raise PromptTooLongError(
                 f"the prompt has {prompt_length} tokens but the model's context window is {context} "
                 "(max_position_embeddings); shorten the prompt (e.g. tokenizer(..., truncation=True, "
@@ -132,10 +132,22 @@ class GenerationMixin:
             )
         if context is not None and max_length > context:
             _say_once(
-                f"generation may run to {max_length} tokens, past the model's context window ({context}); "
-                "the model may fail or degrade there"
+                f"generation may run past the model's context window ({context} tokens, "
+                "max_position_embeddings); the model may fail or degrade there"
             )
         return max_length
+
+    def _has_learned_positions(self) -> bool:
+        """True when positions come from an embedding table (GPT-2's `wpe`): a hard context limit.
+        Rotary models can run past max_position_embeddings (with degraded quality, or by design
+        with dynamic scaling), so for them that is a warning, not an error."""
+        found = self.__dict__.get("_learned_positions")
+        if found is None:
+            names = ("wpe", "position_embeddings", "embed_positions")
+            found = any(isinstance(m, torch.nn.Embedding) and n.rsplit(".", 1)[-1] in names
+                        for n, m in self.named_modules())
+            self.__dict__["_learned_positions"] = found
+        return found
 
     # -- generate -------------------------------------------------------------------------------------
 
