@@ -205,3 +205,60 @@ def test_batch_encoding_is_a_dict_with_attributes(bert_tokenizer_dir):
         _ = enc.not_a_key
     out = tok.encode("hello world", return_tensors="pt")
     assert out.shape[0] == 1 and out.dtype == torch.long
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_overflowing_tokens_with_stride_match_reference(pair, name):
+    """Question-answering style: long contexts cut into overlapping windows."""
+    ref, ours = pair(name)
+    if ref.pad_token is None:
+        ref, ours = _with_eos_pad(ref), _with_eos_pad(ours)
+    questions, contexts = ["Où ?", "What is it?"], [" ".join(TEXTS), TEXTS[1] * 3]
+    kw = dict(
+        truncation="only_second",
+        max_length=24,
+        stride=6,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+    assert_same(ref(questions, contexts, **kw), ours(questions, contexts, **kw), batched=True)
+    assert_same(ref(questions[0], contexts[0], **kw), ours(questions[0], contexts[0], **kw), batched=True)
+    kw = dict(
+        truncation=True,
+        max_length=10,
+        stride=3,
+        return_overflowing_tokens=True,
+        return_tensors="pt",
+        padding=True,
+    )
+    assert_same(ref(TEXTS, **kw), ours(TEXTS, **kw), batched=True)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_split_into_words_match_reference(pair, name):
+    ref, ours = pair(name)
+    words = [t.split() for t in TEXTS]
+    kw = dict(is_split_into_words=True, return_offsets_mapping=True)
+    assert_same(ref(words[1], **kw), ours(words[1], **kw), batched=False)
+    assert_same(ref(words, **kw), ours(words, **kw), batched=True)
+    assert_same(ref(words, words[::-1], **kw), ours(words, words[::-1], **kw), batched=True)
+
+
+def test_pickle_and_threads(bert_tokenizer_dir):
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    tok = AutoTokenizer.from_pretrained(bert_tokenizer_dir)
+    clone = pickle.loads(pickle.dumps(tok))
+    assert dict(clone(TEXTS, padding=True)) == dict(tok(TEXTS, padding=True))
+    calls = [
+        dict(padding=True),
+        dict(truncation=True, max_length=5),
+        dict(),
+        dict(padding="max_length", max_length=30),
+    ]
+    want = [dict(tok(TEXTS, **kw)) for kw in calls]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: dict(tok(TEXTS, **calls[i % 4])), range(40)))
+    assert all(g == want[i % 4] for i, g in enumerate(got))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +74,7 @@ class Tokenizer(PushToHubMixin):
         self._special.update(special_tokens or {})
         self._extra: list[str] = list(dict.fromkeys(extra_special_tokens or []))
         self._warned_long = False
+        self._lock = threading.Lock()
 
         # Every special token is an added token of the backend, so it is never split.
         present = {t.content for t in self._tokenizer.get_added_tokens_decoder().values()}
@@ -288,56 +290,84 @@ class Tokenizer(PushToHubMixin):
         return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
         return_length: bool = False,
+        return_overflowing_tokens: bool = False,
+        is_split_into_words: bool = False,
         **unused: Any,
     ) -> BatchEncoding:
-        """Tokenize one text, a pair, or a batch of texts/pairs; see the module docstring."""
+        """Tokenize one text, a pair, or a batch of texts/pairs (see the module docstring).
+
+        With `is_split_into_words=True` a text is a list of words. With
+        `return_overflowing_tokens=True` (and truncation) the cut-off parts come back as extra rows,
+        `stride` tokens overlapping, and `overflow_to_sample_mapping` says which input each row is from.
+        """
         if text is None:
             raise TokenizerError("nothing to tokenize: pass text (a string or a list of strings)")
-        batched = not isinstance(text, str)
+        one = str if not is_split_into_words else (list, tuple)
+        batched = not isinstance(text, one) or (
+            is_split_into_words and bool(text) and isinstance(text[0], (list, tuple))
+        )
         texts = [text] if not batched else list(text)
-        if text_pair is None and texts and all(isinstance(t, (tuple, list)) and len(t) == 2 for t in texts):
+        if text_pair is None and texts and all(isinstance(t, tuple) and len(t) == 2 for t in texts):
             texts, text_pair = [t[0] for t in texts], [t[1] for t in texts]  # a batch of (text, pair)
+        elif (
+            text_pair is None
+            and not is_split_into_words
+            and texts
+            and all(isinstance(t, list) for t in texts)
+        ):
+            texts, text_pair = [t[0] for t in texts], [t[1] for t in texts]
         if text_pair is None:
             inputs: list[Any] = texts
         else:
-            pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
+            pairs = [text_pair] if not batched else list(text_pair)
             if len(pairs) != len(texts):
                 raise TokenizerError(
                     f"got {len(texts)} texts but {len(pairs)} text_pair entries; they must match"
                 )
             inputs = list(zip(texts, pairs))
         for item in texts:
-            if not isinstance(item, str):
-                raise TokenizerError(f"text must be a string or a list of strings, got {type(item).__name__}")
+            if not isinstance(item, one):
+                what = (
+                    "a list of words (or a batch of them)"
+                    if is_split_into_words
+                    else "a string or a list of strings"
+                )
+                raise TokenizerError(f"text must be {what}, got {type(item).__name__}")
 
         pad_strategy, trunc_strategy, max_length = self._strategies(padding, truncation, max_length)
         side = padding_side or self.padding_side
         if side not in ("left", "right"):
             raise TokenizerError(f"padding_side must be 'left' or 'right', got {side!r}")
         backend = self._tokenizer
-        try:
-            if trunc_strategy is not None:
-                backend.enable_truncation(
-                    max_length, stride=stride, strategy=trunc_strategy, direction=self.truncation_side
+        with self._lock:  # padding/truncation are settings of the shared backend: one call at a time
+            try:
+                if trunc_strategy is not None:
+                    backend.enable_truncation(
+                        max_length, stride=stride, strategy=trunc_strategy, direction=self.truncation_side
+                    )
+                if pad_strategy is not None:
+                    backend.enable_padding(
+                        direction=side,
+                        pad_id=self.pad_token_id,
+                        pad_type_id=self.pad_token_type_id,
+                        pad_token=self.pad_token,
+                        length=max_length if pad_strategy == "max_length" else None,
+                        pad_to_multiple_of=pad_to_multiple_of,
+                    )
+                encodings = backend.encode_batch(
+                    inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
                 )
-            if pad_strategy is not None:
-                backend.enable_padding(
-                    direction=side,
-                    pad_id=self.pad_token_id,
-                    pad_type_id=self.pad_token_type_id,
-                    pad_token=self.pad_token,
-                    length=max_length if pad_strategy == "max_length" else None,
-                    pad_to_multiple_of=pad_to_multiple_of,
-                )
-            encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
-        except Exception as e:
-            if isinstance(e, TokenizerError):
-                raise
-            raise TokenizerError(f"tokenization failed: {e}") from e
-        finally:
-            backend.no_truncation()
-            backend.no_padding()
+            except Exception as e:
+                raise TokenizerError(f"tokenization failed: {e}") from e
+            finally:
+                backend.no_truncation()
+                backend.no_padding()
 
+        sample_of_row = list(range(len(encodings)))
+        if return_overflowing_tokens:
+            rows = [[e, *e.overflowing] for e in encodings]
+            sample_of_row = [i for i, group in enumerate(rows) for _ in group]
+            encodings = [e for group in rows for e in group]
         if trunc_strategy is None and not self._warned_long:
             longest = max((len(e.ids) for e in encodings), default=0)
             if longest > self.model_max_length:
@@ -350,16 +380,9 @@ class Tokenizer(PushToHubMixin):
                     self.model_max_length,
                 )
 
-        want_types = (
-            "token_type_ids" in self.model_input_names
-            if return_token_type_ids is None
-            else return_token_type_ids
-        )
-        want_mask = (
-            "attention_mask" in self.model_input_names
-            if return_attention_mask is None
-            else return_attention_mask
-        )
+        names = self.model_input_names
+        want_types = "token_type_ids" in names if return_token_type_ids is None else return_token_type_ids
+        want_mask = "attention_mask" in names if return_attention_mask is None else return_attention_mask
         data: dict[str, list] = {"input_ids": [e.ids for e in encodings]}
         if want_types:
             data["token_type_ids"] = [e.type_ids for e in encodings]
@@ -371,10 +394,12 @@ class Tokenizer(PushToHubMixin):
             data["offset_mapping"] = [list(e.offsets) for e in encodings]
         if return_length:
             data["length"] = [len(e.ids) for e in encodings]
+        if return_overflowing_tokens:
+            data["overflow_to_sample_mapping"] = sample_of_row
         if return_tensors is not None:
             data = to_tensors(data, return_tensors)
-        elif not batched:  # the reference keeps `length` as a one-item list
-            data = {k: v if k == "length" else v[0] for k, v in data.items()}
+        elif not batched and not return_overflowing_tokens:  # the reference keeps 1-D values (length) as is
+            data = {k: v[0] if v and isinstance(v[0], list) else v for k, v in data.items()}
         return BatchEncoding(data, encodings)
 
     def _strategies(
@@ -541,10 +566,16 @@ class Tokenizer(PushToHubMixin):
         chat_template.jinja) in the layout the reference library loads; returns the paths."""
         return save_tokenizer(self, save_directory)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__["_lock"] = threading.Lock()
+
     def __deepcopy__(self, memo: dict) -> Tokenizer:
         new = object.__new__(type(self))
-        for key, value in self.__dict__.items():
-            object.__setattr__(new, key, copy.deepcopy(value, memo))
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
         return new
 
 
@@ -586,3 +617,7 @@ def clean_up_tokenization(text: str) -> str:
     ):
         text = text.replace(before, after)
     return text
+
+
+def _is_pair_list(item: Any) -> bool:
+    return isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
