@@ -249,7 +249,7 @@ def _to_local_dir(path: str, local_dir: str | os.PathLike | None, filename: str,
     if local_dir is None:
         return path
     dest = os.path.join(os.fspath(local_dir), *filename.split("/"))
-    marker = os.path.join(os.fspath(local_dir), ".cache", "haven", *filename.split("/")) + ".json"
+    marker = os.path.join(os.fspath(local_dir), ".cache", "haven", *filename.split("/")) + ".metadata"
     blob = os.path.realpath(path)
     stamp = {"commit": commit, "blob": os.path.basename(blob), "size": os.path.getsize(blob)}
     try:

@@ -1,0 +1,139 @@
+"""The hub commands of `haven`, run as subprocesses against a real hub server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fixtures.server import unique_name
+
+
+class Cli:
+    def __init__(self, env: dict[str, str], cwd: Path):
+        self.env, self.cwd = env, cwd
+
+    def __call__(self, *args: str, ok: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "haven.cli", *args], capture_output=True, text=True,
+                              env=self.env, cwd=self.cwd, input=stdin, timeout=120)
+        if ok:
+            assert proc.returncode == 0, f"haven {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def json(self, *args: str) -> object:
+        return json.loads(self(*args, "--json").stdout)
+
+
+def _fails_with_one_line(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture
+def cli(hub_server, tmp_path):
+    user = unique_name("cli")
+    token = hub_server.create_user(user)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HAVEN_", "HF_TOKEN", "GIT_"))}
+    git_config = tmp_path / "gitconfig"
+    git_config.write_text(f"[credential]\n\thelper = store --file {tmp_path / 'git-credentials'}\n"
+                          "[user]\n\tname = t\n\temail = t@example.com\n")
+    env.update(HAVEN_ENDPOINT=hub_server.url, HAVEN_HOME=str(tmp_path / "home"), HAVEN_DISABLE_PROGRESS_BARS="1",
+               GIT_CONFIG_GLOBAL=str(git_config), GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
+    runner = Cli(env, tmp_path)
+    runner.user, runner.token, runner.url = user, token, hub_server.url
+    return runner
+
+
+def test_every_command_has_help(cli):
+    for args in (["login"], ["logout"], ["whoami"], ["repo", "create"], ["repo", "delete"], ["repo", "ls"],
+                 ["upload"], ["download"]):
+        out = cli(*args, "--help").stdout
+        assert out.startswith("usage: haven " + " ".join(args))
+
+
+def test_login_whoami_git_credential_and_logout(cli, tmp_path):
+    _fails_with_one_line(cli("whoami", ok=False), "haven login")
+    _fails_with_one_line(cli("login", "--token", "hv_wrong", ok=False), "token")
+    out = cli("login", "--token", cli.token).stdout
+    assert f"as {cli.user}" in out and "git credential stored" in out
+    assert (tmp_path / "home" / "token").read_text().strip() == cli.token
+    assert cli("whoami").stdout.startswith(cli.user)
+    assert cli.json("whoami")["name"] == cli.user
+
+    # git now authenticates on its own: clone a private repository
+    repo = f"{cli.user}/{unique_name('git')}"
+    cli("repo", "create", repo, "--private")
+    (tmp_path / "f.txt").write_text("from git\n")
+    cli("upload", repo, str(tmp_path / "f.txt"))
+    clone = subprocess.run(["git", "clone", "-q", f"{cli.url}/{repo}", str(tmp_path / "clone")], env=cli.env,
+                           capture_output=True, text=True, timeout=120)
+    assert clone.returncode == 0, clone.stderr
+    assert (tmp_path / "clone" / "f.txt").read_text() == "from git\n"
+
+    assert "removed" in cli("logout").stdout
+    assert not (tmp_path / "home" / "token").exists()
+    assert cli.token not in (tmp_path / "git-credentials").read_text()
+    _fails_with_one_line(cli("whoami", ok=False), "haven login")
+
+
+def test_repo_create_ls_delete(cli):
+    cli("login", "--token", cli.token, "--no-git-credential")
+    name = unique_name("cli-repo")
+    made = cli.json("repo", "create", name, "--private")
+    assert made == {"url": f"{cli.url}/{cli.user}/{name}", "repo_id": f"{cli.user}/{name}", "type": "model",
+                    "private": True}
+    _fails_with_one_line(cli("repo", "create", name, ok=False), "conflict")
+    cli("repo", "create", name, "--exist-ok")
+    data = cli("repo", "create", f"{cli.user}/{name}-data", "--type", "dataset").stdout
+    assert f"{cli.url}/datasets/{cli.user}/{name}-data" in data
+    listed = cli.json("repo", "ls", "--author", cli.user)
+    assert [r["id"] for r in listed] == [f"{cli.user}/{name}"] and listed[0]["private"] is True
+    assert [r["id"] for r in cli.json("repo", "ls", "--search", name)] == [f"{cli.user}/{name}"]
+    assert cli.json("repo", "ls", "--author", cli.user, "--filter", "no-such-tag") == []
+    assert f"{cli.user}/{name}" in cli("repo", "ls", "--author", cli.user).stdout
+    cli("repo", "delete", f"{cli.user}/{name}")
+    _fails_with_one_line(cli("repo", "delete", f"{cli.user}/{name}", ok=False), "not found")
+    cli("repo", "delete", f"{cli.user}/{name}", "--missing-ok")
+    _fails_with_one_line(cli("repo", "create", "a/b/c", ok=False), "owner/name")
+
+
+def test_upload_and_download(cli, tmp_path):
+    cli("login", "--token", cli.token, "--no-git-credential")
+    repo = f"{cli.user}/{unique_name('updown')}"
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "config.json").write_text('{"a": 1}')
+    (src / "sub" / "w.bin").write_bytes(os.urandom(300_000))
+    (src / "notes.log").write_text("skip me")
+    result = cli.json("upload", repo, str(src), "--exclude", "*.log", "-m", "first upload")
+    assert len(result["commit"]) == 40 and result["skipped"] is False
+    single = cli.json("upload", repo, str(src / "config.json"), "copy/config.json")
+    again = cli.json("upload", repo, str(src / "config.json"), "copy/config.json")
+    assert again["skipped"] and again["commit"] == single["commit"]
+
+    out = tmp_path / "out"
+    cli("download", repo, "--local-dir", str(out))
+    got = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    assert got == [".gitattributes", "config.json", "copy/config.json", "sub/w.bin"]
+    assert (out / "sub" / "w.bin").read_bytes() == (src / "sub" / "w.bin").read_bytes()
+
+    paths = cli.json("download", repo, "config.json", "--revision", result["commit"])["paths"]
+    assert Path(paths[0]).read_text() == '{"a": 1}' and f"snapshots/{result['commit']}" in paths[0]
+    only = cli("download", repo, "--include", "*.json", "--local-dir", str(tmp_path / "json")).stdout.strip()
+    got = sorted(p.relative_to(only).as_posix() for p in Path(only).rglob("*") if p.is_file() and ".cache" not in p.parts)
+    assert got == ["config.json", "copy/config.json"]
+    _fails_with_one_line(cli("download", repo, "missing.txt", ok=False), "missing.txt")
+    _fails_with_one_line(cli("download", repo, "config.json", "--revision", "nope", ok=False), "nope")
+    _fails_with_one_line(cli("download", f"{cli.user}/nothing-here", ok=False), "not found")
+    _fails_with_one_line(cli("upload", repo, str(tmp_path / "absent"), ok=False), "does not exist")
+
+    offline = Cli({**cli.env, "HAVEN_OFFLINE": "1", "HAVEN_ENDPOINT": "http://127.0.0.1:9"}, tmp_path)
+    assert Path(offline("download", repo, "config.json").stdout.strip()).read_text() == '{"a": 1}'
+    _fails_with_one_line(offline("download", repo, "nope.bin", ok=False), "HAVEN_OFFLINE")
