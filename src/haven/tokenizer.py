@@ -18,7 +18,7 @@ from typing import Any
 from .errors import TokenizerError
 from .hub.mixin import PushToHubMixin
 from .tokenization.chat import render_chat
-from .tokenization.encoding import BatchEncoding, to_tensors
+from .tokenization.encoding import BatchEncoding, as_list, clean_up_tokenization, to_tensors
 from .tokenization.files import SPECIAL_NAMES, VERY_LARGE_INTEGER, profile_for, token_content, token_options
 from .tokenization.loading import load_files
 from .tokenization.saving import save_tokenizer
@@ -177,7 +177,7 @@ class Tokenizer(PushToHubMixin):
         if isinstance(ids, int):
             return self._tokenizer.id_to_token(ids)
         special = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self._tokenizer.id_to_token(int(i)) for i in _as_list(ids) if int(i) not in special]
+        return [self._tokenizer.id_to_token(int(i)) for i in as_list(ids) if int(i) not in special]
 
     def add_tokens(self, new_tokens: str | Sequence[str], special_tokens: bool = False) -> int:
         """Add tokens to the vocabulary (at the end); returns how many were new."""
@@ -473,7 +473,7 @@ class Tokenizer(PushToHubMixin):
         **unused: Any,
     ) -> str:
         """Text of one sequence of ids (list, tensor or array)."""
-        ids = _as_list(token_ids)
+        ids = as_list(token_ids)
         if isinstance(ids, int):
             ids = [ids]
         if ids and isinstance(ids[0], list):
@@ -496,9 +496,7 @@ class Tokenizer(PushToHubMixin):
         clean_up_tokenization_spaces: bool | None = None,
         **kwargs: Any,
     ) -> list[str]:
-        return [
-            self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in _as_list(sequences)
-        ]
+        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in as_list(sequences)]
 
     # ------------------------------------------------------------------ chat
 
@@ -590,34 +588,3 @@ class AutoTokenizer:
         path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
     ) -> Tokenizer:
         return Tokenizer.from_pretrained(path_or_id, revision=revision, **kwargs)
-
-
-def _as_list(ids: Any) -> Any:
-    """Lists stay lists; tensors and arrays become (nested) lists of ints."""
-    if hasattr(ids, "tolist"):
-        return ids.tolist()
-    if isinstance(ids, (list, tuple)):
-        return [_as_list(i) if not isinstance(i, int) else i for i in ids]
-    return ids
-
-
-def clean_up_tokenization(text: str) -> str:
-    """Remove the spaces WordPiece decoding leaves before punctuation and in contractions."""
-    for before, after in (
-        (" .", "."),
-        (" ?", "?"),
-        (" !", "!"),
-        (" ,", ","),
-        (" ' ", "'"),
-        (" n't", "n't"),
-        (" 'm", "'m"),
-        (" 's", "'s"),
-        (" 've", "'ve"),
-        (" 're", "'re"),
-    ):
-        text = text.replace(before, after)
-    return text
-
-
-def _is_pair_list(item: Any) -> bool:
-    return isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)

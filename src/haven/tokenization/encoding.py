@@ -83,3 +83,34 @@ class BatchEncoding(dict):
             if hasattr(value, "to"):
                 self[key] = value.to(device)
         return self
+
+
+def as_list(ids: Any) -> Any:
+    """Lists stay lists; tensors and arrays become (nested) lists of ints."""
+    if hasattr(ids, "tolist"):
+        return ids.tolist()
+    if isinstance(ids, (list, tuple)):
+        return [as_list(i) if not isinstance(i, int) else i for i in ids]
+    return ids
+
+
+def clean_up_tokenization(text: str) -> str:
+    """Remove the spaces WordPiece decoding leaves before punctuation and in contractions."""
+    for before, after in (
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ):
+        text = text.replace(before, after)
+    return text
+
+
+def is_pair_list(item: Any) -> bool:
+    return isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
