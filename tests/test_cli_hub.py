@@ -61,6 +61,7 @@ def test_every_command_has_help(cli):
 def test_login_whoami_git_credential_and_logout(cli, tmp_path):
     _fails_with_one_line(cli("whoami", ok=False), "haven login")
     _fails_with_one_line(cli("login", "--token", "hv_wrong", ok=False), "token")
+    assert f"as {cli.user}" in cli("login", "--no-git-credential", stdin=cli.token + "\n").stdout  # token on stdin
     out = cli("login", "--token", cli.token).stdout
     assert f"as {cli.user}" in out and "git credential stored" in out
     assert (tmp_path / "home" / "token").read_text().strip() == cli.token

@@ -192,3 +192,18 @@ def test_missing_optional_file_is_remembered(hub, uploaded):
     with pytest.raises(EntryNotFoundError, match="tokenizer.json"):
         resolve_file(uploaded, "tokenizer.json")
     assert resolve_file(uploaded, "config.json", revision=commit).endswith("config.json")
+
+
+def test_progress_bars_show_for_big_files_unless_disabled(hub, uploaded, monkeypatch, capsys):
+    from haven.hub import download
+
+    monkeypatch.setattr(download, "PROGRESS_MIN_BYTES", 1000)
+    monkeypatch.setenv("HAVEN_DISABLE_PROGRESS_BARS", "1")
+    HubClient().hf_hub_download(uploaded, "weights/model.safetensors", force_download=True)
+    assert "model.safetensors" not in capsys.readouterr().err
+    monkeypatch.delenv("HAVEN_DISABLE_PROGRESS_BARS")
+    HubClient().hf_hub_download(uploaded, "weights/model.safetensors", force_download=True)
+    err = capsys.readouterr().err
+    assert "weights/model.safetensors" in err and "3.00M" in err
+    HubClient().hf_hub_download(uploaded, "config.json", force_download=True)  # small: no bar
+    assert "config.json" not in capsys.readouterr().err

@@ -45,3 +45,40 @@ def _resolve_remote(repo_id: str, filename: str, **kwargs: Any) -> str | None:
             "pass the path of a directory holding config.json and the weights"
         ) from None
     return resolve_remote_file(repo_id, filename, **kwargs)
+
+
+# Public names of the client, imported on first use so `import haven.hub` stays light.
+_EXPORTS = {
+    "HubClient": "client",
+    "get_client": "client",
+    "ModelCard": "card",
+    "CardData": "card",
+    "CommitOperationAdd": "upload",
+    "CommitOperationDelete": "upload",
+    "CommitOperationCopy": "upload",
+    "get_token": "auth",
+    "get_endpoint": "auth",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'haven.hub' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def hf_hub_download(repo_id: str, filename: str, *, token: str | None = None, **kwargs: Any) -> str:
+    """Local path of one file of a hub repository (cached). See `HubClient.hf_hub_download`."""
+    from .client import get_client
+
+    return get_client(token).hf_hub_download(repo_id, filename, **kwargs)
+
+
+def snapshot_download(repo_id: str, *, token: str | None = None, **kwargs: Any) -> str:
+    """Local folder with a whole revision of a hub repository. See `HubClient.snapshot_download`."""
+    from .client import get_client
+
+    return get_client(token).snapshot_download(repo_id, **kwargs)
