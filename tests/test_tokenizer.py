@@ -262,3 +262,36 @@ def test_pickle_and_threads(bert_tokenizer_dir):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda i: dict(tok(TEXTS, **calls[i % 4])), range(40)))
     assert all(g == want[i % 4] for i, g in enumerate(got))
+
+
+@pytest.mark.parametrize("name", TOKENIZER_FIXTURES)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_pad_matches_reference(pair, name, side):
+    """`pad` on encodings made earlier, as data collators use it."""
+    ref, ours = pair(name)
+    if ref.pad_token is None:
+        ref, ours = _with_eos_pad(ref), _with_eos_pad(ours)
+    rows = [dict(ref(t, return_special_tokens_mask=True)) for t in TEXTS]
+    for kw in (
+        dict(),
+        dict(padding="max_length", max_length=40),
+        dict(pad_to_multiple_of=8, return_tensors="pt"),
+    ):
+        r = ref.pad([dict(x) for x in rows], padding_side=side, **kw)
+        o = ours.pad([dict(x) for x in rows], padding_side=side, **kw)
+        assert set(o) == set(r)
+        for key in r:
+            assert torch.equal(o[key], r[key]) if isinstance(r[key], torch.Tensor) else o[key] == r[key], key
+    columns = {"input_ids": [x["input_ids"] for x in rows]}
+    assert dict(ours.pad(columns, padding_side=side)) == dict(ref.pad(columns, padding_side=side))
+    single = {"input_ids": rows[0]["input_ids"]}
+    kw = dict(padding="max_length", max_length=30, padding_side=side)
+    assert dict(ours.pad(single, **kw)) == dict(ref.pad(single, **kw))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_convert_tokens_to_string_matches_reference(pair, name):
+    ref, ours = pair(name)
+    for text in TEXTS:
+        tokens = ref.tokenize(text)
+        assert ours.convert_tokens_to_string(tokens) == ref.convert_tokens_to_string(tokens)

@@ -18,7 +18,14 @@ from typing import Any
 from .errors import TokenizerError
 from .hub.mixin import PushToHubMixin
 from .tokenization.chat import render_chat
-from .tokenization.encoding import BatchEncoding, as_list, clean_up_tokenization, to_tensors
+from .tokenization.encoding import (
+    BatchEncoding,
+    as_list,
+    clean_up_tokenization,
+    is_pair_list,
+    pad_batch,
+    to_tensors,
+)
 from .tokenization.files import SPECIAL_NAMES, VERY_LARGE_INTEGER, profile_for, token_content, token_options
 from .tokenization.loading import load_files
 from .tokenization.saving import save_tokenizer
@@ -309,12 +316,7 @@ class Tokenizer(PushToHubMixin):
         texts = [text] if not batched else list(text)
         if text_pair is None and texts and all(isinstance(t, tuple) and len(t) == 2 for t in texts):
             texts, text_pair = [t[0] for t in texts], [t[1] for t in texts]  # a batch of (text, pair)
-        elif (
-            text_pair is None
-            and not is_split_into_words
-            and texts
-            and all(isinstance(t, list) for t in texts)
-        ):
+        elif text_pair is None and not is_split_into_words and texts and all(is_pair_list(t) for t in texts):
             texts, text_pair = [t[0] for t in texts], [t[1] for t in texts]
         if text_pair is None:
             inputs: list[Any] = texts
@@ -442,6 +444,47 @@ class Tokenizer(PushToHubMixin):
             )
         return pad, trunc, max_length
 
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchEncoding:
+        """Pad encodings made earlier (a dict of lists, or a list of dicts, as collators hold them)."""
+        if isinstance(encoded_inputs, (list, tuple)):
+            rows = [dict(r) for r in encoded_inputs]
+            batched = True
+        else:
+            first = as_list(encoded_inputs["input_ids"])
+            batched = bool(first) and isinstance(first[0], list)
+            keys = list(encoded_inputs)
+            columns = [as_list(encoded_inputs[k]) for k in keys]
+            rows = (
+                [dict(zip(keys, vals)) for vals in zip(*columns)] if batched else [dict(zip(keys, columns))]
+            )
+        strategy, _, max_length = self._strategies(padding, False, max_length)
+        want_mask = (
+            "attention_mask" in self.model_input_names
+            if return_attention_mask is None
+            else return_attention_mask
+        )
+        data = pad_batch(
+            rows,
+            length=(max_length if strategy == "max_length" else None) if strategy else 0,
+            pad_to_multiple_of=pad_to_multiple_of if strategy else None,
+            side=padding_side or self.padding_side,
+            pad_id=self.pad_token_id if strategy else 0,
+            pad_type_id=self.pad_token_type_id,
+            attention_mask=want_mask,
+        )
+        if return_tensors is not None:
+            return BatchEncoding(to_tensors(data, return_tensors))
+        return BatchEncoding(data if batched else {k: v[0] for k, v in data.items()})
+
     def encode(
         self,
         text: str,
@@ -488,6 +531,11 @@ class Tokenizer(PushToHubMixin):
         if clean and type(self._tokenizer.model).__name__ != "BPE":
             text = clean_up_tokenization(text)
         return text
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        """Join token strings back into text with the tokenizer's decoder."""
+        decoder = self._tokenizer.decoder
+        return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
 
     def batch_decode(
         self,

@@ -114,3 +114,36 @@ def clean_up_tokenization(text: str) -> str:
 
 def is_pair_list(item: Any) -> bool:
     return isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+
+
+def pad_batch(
+    rows: list[dict[str, list[int]]],
+    *,
+    length: int | None,
+    pad_to_multiple_of: int | None,
+    side: str,
+    pad_id: int,
+    pad_type_id: int,
+    attention_mask: bool,
+) -> dict[str, list[list[int]]]:
+    """Pad already-encoded rows (dicts of input_ids, attention_mask, ...) to one length.
+
+    `length` None pads to the longest row. The attention mask gets 0, token types `pad_type_id`,
+    the special-tokens mask 1 — what the reference's `pad` writes.
+    """
+    target = length if length is not None else max((len(r["input_ids"]) for r in rows), default=0)
+    if pad_to_multiple_of and target % pad_to_multiple_of:
+        target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+    fill = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": pad_type_id, "special_tokens_mask": 1}
+    out: dict[str, list[list[int]]] = {}
+    for row in rows:
+        row = {k: as_list(v) for k, v in row.items()}
+        if attention_mask and "attention_mask" not in row:
+            row["attention_mask"] = [1] * len(row["input_ids"])
+        missing = max(target - len(row["input_ids"]), 0)
+        for key, values in row.items():
+            if key in fill and missing:
+                extra = [fill[key]] * missing
+                values = values + extra if side == "right" else extra + values
+            out.setdefault(key, []).append(values)
+    return out
