@@ -295,3 +295,29 @@ def test_convert_tokens_to_string_matches_reference(pair, name):
     for text in TEXTS:
         tokens = ref.tokenize(text)
         assert ours.convert_tokens_to_string(tokens) == ref.convert_tokens_to_string(tokens)
+
+
+@pytest.mark.parametrize("name", TOKENIZER_FIXTURES)
+def test_alignment_helpers_match_reference(pair, name):
+    ref, ours = pair(name)
+    r, o = ref(TEXTS[:4], PAIRS[:4]), ours(TEXTS[:4], PAIRS[:4])
+    for b in range(4):
+        for c in range(len(TEXTS[b])):
+            assert o.char_to_token(b, c) == r.char_to_token(b, c)
+        for c in range(len(PAIRS[b])):
+            assert o.char_to_token(b, c, sequence_index=1) == r.char_to_token(b, c, sequence_index=1)
+        for t in range(len(r["input_ids"][b])):
+            try:
+                r_chars = r.token_to_chars(b, t)
+            except TypeError:  # the reference fails on tokens without characters (a bare <s>); we say None
+                r_chars = r.encodings[b].token_to_chars(t)
+            o_chars = o.token_to_chars(b, t)
+            assert (None if r_chars is None else tuple(r_chars)) == o_chars
+            assert o.token_to_word(b, t) == r.token_to_word(b, t)
+        for w in range(len(TEXTS[b].split())):
+            rs, os_ = r.word_to_tokens(b, w), o.word_to_tokens(b, w)
+            assert (None if rs is None else tuple(rs)) == os_
+            rc, oc = r.word_to_chars(b, w), o.word_to_chars(b, w)
+            assert (None if rc is None else tuple(rc)) == oc
+    single_r, single_o = ref(TEXTS[1]), ours(TEXTS[1])
+    assert single_o.char_to_token(5) == single_r.char_to_token(5)

@@ -77,6 +77,37 @@ class BatchEncoding(dict):
         """0 for tokens of the first text, 1 for the pair text, None for special tokens."""
         return list(self._encoding(batch_index).sequence_ids)
 
+    def _split(self, batch_or_index: int, index: int | None) -> tuple[int, int]:
+        return (0, batch_or_index) if index is None else (batch_or_index, index)
+
+    def char_to_token(self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0):
+        """Index of the token covering character `char_index` of the text (None if none does)."""
+        b, c = self._split(batch_or_char_index, char_index)
+        return self._encoding(b).char_to_token(c, sequence_index)
+
+    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None):
+        """(start, end) characters of a token in its text, or None for special tokens."""
+        b, t = self._split(batch_or_token_index, token_index)
+        span = self._encoding(b).token_to_chars(t)
+        return None if span is None else tuple(span)
+
+    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None):
+        b, t = self._split(batch_or_token_index, token_index)
+        return self._encoding(b).token_to_word(t)
+
+    def word_to_tokens(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ):
+        """(start, end) token span of a word, or None."""
+        b, w = self._split(batch_or_word_index, word_index)
+        span = self._encoding(b).word_to_tokens(w, sequence_index)
+        return None if span is None else tuple(span)
+
+    def word_to_chars(self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0):
+        b, w = self._split(batch_or_word_index, word_index)
+        span = self._encoding(b).word_to_chars(w, sequence_index)
+        return None if span is None else tuple(span)
+
     def to(self, device: Any) -> BatchEncoding:
         """Move every tensor value to `device` (in place); returns self."""
         for key, value in self.items():

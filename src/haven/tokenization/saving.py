@@ -23,7 +23,18 @@ _OWN_KEYS = {
     "clean_up_tokenization_spaces",
 }
 # Loading details that must not travel with the files.
-_TRANSIENT_KEYS = {"name_or_path", "is_local", "local_files_only", "token", "revision", "cache_dir"}
+_TRANSIENT_KEYS = {
+    "name_or_path",
+    "is_local",
+    "local_files_only",
+    "token",
+    "revision",
+    "cache_dir",
+    "tokenizer_file",
+    "special_tokens_map_file",
+    "vocab_file",
+    "merges_file",
+}
 
 
 def _dump(data: dict[str, Any], path: str) -> None:
