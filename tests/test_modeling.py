@@ -371,7 +371,10 @@ def test_shape_mismatch(tmp_path, bert_sequence_classification_dir):
         config["label2id"] = {"A": 0, "B": 1, "C": 2}
 
     path = _copy_tokenizer_free(bert_sequence_classification_dir, tmp_path, state, config_edit=three_labels)
-    with pytest.raises(CheckpointError, match=r"shape mismatch for classifier\.(weight|bias).*\(2,.*\(3,.*ignore_mismatched_sizes"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatch for classifier\.(weight|bias).*\(2,.*\(3,.*ignore_mismatched_sizes",
+    ):
         BertForSequenceClassification.from_pretrained(path)
     model, info = BertForSequenceClassification.from_pretrained(
         path, ignore_mismatched_sizes=True, output_loading_info=True
@@ -396,3 +399,18 @@ def test_initialising_a_missing_weight_keeps_loaded_siblings(tmp_path, bert_sequ
     assert info["missing_keys"] == ["classifier.weight"]
     assert torch.equal(model.classifier.bias, bias)
     assert 0.01 < model.classifier.weight.std().item() < 0.03
+
+
+def test_loading_leaves_torch_layer_init_intact(bert_masked_lm_dir):
+    """from_pretrained skips the layers' own init while building on meta, and restores it."""
+    originals = {
+        cls: cls.__dict__["reset_parameters"]
+        for cls in (torch.nn.Linear, torch.nn.Embedding, torch.nn.LayerNorm)
+    }
+    BertForMaskedLM.from_pretrained(bert_masked_lm_dir)
+    with pytest.raises(ValueError, match="multiple of num_attention_heads"):  # fails while building
+        BertForMaskedLM.from_pretrained(bert_masked_lm_dir, num_attention_heads=5)
+    assert {cls: cls.__dict__["reset_parameters"] for cls in originals} == originals
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 64)
+    assert 0.5 < layer.weight.abs().max().item() * 8 < 1.01  # kaiming-uniform bound 1/sqrt(64)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -163,7 +165,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
                 setattr(config, key, value)
         state_dict = load_checkpoint(path_or_id, **hub)
 
-        with torch.device("meta"):
+        with torch.device("meta"), _skip_reset_parameters():
             model = cls(config)
         info = model.load_weights(state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes)
         target = _parse_dtype(dtype)
@@ -352,6 +354,28 @@ def _matches(key: str, patterns: list[str]) -> bool:
 def _preview(keys: list[str], n: int = 8) -> str:
     shown = ", ".join(keys[:n])
     return shown + (f" ... ({len(keys) - n} more)" if len(keys) > n else "")
+
+
+@contextmanager
+def _skip_reset_parameters() -> Iterator[None]:
+    """Skip torch's default init in layer constructors (pure overhead on the meta device).
+
+    Weights come from the checkpoint, and the ones it lacks get `_init_weights` in
+    `_materialize`, so the constructors' own random init would only be thrown away.
+    """
+    classes = (nn.Linear, nn.Embedding, nn.LayerNorm)
+    saved = [cls.__dict__["reset_parameters"] for cls in classes]
+    for cls in classes:
+        cls.reset_parameters = _no_reset
+    try:
+        yield
+    finally:
+        for cls, fn in zip(classes, saved):
+            cls.reset_parameters = fn
+
+
+def _no_reset(self: nn.Module) -> None:
+    return None
 
 
 def _on_meta(module: nn.Module) -> bool:
