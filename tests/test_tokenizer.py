@@ -317,7 +317,11 @@ def test_alignment_helpers_match_reference(pair, name):
         for w in range(len(TEXTS[b].split())):
             rs, os_ = r.word_to_tokens(b, w), o.word_to_tokens(b, w)
             assert (None if rs is None else tuple(rs)) == os_
-            rc, oc = r.word_to_chars(b, w), o.word_to_chars(b, w)
+            try:
+                rc = r.word_to_chars(b, w)
+            except TypeError:  # same reference failure for a word with no characters
+                rc = r.encodings[b].word_to_chars(w, 0)
+            oc = o.word_to_chars(b, w)
             assert (None if rc is None else tuple(rc)) == oc
     single_r, single_o = ref(TEXTS[1]), ours(TEXTS[1])
     assert single_o.char_to_token(5) == single_r.char_to_token(5)
