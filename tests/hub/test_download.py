@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from haven.errors import EntryNotFoundError, HubError, LocalEntryNotFoundError
@@ -207,3 +208,49 @@ def test_progress_bars_show_for_big_files_unless_disabled(hub, uploaded, monkeyp
     assert "weights/model.safetensors" in err and "3.00M" in err
     HubClient().hf_hub_download(uploaded, "config.json", force_download=True)  # small: no bar
     assert "config.json" not in capsys.readouterr().err
+
+
+class _DroppingTransport(httpx.BaseTransport):
+    """Passes requests to the real transport, but cuts any large body off after `after` bytes."""
+
+    def __init__(self, after: int):
+        self.inner, self.after = httpx.HTTPTransport(), after
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method != "GET" or int(response.headers.get("content-length", 0)) <= self.after:
+            return response
+        after, body = self.after, response.stream
+
+        class Cut(httpx.SyncByteStream):
+            def __iter__(self):
+                sent = 0
+                for chunk in body:
+                    chunk = chunk[: after - sent]
+                    sent += len(chunk)
+                    yield chunk
+                    if sent >= after:
+                        raise httpx.ReadError("connection dropped (test)")
+
+            def close(self):
+                body.close()
+
+        return httpx.Response(response.status_code, headers=response.headers, stream=Cut(), request=request)
+
+
+def test_download_cut_off_by_the_network_resumes_on_retry(hub, tree, uploaded):
+    data = tree["weights/model.safetensors"]
+    cut = 1_000_000
+    flaky = HubClient()
+    flaky.session = httpx.Client(transport=_DroppingTransport(cut), event_hooks={"request": [flaky._count]})
+    with pytest.raises(HubError, match="broke off after 1000000 of") as info:
+        flaky.hf_hub_download(uploaded, "weights/model.safetensors")
+    assert "run it again to resume" in str(info.value)
+    blob = RepoCache(uploaded, cache_dir=hub.cache_dir).blob_path(hashlib.sha256(data).hexdigest())
+    assert os.path.getsize(blob + ".incomplete") == cut
+
+    retry = HubClient()
+    path = retry.hf_hub_download(uploaded, "weights/model.safetensors")
+    assert open(path, "rb").read() == data
+    assert retry.stats["bytes_downloaded"] == len(data) - cut
+    assert [r for m, _, r in retry.request_log if m == "GET"] == [f"bytes={cut}-"]

@@ -169,6 +169,7 @@ def fetch_blob(
         offset = 0
     if offset < meta.size or meta.size == 0:
         headers = client.auth_headers() if meta.same_origin else {}
+        headers["accept-encoding"] = "identity"  # sizes and hashes are of the raw bytes
         if offset:
             headers["range"] = f"bytes={offset}-"
         try:
@@ -202,7 +203,7 @@ def _write_body(client: HubClient, response: httpx.Response, path: str, offset: 
     with open(path, "r+b" if offset and os.path.exists(path) else "wb") as f:
         f.seek(offset)
         f.truncate()
-        for chunk in response.iter_bytes(CHUNK):
+        for chunk in response.iter_raw():  # as it arrives: a broken transfer keeps every byte received
             f.write(chunk)
             client.stats["bytes_downloaded"] += len(chunk)
             if bar is not None:
