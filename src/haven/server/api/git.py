@@ -8,6 +8,8 @@ After a push the repo index is refreshed.
 
 from __future__ import annotations
 
+import tempfile
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -18,6 +20,8 @@ from .common import ApiError, find_repo
 from .lfs import git_repo_access
 
 router = APIRouter()
+SPOOL_MEMORY = 16 << 20
+CHUNK = 1 << 20
 SERVICES = ("git-upload-pack", "git-receive-pack")
 
 
@@ -47,7 +51,7 @@ async def _git(request: Request, repo_type: str, ns: str, name: str, action: str
         service = action
     write = service == "git-receive-pack"
     repo_id, p = await run_in_threadpool(git_repo_access, request, repo_type, ns, name, write=write)
-    body = request.stream() if request.method == "POST" else b""
+    body = await _spool(request) if request.method == "POST" else b""
     status, headers, stream = await githttp.run_http_backend(
         request.app.state.settings.data_dir / "repos",
         githttp.git_path_info(repo_type, repo_id, action),
@@ -60,6 +64,29 @@ async def _git(request: Request, repo_type: str, ns: str, name: str, action: str
         on_push=_on_push(request) if write else None,
     )
     return StreamingResponse(stream, status_code=status, headers=headers)
+
+
+async def _spool(request: Request):
+    """Receive the whole request body (to disk past SPOOL_MEMORY) before the response starts.
+
+    A streaming response listens for the client's disconnect on the same ASGI channel the body
+    arrives on; reading the body lazily while the response streams would let that listener
+    swallow body chunks and hang `git http-backend` waiting for input."""
+    spool = tempfile.SpooledTemporaryFile(
+        max_size=SPOOL_MEMORY, dir=request.app.state.settings.data_dir / "tmp"
+    )
+    async for chunk in request.stream():
+        spool.write(chunk)
+    spool.seek(0)
+
+    async def chunks():
+        try:
+            while chunk := spool.read(CHUNK):
+                yield chunk
+        finally:
+            spool.close()
+
+    return chunks()
 
 
 @router.get("/datasets/{ns}/{name}/info/refs")
