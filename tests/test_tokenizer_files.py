@@ -387,3 +387,31 @@ def test_long_input_warns_once_and_does_not_raise(bert_tokenizer_dir, caplog):
     warnings = [r for r in caplog.records if "longer than the specified maximum" in r.getMessage()]
     assert len(warnings) == 1 and f"({len(ids)} > 8)" in warnings[0].getMessage()
     assert len(tok(long_text, truncation=True)["input_ids"]) == 8
+
+
+def test_tokenizer_json_with_old_merges_format(tmp_path, roberta_tokenizer_dir):
+    """tokenizers < 0.20 wrote BPE merges as "a b" strings; both forms load the same."""
+    d = _copy(roberta_tokenizer_dir, tmp_path / "old-merges")
+    data = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+    merges = data["model"]["merges"]
+    assert merges and not isinstance(merges[0], str)  # the fixture has the new form: make the old one
+    data["model"]["merges"] = [" ".join(m) for m in merges]
+    (d / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    encodings_equal(
+        transformers.AutoTokenizer.from_pretrained(roberta_tokenizer_dir), AutoTokenizer.from_pretrained(d)
+    )
+
+
+def test_missing_sentencepiece_extra_is_explained(tmp_path, camembert_legacy_tokenizer_dir, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sentencepiece(name, *args, **kwargs):
+        if name.startswith("sentencepiece"):
+            raise ImportError("No module named 'sentencepiece'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sentencepiece)
+    with pytest.raises(TokenizerError, match=r"pip install 'haven\[sentencepiece\]'"):
+        AutoTokenizer.from_pretrained(camembert_legacy_tokenizer_dir)

@@ -165,9 +165,9 @@ def build_byte_bpe(vocab_path: str, merges_path: str, config: dict[str, Any], ro
 def _read_spm(path: str):
     try:
         from sentencepiece import sentencepiece_model_pb2
-    except ImportError as e:  # pragma: no cover - sentencepiece is installed with Haven's extras
+    except ImportError as e:  # the optional extra is not installed
         raise TokenizerError(
-            f"reading {path} needs the `sentencepiece` package: pip install sentencepiece"
+            f"reading {path} needs the sentencepiece and protobuf packages: pip install 'haven[sentencepiece]'"
         ) from e
     proto = sentencepiece_model_pb2.ModelProto()
     with open(path, "rb") as f:
