@@ -67,6 +67,12 @@ def test_devices():
         parse_device(1.5)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_gpu_device_without_cuda_says_so(bert_masked_lm_dir):
+    with pytest.raises(PipelineError, match="no CUDA device"):
+        pipeline("fill-mask", model=bert_masked_lm_dir, device=0)
+
+
 def test_importing_pipelines_does_not_import_torch():
     code = "import sys, haven.pipelines, haven.pipelines.commands; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

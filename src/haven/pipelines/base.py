@@ -74,6 +74,10 @@ class Pipeline:
         self.task = task or self.task
         self.tokenizer = tokenizer
         self.device = parse_device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise PipelineError(
+                f"device={device!r} asks for a GPU, but this torch build sees no CUDA device; use device='cpu' (or -1)"
+            )
         if model is not None and _model_device(model) != self.device:
             model = model.to(self.device)
         self.model = model
@@ -82,7 +86,7 @@ class Pipeline:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
-        self._accepted = _forward_arguments(model)
+        self._accepted = forward_arguments(model)
         self._preprocess_params, self._forward_params, self._postprocess_params = self._sanitize_parameters(
             **kwargs
         )
@@ -255,7 +259,7 @@ def _model_device(model: Any) -> torch.device | None:
         return None
 
 
-def _forward_arguments(model: Any) -> set[str] | None:
+def forward_arguments(model: Any) -> set[str] | None:
     """Names model.forward accepts, or None when it takes **kwargs (then pass everything)."""
     forward = getattr(model, "forward", None)
     if forward is None:

@@ -14,13 +14,21 @@ from typing import Any
 import torch
 
 from . import PipelineError
-from .base import Pipeline
+from .base import Pipeline, forward_arguments
 
 logger = logging.getLogger(__name__)
 
 
 class FillMaskPipeline(Pipeline):
     task = "fill-mask"
+
+    def __init__(self, model: Any, tokenizer: Any = None, **kwargs: Any) -> None:
+        super().__init__(model, tokenizer, **kwargs)
+        # Split the model into encoder + masked-LM head when its layout is known, so the head (a
+        # hidden x vocabulary matmul) runs on the mask positions only instead of every token.
+        self._encoder = getattr(model, getattr(model, "base_model_prefix", "") or "_", None)
+        self._head = _mask_head(model) if isinstance(self._encoder, torch.nn.Module) else None
+        self._encoder_accepted = forward_arguments(self._encoder) if self._head is not None else None
 
     def _sanitize_parameters(
         self,
@@ -104,9 +112,15 @@ class FillMaskPipeline(Pipeline):
         return features
 
     def _forward(self, model_inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        logits = self.model_forward(model_inputs).logits  # (B, T, V)
         is_mask = model_inputs["input_ids"] == self.tokenizer.mask_token_id  # (B, T)
-        probs = logits[is_mask].float().softmax(dim=-1)  # (masks in batch, V)
+        if self._head is not None:
+            accepted = self._encoder_accepted
+            inputs = model_inputs if accepted is None else {k: v for k, v in model_inputs.items() if k in accepted}
+            hidden = self._encoder(**inputs)[0]  # (B, T, H)
+            logits = self._head(hidden[is_mask])  # (masks in batch, V)
+        else:
+            logits = self.model_forward(model_inputs).logits[is_mask]  # (masks in batch, V)
+        probs = logits.float().softmax(dim=-1)
         return list(probs.split(is_mask.sum(dim=1).tolist()))  # per row: (masks, V)
 
     def postprocess(
@@ -152,3 +166,15 @@ class FillMaskPipeline(Pipeline):
         if batched and len(results) == 1:
             return results[0]
         return results if batched else results[0]
+
+
+def _mask_head(model: Any) -> Any:
+    """The masked-LM head of `model` as a function of hidden states, for the layouts Haven knows."""
+    for name in ("cls", "lm_head"):  # BERT, RoBERTa/CamemBERT
+        head = getattr(model, name, None)
+        if isinstance(head, torch.nn.Module):
+            return head
+    parts = ("vocab_transform", "act", "vocab_layer_norm", "vocab_projector")  # DistilBERT
+    if all(hasattr(model, p) for p in parts):
+        return lambda x: model.vocab_projector(model.vocab_layer_norm(model.act(model.vocab_transform(x))))
+    return None

@@ -1,0 +1,189 @@
+"""Haven vs the reference library on a BERT-base–shaped encoder (110M parameters), in one run.
+
+    .venv/bin/python benchmarks/encoders.py [--threads N] [--quick]
+
+Builds random BERT-base checkpoints (masked-LM and sequence-classification heads) with the
+reference library in a temporary directory, with a WordPiece tokenizer built by the reference
+(`BertTokenizer` over a generated 30522-entry vocabulary), then measures on the same CPU threads:
+
+- `from_pretrained` time (median of several runs, page cache warm for both);
+- fill-mask and text-classification pipeline throughput (sentences/s) at batch 1 (one call per
+  sentence) and batch 32 (one call over a list, `batch_size=32`), on sentences of 15-40 words;
+
+and prints a table with the ratio Haven / reference (higher is better for Haven).
+Targets: load >= 3x, pipelines >= 1.2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+WORDS = (
+    "the a of to and in is was for on that with as by at from it this be are an or which his her "
+    "their model data time people year city world music government system language history school "
+    "river music team season league war film series album song book game company station party "
+    "university church village county family country state group number area part place name "
+    "work life day way point house power water market research study result process network "
+    "first new other many more most some only well also when after before during between under "
+    "made used known called played became released written built founded produced named took "
+    "large small early late major local national public general second high long old great good"
+).split()
+
+
+def make_vocab(size: int = 30522) -> list[str]:
+    """Special tokens, characters, the benchmark words and their pieces, then filler to `size`."""
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [chr(c) for c in range(33, 127)] + list("éèàçôûü")
+    vocab += chars + [f"##{c}" for c in chars]
+    seen = set(vocab)
+    for word in WORDS:
+        for piece in (word, f"##{word[2:]}", word[:3], f"##{word[3:]}"):
+            if piece not in seen and piece not in ("##",):
+                vocab.append(piece)
+                seen.add(piece)
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    while len(vocab) < size:
+        piece = "".join(rng.choice(letters) for _ in range(rng.randint(3, 9)))
+        piece = piece if rng.random() < 0.7 else "##" + piece
+        if piece not in seen:
+            vocab.append(piece)
+            seen.add(piece)
+    return vocab
+
+
+def make_sentences(n: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 40))) + "." for _ in range(n)]
+
+
+def build_checkpoints(root: Path) -> dict[str, str]:
+    import transformers
+
+    vocab = make_vocab()
+    vocab_file = root / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = transformers.BertTokenizer(vocab_file=str(vocab_file))
+    config = transformers.BertConfig()  # bert-base-uncased shapes: 12 x 768, 30522 tokens
+    dirs = {}
+    for name, cls, extra in (
+        ("masked-lm", transformers.BertForMaskedLM, {}),
+        (
+            "classifier",
+            transformers.BertForSequenceClassification,
+            {"id2label": {0: "NEGATIVE", 1: "POSITIVE"}},
+        ),
+    ):
+        torch.manual_seed(0)
+        model = cls(transformers.BertConfig(**{**config.to_dict(), **extra}))
+        out = root / name
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        dirs[name] = str(out)
+        del model
+    return dirs
+
+
+def median_time(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        gc.collect()
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+        del result
+    return statistics.median(times)
+
+
+def throughput(pipe, sentences: list[str], batch_size: int, **options) -> float:
+    """Sentences per second: batch 1 calls once per sentence; otherwise one call over the list."""
+    warm = sentences[: max(2, batch_size)]
+    if batch_size == 1:
+        for s in warm:
+            pipe(s, **options)
+        start = time.perf_counter()
+        for s in sentences:
+            pipe(s, **options)
+    else:
+        pipe(warm, batch_size=batch_size, **options)
+        start = time.perf_counter()
+        pipe(sentences, batch_size=batch_size, **options)
+    return len(sentences) / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--quick", action="store_true", help="fewer sentences and load runs (a smoke test)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["HAVEN_DISABLE_PROGRESS_BARS"] = "1"
+
+    import transformers
+
+    import haven
+    from haven import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    load_runs = 3 if args.quick else 7
+    n1, n32 = (16, 64) if args.quick else (64, 512)
+
+    rows: list[tuple[str, str, float, float]] = []  # (what, unit, haven, reference)
+    with tempfile.TemporaryDirectory(prefix="haven-bench-") as tmp:
+        print(f"building BERT-base checkpoints in {tmp} ...", file=sys.stderr)
+        dirs = build_checkpoints(Path(tmp))
+        mlm = dirs["masked-lm"]
+        for _ in range(2):  # warm the page cache and both libraries' imports
+            AutoModelForMaskedLM.from_pretrained(mlm)
+            transformers.AutoModelForMaskedLM.from_pretrained(mlm)
+        ours = median_time(lambda: AutoModelForMaskedLM.from_pretrained(mlm), load_runs)
+        ref = median_time(lambda: transformers.AutoModelForMaskedLM.from_pretrained(mlm), load_runs)
+        rows.append(("from_pretrained (BertForMaskedLM)", "s", ours, ref))
+        ours = median_time(
+            lambda: AutoModelForSequenceClassification.from_pretrained(dirs["classifier"]), load_runs
+        )
+        ref = median_time(
+            lambda: transformers.AutoModelForSequenceClassification.from_pretrained(dirs["classifier"]),
+            load_runs,
+        )
+        rows.append(("from_pretrained (BertForSequenceClassification)", "s", ours, ref))
+
+        sentences = make_sentences(max(n1, n32))
+        masked = [s.replace(" the ", " [MASK] ", 1) if " the " in s else "[MASK] " + s for s in sentences]
+        for task, path, inputs in (
+            ("fill-mask", mlm, masked),
+            ("text-classification", dirs["classifier"], sentences),
+        ):
+            ours_pipe = haven.pipeline(task, model=path)
+            ref_pipe = transformers.pipeline(task, model=path, device="cpu")
+            for batch_size, n in ((1, n1), (32, n32)):
+                ours = throughput(ours_pipe, inputs[:n], batch_size)
+                ref = throughput(ref_pipe, inputs[:n], batch_size)
+                rows.append((f"{task} batch {batch_size}", "sent/s", ours, ref))
+            del ours_pipe, ref_pipe
+            gc.collect()
+
+    print(
+        f"\nBERT-base (110M), fp32, torch {torch.__version__}, {args.threads} threads, transformers {transformers.__version__}"
+    )
+    print(f"{'measure':<50} {'unit':>6} {'Haven':>9} {'reference':>10} {'Haven speed-up':>15}")
+    for what, unit, ours, ref in rows:
+        ratio = ref / ours if unit == "s" else ours / ref
+        print(f"{what:<50} {unit:>6} {ours:>9.3f} {ref:>10.3f} {ratio:>14.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
