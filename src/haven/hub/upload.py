@@ -141,7 +141,8 @@ def create_commit(
     revision = revision or "main"
     operations = list(operations)
     adds = [op for op in operations if isinstance(op, CommitOperationAdd)]
-    dupes = {op.path_in_repo for op in adds if sum(o.path_in_repo == op.path_in_repo for o in adds) > 1}
+    seen: set[str] = set()
+    dupes = {op.path_in_repo for op in adds if op.path_in_repo in seen or seen.add(op.path_in_repo)}
     if dupes:
         raise ValueError(f"the same path is added twice in one commit: {sorted(dupes)}")
     api, _ = client._repo_api(repo_id, repo_type)
@@ -151,8 +152,8 @@ def create_commit(
         _validate_readme(client, readme, repo_type)
 
     _preupload(client, api, repo_id, revision, adds)
-    unchanged = [op for op in adds if op.remote_oid and op.remote_oid == op.local_oid]
-    adds_kept = [op for op in adds if op not in unchanged and not op.should_ignore]
+    adds_kept = [op for op in adds if not op.should_ignore and not (op.remote_oid and op.remote_oid == op.local_oid)]
+    kept_ids = {id(op) for op in adds_kept}
     others = [op for op in operations if not isinstance(op, CommitOperationAdd)]
     if not adds_kept and not others:
         head = client.repo_info(repo_id, revision=revision, repo_type=repo_type).sha
@@ -168,7 +169,7 @@ def create_commit(
     lines = [{"key": "header", "value": header}]
     for op in operations:
         if isinstance(op, CommitOperationAdd):
-            if op not in adds_kept:
+            if id(op) not in kept_ids:
                 continue
             if op.upload_mode == "lfs":
                 lines.append({"key": "lfsFile", "value": {"path": op.path_in_repo, "algo": "sha256", "oid": op.sha256, "size": op.size}})
