@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from haven.server.storage import AddFile, LfsStore, RepoStore, githttp
 
@@ -33,26 +35,19 @@ class Harness:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     async def app(self, scope, receive, send):
-        async def body():
-            while True:
-                message = await receive()
-                yield message.get("body", b"")
-                if not message.get("more_body"):
-                    break
+        # Starlette, as the hub's routes use it: its StreamingResponse listens for a disconnect on
+        # the same receive channel while streaming, so the backend must have read the body first
+        request = Request(scope, receive)
 
         async def on_push(repo_type: str, repo_id: str):
             self.pushes.append((repo_type, repo_id))
 
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         status, out, stream = await githttp.run_http_backend(
-            self.repo_root, scope["path"], scope["method"], scope["query_string"].decode(), headers, body(),
+            self.repo_root, scope["path"], request.method, request.url.query, dict(request.headers),
+            request.stream() if request.method == "POST" else b"",
             remote_user="alice", allow_push=self.allow_push, on_push=on_push,
         )
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]})
-        async for chunk in stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        await StreamingResponse(stream, status_code=status, headers=out)(scope, receive, send)
 
     def __enter__(self):
         self.thread.start()

@@ -28,6 +28,7 @@ log = logging.getLogger("haven.server.storage.githttp")
 HOOK_SCRIPT = Path(__file__).parent / "hooks" / "pre_receive.py"
 MAX_GIT_BLOB = 10 * 1024 * 1024
 _READ = 256 * 1024
+_QUEUE = 64  # chunks of stdout buffered ahead of the client (at most 16 MB)
 _SKIP_HEADERS = {"authorization", "cookie", "proxy-authorization", "content-type", "content-length"}
 _installed: set[str] = set()
 
@@ -155,6 +156,16 @@ def _parse_cgi_headers(block: bytes) -> tuple[int, dict[str, str]]:
     return status, out
 
 
+async def _pump(stream: asyncio.StreamReader, queue: asyncio.Queue) -> None:
+    """Copy the backend's stdout into a bounded queue; None marks the end."""
+    try:
+        while chunk := await stream.read(_READ):
+            await queue.put(chunk)
+    except OSError:
+        pass
+    await queue.put(None)
+
+
 async def run_http_backend(
     repo_root: Path,
     path_info: str,
@@ -173,8 +184,10 @@ async def run_http_backend(
 
     `path_info` is relative to `repo_root` (see `git_path_info`); `headers` are the request's
     (Authorization and cookies are not passed on). Returns (status, response headers, body
-    iterator); iterate the body to the end (a StreamingResponse does) so the process is reaped
-    and `on_push(repo_type, repo_id)` (sync or async) runs after a push that moved a ref.
+    iterator) once the whole request body has been handed to git: a response streamed while the
+    request is still being read would race the server's disconnect listener for the request
+    channel. Iterate the body to the end (a StreamingResponse does) so the process is reaped and
+    `on_push(repo_type, repo_id)` (sync or async) runs after a push that moved a ref.
     """
     env = backend_env(
         repo_root, path_info, method, query, headers, remote_user=remote_user, allow_push=allow_push,
@@ -186,20 +199,35 @@ async def run_http_backend(
         "git", "http-backend", env=env, cwd=str(repo_root),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    feeder = asyncio.create_task(_feed(proc, body))
+    queue: asyncio.Queue = asyncio.Queue(maxsize=_QUEUE)
+    pump = asyncio.create_task(_pump(proc.stdout, queue))
     errors = asyncio.create_task(proc.stderr.read())
-    buffer = b""
-    while True:
-        cut = min((i for i in (buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")) if i >= 0), default=-1)
-        if cut >= 0:
-            sep = 4 if buffer[cut : cut + 4] == b"\r\n\r\n" else 2
-            head, buffer = buffer[:cut], buffer[cut + sep :]
-            break
-        chunk = await proc.stdout.read(_READ)
-        if not chunk:
-            head, buffer = buffer, b""
-            break
-        buffer += chunk
+    feeder = asyncio.create_task(_feed(proc, body))
+
+    async def cleanup() -> None:
+        for task in (feeder, pump, errors):
+            task.cancel()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    try:
+        buffer, head, eof = b"", b"", False
+        while True:
+            cut = min((i for i in (buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")) if i >= 0), default=-1)
+            if cut >= 0:
+                sep = 4 if buffer[cut : cut + 4] == b"\r\n\r\n" else 2
+                head, buffer = buffer[:cut], buffer[cut + sep :]
+                break
+            chunk = await queue.get()
+            if chunk is None:
+                head, buffer, eof = buffer, b"", True
+                break
+            buffer += chunk
+        await feeder  # the request body is fully consumed (or git stopped reading it)
+    except BaseException:
+        await cleanup()
+        raise
     status, out_headers = _parse_cgi_headers(head)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -207,20 +235,15 @@ async def run_http_backend(
         try:
             if buffer:
                 yield buffer
-            while chunk := await proc.stdout.read(_READ):
+            while not eof and (chunk := await queue.get()) is not None:
                 yield chunk
-            await feeder
             rc = await proc.wait()
             stderr = await errors
             if rc != 0 or stderr.strip():
                 log.info("git http-backend %s %s: rc=%s %s", method, path_info, rc, stderr.decode(errors="replace"))
             ok = rc == 0 and status < 400
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            feeder.cancel()
-            errors.cancel()
+            await cleanup()
         # a refused push (policy hook, stale ref) or git's auth probe also exits 0: compare refs
         if ok and is_push and on_push is not None and _ref_snapshot(repo_root, path_info) != refs_before:
             target = parse_path_info(path_info)
