@@ -415,3 +415,17 @@ def test_missing_sentencepiece_extra_is_explained(tmp_path, camembert_legacy_tok
     monkeypatch.setattr(builtins, "__import__", no_sentencepiece)
     with pytest.raises(TokenizerError, match=r"pip install 'haven\[sentencepiece\]'"):
         AutoTokenizer.from_pretrained(camembert_legacy_tokenizer_dir)
+
+
+def test_continue_final_message_like_reference(llama_tokenizer_dir):
+    ours = AutoTokenizer.from_pretrained(llama_tokenizer_dir)
+    ref = transformers.AutoTokenizer.from_pretrained(llama_tokenizer_dir)
+    for final in ("Je commence", "Je commence ", "  Voilà:  "):
+        chat = [*CHAT[:2], {"role": "assistant", "content": final}]
+        want = ref.apply_chat_template(chat, tokenize=False, continue_final_message=True)
+        assert ours.apply_chat_template(chat, tokenize=False, continue_final_message=True) == want
+        assert ours.apply_chat_template(chat, continue_final_message=True, return_dict=False) == (
+            ref.apply_chat_template(chat, continue_final_message=True, return_dict=False)
+        )
+    with pytest.raises(TokenizerError, match="cannot both"):
+        ours.apply_chat_template(CHAT, continue_final_message=True, add_generation_prompt=True)

@@ -58,6 +58,8 @@ def render_chat(
     out = []
     for messages in conversations:
         messages = [{k: v for k, v in m.items() if v is not None} for m in messages]
+        if continue_final_message:
+            messages = _tag_final_message(messages)
         try:
             text = compiled.render(
                 messages=messages,
@@ -69,8 +71,41 @@ def render_chat(
         except jinja2.TemplateError as e:
             raise TokenizerError(f"the chat template refused the conversation: {e}") from e
         if continue_final_message:
-            final = messages[-1]["content"]
-            if isinstance(final, str) and final.strip() in text:
-                text = text[: text.rindex(final.strip()) + len(final.strip())]
+            text = _cut_at_tag(text)
         out.append(text)
     return out
+
+
+# Marks where the final message ends, so the rendered text can stop there (the model continues it).
+_TAG = "HAVEN_CONTINUE_FINAL_MESSAGE "
+
+
+def _tag_final_message(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not messages or "content" not in messages[-1]:
+        raise TokenizerError("continue_final_message is set but the final message has no content to continue")
+    final = dict(messages[-1])
+    content = final["content"]
+    if isinstance(content, str):
+        final["content"] = content + _TAG
+    else:  # a list of blocks: continue the last text block
+        blocks = [dict(b) for b in content]
+        for block in reversed(blocks):
+            if "text" in block:
+                block["text"] += _TAG
+                break
+        else:
+            raise TokenizerError("continue_final_message is set but the final message has no text block")
+        final["content"] = blocks
+    return [*messages[:-1], final]
+
+
+def _cut_at_tag(text: str) -> str:
+    if _TAG.strip() not in text:
+        raise TokenizerError(
+            "continue_final_message is set but the chat template drops the end of the final message; "
+            "the template and continue_final_message do not fit together"
+        )
+    at = text.rindex(_TAG.strip())
+    if text[at : at + len(_TAG)] == _TAG:
+        return text[:at]
+    return text[:at].rstrip()  # the template trimmed the message's trailing space
