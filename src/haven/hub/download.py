@@ -167,6 +167,7 @@ def fetch_blob(
     offset = os.path.getsize(incomplete) if os.path.exists(incomplete) else 0
     if offset > meta.size:
         offset = 0
+    digest = None
     if offset < meta.size or meta.size == 0:
         headers = client.auth_headers() if meta.same_origin else {}
         headers["accept-encoding"] = "identity"  # sizes and hashes are of the raw bytes
@@ -183,33 +184,52 @@ def fetch_blob(
                     http.raise_for_status(response, repo_id=repo_id, revision=revision, filename=filename, action="download")
                 if offset and response.status_code != 206:
                     offset = 0  # no range support: the body is the whole file
-                _write_body(client, response, incomplete, offset, meta.size, filename)
+                digest = _write_body(client, response, incomplete, offset, meta.size, filename, meta.etag)
         except httpx.TransportError as err:
             have = os.path.getsize(incomplete) if os.path.exists(incomplete) else 0
             raise HubError(
                 f"download of {filename!r} from {repo_id!r} broke off after {have} of {meta.size} bytes "
                 f"({type(err).__name__}: {err}); run it again to resume where it stopped"
             ) from err
-    verify_file(incomplete, meta.size, meta.etag, filename)
+    verify_file(incomplete, meta.size, meta.etag, filename, digest=digest)
     os.replace(incomplete, blob)
 
 
-def _write_body(client: HubClient, response: httpx.Response, path: str, offset: int, total: int, filename: str) -> None:
+def _hasher(etag: str, size: int) -> Any:
+    """The hash the hub names this blob by: sha256 (LFS) or git's blob sha1 (regular files)."""
+    if len(etag) == 64:
+        return hashlib.sha256()
+    if len(etag) == 40:
+        return hashlib.sha1(f"blob {size}\0".encode())
+    return None
+
+
+def _write_body(
+    client: HubClient, response: httpx.Response, path: str, offset: int, total: int, filename: str, etag: str
+) -> str | None:
+    """Append the body at `offset`, hashing as it goes (one pass over the data). Returns the digest."""
+    hasher = _hasher(etag, total)
     bar = None
     if total >= PROGRESS_MIN_BYTES and not progress_disabled():
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=filename, leave=False)
     with open(path, "r+b" if offset and os.path.exists(path) else "wb") as f:
+        if hasher is not None and offset:
+            for chunk in iter(lambda: f.read(min(CHUNK, offset - f.tell())), b""):
+                hasher.update(chunk)
         f.seek(offset)
         f.truncate()
         for chunk in response.iter_raw():  # as it arrives: a broken transfer keeps every byte received
             f.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
             client.stats["bytes_downloaded"] += len(chunk)
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:
         bar.close()
+    return hasher.hexdigest() if hasher is not None else None
 
 
 def git_blob_sha1(path: str) -> str:
@@ -228,18 +248,20 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def verify_file(path: str, size: int, etag: str, filename: str) -> None:
-    """Size and content hash (sha256 for LFS etags, git blob sha1 for regular ones), else delete + raise."""
+def verify_file(path: str, size: int, etag: str, filename: str, *, digest: str | None = None) -> None:
+    """Size and content hash (sha256 for LFS etags, git blob sha1 for regular ones), else delete + raise.
+
+    `digest`: the hash already computed while writing (else the file is read again).
+    """
     actual = os.path.getsize(path)
     problem = None
+    kind = {64: "sha256", 40: "git sha1"}.get(len(etag))
     if actual != size:
         problem = f"expected {size} bytes, got {actual}"
-    elif len(etag) == 64:
-        digest = file_sha256(path)
-        problem = None if digest == etag else f"sha256 is {digest}, the hub says {etag}"
-    elif len(etag) == 40:
-        digest = git_blob_sha1(path)
-        problem = None if digest == etag else f"git sha1 is {digest}, the hub says {etag}"
+    elif kind:
+        if digest is None:
+            digest = file_sha256(path) if len(etag) == 64 else git_blob_sha1(path)
+        problem = None if digest == etag else f"{kind} is {digest}, the hub says {etag}"
     if problem:
         os.remove(path)
         raise HubError(f"download of {filename!r} is corrupt ({problem}); the partial file was deleted, run it again")
