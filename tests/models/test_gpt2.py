@@ -151,3 +151,30 @@ def test_past_key_values_must_be_a_kv_cache(gpt2_dir):
     ids = random_ids(ours.config.vocab_size, (1, 4))
     with pytest.raises(TypeError, match="haven.layers.KVCache"):
         ours(ids, past_key_values=((torch.zeros(1), torch.zeros(1)),))
+
+
+def test_sequence_classification_matches_reference(tmp_path, gpt2_dir):
+    import transformers
+
+    config = transformers.GPT2Config.from_pretrained(gpt2_dir, num_labels=2, pad_token_id=0)
+    torch.manual_seed(0)
+    ref = transformers.GPT2ForSequenceClassification(config).eval()
+    ref.save_pretrained(tmp_path)
+    from haven.auto import AutoModelForSequenceClassification
+
+    ours = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    ids = random_ids(config.vocab_size, (2, 8))
+    ids[0, 6:] = 0  # padded row: scored at its last real token
+    labels = torch.tensor([1, 0])
+    with torch.no_grad():
+        a, b = ours(ids, labels=labels), ref(ids, labels=labels)
+    assert torch.allclose(a.logits, b.logits, atol=1e-4) and torch.allclose(a.loss, b.loss, atol=1e-4)
+
+
+def test_inputs_embeds_equal_input_ids(gpt2_dir):
+    ours = AutoModelForCausalLM.from_pretrained(gpt2_dir)
+    ids = random_ids(ours.config.vocab_size, (2, 6))
+    with torch.no_grad():
+        a = ours(ids).logits
+        b = ours(inputs_embeds=ours.transformer.wte(ids)).logits
+    assert torch.equal(a, b)

@@ -157,3 +157,25 @@ def test_loads_without_warnings(llama_dir, caplog):
     with caplog.at_level(logging.WARNING):
         _, info = LlamaForCausalLM.from_pretrained(llama_dir, output_loading_info=True)
     assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+
+
+def test_bfloat16_close_to_reference_bfloat16(llama_dir):
+    import transformers
+
+    ours = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.bfloat16)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.bfloat16).eval()
+    ids = random_ids(ours.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        a, b = ours(ids).logits, ref(ids).logits
+    assert a.dtype == torch.bfloat16
+    assert (a.float() - b.float()).abs().max() < 0.05
+
+
+def test_tuple_output_and_no_cache(llama_dir):
+    ours = AutoModelForCausalLM.from_pretrained(llama_dir)
+    ids = random_ids(ours.config.vocab_size, (1, 5))
+    with torch.no_grad():
+        out = ours(ids, use_cache=False)
+        tup = ours(ids, use_cache=False, return_dict=False)
+    assert out.past_key_values is None
+    assert torch.equal(tup[0], out.logits)
