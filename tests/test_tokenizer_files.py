@@ -429,3 +429,23 @@ def test_continue_final_message_like_reference(llama_tokenizer_dir):
         )
     with pytest.raises(TokenizerError, match="cannot both"):
         ours.apply_chat_template(CHAT, continue_final_message=True, add_generation_prompt=True)
+
+
+def test_legacy_vocab_with_added_tokens_decoder(tmp_path, bert_legacy_tokenizer_dir, bert_tokenizer_dir):
+    """Tokens added after training live only in added_tokens_decoder when there is no tokenizer.json."""
+    d = _copy(bert_legacy_tokenizer_dir, tmp_path / "added")
+    config = json.loads((d / "tokenizer_config.json").read_text())
+    n = len(transformers.AutoTokenizer.from_pretrained(bert_tokenizer_dir))
+    flags = {"lstrip": False, "rstrip": False, "single_word": False}
+    config["added_tokens_decoder"] = {
+        str(n): {"content": "<ent>", "normalized": True, "special": False, **flags},
+        str(n + 1): {"content": "[NEW]", "normalized": False, "special": True, **flags},
+    }
+    config["additional_special_tokens"] = ["[NEW]"]
+    _write(d / "tokenizer_config.json", config)
+    ref, ours = transformers.AutoTokenizer.from_pretrained(d), AutoTokenizer.from_pretrained(d)
+    texts = ["an <ent> here", "[NEW] token and <ENT> upper", "nothing"]
+    encodings_equal(ref, ours, texts=texts, pairs=texts[::-1])
+    assert ours.convert_tokens_to_ids(["<ent>", "[NEW]"]) == [n, n + 1]
+    ids = ref(texts)["input_ids"]
+    assert ours.batch_decode(ids, skip_special_tokens=True) == ref.batch_decode(ids, skip_special_tokens=True)
