@@ -62,7 +62,7 @@ def test_haven_save_loads_in_reference_with_same_ids(request, tmp_path, name):
 
 
 def test_save_keeps_changed_settings(tmp_path, gpt2_tokenizer_dir):
-    ours = AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)
+    ours = AutoTokenizer.from_pretrained(gpt2_tokenizer_dir, use_fast=True)
     ours.pad_token = ours.eos_token
     ours.padding_side = "left"
     ours.model_max_length = 64
@@ -70,6 +70,8 @@ def test_save_keeps_changed_settings(tmp_path, gpt2_tokenizer_dir):
     ours.save_pretrained(tmp_path)
     ref = transformers.AutoTokenizer.from_pretrained(tmp_path)
     assert (ref.pad_token, ref.padding_side, ref.model_max_length) == ("<|endoftext|>", "left", 64)
+    saved = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert "use_fast" not in saved and "name_or_path" not in saved  # loading details do not travel
     assert dict(ref(TEXTS + ["call <tool> now"], padding=True)) == dict(
         AutoTokenizer.from_pretrained(tmp_path)(TEXTS + ["call <tool> now"], padding=True)
     )

@@ -34,6 +34,10 @@ _TRANSIENT_KEYS = {
     "special_tokens_map_file",
     "vocab_file",
     "merges_file",
+    "use_fast",
+    "trust_remote_code",
+    "force_download",
+    "subfolder",
 }
 
 
