@@ -21,12 +21,16 @@ BIG_NEG = -1.0e9  # "impossible" score used by beam search bookkeeping (as the r
 
 @dataclass
 class Step:
-    """Per-call decoding state shared by the loops."""
+    """Per-call decoding state shared by the loops.
+
+    Position ids are left to the model, which derives them from the attention mask (`cumsum - 1`,
+    pads clamped) or from the cache length: a left-padded row numbers its real tokens from 0
+    exactly as the unpadded prompt would, and no position tensor is built here per step.
+    """
 
     model: Any
     cache: Any  # KVCache, or None when use_cache=False
     mask: torch.Tensor | None  # (B, max_length) 1/0 buffer, None when nothing is padded
-    positions: torch.Tensor  # (B, 1) position of the next token to feed
     max_length: int
     record_scores: bool = False
     record_logits: bool = False
@@ -34,13 +38,11 @@ class Step:
     logits: list[torch.Tensor] = field(default_factory=list)
 
 
-def _forward(step: Step, ids: torch.Tensor, length: int, positions: torch.Tensor) -> torch.Tensor:
-    """Run the model on `ids` (B, T) whose last token sits at `length - 1`; (B, V) float logits."""
-    mask = step.mask[:, :length] if step.mask is not None else None
+def _forward(step: Step, ids: torch.Tensor, length: int) -> torch.Tensor:
+    """Run the model on `ids` (B, T), the tokens ending at position `length - 1`; (B, V) float logits."""
     out = step.model(
         ids,
-        attention_mask=mask,
-        position_ids=positions,
+        attention_mask=step.mask[:, :length] if step.mask is not None else None,
         past_key_values=step.cache,
         use_cache=step.cache is not None,
         logits_to_keep=1,
@@ -48,30 +50,17 @@ def _forward(step: Step, ids: torch.Tensor, length: int, positions: torch.Tensor
     return out.logits[:, -1].float()
 
 
-def positions_from_mask(mask: torch.Tensor | None, batch: int, start: int, end: int, device) -> torch.Tensor:
-    """(B, end-start) position ids: from the 1/0 mask (cumsum - 1, pads clamped to 0) or a plain range."""
-    if mask is None:
-        return torch.arange(start, end, device=device).expand(batch, -1)
-    return (mask[:, :end].long().cumsum(-1) - 1).clamp(min=0)[:, start:end]
-
-
 def prefill(step: Step, seqs: torch.Tensor, length: int) -> torch.Tensor:
     """Feed the prompt (minus whatever the cache already holds) and return next-token logits (B, V)."""
     past = step.cache.get_seq_length() if step.cache is not None else 0
-    positions = positions_from_mask(step.mask, seqs.shape[0], past, length, seqs.device)
-    logits = _forward(step, seqs[:, past:length], length, positions)
-    step.positions = positions[:, -1:] + 1
-    return logits
+    return _forward(step, seqs[:, past:length], length)
 
 
 def decode_one_token(step: Step, seqs: torch.Tensor, length: int) -> torch.Tensor:
     """Feed the last chosen token (at `length - 1`) and return the next-token logits (B, V)."""
     if step.cache is None:  # use_cache=False: recompute the whole prefix
-        positions = positions_from_mask(step.mask, seqs.shape[0], 0, length, seqs.device)
-        return _forward(step, seqs[:, :length], length, positions)
-    logits = _forward(step, seqs[:, length - 1 : length], length, step.positions)
-    step.positions = step.positions + 1
-    return logits
+        return _forward(step, seqs[:, :length], length)
+    return _forward(step, seqs[:, length - 1 : length], length)
 
 
 def choose(scores: torch.Tensor, do_sample: bool) -> torch.Tensor:

@@ -243,7 +243,6 @@ class GenerationMixin:
             model=self,
             cache=cache,
             mask=mask,
-            positions=torch.zeros(rows, 1, dtype=torch.long, device=device),
             max_length=max_length,
             record_scores=bool(gc.return_dict_in_generate and gc.output_scores),
             record_logits=bool(gc.return_dict_in_generate and gc.output_logits),

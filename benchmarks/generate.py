@@ -1,0 +1,203 @@
+"""Greedy decoding speed: Haven vs the reference library, and the machine's bandwidth ceiling.
+
+    .venv/bin/python benchmarks/generate.py [--new-tokens 128] [--batches 1 8] [--models gpt2 llama]
+
+Builds a GPT-2-124M-shaped and a ~120M Llama-shaped random checkpoint with the reference
+library (fp32, in a temp dir), then for each model and batch size runs an 8-token prompt + 128
+new tokens greedy (no EOS, so every run has the full length) in a fresh subprocess per library,
+so each side's peak RSS is its own. Prints tokens/s, the ratio, and the fraction of the
+memory-bandwidth ceiling: decode steps/s cannot exceed (copy bandwidth of a large tensor) /
+(weight bytes read per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+PROMPT = 8
+
+SHAPES = {
+    # GPT-2 small: 124M parameters
+    "gpt2": dict(kind="gpt2", n_embd=768, n_layer=12, n_head=12, n_positions=1024, vocab_size=50257),
+    # Llama-shaped, ~125M: GQA 12 heads / 4 kv heads, SwiGLU 2048, untied 32k head
+    "llama": dict(
+        kind="llama", hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
+        num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048, tie_word_embeddings=False,
+    ),
+}
+
+
+def build(name: str, root: str) -> str:
+    import torch
+    import transformers
+
+    spec = dict(SHAPES[name])
+    kind = spec.pop("kind")
+    path = os.path.join(root, name)
+    if os.path.exists(os.path.join(path, "config.json")):
+        return path
+    config_cls, model_cls = {
+        "gpt2": (transformers.GPT2Config, transformers.GPT2LMHeadModel),
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+    }[kind]
+    torch.manual_seed(0)
+    config = config_cls(**spec, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    model = model_cls(config).eval()
+    model.generation_config = transformers.GenerationConfig(pad_token_id=0)  # no EOS: full length always
+    model.save_pretrained(path)
+    return path
+
+
+def copy_bandwidth(size_mb: int = 1024, repeats: int = 5) -> float:
+    """Bytes per second moved (read + written) copying a large fp32 tensor: the best of `repeats`."""
+    import torch
+
+    src = torch.ones(size_mb * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.numel() * 4 / best
+
+
+def weight_bytes_per_step(path: str) -> int:
+    """Bytes of weights a decode step reads: every matrix, the LM head, norms; one embedding row
+    (negligible) rather than the input embedding table, unless it is also the (tied) LM head."""
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(os.path.join(path, "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+        tied = not any(k.startswith("lm_head") for k in keys)
+        for key in keys:
+            is_embedding = key.endswith(("wte.weight", "embed_tokens.weight", "wpe.weight"))
+            if is_embedding and not (tied and key.endswith(("wte.weight", "embed_tokens.weight"))):
+                continue
+            t = f.get_slice(key)
+            n = 1
+            for d in t.get_shape():
+                n *= d
+            total += n * 4
+    return total
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set. VmHWM restarts at exec (ru_maxrss would carry the parent's
+    peak over into a child started with fork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- worker: one library, one model, one batch size, in its own process ---------------------------------
+
+
+def worker(lib: str, path: str, batch: int, new_tokens: int, repeats: int) -> dict:
+    import torch
+
+    if lib == "haven":
+        from haven import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(path)
+    else:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, 1000, (batch, PROMPT), generator=g)
+    mask = torch.ones_like(ids)
+    kw = dict(attention_mask=mask, do_sample=False, pad_token_id=0)
+    with torch.inference_mode():
+        model.generate(ids, max_new_tokens=8, **kw)  # warm up
+        prefill = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model.generate(ids, max_new_tokens=1, **kw)
+            prefill.append(time.perf_counter() - t)
+        totals = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = model.generate(ids, max_new_tokens=new_tokens, **kw)
+            totals.append(time.perf_counter() - t)
+    assert out.shape == (batch, PROMPT + new_tokens), out.shape
+    total, first = min(totals), min(prefill)
+    decode_steps = new_tokens - 1
+    return {
+        "tokens_per_s": batch * new_tokens / total,
+        "decode_steps_per_s": decode_steps / max(total - first, 1e-9),
+        "seconds": total,
+        "peak_rss_mb": peak_rss_mb(),
+        "sequences": out[:, PROMPT:].tolist() if batch == 1 else None,
+    }
+
+
+def run_worker(lib: str, path: str, batch: int, new_tokens: int, repeats: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", lib, "--path", path, "--batch", str(batch),
+           "--new-tokens", str(new_tokens), "--repeats", str(repeats)]
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"{lib} worker failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dir", default=None, help="where to build (and reuse) the checkpoints")
+    parser.add_argument("--worker", choices=["haven", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.path, args.batch, args.new_tokens, args.repeats)))
+        return
+
+    import torch
+
+    root = args.dir or tempfile.mkdtemp(prefix="haven-bench-")
+    bandwidth = copy_bandwidth()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (read + write, 1 GiB fp32 tensor)")
+    print(f"prompt {PROMPT} tokens, {args.new_tokens} new tokens, greedy, fp32, best of {args.repeats}\n")
+    header = (f"{'model':<7}{'batch':>6}{'reference tok/s':>17}{'haven tok/s':>13}{'speed-up':>10}"
+              f"{'ceiling steps/s':>17}{'haven % ceil':>14}{'ref RSS MB':>12}{'haven RSS MB':>14}")
+    print(header)
+    print("-" * len(header))
+    for name in args.models:
+        path = build(name, root)
+        per_step = weight_bytes_per_step(path)
+        ceiling = bandwidth / per_step  # decode steps per second the memory system allows
+        for batch in args.batches:
+            ref = run_worker("reference", path, batch, args.new_tokens, args.repeats)
+            hv = run_worker("haven", path, batch, args.new_tokens, args.repeats)
+            same = "" if batch != 1 or ref["sequences"] == hv["sequences"] else "  (OUTPUTS DIFFER)"
+            print(f"{name:<7}{batch:>6}{ref['tokens_per_s']:>17.1f}{hv['tokens_per_s']:>13.1f}"
+                  f"{hv['tokens_per_s'] / ref['tokens_per_s']:>9.2f}x{ceiling:>17.1f}"
+                  f"{100 * hv['decode_steps_per_s'] / ceiling:>13.0f}%"
+                  f"{ref['peak_rss_mb']:>12.0f}{hv['peak_rss_mb']:>14.0f}{same}")
+        print(f"{'':<7}weights read per step: {per_step / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
