@@ -115,7 +115,9 @@ class FillMaskPipeline(Pipeline):
         is_mask = model_inputs["input_ids"] == self.tokenizer.mask_token_id  # (B, T)
         if self._head is not None:
             accepted = self._encoder_accepted
-            inputs = model_inputs if accepted is None else {k: v for k, v in model_inputs.items() if k in accepted}
+            inputs = (
+                model_inputs if accepted is None else {k: v for k, v in model_inputs.items() if k in accepted}
+            )
             hidden = self._encoder(**inputs)[0]  # (B, T, H)
             logits = self._head(hidden[is_mask])  # (masks in batch, V)
         else:

@@ -35,8 +35,14 @@ class TokenClassificationPipeline(Pipeline):
         self,
         ignore_labels: list[str] | None = None,
         aggregation_strategy: str | None = None,
+        is_split_into_words: bool | None = None,
+        delimiter: str | None = None,
         **tokenizer_kwargs: Any,
     ) -> tuple[dict, dict, dict]:
+        if is_split_into_words is not None:
+            tokenizer_kwargs["is_split_into_words"] = bool(is_split_into_words)
+        if delimiter is not None:
+            tokenizer_kwargs["delimiter"] = delimiter
         post: dict[str, Any] = {}
         if aggregation_strategy is not None:
             name = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
@@ -54,12 +60,40 @@ class TokenClassificationPipeline(Pipeline):
     def preprocess(self, inputs: str, **tokenizer_kwargs: Any) -> dict[str, Any]:
         return self.preprocess_batch([inputs], **tokenizer_kwargs)[0]
 
-    def preprocess_batch(self, inputs: list[str], **tokenizer_kwargs: Any) -> list[dict[str, Any]]:
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        split = kwargs.get("is_split_into_words", self._preprocess_params.get("is_split_into_words", False))
+        if (
+            split
+            and isinstance(inputs, (list, tuple))
+            and not all(isinstance(x, (list, tuple)) for x in inputs)
+        ):
+            inputs = [inputs]  # one pre-split text; the answer is a list of one, as the reference's
+        return super().__call__(inputs, *args, **kwargs)
+
+    def preprocess_batch(
+        self,
+        inputs: list[Any],
+        is_split_into_words: bool = False,
+        delimiter: str = " ",
+        **tokenizer_kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        kind = (list, tuple) if is_split_into_words else str
         for text in inputs:
-            if not isinstance(text, str):
+            if not isinstance(text, kind) or (
+                is_split_into_words and not all(isinstance(w, str) for w in text)
+            ):
                 raise PipelineError(
-                    f"token-classification takes a string or a list of strings, got {type(text).__name__}"
+                    "token-classification takes a string or a list of strings"
+                    + (
+                        "; with is_split_into_words=True each text is a list of words"
+                        if is_split_into_words
+                        else ""
+                    )
+                    + f", got {text!r}"
                 )
+        if is_split_into_words:
+            tokenizer_kwargs["is_split_into_words"] = True
+            inputs = [list(words) for words in inputs]
         max_len = getattr(self.tokenizer, "model_max_length", None)
         options = {"truncation": bool(max_len and max_len > 0), **tokenizer_kwargs}
         enc = self.tokenizer(
@@ -68,7 +102,15 @@ class TokenClassificationPipeline(Pipeline):
         features = []
         for i, text in enumerate(inputs):
             f = {k: v[i] for k, v in enc.items()}
-            f["sentence"] = text
+            if is_split_into_words:  # offsets are inside each word: keep where each word starts
+                f["sentence"] = delimiter.join(text)
+                starts, pos = [], 0
+                for word in text:
+                    starts.append(pos)
+                    pos += len(word) + len(delimiter)
+                f["word_starts"] = [None if w is None else starts[w] for w in enc.word_ids(i)]
+            else:
+                f["sentence"] = text
             features.append(f)
         return features
 
@@ -104,6 +146,7 @@ class TokenClassificationPipeline(Pipeline):
         input_ids = list(features["input_ids"])
         special = features["special_tokens_mask"]
         offsets = features.get("offset_mapping")
+        word_starts = features.get("word_starts")
         pieces = self.tokenizer.convert_ids_to_tokens(input_ids)
         has_prefix = bool(_continuing_subword_prefix(self.tokenizer))
         unk = getattr(self.tokenizer, "unk_token_id", None)
@@ -115,6 +158,8 @@ class TokenClassificationPipeline(Pipeline):
             word = pieces[idx]
             if offsets is not None:
                 start, end = (int(x) for x in offsets[idx])
+                if word_starts is not None and word_starts[idx] is not None:
+                    start, end = start + word_starts[idx], end + word_starts[idx]
                 word_ref = sentence[start:end]
                 if has_prefix:
                     is_subword = len(word) != len(word_ref)
