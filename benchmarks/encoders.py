@@ -6,9 +6,11 @@ Builds random BERT-base checkpoints (masked-LM and sequence-classification heads
 reference library in a temporary directory, with a WordPiece tokenizer built by the reference
 (`BertTokenizer` over a generated 30522-entry vocabulary), then measures on the same CPU threads:
 
-- `from_pretrained` time (median of several runs, page cache warm for both);
+- `from_pretrained` time (median of several interleaved runs, page cache warm for both);
 - fill-mask and text-classification pipeline throughput (sentences/s) at batch 1 (one call per
-  sentence) and batch 32 (one call over a list, `batch_size=32`), on sentences of 15-40 words;
+  sentence) and batch 32 (one call over a list, `batch_size=32`), on sentences of 15-40 words,
+  measured in rounds that alternate between the two libraries (best round of each), so that
+  other load on the machine affects both alike;
 
 and prints a table with the ratio Haven / reference (higher is better for Haven).
 Targets: load >= 3x, pipelines >= 1.2x.
@@ -94,31 +96,47 @@ def build_checkpoints(root: Path) -> dict[str, str]:
     return dirs
 
 
-def median_time(fn, runs: int) -> float:
-    times = []
+def timed(fn) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    del result
+    return elapsed
+
+
+def compare_load(ours, ref, runs: int) -> tuple[float, float]:
+    """Median seconds of each loader, runs interleaved so both see the same machine load."""
+    a, b = [], []
     for _ in range(runs):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-        del result
-    return statistics.median(times)
+        a.append(timed(ours))
+        b.append(timed(ref))
+    return statistics.median(a), statistics.median(b)
 
 
-def throughput(pipe, sentences: list[str], batch_size: int, **options) -> float:
+def rate(pipe, sentences: list[str], batch_size: int) -> float:
     """Sentences per second: batch 1 calls once per sentence; otherwise one call over the list."""
-    warm = sentences[: max(2, batch_size)]
+    start = time.perf_counter()
     if batch_size == 1:
-        for s in warm:
-            pipe(s, **options)
-        start = time.perf_counter()
         for s in sentences:
-            pipe(s, **options)
+            pipe(s)
     else:
-        pipe(warm, batch_size=batch_size, **options)
-        start = time.perf_counter()
-        pipe(sentences, batch_size=batch_size, **options)
+        pipe(sentences, batch_size=batch_size)
     return len(sentences) / (time.perf_counter() - start)
+
+
+def compare_throughput(ours, ref, sentences: list[str], batch_size: int, rounds: int) -> tuple[float, float]:
+    """Best-round sentences/s of each pipeline; rounds alternate between the two (after a warm-up)."""
+    warm = sentences[: max(2, batch_size)]
+    for pipe in (ours, ref):
+        rate(pipe, warm, batch_size)
+    chunk = max(1, len(sentences) // rounds)
+    a, b = [], []
+    for r in range(rounds):
+        part = sentences[r * chunk : (r + 1) * chunk]
+        a.append(rate(ours, part, batch_size))
+        b.append(rate(ref, part, batch_size))
+    return max(a), max(b)
 
 
 def main() -> int:
@@ -148,14 +166,16 @@ def main() -> int:
         for _ in range(2):  # warm the page cache and both libraries' imports
             AutoModelForMaskedLM.from_pretrained(mlm)
             transformers.AutoModelForMaskedLM.from_pretrained(mlm)
-        ours = median_time(lambda: AutoModelForMaskedLM.from_pretrained(mlm), load_runs)
-        ref = median_time(lambda: transformers.AutoModelForMaskedLM.from_pretrained(mlm), load_runs)
-        rows.append(("from_pretrained (BertForMaskedLM)", "s", ours, ref))
-        ours = median_time(
-            lambda: AutoModelForSequenceClassification.from_pretrained(dirs["classifier"]), load_runs
+        ours, ref = compare_load(
+            lambda: AutoModelForMaskedLM.from_pretrained(mlm),
+            lambda: transformers.AutoModelForMaskedLM.from_pretrained(mlm),
+            load_runs,
         )
-        ref = median_time(
-            lambda: transformers.AutoModelForSequenceClassification.from_pretrained(dirs["classifier"]),
+        rows.append(("from_pretrained (BertForMaskedLM)", "s", ours, ref))
+        cls_dir = dirs["classifier"]
+        ours, ref = compare_load(
+            lambda: AutoModelForSequenceClassification.from_pretrained(cls_dir),
+            lambda: transformers.AutoModelForSequenceClassification.from_pretrained(cls_dir),
             load_runs,
         )
         rows.append(("from_pretrained (BertForSequenceClassification)", "s", ours, ref))
@@ -169,8 +189,7 @@ def main() -> int:
             ours_pipe = haven.pipeline(task, model=path)
             ref_pipe = transformers.pipeline(task, model=path, device="cpu")
             for batch_size, n in ((1, n1), (32, n32)):
-                ours = throughput(ours_pipe, inputs[:n], batch_size)
-                ref = throughput(ref_pipe, inputs[:n], batch_size)
+                ours, ref = compare_throughput(ours_pipe, ref_pipe, inputs[:n], batch_size, rounds=4)
                 rows.append((f"{task} batch {batch_size}", "sent/s", ours, ref))
             del ours_pipe, ref_pipe
             gc.collect()
