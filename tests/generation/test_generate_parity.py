@@ -108,6 +108,7 @@ BEAM_VARIANTS = {
     "early": dict(num_beams=3, early_stopping=True, length_penalty=2.0),
     "never": dict(num_beams=3, early_stopping="never", num_return_sequences=2),
     "processors": dict(num_beams=2, no_repeat_ngram_size=2, repetition_penalty=1.3),
+    "sample": dict(num_beams=3, do_sample=True, top_k=10, num_return_sequences=2),
 }
 # every variant on GPT-2 and Llama; the plain one on Mistral (sliding window) and dynamic RoPE
 BEAM_CASES = [(d, v) for d in ("gpt2_dir", "llama_dir") for v in BEAM_VARIANTS] + [
@@ -124,7 +125,9 @@ def test_beam_search(pair, variant):
         kw, attention_mask=mask, max_new_tokens=10, eos_token_id=eos, pad_token_id=1,
         return_dict_in_generate=True, output_scores=True,
     )
+    set_seed(0)
     expected = ref.generate(ids, **kw)
+    set_seed(0)
     got = hv.generate(ids, **kw)
     assert torch.equal(got.sequences, expected.sequences)
     torch.testing.assert_close(got.sequences_scores, expected.sequences_scores, atol=1e-4, rtol=0)
@@ -132,6 +135,7 @@ def test_beam_search(pair, variant):
     assert len(got.scores) == len(expected.scores)
     finite = torch.isfinite(expected.scores[0])
     torch.testing.assert_close(got.scores[0][finite], expected.scores[0][finite], atol=1e-4, rtol=0)
+    set_seed(0)
     plain = hv.generate(ids, **{k: v for k, v in kw.items() if k not in ("return_dict_in_generate", "output_scores")})
     assert torch.equal(plain, expected.sequences)
 
@@ -151,10 +155,19 @@ def test_scores_and_logits_outputs(pair):
     assert got.past_key_values is not None
 
 
-def test_sampling_with_same_seed_matches_reference(pair):
+@pytest.mark.parametrize(
+    "warpers",
+    [
+        dict(temperature=0.8, top_k=20, top_p=0.9),
+        dict(top_k=0, min_p=0.05),
+        dict(top_k=0, typical_p=0.8, repetition_penalty=1.2),
+    ],
+    ids=["topk_topp", "min_p", "typical"],
+)
+def test_sampling_with_same_seed_matches_reference(pair, warpers):
     """Same processed distribution + same torch RNG state -> the same draws as the reference."""
     ref, hv, ids, mask, _ = pair
-    kw = dict(attention_mask=mask, max_new_tokens=8, do_sample=True, temperature=0.8, top_k=20, top_p=0.9)
+    kw = dict(attention_mask=mask, max_new_tokens=8, do_sample=True, **warpers)
     set_seed(11)
     expected = ref.generate(ids, **kw)
     set_seed(11)
