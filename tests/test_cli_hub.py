@@ -115,6 +115,8 @@ def test_upload_and_download(cli, tmp_path):
     (src / "notes.log").write_text("skip me")
     result = cli.json("upload", repo, str(src), "--exclude", "*.log", "-m", "first upload")
     assert len(result["commit"]) == 40 and result["skipped"] is False
+    branch = cli.json("upload", repo, str(src / "config.json"), "only-on-dev.json", "--revision", "dev")
+    assert len(branch["commit"]) == 40
     single = cli.json("upload", repo, str(src / "config.json"), "copy/config.json")
     again = cli.json("upload", repo, str(src / "config.json"), "copy/config.json")
     assert again["skipped"] and again["commit"] == single["commit"]

@@ -84,11 +84,13 @@ def test_huggingface_hub_reads_havens_cache_offline(hub, tmp_path):
 
 _REFERENCE_LOAD = """
 import json, sys, torch, transformers
-repo, ids, mask = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-model = transformers.AutoModelForMaskedLM.from_pretrained(repo).eval()
+repo, ids, mask, haven_cache = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+online = transformers.AutoModelForMaskedLM.from_pretrained(repo).eval()
+# the same model read from Haven's cache, with no network at all
+offline = transformers.AutoModelForMaskedLM.from_pretrained(repo, cache_dir=haven_cache, local_files_only=True).eval()
 with torch.inference_mode():
-    out = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits
-print(json.dumps(out.tolist()))
+    outs = [m(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.tolist() for m in (online, offline)]
+print(json.dumps(outs))
 """
 
 
@@ -97,14 +99,16 @@ def test_transformers_loads_a_model_pushed_with_haven(hub, hub_server, bert_mask
     tokenizer = AutoTokenizer.from_pretrained(bert_masked_lm_dir)
     repo = hub.new_repo("for-transformers")
     model.push_to_hub(repo, tokenizer=tokenizer)
+    AutoModelForMaskedLM.from_pretrained(repo)  # fills Haven's cache
     batch = tokenizer(["Hello world!", "A longer second sentence."], padding=True, return_tensors="pt")
     proc = subprocess.run(
         [sys.executable, "-c", _REFERENCE_LOAD, repo, json.dumps(batch["input_ids"].tolist()),
-         json.dumps(batch["attention_mask"].tolist())],
+         json.dumps(batch["attention_mask"].tolist()), str(hub.cache_dir)],
         capture_output=True, text=True, env=hub_server.env(hub.token), timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    reference = torch.tensor(json.loads(proc.stdout.strip().splitlines()[-1]))
+    online, offline = (torch.tensor(x) for x in json.loads(proc.stdout.strip().splitlines()[-1]))
     with torch.inference_mode():
         ours = model(**batch).logits
-    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours, online, atol=1e-4, rtol=1e-4)
+    assert torch.equal(online, offline)

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     upload.add_argument("--exclude", action="append", help="skip files matching this glob (repeatable)")
     upload.add_argument("--delete", action="append", help="delete remote files matching this glob (folders only)")
     upload.add_argument("-m", "--commit-message", dest="message", help="the commit message")
-    upload.add_argument("--revision", help="branch to commit to (default main)")
+    upload.add_argument("--revision", help="branch to commit to (default main; created if missing)")
     upload.add_argument("--private", action="store_true", help="create the repo as private if it is new")
     upload.add_argument("--type", dest="repo_type", choices=["model", "dataset"], default="model")
     upload.add_argument("--json", action="store_true")
@@ -210,6 +210,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
         raise HavenError(f"{args.path} does not exist; pass a file or folder to upload")
     with _client() as client:
         created = client.create_repo(args.repo, private=args.private or None, repo_type=args.repo_type, exist_ok=True)
+        if args.revision and args.revision != "main":
+            client.create_branch(created.repo_id, args.revision, repo_type=args.repo_type, exist_ok=True)
         common = {"repo_id": created.repo_id, "revision": args.revision, "repo_type": args.repo_type}
         if os.path.isdir(args.path):
             info = client.upload_folder(folder_path=args.path, path_in_repo=args.path_in_repo or "",
