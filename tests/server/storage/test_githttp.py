@@ -103,6 +103,10 @@ def test_clone_then_push(setup):
     assert store.resolve("model", RID, "v1") == head and store.resolve("model", RID, "dev") == head
     bad = run(env, "push", "origin", "main:refs/custom/x", cwd=work, check=False)
     assert bad.returncode != 0 and "only branches" in bad.stderr
+    bad = run(env, "push", "origin", ":main", cwd=work, check=False)
+    assert bad.returncode != 0 and "default branch" in bad.stderr
+    run(env, "push", "-q", "origin", ":dev", cwd=work)  # other branches can be deleted
+    assert [b.name for b in store.refs("model", RID)[0]] == ["main"]
     # a commit made through the library is fetched by git
     sha = store.commit("model", RID, "main", [AddFile("api.txt", b"api")], message="api", author="alice")
     run(env, "pull", "-q", "--ff-only", cwd=work)

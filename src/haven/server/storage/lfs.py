@@ -151,21 +151,37 @@ class LfsStore:
             raise
 
     async def put_async(self, oid: str, size: int, chunks: AsyncIterable[bytes]) -> None:
-        """`put` for a request stream: disk writes and hashing run in a worker thread in batches."""
+        """`put` for a request stream. Hashing and disk writes run in a worker thread, one 4 MB
+        batch at a time, while the event loop keeps receiving the next batch."""
         upload = self._begin(oid, size)
         if upload is None:
             return
-        buf = bytearray()
+        parts: list[bytes] = []
+        buffered = received = 0
+        pending: asyncio.Future | None = None
         try:
             async for chunk in chunks:
-                buf += chunk
-                if len(buf) >= _FLUSH:
-                    data, buf = bytes(buf), bytearray()
-                    await asyncio.to_thread(upload.write, data)
-            if buf:
-                await asyncio.to_thread(upload.write, bytes(buf))
+                received += len(chunk)
+                if received > size:
+                    raise LfsVerifyError(
+                        f"Upload of {oid} is larger than the announced {size} bytes; nothing stored."
+                    )
+                parts.append(chunk)
+                buffered += len(chunk)
+                if buffered >= _FLUSH:
+                    data, parts, buffered = b"".join(parts), [], 0
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(asyncio.to_thread(upload.write, data))
+            if pending is not None:
+                await pending
+                pending = None
+            if parts:
+                await asyncio.to_thread(upload.write, b"".join(parts))
             await asyncio.to_thread(upload.finish)
         except BaseException:
+            if pending is not None:  # let the worker finish with the file before removing it
+                await asyncio.wait([pending])
             upload.abort()
             raise
 

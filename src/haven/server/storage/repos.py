@@ -149,7 +149,8 @@ class RepoStore:
 
     def delete(self, repo_type: str, repo_id: str) -> None:
         """Remove a repository (LFS objects stay in the shared store)."""
-        path = self._open(repo_type, repo_id) and self.repo_path(repo_type, repo_id)
+        self._open(repo_type, repo_id)  # RepoNotFound unless it is a repository
+        path = self.repo_path(repo_type, repo_id)
         trash = self._scratch(".trash")
         try:
             os.rename(path, trash)
@@ -163,7 +164,8 @@ class RepoStore:
 
     def move(self, repo_type: str, from_id: str, to_id: str) -> None:
         """Rename a repository. Raises RepoNotFound, RepoExistsError, InvalidNameError."""
-        src = self._open(repo_type, from_id) and self.repo_path(repo_type, from_id)
+        self._open(repo_type, from_id)
+        src = self.repo_path(repo_type, from_id)
         dst = self.repo_path(repo_type, to_id)
         with self._lock(repo_type, from_id):
             if dst.exists():

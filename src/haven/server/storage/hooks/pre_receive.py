@@ -3,7 +3,8 @@
 Refuses (before any ref moves):
 - a blob over HAVEN_MAX_GIT_BLOB bytes (default 10 MB) that is not an LFS pointer: such files
   must be tracked with git-lfs, as on the public Hub;
-- updates of refs other than branches (refs/heads/*) and tags (refs/tags/*).
+- updates of refs other than branches (refs/heads/*) and tags (refs/tags/*);
+- deleting the default branch (HAVEN_DEFAULT_BRANCH, default "main").
 
 Run by `git receive-pack` (under `git http-backend`) with the pushed objects still in quarantine;
 stdin has one "<old> <new> <ref>" line per updated ref. Uses only the standard library and `git`,
@@ -49,6 +50,7 @@ def oversized_blobs(tips: list[str], limit: int) -> list[tuple[str, int]]:
 
 def main() -> int:
     limit = int(os.environ.get("HAVEN_MAX_GIT_BLOB", 10 * 1024 * 1024))
+    default = os.environ.get("HAVEN_DEFAULT_BRANCH", "main")
     updates = [line.split() for line in sys.stdin.read().splitlines() if line.strip()]
     errors = []
     tips = []
@@ -57,6 +59,8 @@ def main() -> int:
             errors.append(f"refusing to update {ref}: only branches (refs/heads/*) and tags can be pushed.")
         if new != ZERO:
             tips.append(new)
+        elif ref == f"refs/heads/{default}":
+            errors.append(f"refusing to delete the default branch {default!r}.")
     big = oversized_blobs(tips, limit) if tips else []
     for path, size in big:
         errors.append(f"{path} is {human(size)}; files larger than {human(limit)} must be stored with git-lfs.")
