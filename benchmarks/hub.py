@@ -1,0 +1,167 @@
+"""Hub throughput: the real `huggingface_hub` client against a real `haven serve`, in one run.
+
+    .venv/bin/python benchmarks/hub.py [--size-mb 500] [--files 200] [--workdir DIR]
+
+Starts `haven serve` on a free 127.0.0.1 port with a fresh data directory (created with
+`haven admin create-user/create-token`), then measures, on the same disk:
+
+- a plain file copy of a random N MB file (`shutil.copyfile`): the baseline;
+- `HfApi.upload_file` of that file as an LFS file (client hashing, preupload, LFS batch, PUT of
+  the bytes to the signed href, NDJSON commit) and `hf_hub_download` of it into an empty cache;
+  throughput is reported as a ratio to the plain copy (target >= 0.5);
+- one `create_commit` with 200 small regular files (target < 5 s).
+
+It also reports the server's peak memory (VmHWM): the 500 MB object is streamed, never held.
+Clients run with HF_HUB_DISABLE_XET=1 (Haven does not speak Xet yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def haven(*args: str, data: Path) -> str:
+    cmd = [sys.executable, "-m", "haven.cli", *args, "--data", str(data)]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def start_server(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "haven.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--data", str(data), "--public-url", url, "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"haven serve exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit(f"haven serve did not start:\n{log.read_text()}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_random(path: Path, size: int) -> str:
+    hasher = hashlib.sha256()
+    block = 16 << 20
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(block, left))
+            hasher.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    return hasher.hexdigest()
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mb", type=int, default=500)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--workdir", type=Path, default=None, help="where to put data (default: a temp dir)")
+    args = parser.parse_args()
+
+    from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+
+    work = Path(tempfile.mkdtemp(prefix="haven-hub-bench-", dir=args.workdir))
+    data = work / "data"
+    proc = None
+    try:
+        haven("admin", "create-user", "bench", data=data)
+        token = haven("admin", "create-token", "bench", "--role", "write", data=data).splitlines()[-1]
+        proc, url = start_server(data, work / "server.log")
+        api = HfApi(endpoint=url, token=token)
+        repo_id = "bench/big-model"
+        api.create_repo(repo_id)
+
+        size = args.size_mb * 1024 * 1024
+        src = work / "weights.safetensors"
+        digest = write_random(src, size)
+        copy_s, _ = timed(lambda: shutil.copyfile(src, work / "copy.bin"))
+        (work / "copy.bin").unlink()
+
+        up_s, _ = timed(lambda: api.upload_file(path_or_fileobj=str(src), path_in_repo="model.safetensors",
+                                                repo_id=repo_id, commit_message="big file"))
+        down_s, path = timed(lambda: hf_hub_download(repo_id, "model.safetensors", endpoint=url, token=token,
+                                                     cache_dir=work / "cache"))
+        ok = Path(path).stat().st_size == size
+        hasher = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                hasher.update(block)
+        ok = ok and hasher.hexdigest() == digest
+        shutil.rmtree(work / "cache")
+
+        ops = [CommitOperationAdd(path_in_repo=f"configs/part_{i:03d}.json",
+                                  path_or_fileobj=f'{{"index": {i}, "name": "file {i}"}}\n'.encode())
+               for i in range(args.files)]
+        many_s, _ = timed(lambda: api.create_commit(repo_id, operations=ops, commit_message="many small files"))
+        listed = [f for f in api.list_repo_files(repo_id) if f.startswith("configs/")]
+        rss = peak_rss_mb(proc.pid)
+
+        mb = size / 1e6
+        rows = [
+            ("plain file copy (baseline)", f"{copy_s:.2f} s", f"{mb / copy_s:.0f} MB/s", "1.00", ""),
+            (f"upload_file {args.size_mb} MB (LFS)", f"{up_s:.2f} s", f"{mb / up_s:.0f} MB/s",
+             f"{copy_s / up_s:.2f}", ">= 0.5"),
+            (f"hf_hub_download {args.size_mb} MB", f"{down_s:.2f} s", f"{mb / down_s:.0f} MB/s",
+             f"{copy_s / down_s:.2f}", ">= 0.5"),
+            (f"create_commit {args.files} small files", f"{many_s:.2f} s", f"{args.files / many_s:.0f} files/s",
+             "", "< 5 s"),
+        ]
+        print(f"\nHaven hub benchmark (huggingface_hub client, HF_HUB_DISABLE_XET=1, data on {work})")
+        print(f"{'operation':38} {'time':>9} {'throughput':>12} {'vs copy':>8} {'target':>7}")
+        for row in rows:
+            print(f"{row[0]:38} {row[1]:>9} {row[2]:>12} {row[3]:>8} {row[4]:>7}")
+        print(f"download content identical (sha256): {ok}; {len(listed)}/{args.files} small files listed; "
+              f"server peak RSS {rss:.0f} MB")
+        if not ok or len(listed) != args.files:
+            sys.exit(1)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
