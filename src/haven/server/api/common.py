@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from urllib.parse import unquote
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,12 @@ from .. import auth
 from ..db import Repo
 
 REPO_TYPES = {"models": "model", "datasets": "dataset"}  # URL plural -> repo_type
+
+
+class BigFileResponse(FileResponse):
+    """A FileResponse with large reads: far fewer thread hops and ASGI messages per byte."""
+
+    chunk_size = 4 * 1024 * 1024
 
 
 class ApiError(Exception):

@@ -12,13 +12,12 @@ import mimetypes
 import re
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse
 from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 
 from .. import storage
 from ..db import Repo
-from .common import ApiError, load_repo, raw_tail, session_scope
+from .common import ApiError, BigFileResponse, load_repo, raw_tail, session_scope
 
 router = APIRouter()
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -92,7 +91,7 @@ async def _serve(request: Request, repo_type: str, ns: str, name: str) -> Respon
                 "EntryNotFound",
                 headers=headers,
             )
-        return FileResponse(lfs.path(entry.lfs.oid), headers=headers, media_type=ctype)
+        return BigFileResponse(lfs.path(entry.lfs.oid), headers=headers, media_type=ctype)
     data = await run_in_threadpool(st.read_blob, rtype, repo_id, sha, path)
     if rng:
         m = RANGE_RE.match(rng.strip())

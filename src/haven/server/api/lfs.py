@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import auth
-from .common import ApiError, find_repo, get_principal, load_repo, repo_url, session_scope
+from .common import ApiError, BigFileResponse, find_repo, get_principal, load_repo, repo_url, session_scope
 
 router = APIRouter()
 LFS_JSON = "application/vnd.git-lfs+json"
@@ -194,7 +194,7 @@ async def download_object(request: Request, oid: str, size: int) -> Response:
     lfs = request.app.state.lfs
     if not lfs.has(oid):
         raise ApiError(404, f"object {oid} does not exist on this hub", "EntryNotFound")
-    return FileResponse(lfs.path(oid), media_type="application/octet-stream", headers={"ETag": f'"{oid}"'})
+    return BigFileResponse(lfs.path(oid), media_type="application/octet-stream", headers={"ETag": f'"{oid}"'})
 
 
 __all__ = ["router", "git_repo_access", "get_principal"]
