@@ -142,6 +142,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # F.rms_norm is one fused kernel, bit-identical to x * rsqrt(mean(x^2) + eps) in float32
+        if x.dtype == torch.float32:
+            return self.weight * F.rms_norm(x, (x.shape[-1],), None, self.variance_epsilon)
         normed = F.rms_norm(x.float(), (x.shape[-1],), None, self.variance_epsilon)
         return self.weight * normed.to(x.dtype)
 
@@ -290,7 +292,9 @@ class RotaryEmbedding:
             pos = torch.arange(size, dtype=torch.float32, device="cpu")
             freqs = torch.outer(pos, self._inv_freq)  # (N, dim/2), the same products as pos * inv_freq
             emb = torch.cat((freqs, freqs), dim=-1)
-            table = (emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype))
+            sin = emb.sin()
+            signed = torch.cat((-sin[:, : self.dim // 2], sin[:, self.dim // 2 :]), dim=-1)
+            table = (emb.cos().to(device=device, dtype=dtype), signed.to(device=device, dtype=dtype))
             if self.dynamic:
                 self._tables = {k: v for k, v in self._tables.items() if k[2] == self._seen}
             self._tables[key] = table
@@ -299,7 +303,10 @@ class RotaryEmbedding:
     def __call__(
         self, position_ids: torch.Tensor, dtype: torch.dtype, max_position: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) positions -> cos, sin of shape (B, 1, T, head_dim) ready to broadcast over heads.
+        """(B, T) positions -> cos, signed sin of shape (B, 1, T, head_dim), for `rotate`.
+
+        The sine's first half is negated, so `rotate` needs one roll instead of rotate_half's
+        slices, negation and concatenation (and gives bit-identical results).
 
         `max_position` (an upper bound of position_ids + 1) saves a device sync when known.
         """
@@ -327,6 +334,12 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate (B, nh, T, hs) queries or keys by (B, 1, T, hs) cos/sin (rotate-half layout)."""
     return x * cos + rotate_half(x) * sin
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """`apply_rotary` with the tables RotaryEmbedding returns: roll(x, half) * signed_sin
+    equals rotate_half(x) * sin exactly."""
+    return x * cos + torch.roll(x, x.shape[-1] // 2, -1) * signed_sin
 
 
 # -- decoder helpers: positions and masks over a KV cache ---------------------------------------------

@@ -123,8 +123,8 @@ class GPT2Attention(nn.Module):
                 dropout=dropout,
                 return_weights=want_weights,
             )
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.resid_dropout(self.c_proj(y)), weights
+        y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+        return (self.resid_dropout(y) if self.training else y), weights
 
     def _upcast_attention(self, q, k, v, mask, is_causal, dropout):
         """`reorder_and_upcast_attn`: scores and softmax in float32, whatever the model dtype."""
@@ -150,7 +150,8 @@ class GPT2MLP(nn.Module):
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        y = self.c_proj(self.act(self.c_fc(x)))
+        return self.dropout(y) if self.training else y
 
 
 class GPT2Block(nn.Module):
@@ -220,7 +221,9 @@ class GPT2Model(GPT2PreTrainedModel):
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         if position_ids is None:
             position_ids = decoder_positions(attention_mask, past, T, B, x.device)
-        x = self.drop(x + self.wpe(position_ids))
+        x = x + self.wpe(position_ids)
+        if self.training:
+            x = self.drop(x)
         mask, is_causal = decoder_mask(attention_mask, T, past, batch_size=B, device=x.device)
         hidden, weights = [], []
         for block in self.h:

@@ -20,12 +20,12 @@ from ..layers import (
     KVCache,
     RMSNorm,
     RotaryEmbedding,
-    apply_rotary,
     attention,
     decoder_mask,
     decoder_positions,
     get_activation,
     rope_parameters,
+    rotate,
 )
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
@@ -113,7 +113,7 @@ class LlamaAttention(nn.Module):
         k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         cos, sin = rope
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nkv, past + T, hs)
         dropout = self.dropout if self.training else 0.0
