@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..errors import HubError
+from ..errors import EntryNotFoundError, HubAuthError, HubError, RepositoryNotFoundError
 from . import http
 from .auth import get_endpoint, get_token
 from .types import GitCommitInfo, GitRefs, RepoFile, RepoFolder, RepoInfo, RepoUrl, tree_entry
@@ -91,7 +91,7 @@ class HubClient:
                 "and HAVEN_ENDPOINT; set HAVEN_OFFLINE=1 to work from the local cache only"
             ) from err
         if response.status_code == 401 and "authorization" not in all_headers and not response.headers.get("x-error-code"):
-            raise http.HubAuthError(
+            raise HubAuthError(
                 f"{action} needs a token and none is set: run `haven login` or set HAVEN_TOKEN",
                 status=401, server_message=http.server_message(response),
             )
@@ -116,7 +116,7 @@ class HubClient:
     def whoami(self, token: str | None = None) -> dict[str, Any]:
         """The account behind the token: `{"type", "name", "orgs": [...], "auth": {...}}`."""
         if not (token or self.token):
-            raise http.HubAuthError(
+            raise HubAuthError(
                 f"no token: log in with `haven login` (or set HAVEN_TOKEN) to use {self.endpoint} as yourself"
             )
         return self.request("GET", "/api/whoami-v2", token=token, action="whoami").json()
@@ -154,7 +154,7 @@ class HubClient:
             body["type"] = repo_type
         try:
             self.request("DELETE", "/api/repos/delete", json=body, repo_id=repo_id, action="delete_repo")
-        except http.RepositoryNotFoundError:
+        except RepositoryNotFoundError:
             if not missing_ok:
                 raise
 
@@ -175,7 +175,7 @@ class HubClient:
         try:
             self.repo_info(repo_id, repo_type=repo_type)
             return True
-        except http.RepositoryNotFoundError:
+        except RepositoryNotFoundError:
             return False
 
     def file_exists(self, repo_id: str, filename: str, *, revision: str | None = None, repo_type: str | None = None) -> bool:
@@ -183,7 +183,7 @@ class HubClient:
         try:
             self.request("HEAD", url, repo_id=repo_id, revision=revision, filename=filename, follow_redirects=True)
             return True
-        except http.EntryNotFoundError:
+        except EntryNotFoundError:
             return False
 
     def list_models(
