@@ -9,7 +9,9 @@ Starts `haven serve` on a free 127.0.0.1 port with a fresh data directory (creat
 - `HfApi.upload_file` of that file as an LFS file (client hashing, preupload, LFS batch, PUT of
   the bytes to the signed href, NDJSON commit) and `hf_hub_download` of it into an empty cache;
   throughput is reported as a ratio to the plain copy (target >= 0.5);
-- one `create_commit` with 200 small regular files (target < 5 s).
+- one `create_commit` with 200 small regular files (target < 5 s);
+- for reference, the server alone with `curl` as client (PUT to the signed LFS href from the
+  batch API, GET of the resolve URL), which separates the server's cost from the client's.
 
 It also reports the server's peak memory (VmHWM): the 500 MB object is streamed, never held.
 Clients run with HF_HUB_DISABLE_XET=1 (Haven does not speak Xet yet).
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where to put data (default: a temp dir)")
     args = parser.parse_args()
 
+    import httpx
     from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 
     work = Path(tempfile.mkdtemp(prefix="haven-hub-bench-", dir=args.workdir))
@@ -128,6 +131,24 @@ def main() -> None:
         ok = ok and hasher.hexdigest() == digest
         shutil.rmtree(work / "cache")
 
+        curl_up_s = curl_down_s = None
+        if shutil.which("curl"):
+            other = work / "other.bin"
+            other_oid = write_random(other, size)
+            batch = httpx.post(f"{url}/{repo_id}.git/info/lfs/objects/batch", headers={
+                "Authorization": f"Bearer {token}", "Accept": "application/vnd.git-lfs+json",
+                "Content-Type": "application/vnd.git-lfs+json"}, json={
+                "operation": "upload", "transfers": ["basic"], "objects": [{"oid": other_oid, "size": size}]})
+            href = batch.json()["objects"][0]["actions"]["upload"]["href"]
+            curl_up_s = float(subprocess.run(["curl", "-sS", "-f", "-T", str(other), "-w", "%{time_total}", href],
+                                             check=True, capture_output=True, text=True).stdout)
+            other.unlink()
+            resolve = f"{url}/{repo_id}/resolve/main/model.safetensors"
+            curl_down_s = float(subprocess.run(
+                ["curl", "-sS", "-f", "-H", f"Authorization: Bearer {token}", "-o", str(work / "dl.bin"),
+                 "-w", "%{time_total}", resolve], check=True, capture_output=True, text=True).stdout)
+            (work / "dl.bin").unlink()
+
         ops = [CommitOperationAdd(path_in_repo=f"configs/part_{i:03d}.json",
                                   path_or_fileobj=f'{{"index": {i}, "name": "file {i}"}}\n'.encode())
                for i in range(args.files)]
@@ -145,10 +166,19 @@ def main() -> None:
             (f"create_commit {args.files} small files", f"{many_s:.2f} s", f"{args.files / many_s:.0f} files/s",
              "", "< 5 s"),
         ]
+        if curl_up_s is not None:
+            rows += [
+                (f"  server alone: curl PUT {args.size_mb} MB", f"{curl_up_s:.2f} s", f"{mb / curl_up_s:.0f} MB/s",
+                 f"{copy_s / curl_up_s:.2f}", ""),
+                (f"  server alone: curl GET {args.size_mb} MB", f"{curl_down_s:.2f} s",
+                 f"{mb / curl_down_s:.0f} MB/s", f"{copy_s / curl_down_s:.2f}", ""),
+            ]
         print(f"\nHaven hub benchmark (huggingface_hub client, HF_HUB_DISABLE_XET=1, data on {work})")
         print(f"{'operation':38} {'time':>9} {'throughput':>12} {'vs copy':>8} {'target':>7}")
         for row in rows:
             print(f"{row[0]:38} {row[1]:>9} {row[2]:>12} {row[3]:>8} {row[4]:>7}")
+        load = os.getloadavg()[0]
+        print(f"load average {load:.1f} on {os.cpu_count()} CPUs; ", end="")
         print(f"download content identical (sha256): {ok}; {len(listed)}/{args.files} small files listed; "
               f"server peak RSS {rss:.0f} MB")
         if not ok or len(listed) != args.files:

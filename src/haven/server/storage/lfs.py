@@ -70,6 +70,11 @@ class _Upload:
         self.hasher.update(chunk)
         self.file.write(chunk)
 
+    def write_many(self, parts: list[bytes]) -> None:
+        """Write a batch of chunks (from a worker thread: hashing and writing release the GIL)."""
+        for part in parts:
+            self.write(part)
+
     def finish(self) -> None:
         if self.received != self.size:
             raise LfsVerifyError(
@@ -169,15 +174,15 @@ class LfsStore:
                 parts.append(chunk)
                 buffered += len(chunk)
                 if buffered >= _FLUSH:
-                    data, parts, buffered = b"".join(parts), [], 0
                     if pending is not None:
                         await pending
-                    pending = asyncio.ensure_future(asyncio.to_thread(upload.write, data))
+                    pending = asyncio.ensure_future(asyncio.to_thread(upload.write_many, parts))
+                    parts, buffered = [], 0
             if pending is not None:
                 await pending
                 pending = None
             if parts:
-                await asyncio.to_thread(upload.write, b"".join(parts))
+                await asyncio.to_thread(upload.write_many, parts)
             await asyncio.to_thread(upload.finish)
         except BaseException:
             if pending is not None:  # let the worker finish with the file before removing it
