@@ -272,3 +272,25 @@ def test_repo_exists_delete_and_datasets(hub_server, owner, tmp_path):
     )
     assert open(path, "rb").read() == b"a,b\n1,2\n"
     assert [d.id for d in api.list_datasets(author=name)] == [ds]
+
+
+def test_paths_info_move_and_tree_pagination(hub_server, owner):
+    name, token, api = owner
+    repo_id = api.create_repo(f"{name}/many").repo_id
+    ops = [CommitOperationAdd(f"files/f{i:03d}.txt", io.BytesIO(b"%d" % i)) for i in range(150)]
+    api.create_commit(repo_id, operations=ops, commit_message="150 files")
+    # expand=True pages by 100 entries: the client must follow the Link header to see them all
+    expanded = list(api.list_repo_tree(repo_id, path_in_repo="files", expand=True))
+    assert [e.path for e in expanded] == [f"files/f{i:03d}.txt" for i in range(150)]
+    assert all(e.last_commit.title == "150 files" for e in expanded)
+    first = httpx.get(f"{hub_server.url}/api/models/{repo_id}/tree/main/files", params={"expand": "true"})
+    assert len(first.json()) == 100 and 'rel="next"' in first.headers["link"]
+    infos = api.get_paths_info(repo_id, ["files/f007.txt", "files", "does/not/exist"])
+    assert sorted((type(i).__name__, i.path) for i in infos) == [
+        ("RepoFile", "files/f007.txt"),
+        ("RepoFolder", "files"),
+    ]
+    moved = f"{name}/renamed"
+    api.move_repo(repo_id, moved)
+    assert not api.repo_exists(repo_id) and api.repo_exists(moved)
+    assert len(api.list_repo_files(moved)) == 151
