@@ -1,0 +1,1 @@
+"""The push policy hook script (run by path by git, never imported)."""
