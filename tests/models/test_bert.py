@@ -157,3 +157,19 @@ def test_auto_model_from_a_head_checkpoint_strips_the_prefix(bert_masked_lm_dir)
     out, expected = run_both(ours, ref, batch)
     # the MLM checkpoint has no pooler: both libraries initialise it randomly, so compare the encoder only
     assert_close(out, expected, fields=("last_hidden_state",))
+
+
+def test_training_mode_backpropagates_and_uses_dropout():
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    model = BertForSequenceClassification(config).train()
+    ids = torch.randint(5, 50, (4, 9))
+    a, b = model(input_ids=ids).logits, model(input_ids=ids).logits
+    assert not torch.equal(a, b)  # dropout is active while training
+    out = model(input_ids=ids, labels=torch.tensor([0, 1, 1, 0]))
+    out.loss.backward()
+    assert model.bert.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+    model.eval()
+    assert torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)

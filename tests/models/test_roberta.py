@@ -148,3 +148,13 @@ def test_input_longer_than_max_positions(roberta_masked_lm_dir):
     assert model(input_ids=ok).logits.shape[1] == MAX_TOKENS
     with pytest.raises(InputTooLongError, match=r"at most 128.*truncation=True"):
         model(input_ids=torch.full((1, MAX_TOKENS + 1), 7))
+
+
+def test_padding_beyond_the_position_table_is_fine(roberta_masked_lm_dir):
+    """Only real tokens take positions: a batch padded past the table still runs, as in the reference."""
+    ours, ref, _ = load_both("roberta", "masked_lm", roberta_masked_lm_dir)
+    ids = torch.full((2, MAX_TOKENS + 10), 1)  # pad_token_id = 1
+    ids[0, :MAX_TOKENS] = 7
+    ids[1, :5] = 8
+    mask = (ids != 1).long()
+    assert_close(*run_both(ours, ref, {"input_ids": ids, "attention_mask": mask}))

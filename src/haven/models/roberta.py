@@ -75,13 +75,16 @@ class RobertaEmbeddings(nn.Module):
     ) -> torch.Tensor:
         _, seq_len = input_shape(input_ids, inputs_embeds)
         config = self.config
+        # Positions start after padding_idx: the table fits max_position_embeddings - padding_idx - 1 tokens.
+        limit = config.max_position_embeddings - self.padding_idx - 1
         if position_ids is None:
-            # Positions start after padding_idx, so the table holds max_position_embeddings - padding_idx - 1.
-            check_length(seq_len, config.max_position_embeddings - self.padding_idx - 1, config)
             if input_ids is not None:
-                position_ids = position_ids_from_input_ids(input_ids, self.padding_idx)
+                position_ids = position_ids_from_input_ids(input_ids, self.padding_idx)  # (B, T)
+                if seq_len > limit:  # padding does not count: only real tokens take positions
+                    check_length(int(position_ids.max()) - self.padding_idx, limit, config)
                 pos = self.position_embeddings(position_ids)  # (B, T, C)
             else:  # no ids, so no way to tell padding: sequential positions
+                check_length(seq_len, limit, config)
                 start = self.padding_idx + 1
                 pos = self.position_embeddings.weight[start : start + seq_len]  # (T, C)
         else:
