@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .db import Membership, Org, Repo, Token, User, utcnow
+from .db import Membership, Org, Repo, Token, User
 
 TOKEN_PREFIX = "hv_"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -167,14 +167,6 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
         )
     }
     return Principal(user=user, role=row.role, token_name=row.name, orgs=orgs)
-
-
-def touch_token(session: Session, authorization: str | None) -> None:
-    token = token_from_headers(authorization)
-    if token:
-        row = session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
-        if row is not None:
-            row.last_used_at = utcnow()
 
 
 # -- authorisation --------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def refresh(session: Session, store, repo: Repo) -> None:
         sha = store.resolve(repo.type, repo.repo_id, "main")
     except Exception:
         return
-    if sha == repo.sha and repo.config is not None:
+    if sha == repo.sha:
         return
     repo.sha = sha
     try:
