@@ -2,7 +2,9 @@
 
 `create_app(settings)` wires the database, the storage library (bare git repositories and the
 LFS object store under `settings.data_dir`) and the route modules in `haven.server.api`.
-Optional areas (the web UI, the inference API) are mounted when their modules exist.
+Optional areas are mounted when their modules exist: `haven.server.api.inference` and
+`haven.server.web.routes`, each exposing `setup(app)` or a FastAPI `router` (they are included
+after the API routes, so they cannot shadow them).
 """
 
 from __future__ import annotations
