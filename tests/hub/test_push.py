@@ -59,3 +59,17 @@ def test_config_and_tokenizer_push_private_org_and_branch(hub, hub_server, bert_
     assert "tokenizer.json" in hub.client.list_repo_files(repo, revision="tok")
     again = AutoTokenizer.from_pretrained(repo, revision="tok")
     assert again("Hello world!")["input_ids"] == tokenizer("Hello world!")["input_ids"]
+
+
+def test_sharded_checkpoint_round_trip(hub, bert_masked_lm_dir, monkeypatch, tmp_path):
+    model = AutoModelForMaskedLM.from_pretrained(bert_masked_lm_dir)
+    repo = hub.new_repo("sharded")
+    model.push_to_hub(repo, max_shard_size="100KB")
+    files = hub.client.list_repo_files(repo)
+    shards = [f for f in files if f.startswith("model-") and f.endswith(".safetensors")]
+    assert len(shards) > 1 and "model.safetensors.index.json" in files
+    monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "fresh"))
+    loaded = AutoModelForMaskedLM.from_pretrained(repo)
+    ids = torch.tensor([[2, 5, 7, 9, 3]])
+    with torch.inference_mode():
+        assert torch.equal(model(input_ids=ids).logits, loaded(input_ids=ids).logits)
