@@ -20,18 +20,21 @@ def _haven(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def test_admin_commands_on_a_data_dir(tmp_path):
+def test_admin_commands_on_a_data_dir(tmp_path, capsys):
+    from haven.cli import main
+
     data = str(tmp_path / "data")
-    assert _haven("admin", "create-user", "zoe", "--data", data).returncode == 0
-    made = _haven("admin", "create-token", "zoe", "--role", "read", "--data", data)
+    assert main(["admin", "create-user", "zoe", "--data", data]) == 0
+    made = _haven("admin", "create-token", "zoe", "--role", "read", "--data", data)  # the real command line
     assert made.returncode == 0
     token = made.stdout.strip()
     assert made.stdout == token + "\n" and token.startswith("hv_")  # the token alone on stdout
-    assert _haven("admin", "create-org", "labs", "--member", "zoe", "--data", data).returncode == 0
-    dup = _haven("admin", "create-user", "zoe", "--data", data)
-    assert dup.returncode == 1 and "already taken" in dup.stderr
-    missing = _haven("admin", "create-token", "nobody", "--data", data)
-    assert missing.returncode == 1 and "create-user" in missing.stderr
+    assert main(["admin", "create-org", "labs", "--member", "zoe", "--data", data]) == 0
+    capsys.readouterr()
+    assert main(["admin", "create-user", "zoe", "--data", data]) == 1
+    assert "already taken" in capsys.readouterr().err
+    assert main(["admin", "create-token", "nobody", "--data", data]) == 1
+    assert "create-user" in capsys.readouterr().err
     engine = db.make_engine(f"sqlite:///{data}/haven.db")
     with engine.connect() as conn:
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
