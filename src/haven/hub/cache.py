@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -82,7 +83,7 @@ class RepoCache:
         if self.read_ref(revision) == commit:
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(commit)
         os.replace(tmp, path)
@@ -115,7 +116,7 @@ class RepoCache:
         rel = os.path.relpath(src, os.path.dirname(dst))
         if os.path.islink(dst) and os.readlink(dst) == rel:
             return dst
-        tmp = f"{dst}.{os.getpid()}.link"
+        tmp = f"{dst}.{os.getpid()}.{threading.get_ident()}.link"
         try:
             os.symlink(rel, tmp)
             os.replace(tmp, dst)
