@@ -75,7 +75,8 @@ def test_private_repo_is_404_for_strangers_everywhere(hub_server, people, privat
         f"{url}/{private_repo}.git/info/refs?service=git-upload-pack", headers=_basic(stranger)
     )
     assert info_refs.status_code == 404
-    assert _lfs_batch(url, private_repo, _basic(stranger)).status_code == 404
+    lfs = _lfs_batch(url, private_repo, _basic(stranger))
+    assert lfs.status_code == 404 and lfs.headers["x-error-code"] == "RepoNotFound"
     # anonymous git/LFS calls are asked for credentials (git sends them only after a 401);
     # a missing repo answers the same, so nothing is revealed
     for repo_id in (private_repo, f"{people['owner']}/ghost"):

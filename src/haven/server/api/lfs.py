@@ -42,8 +42,13 @@ def git_repo_access(request: Request, repo_type: str, ns: str, name: str, *, wri
         return f"{ns}/{name}", p
 
 
-def _lfs_error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"message": message}, status_code=status, media_type=LFS_JSON, headers=headers or {})
+def _lfs_error(
+    status: int, message: str, headers: dict | None = None, code: str | None = None
+) -> JSONResponse:
+    headers = dict(headers or {})
+    if code:
+        headers["X-Error-Code"] = code
+    return JSONResponse({"message": message}, status_code=status, media_type=LFS_JSON, headers=headers)
 
 
 async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Response:
@@ -61,7 +66,7 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
             git_repo_access, request, repo_type, ns, name, write=operation == "upload"
         )
     except ApiError as err:
-        return _lfs_error(err.status, err.message, err.headers)
+        return _lfs_error(err.status, err.message, err.headers, err.code)
     settings = request.app.state.settings
     lfs = request.app.state.lfs
     base = settings.public_url
@@ -115,7 +120,7 @@ async def _verify(request: Request, repo_type: str, ns: str, name: str) -> Respo
     try:
         await run_in_threadpool(git_repo_access, request, repo_type, ns, name, write=True)
     except ApiError as err:
-        return _lfs_error(err.status, err.message, err.headers)
+        return _lfs_error(err.status, err.message, err.headers, err.code)
     try:
         body = await request.json()
         oid, size = body["oid"], int(body["size"])
