@@ -179,16 +179,22 @@ class BertSelfAttention(nn.Module):
         self.dropout_p = config.attention_probs_dropout_prob
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        first_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`first_only`: queries for the first token only (all keys/values), output (B, 1, C)."""
         B, T, C = x.shape
         nh = self.num_heads
-        q = self.query(x).view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.key(x).view(B, T, nh, C // nh).transpose(1, 2)
+        Tq = 1 if first_only else T
+        q = self.query(x[:, :Tq]).view(B, Tq, nh, C // nh).transpose(1, 2)  # (B, nh, Tq, hs)
+        k = self.key(x).view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
         v = self.value(x).view(B, T, nh, C // nh).transpose(1, 2)
         dropout = self.dropout_p if self.training else 0.0
         y, weights = attention(q, k, v, mask, dropout=dropout, return_weights=output_attentions)
-        return y.transpose(1, 2).reshape(B, T, C), weights  # (B, T, C)
+        return y.transpose(1, 2).reshape(B, Tq, C), weights  # (B, Tq, C)
 
 
 class BertSelfOutput(nn.Module):
@@ -209,10 +215,14 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        first_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, weights = self.self(x, mask, output_attentions)
-        return self.output(y, x), weights
+        y, weights = self.self(x, mask, output_attentions, first_only)
+        return self.output(y, x[:, :1] if first_only else x), weights
 
 
 class BertIntermediate(nn.Module):
@@ -241,9 +251,13 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        first_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, weights = self.attention(x, mask, output_attentions)
+        x, weights = self.attention(x, mask, output_attentions, first_only)
         return self.output(self.intermediate(x), x), weights
 
 
@@ -258,11 +272,15 @@ class BertEncoder(nn.Module):
         mask: torch.Tensor | None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        first_token_only: bool = False,
     ) -> BaseModelOutput:
+        """`first_token_only`: the last layer computes the first position only (all a [CLS]
+        classifier reads), saving its query, output and MLM work for the other positions."""
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
-        for layer in self.layer:
-            x, weights = layer(x, mask, output_attentions)
+        last = len(self.layer) - 1
+        for i, layer in enumerate(self.layer):
+            x, weights = layer(x, mask, output_attentions, first_token_only and i == last)
             if hidden_states is not None:
                 hidden_states.append(x)
             if attentions is not None:
@@ -438,12 +456,16 @@ class BertForSequenceClassification(BertPreTrainedModel):
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
     ) -> SequenceClassifierOutput | tuple:
-        _, _, return_dict = resolve_flags(self.config, None, None, return_dict)
-        out = self.bert(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_hidden_states, output_attentions, return_dict=True,
-        )  # fmt: skip
-        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
+        hidden, attn, return_dict = resolve_flags(
+            self.config, output_hidden_states, output_attentions, return_dict
+        )
+        bert = self.bert
+        x = bert.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
+        # the pooler reads the first token only; unless all states are asked for, compute just that
+        out = bert.encoder(
+            x, padding_mask(attention_mask), hidden, attn, first_token_only=not (hidden or attn)
+        )
+        logits = self.classifier(self.dropout(bert.pooler(out.last_hidden_state)))  # (B, num_labels)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
 

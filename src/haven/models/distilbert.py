@@ -101,16 +101,22 @@ class MultiHeadSelfAttention(nn.Module):
         self.dropout_p = config.attention_dropout
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        first_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`first_only`: queries for the first token only (all keys/values), output (B, 1, C)."""
         B, T, C = x.shape
         nh = self.n_heads
-        q = self.q_lin(x).view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.k_lin(x).view(B, T, nh, C // nh).transpose(1, 2)
+        Tq = 1 if first_only else T
+        q = self.q_lin(x[:, :Tq]).view(B, Tq, nh, C // nh).transpose(1, 2)  # (B, nh, Tq, hs)
+        k = self.k_lin(x).view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
         v = self.v_lin(x).view(B, T, nh, C // nh).transpose(1, 2)
         dropout = self.dropout_p if self.training else 0.0
         y, weights = attention(q, k, v, mask, dropout=dropout, return_weights=output_attentions)
-        return self.out_lin(y.transpose(1, 2).reshape(B, T, C)), weights
+        return self.out_lin(y.transpose(1, 2).reshape(B, Tq, C)), weights  # (B, Tq, C)
 
 
 class FFN(nn.Module):
@@ -134,10 +140,14 @@ class TransformerBlock(nn.Module):
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        first_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, weights = self.attention(x, mask, output_attentions)
-        x = self.sa_layer_norm(y + x)
+        y, weights = self.attention(x, mask, output_attentions, first_only)
+        x = self.sa_layer_norm(y + (x[:, :1] if first_only else x))
         return self.output_layer_norm(self.ffn(x) + x), weights
 
 
@@ -152,11 +162,15 @@ class Transformer(nn.Module):
         mask: torch.Tensor | None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        first_token_only: bool = False,
     ) -> BaseModelOutput:
+        """`first_token_only`: the last layer computes the first position only (what the
+        sequence classifier reads)."""
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
-        for layer in self.layer:
-            x, weights = layer(x, mask, output_attentions)
+        last = len(self.layer) - 1
+        for i, layer in enumerate(self.layer):
+            x, weights = layer(x, mask, output_attentions, first_token_only and i == last)
             if hidden_states is not None:
                 hidden_states.append(x)
             if attentions is not None:
@@ -277,11 +291,15 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
     ) -> SequenceClassifierOutput | tuple:
-        _, _, return_dict = resolve_flags(self.config, None, None, return_dict)
-        out = self.distilbert(
-            input_ids, attention_mask, None, position_ids, inputs_embeds,
-            output_hidden_states, output_attentions, return_dict=True,
-        )  # fmt: skip
+        hidden, attn, return_dict = resolve_flags(
+            self.config, output_hidden_states, output_attentions, return_dict
+        )
+        distilbert = self.distilbert
+        x = distilbert.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, C)
+        # the classifier reads the first token only; unless all states are asked for, compute just that
+        out = distilbert.transformer(
+            x, padding_mask(attention_mask), hidden, attn, first_token_only=not (hidden or attn)
+        )
         pooled = F.relu(self.pre_classifier(out.last_hidden_state[:, 0]))  # (B, C)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None

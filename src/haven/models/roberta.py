@@ -242,11 +242,15 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
     ) -> SequenceClassifierOutput | tuple:
-        _, _, return_dict = resolve_flags(self.config, None, None, return_dict)
-        out = self.roberta(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-            output_hidden_states, output_attentions, return_dict=True,
-        )  # fmt: skip
+        hidden, attn, return_dict = resolve_flags(
+            self.config, output_hidden_states, output_attentions, return_dict
+        )
+        roberta = self.roberta
+        x = roberta.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
+        # the head reads the first token (<s>) only; unless all states are asked for, compute just that
+        out = roberta.encoder(
+            x, padding_mask(attention_mask), hidden, attn, first_token_only=not (hidden or attn)
+        )
         logits = self.classifier(out.last_hidden_state)  # (B, num_labels)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
