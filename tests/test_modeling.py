@@ -414,3 +414,19 @@ def test_loading_leaves_torch_layer_init_intact(bert_masked_lm_dir):
     torch.manual_seed(0)
     layer = torch.nn.Linear(64, 64)
     assert 0.5 < layer.weight.abs().max().item() * 8 < 1.01  # kaiming-uniform bound 1/sqrt(64)
+
+
+def test_old_checkpoint_extras_load_silently(tmp_path, bert_masked_lm_dir, caplog):
+    """Older exports also store position_ids buffers and the pretraining NSP head."""
+    ref, tok = _reference(bert_masked_lm_dir)
+    state = dict(load_file(os.path.join(bert_masked_lm_dir, "model.safetensors")))
+    state["bert.embeddings.position_ids"] = torch.arange(128)[None]
+    state["cls.seq_relationship.weight"] = torch.zeros(2, 32)
+    state["cls.seq_relationship.bias"] = torch.zeros(2)
+    path = _copy_tokenizer_free(bert_masked_lm_dir, tmp_path, state)
+    with caplog.at_level(logging.WARNING, logger="haven.modeling"):
+        model, info = BertForMaskedLM.from_pretrained(path, output_loading_info=True)
+    assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
+    assert caplog.text == ""
+    assert list(model.buffers()) == []
+    assert_close(*run_both(model, ref, _batch(tok)))
