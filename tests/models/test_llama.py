@@ -179,3 +179,18 @@ def test_tuple_output_and_no_cache(llama_dir):
         tup = ours(ids, use_cache=False, return_dict=False)
     assert out.past_key_values is None
     assert torch.equal(tup[0], out.logits)
+
+
+def test_old_rotary_buffers_in_checkpoint_are_ignored(tmp_path, llama_dir):
+    """Older Llama files carry `self_attn.rotary_emb.inv_freq` buffers: skipped without a warning."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(os.path.join(llama_dir, "model.safetensors"))
+    for i in range(2):
+        weights[f"model.layers.{i}.self_attn.rotary_emb.inv_freq"] = torch.ones(4)
+    save_file(weights, tmp_path / "model.safetensors")
+    shutil.copy(os.path.join(llama_dir, "config.json"), tmp_path / "config.json")
+    _, info = LlamaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["unexpected_keys"] == [] and info["missing_keys"] == []
