@@ -55,7 +55,6 @@ class LlamaConfig(PretrainedConfig):
         "attention_bias": False,
         "attention_dropout": 0.0,
         "mlp_bias": False,
-        "sliding_window": None,
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -191,7 +190,7 @@ class LlamaModel(LlamaPreTrainedModel):
         self.rotary = RotaryEmbedding(
             config.head_dim, rope_parameters(config), config.max_position_embeddings
         )
-        self.sliding_window = config.sliding_window
+        self.sliding_window = getattr(config, "sliding_window", None)  # Mistral (null = off)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
