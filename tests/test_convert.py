@@ -265,3 +265,23 @@ def test_mistral_bad_inputs(tmp_path, capsys):
     (tmp_path / "params.json").write_text(json.dumps({"dim": 8}))
     assert main(["convert", "mistral", str(tmp_path), str(tmp_path / "o")]) == 1
     assert "params.json lacks 'n_layers'" in capsys.readouterr().err
+
+
+def test_megatron_config_file_and_dtype(tmp_path, gpt2_dir):
+    cfg = json.load(open(os.path.join(gpt2_dir, "config.json")))
+    ckpt = _save_zip(make_megatron(gpt2_dir, 2.0, None, pad_rows=0), str(tmp_path / "ckpt.zip"))
+    config_file = tmp_path / "gpt2.json"
+    config_file.write_text(json.dumps({"n_head": 4, "vocab_size": cfg["vocab_size"]}))
+    out = tmp_path / "out"
+    assert (
+        main(
+            ["convert", "megatron-gpt2", ckpt, str(out), "--config", str(config_file), "--dtype", "bfloat16"]
+        )
+        == 0
+    )
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.dtype == torch.bfloat16 and model.config.n_head == 4
+    ref = AutoModelForCausalLM.from_pretrained(gpt2_dir)
+    ids = random_ids(cfg["vocab_size"], (1, 8))
+    with torch.no_grad():
+        assert (model(ids).logits.float() - ref(ids).logits).abs().max() < 0.1
