@@ -8,10 +8,13 @@ DATA   ?= ./haven-data
 
 .PHONY: test serve lint bench clean system
 
-# System packages the hub and its tests drive: git with LFS; chromium for the web UI tests.
+# System packages the hub and its tests drive: git with LFS, and a PostgreSQL server
+# (the tests start their own on 127.0.0.1 to prove the hub runs on it).
 system:
 	@command -v git >/dev/null && command -v git-lfs >/dev/null || \
 	  (apt-get update -q && apt-get install -y -q git git-lfs)
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -q && apt-get install -y -q postgresql)
 	@git lfs install --skip-repo >/dev/null
 
 $(STAMP): pyproject.toml
