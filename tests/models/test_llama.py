@@ -194,3 +194,17 @@ def test_old_rotary_buffers_in_checkpoint_are_ignored(tmp_path, llama_dir):
     shutil.copy(os.path.join(llama_dir, "config.json"), tmp_path / "config.json")
     _, info = LlamaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
     assert info["unexpected_keys"] == [] and info["missing_keys"] == []
+
+
+def test_training_gradients_match_reference(llama_dir):
+    ours, ref = load_pair(llama_dir)
+    ours.train()
+    ref.train()
+    ids = random_ids(ours.config.vocab_size, (2, 10))
+    a, b = ours(ids, labels=ids), ref(ids, labels=ids)
+    assert a.past_key_values is None  # no cache while training unless asked
+    a.loss.backward()
+    b.loss.backward()
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight", "lm_head.weight"):
+        ga, gb = ours.get_parameter(name).grad, ref.get_parameter(name).grad
+        assert torch.allclose(ga, gb, atol=1e-5), name

@@ -209,7 +209,7 @@ class GPT2Model(GPT2PreTrainedModel):
         **kwargs: Any,
     ) -> BaseModelOutput | tuple:
         cfg = self.config
-        use_cache = cfg.use_cache if use_cache is None else use_cache
+        use_cache = (cfg.use_cache and not self.training) if use_cache is None else use_cache
         want_hidden = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
         want_weights = cfg.output_attentions if output_attentions is None else output_attentions
         B, T, past, cache = check_inputs(input_ids, inputs_embeds, attention_mask, past_key_values, use_cache)
