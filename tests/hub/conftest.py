@@ -3,7 +3,7 @@ environment (HAVEN_ENDPOINT, HAVEN_TOKEN, a private HAVEN_HOME) pointing Haven's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from haven.hub.client import HubClient
 class HubEnv:
     url: str
     user: str
-    token: str
+    token: str = field(repr=False)  # never in a failure report
     home: Path
     client: HubClient
 

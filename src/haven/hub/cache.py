@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from .auth import default_cache_dir
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+# A blob's file name comes from the server's ETag: hex digests in practice, never a path.
+ETAG_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 
 
 def is_commit_hash(revision: str | None) -> bool:
@@ -37,9 +39,24 @@ def repo_folder_name(repo_id: str, repo_type: str = "model") -> str:
 def check_relative_path(filename: str) -> str:
     """A repo path that stays inside its snapshot folder."""
     parts = filename.replace("\\", "/").split("/")
-    if not filename or filename.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if not filename or "\0" in filename or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"invalid file path in repository: {filename!r}")
     return filename
+
+
+def check_revision(revision: str) -> str:
+    """A branch/tag name usable as a path under refs/ (`refs/pr/1` is fine, `../x` is not)."""
+    parts = revision.split("/") if isinstance(revision, str) else [""]
+    if "\\" in revision or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid revision {revision!r}: pass a branch, tag or commit sha such as 'main'")
+    return revision
+
+
+def check_etag(etag: str) -> str:
+    """The server's ETag names a file in blobs/: refuse anything that is not a plain file name."""
+    if not ETAG_RE.match(etag):
+        raise ValueError(f"the hub sent ETag {etag!r}, which cannot name a cached file")
+    return etag
 
 
 class RepoCache:
@@ -53,7 +70,7 @@ class RepoCache:
 
     # -- paths ---------------------------------------------------------------------------------
     def blob_path(self, etag: str) -> str:
-        return os.path.join(self.folder, "blobs", etag)
+        return os.path.join(self.folder, "blobs", check_etag(etag))
 
     def snapshot_dir(self, commit: str) -> str:
         return os.path.join(self.folder, "snapshots", commit)
@@ -62,7 +79,8 @@ class RepoCache:
         return os.path.join(self.snapshot_dir(commit), *check_relative_path(filename).split("/"))
 
     def lock_path(self, etag: str) -> str:
-        return os.path.join(self.cache_dir, ".locks", repo_folder_name(self.repo_id, self.repo_type), f"{etag}.lock")
+        folder = repo_folder_name(self.repo_id, self.repo_type)
+        return os.path.join(self.cache_dir, ".locks", folder, f"{check_etag(etag)}.lock")
 
     # -- refs ----------------------------------------------------------------------------------
     def read_ref(self, revision: str) -> str | None:
@@ -70,7 +88,7 @@ class RepoCache:
         if is_commit_hash(revision):
             return revision
         try:
-            with open(os.path.join(self.folder, "refs", *revision.split("/")), encoding="utf-8") as f:
+            with open(os.path.join(self.folder, "refs", *check_revision(revision).split("/")), encoding="utf-8") as f:
                 value = f.read().strip()
         except (OSError, ValueError):
             return None
@@ -79,7 +97,7 @@ class RepoCache:
     def write_ref(self, revision: str, commit: str) -> None:
         if is_commit_hash(revision) or revision == commit:
             return
-        path = os.path.join(self.folder, "refs", *revision.split("/"))
+        path = os.path.join(self.folder, "refs", *check_revision(revision).split("/"))
         if self.read_ref(revision) == commit:
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -26,7 +26,7 @@ import httpx
 from ..errors import EntryNotFoundError, HubError, LocalEntryNotFoundError
 from . import http
 from .auth import is_offline, progress_disabled
-from .cache import RepoCache, check_relative_path, file_lock, is_commit_hash
+from .cache import ETAG_RE, RepoCache, check_relative_path, check_revision, file_lock, is_commit_hash
 
 if TYPE_CHECKING:
     from .client import HubClient
@@ -85,6 +85,11 @@ def head_file(client: HubClient, repo_id: str, filename: str, revision: str, rep
             f"{client.endpoint} answered for {filename!r} without X-Repo-Commit/ETag/size headers: it does not look "
             "like a Hub endpoint. Check HAVEN_ENDPOINT"
         )
+    if not ETAG_RE.match(etag) or not size.isdigit():  # the ETag becomes a file name in blobs/
+        raise HubError(
+            f"{client.endpoint} answered for {filename!r} with ETag {etag!r} and size {size!r}, which Haven cannot "
+            "use: it does not behave like a Hub endpoint. Check HAVEN_ENDPOINT"
+        )
     return FileMeta(commit, etag, int(size), meta_url, same_origin)
 
 
@@ -108,7 +113,7 @@ def hf_hub_download(
     repo_type = http.check_repo_type(repo_type)
     http.check_repo_id(repo_id)
     check_relative_path(filename)
-    revision = revision or "main"
+    revision = check_revision(revision or "main")
     cache = RepoCache(repo_id, repo_type, cache_dir or client.cache_dir)
 
     if not force_download and is_commit_hash(revision):
@@ -331,7 +336,8 @@ def snapshot_download(
     a revision already complete in the cache makes one request (the revision lookup).
     """
     repo_type = http.check_repo_type(repo_type)
-    revision = revision or "main"
+    http.check_repo_id(repo_id)
+    revision = check_revision(revision or "main")
     cache = RepoCache(repo_id, repo_type, cache_dir or client.cache_dir)
 
     def offline(why: str) -> str:
@@ -362,6 +368,12 @@ def snapshot_download(
         names = [s.rfilename for s in info.siblings]
     else:
         names = client.list_repo_files(repo_id, revision=commit, repo_type=repo_type)
+    unsafe = [name for name in names if not _is_safe_repo_path(name)]
+    if unsafe:  # checked before anything is written: a hostile listing must not reach outside the folder
+        raise HubError(
+            f"{client.endpoint} listed file names in {repo_id!r} that would land outside the download folder: "
+            f"{unsafe[:5]}. Nothing was downloaded; check HAVEN_ENDPOINT points at a hub you trust"
+        )
     names = filter_paths(names, allow_patterns, ignore_patterns)
     os.makedirs(cache.snapshot_dir(commit), exist_ok=True)
 
@@ -381,6 +393,14 @@ def snapshot_download(
         for name in names:
             one(name)
     return os.fspath(local_dir) if local_dir else cache.snapshot_dir(commit)
+
+
+def _is_safe_repo_path(name: object) -> bool:
+    try:
+        check_relative_path(name)  # type: ignore[arg-type]
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
 
 
 def resolve_remote_file(
