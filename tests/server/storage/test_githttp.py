@@ -76,7 +76,10 @@ def setup(tmp_path: Path):
 
 
 def run(env, *args, cwd=None, check=True):
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=check)
+    result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        raise AssertionError(f"git {' '.join(args)} failed:\n{result.stderr}")
+    return result
 
 
 def test_clone_then_push(setup):
@@ -146,3 +149,70 @@ def test_missing_repo_is_404(setup):
     _, harness, env, tmp = setup
     result = run(env, "clone", f"{harness.url}/models/alice/none.git", str(tmp / "none"), check=False)
     assert result.returncode != 0 and "not found" in result.stderr.lower()
+
+
+def test_returns_only_after_the_request_body_is_consumed(tmp_path: Path):
+    """git writes the response headers before reading the request; returning then would let the
+    server's disconnect listener steal the body from the request channel (a hang seen live)."""
+    import asyncio
+
+    store = RepoStore(tmp_path / "repos", LfsStore(tmp_path / "lfs"))
+    store.create("model", RID, author="alice")
+    consumed: list[bool] = []
+
+    async def slow_body():
+        await asyncio.sleep(0.3)
+        yield b"0000"  # a flush packet: "I want nothing"
+        consumed.append(True)
+
+    async def main():
+        status, headers, stream = await githttp.run_http_backend(
+            tmp_path / "repos", githttp.git_path_info("model", RID, "git-upload-pack"), "POST", "",
+            {"Content-Type": "application/x-git-upload-pack-request"}, slow_body(),
+            remote_user="alice", allow_push=False,
+        )
+        assert consumed == [True]
+        body = b"".join([chunk async for chunk in stream])
+        return status, headers, body
+
+    status, headers, _ = asyncio.run(main())
+    assert status == 200 and headers["Content-Type"] == "application/x-git-upload-pack-result"
+
+
+
+def test_backend_exiting_without_reading_the_body(tmp_path: Path):
+    """A missing repo: git answers 404 and exits at once, whether or not a body is still coming,
+    on the default event loop and on uvloop."""
+    import asyncio
+
+    (tmp_path / "repos").mkdir()
+
+    async def body():
+        for _ in range(16):
+            yield b"0" * 65536
+            await asyncio.sleep(0)
+
+    async def one(method: str, rest: str, payload):
+        status, _, stream = await githttp.run_http_backend(
+            tmp_path / "repos", githttp.git_path_info("model", "alice/none", rest), method, "",
+            {"Content-Type": "application/x-git-upload-pack-request"}, payload,
+            remote_user="alice", allow_push=False,
+        )
+        async for _ in stream:
+            pass
+        return status
+
+    async def main():
+        results = []
+        for _ in range(5):
+            results.append(await one("GET", "info/refs", b""))
+            results.append(await one("POST", "git-upload-pack", body()))
+            results.append(await one("POST", "git-upload-pack", b"x" * 300_000))
+        return results
+
+    assert asyncio.run(main()) == [404] * 15
+    try:  # uvicorn uses uvloop when installed: there a write to the exited backend raises RuntimeError
+        import uvloop
+    except ImportError:
+        return
+    assert uvloop.run(main()) == [404] * 15

@@ -124,21 +124,26 @@ def backend_env(
 
 
 async def _feed(proc: asyncio.subprocess.Process, body: AsyncIterable[bytes] | bytes) -> None:
+    """Write the request body to the backend's stdin, then close it. The backend may exit
+    without reading (a GET, a refusal): writing then fails in several ways, all ignored."""
     stdin = proc.stdin
+    gone = (BrokenPipeError, ConnectionResetError, RuntimeError)
     try:
         if isinstance(body, bytes | bytearray | memoryview):
-            stdin.write(body)
-            await stdin.drain()
+            if body:
+                stdin.write(body)
+                await stdin.drain()
         else:
             async for chunk in body:
-                stdin.write(chunk)
-                await stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the backend refused early; its response says why
+                if chunk:
+                    stdin.write(chunk)
+                    await stdin.drain()
+    except gone:
+        pass  # the backend stopped reading; its response says why
     finally:
         try:
             stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
+        except gone:
             pass
 
 
@@ -208,7 +213,10 @@ async def run_http_backend(
         for task in (feeder, pump, errors):
             task.cancel()
         if proc.returncode is None:
-            proc.kill()
+            try:
+                proc.kill()
+            except (ProcessLookupError, RuntimeError):
+                pass  # it exited meanwhile
             await proc.wait()
 
     try:
