@@ -205,6 +205,10 @@ def test_training_gradients_match_reference(llama_dir):
     assert a.past_key_values is None  # no cache while training unless asked
     a.loss.backward()
     b.loss.backward()
-    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight", "lm_head.weight"):
+    for name in (
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+        "lm_head.weight",
+    ):
         ga, gb = ours.get_parameter(name).grad, ref.get_parameter(name).grad
         assert torch.allclose(ga, gb, atol=1e-5), name
