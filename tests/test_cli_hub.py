@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -14,18 +17,47 @@ from fixtures.server import unique_name
 
 
 class Cli:
+    """Runs `haven ARGS`: in this process through `haven.cli.main` (fast: no interpreter start-up, no
+    imports), or with `proc=True` as a real subprocess. Every command runs as a subprocess at least
+    once below (exit code, stdout/stderr contract); the other calls exercise the same code in-process
+    with the same environment."""
+
     def __init__(self, env: dict[str, str], cwd: Path):
         self.env, self.cwd = env, cwd
 
-    def __call__(self, *args: str, ok: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "haven.cli", *args], capture_output=True, text=True,
-                              env=self.env, cwd=self.cwd, input=stdin, timeout=120)
+    def __call__(self, *args: str, ok: bool = True, stdin: str | None = None, proc: bool = False):
+        run = self._subprocess if proc else self._in_process
+        result = run(list(args), stdin)
         if ok:
-            assert proc.returncode == 0, f"haven {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc
+            assert result.returncode == 0, f"haven {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result
 
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args, "--json").stdout)
+    def _subprocess(self, args: list[str], stdin: str | None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "haven.cli", *args], capture_output=True, text=True,
+                              env=self.env, cwd=self.cwd, input=stdin, timeout=120)
+
+    def _in_process(self, args: list[str], stdin: str | None) -> subprocess.CompletedProcess:
+        from haven.cli import main
+
+        out, err, saved_env, saved_cwd = io.StringIO(), io.StringIO(), dict(os.environ), os.getcwd()
+        os.environ.clear()
+        os.environ.update(self.env)
+        os.chdir(self.cwd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                    mock.patch.object(sys, "stdin", io.StringIO(stdin or "")):
+                try:
+                    code = main(args)
+                except SystemExit as exit_:  # argparse: --help, usage errors
+                    code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            os.chdir(saved_cwd)
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+    def json(self, *args: str, proc: bool = False) -> object:
+        return json.loads(self(*args, "--json", proc=proc).stdout)
 
 
 def _fails_with_one_line(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -56,16 +88,17 @@ def test_every_command_has_help(cli):
                  ["upload"], ["download"]):
         out = cli(*args, "--help").stdout
         assert out.startswith("usage: haven " + " ".join(args))
+    assert cli("download", "--help", proc=True).stdout.startswith("usage: haven download")
 
 
 def test_login_whoami_git_credential_and_logout(cli, tmp_path):
-    _fails_with_one_line(cli("whoami", ok=False), "haven login")
+    _fails_with_one_line(cli("whoami", ok=False, proc=True), "haven login")
     _fails_with_one_line(cli("login", "--token", "hv_wrong", ok=False), "token")
-    assert f"as {cli.user}" in cli("login", "--no-git-credential", stdin=cli.token + "\n").stdout  # token on stdin
+    assert f"as {cli.user}" in cli("login", "--no-git-credential", stdin=cli.token + "\n", proc=True).stdout  # token on stdin
     out = cli("login", "--token", cli.token).stdout
     assert f"as {cli.user}" in out and "git credential stored" in out
     assert (tmp_path / "home" / "token").read_text().strip() == cli.token
-    assert cli("whoami").stdout.startswith(cli.user)
+    assert cli("whoami", proc=True).stdout.startswith(cli.user)
     assert cli.json("whoami")["name"] == cli.user
 
     # git now authenticates on its own: clone a private repository
@@ -78,7 +111,7 @@ def test_login_whoami_git_credential_and_logout(cli, tmp_path):
     assert clone.returncode == 0, clone.stderr
     assert (tmp_path / "clone" / "f.txt").read_text() == "from git\n"
 
-    assert "removed" in cli("logout").stdout
+    assert "removed" in cli("logout", proc=True).stdout
     assert not (tmp_path / "home" / "token").exists()
     assert cli.token not in (tmp_path / "git-credentials").read_text()
     _fails_with_one_line(cli("whoami", ok=False), "haven login")
@@ -87,19 +120,19 @@ def test_login_whoami_git_credential_and_logout(cli, tmp_path):
 def test_repo_create_ls_delete(cli):
     cli("login", "--token", cli.token, "--no-git-credential")
     name = unique_name("cli-repo")
-    made = cli.json("repo", "create", name, "--private")
+    made = cli.json("repo", "create", name, "--private", proc=True)
     assert made == {"url": f"{cli.url}/{cli.user}/{name}", "repo_id": f"{cli.user}/{name}", "type": "model",
                     "private": True}
     _fails_with_one_line(cli("repo", "create", name, ok=False), "conflict")
     cli("repo", "create", name, "--exist-ok")
     data = cli("repo", "create", f"{cli.user}/{name}-data", "--type", "dataset").stdout
     assert f"{cli.url}/datasets/{cli.user}/{name}-data" in data
-    listed = cli.json("repo", "ls", "--author", cli.user)
+    listed = cli.json("repo", "ls", "--author", cli.user, proc=True)
     assert [r["id"] for r in listed] == [f"{cli.user}/{name}"] and listed[0]["private"] is True
     assert [r["id"] for r in cli.json("repo", "ls", "--search", name)] == [f"{cli.user}/{name}"]
     assert cli.json("repo", "ls", "--author", cli.user, "--filter", "no-such-tag") == []
     assert f"{cli.user}/{name}" in cli("repo", "ls", "--author", cli.user).stdout
-    cli("repo", "delete", f"{cli.user}/{name}")
+    cli("repo", "delete", f"{cli.user}/{name}", proc=True)
     _fails_with_one_line(cli("repo", "delete", f"{cli.user}/{name}", ok=False), "not found")
     cli("repo", "delete", f"{cli.user}/{name}", "--missing-ok")
     _fails_with_one_line(cli("repo", "create", "a/b/c", ok=False), "owner/name")
@@ -113,7 +146,7 @@ def test_upload_and_download(cli, tmp_path):
     (src / "config.json").write_text('{"a": 1}')
     (src / "sub" / "w.bin").write_bytes(os.urandom(300_000))
     (src / "notes.log").write_text("skip me")
-    result = cli.json("upload", repo, str(src), "--exclude", "*.log", "-m", "first upload")
+    result = cli.json("upload", repo, str(src), "--exclude", "*.log", "-m", "first upload", proc=True)
     assert len(result["commit"]) == 40 and result["skipped"] is False
     branch = cli.json("upload", repo, str(src / "config.json"), "only-on-dev.json", "--revision", "dev")
     assert len(branch["commit"]) == 40
@@ -122,7 +155,7 @@ def test_upload_and_download(cli, tmp_path):
     assert again["skipped"] and again["commit"] == single["commit"]
 
     out = tmp_path / "out"
-    cli("download", repo, "--local-dir", str(out))
+    cli("download", repo, "--local-dir", str(out), proc=True)
     got = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts)
     assert got == [".gitattributes", "config.json", "copy/config.json", "sub/w.bin"]
     assert (out / "sub" / "w.bin").read_bytes() == (src / "sub" / "w.bin").read_bytes()
@@ -138,5 +171,5 @@ def test_upload_and_download(cli, tmp_path):
     _fails_with_one_line(cli("upload", repo, str(tmp_path / "absent"), ok=False), "does not exist")
 
     offline = Cli({**cli.env, "HAVEN_OFFLINE": "1", "HAVEN_ENDPOINT": "http://127.0.0.1:9"}, tmp_path)
-    assert Path(offline("download", repo, "config.json").stdout.strip()).read_text() == '{"a": 1}'
+    assert Path(offline("download", repo, "config.json", proc=True).stdout.strip()).read_text() == '{"a": 1}'
     _fails_with_one_line(offline("download", repo, "nope.bin", ok=False), "HAVEN_OFFLINE")
