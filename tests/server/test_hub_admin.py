@@ -76,13 +76,16 @@ def test_settings_flags_over_env_over_defaults(tmp_path, monkeypatch):
 
 
 def test_signed_links():
-    q = auth.signed_query("k", "upload", "a" * 64, 5)
-    exp, sig = (part.split("=")[1] for part in q.split("&"))
-    assert auth.check_signature("k", "upload", "a" * 64, 5, exp, sig)
-    assert not auth.check_signature("k", "upload", "a" * 64, 6, exp, sig)  # other size
-    assert not auth.check_signature("k", "download", "a" * 64, 5, exp, sig)  # other action
-    assert not auth.check_signature("other", "upload", "a" * 64, 5, exp, sig)  # other secret
-    assert not auth.check_signature("k", "upload", "a" * 64, 5, "1", sig)  # expired
+    q = auth.signed_query("k", "upload", "a" * 64, 5, repo=7)
+    repo, exp, sig = (part.split("=")[1] for part in q.split("&"))
+    assert repo == "7"
+    assert auth.check_signature("k", "upload", "a" * 64, 5, exp, sig, repo="7")
+    assert not auth.check_signature("k", "upload", "a" * 64, 5, exp, sig, repo="8")  # other repo
+    assert not auth.check_signature("k", "upload", "a" * 64, 6, exp, sig, repo="7")  # other size
+    assert not auth.check_signature("k", "download", "a" * 64, 5, exp, sig, repo="7")  # other action
+    assert not auth.check_signature("other", "upload", "a" * 64, 5, exp, sig, repo="7")  # other secret
+    assert not auth.check_signature("k", "upload", "a" * 64, 5, "1", sig, repo="7")  # expired
+    assert not auth.check_signature("k", "upload", "a" * 64, 5, exp, sig, repo="x")  # malformed
 
 
 def test_valid_names():

@@ -63,6 +63,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
     app.state.lfs = storage.LfsStore(settings.data_dir / "lfs")
     app.state.repos = storage.RepoStore(settings.data_dir / "repos", app.state.lfs)
+    from .api import lfsrefs
+
+    with app.state.sessionmaker() as session:
+        lfsrefs.backfill(session, app.state.repos, settings.data_dir / "lfs")
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, err: ApiError):

@@ -199,16 +199,20 @@ def sign(secret: str, *parts: str | int) -> str:
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
-def signed_query(secret: str, action: str, oid: str, size: int, ttl: int = 3600) -> str:
+def signed_query(secret: str, action: str, oid: str, size: int, ttl: int = 3600, *, repo: int) -> str:
+    """`repo=..&exp=..&sig=..` authorising `action` on one object for one repository (by key)."""
     expires = int(time.time()) + ttl
-    return f"exp={expires}&sig={sign(secret, action, oid, size, expires)}"
+    return f"repo={repo}&exp={expires}&sig={sign(secret, action, repo, oid, size, expires)}"
 
 
-def check_signature(secret: str, action: str, oid: str, size: int, expires: str, sig: str) -> bool:
+def check_signature(
+    secret: str, action: str, oid: str, size: int, expires: str, sig: str, *, repo: str
+) -> bool:
     try:
         exp = int(expires)
+        repo_pk = int(repo)
     except ValueError:
         return False
     if exp < time.time():
         return False
-    return hmac.compare_digest(sign(secret, action, oid, size, exp), sig)
+    return hmac.compare_digest(sign(secret, action, repo_pk, oid, size, exp), sig)

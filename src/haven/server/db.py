@@ -98,6 +98,15 @@ class Repo(Base):
         return f"{self.namespace}/{self.name}"
 
 
+class RepoLfsObject(Base):
+    """An LFS object a repository may serve: uploaded through it, committed to it by someone who
+    could already read the object elsewhere, or found in it when the table was first filled."""
+
+    __tablename__ = "repo_lfs_objects"
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
+    oid: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)  # sha256 hex
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

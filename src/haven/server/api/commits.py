@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
-import hashlib
 import json
 from urllib.parse import quote
 
@@ -13,13 +12,15 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from .. import storage
-from . import index
+from . import index, lfsrefs
 from .common import ApiError, json_or_empty, load_repo, raw_tail, repo_url, session_scope
 from .repos import repo_type_of
 
 router = APIRouter()
 LFS_THRESHOLD = 10 * 1024 * 1024  # files at least this large go through LFS, as on the Hub
-MAX_COMMIT_BODY = 1 << 30  # regular files travel base64 inside the NDJSON body
+MAX_REGULAR_FILE = LFS_THRESHOLD  # a larger regular file in an NDJSON commit is refused
+MAX_LINE = (MAX_REGULAR_FILE + 2) // 3 * 4 + 64 * 1024  # base64 of the largest file + JSON
+MAX_COMMIT_BODY = 256 << 20  # regular files travel base64 inside the NDJSON body, held in memory
 
 
 @router.post("/api/validate-yaml")
@@ -123,13 +124,28 @@ def _preupload(request: Request, plural: str, ns: str, name: str, body: dict) ->
 # -- commit ---------------------------------------------------------------------------------------
 
 
-def parse_ndjson(raw: bytes, lfs) -> tuple[dict, list]:
-    """(header, storage operations) from an NDJSON commit body; ApiError(400) on any defect."""
-    header: dict | None = None
-    ops: list = []
-    for lineno, line in enumerate(raw.split(b"\n"), 1):
+class NdjsonCommit:
+    """An NDJSON commit parsed line by line as the body arrives: `feed(line)`, then `finish()`.
+
+    Only decoded operations are kept, never the raw body; ApiError(400/413/422) on any defect."""
+
+    def __init__(self, lfs):
+        self.lfs = lfs
+        self.header: dict | None = None
+        self.ops: list = []
+        self.lineno = 0
+
+    def feed(self, line: bytes) -> None:
+        self.lineno += 1
+        lineno = self.lineno
         if not line.strip():
-            continue
+            return
+        if len(line) > MAX_LINE:
+            raise ApiError(
+                413,
+                f"line {lineno} of the commit is over {MAX_LINE} bytes: files over "
+                f"{MAX_REGULAR_FILE // (1 << 20)} MB must be uploaded with LFS (lfsFile)",
+            )
         try:
             item = json.loads(line)
         except ValueError as err:
@@ -140,42 +156,54 @@ def parse_ndjson(raw: bytes, lfs) -> tuple[dict, list]:
             raise ApiError(400, f'line {lineno} must be an object {{"key": ..., "value": {{...}}}}')
         key, value = item["key"], item["value"]
         if key == "header":
-            if header is not None:
+            if self.header is not None:
                 raise ApiError(400, "the commit has two header lines")
-            header = value
-            continue
-        if header is None:
+            self.header = value
+            return
+        if self.header is None:
             raise ApiError(400, 'the first line of a commit must be {"key": "header", ...}')
         path = value.get("path")
         if not isinstance(path, str) or not path:
             raise ApiError(400, f"line {lineno} ({key}) needs a non-empty 'path'")
         if key == "file":
-            ops.append(_file_op(path, value, lfs, lineno))
+            self.ops.append(_file_op(path, value, lineno))
         elif key == "lfsFile":
             oid = value.get("oid")
             if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str):
                 raise ApiError(400, f"line {lineno}: lfsFile needs algo 'sha256' and an 'oid'")
             size = value.get("size")
             if size is None:
-                if not lfs.has(oid):
+                if not self.lfs.has(oid):
                     raise ApiError(422, f"LFS object {oid} of {path!r} was never uploaded: upload it first")
-                size = lfs.size(oid)
-            ops.append(storage.AddLfsFile(path=path, oid=oid, size=int(size)))
+                size = self.lfs.size(oid)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ApiError(400, f"line {lineno}: lfsFile 'size' must be a non-negative integer")
+            self.ops.append(storage.AddLfsFile(path=path, oid=oid, size=size))
         elif key == "deletedFile":
-            ops.append(storage.DeleteFile(path=path))
+            self.ops.append(storage.DeleteFile(path=path))
         elif key == "deletedFolder":
-            ops.append(storage.DeleteFolder(path=path))
+            self.ops.append(storage.DeleteFolder(path=path))
         else:
             raise ApiError(
                 400,
                 f"line {lineno}: unknown operation {key!r} (use file, lfsFile, deletedFile, deletedFolder)",
             )
-    if header is None:
-        raise ApiError(400, 'empty commit: send a {"key": "header", "value": {"summary": ...}} line first')
-    return header, ops
+
+    def finish(self) -> tuple[dict, list]:
+        if self.header is None:
+            raise ApiError(400, 'empty commit: send a {"key": "header", "value": {"summary": ...}} line first')
+        return self.header, self.ops
 
 
-def _file_op(path: str, value: dict, lfs, lineno: int):
+def parse_ndjson(raw: bytes, lfs) -> tuple[dict, list]:
+    """(header, storage operations) from a whole NDJSON commit body; ApiError on any defect."""
+    parser = NdjsonCommit(lfs)
+    for line in raw.split(b"\n"):
+        parser.feed(line)
+    return parser.finish()
+
+
+def _file_op(path: str, value: dict, lineno: int) -> storage.AddFile:
     encoding = value.get("encoding", "base64")
     content = value.get("content", "")
     if not isinstance(content, str):
@@ -189,11 +217,13 @@ def _file_op(path: str, value: dict, lfs, lineno: int):
         data = content.encode()
     else:
         raise ApiError(400, f"line {lineno}: unsupported encoding {encoding!r}; use base64")
-    if len(data) >= LFS_THRESHOLD:
-        # The Hub keeps big files out of git; store it in LFS on the client's behalf.
-        oid = hashlib.sha256(data).hexdigest()
-        lfs.put(oid, len(data), [data])
-        return storage.AddLfsFile(path=path, oid=oid, size=len(data))
+    if len(data) > MAX_REGULAR_FILE:
+        raise ApiError(
+            413,
+            f"{path!r} is {len(data) / 1e6:.1f} MB: files over {MAX_REGULAR_FILE // (1 << 20)} MB "
+            "must be uploaded with LFS (preupload answers uploadMode 'lfs' for them; with git, "
+            "`git lfs track` them)",
+        )
     return storage.AddFile(path=path, content=data)
 
 
@@ -201,22 +231,48 @@ def _file_op(path: str, value: dict, lfs, lineno: int):
 async def commit(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
     if request.query_params.get("create_pr") in ("1", "true", "True"):
         raise ApiError(400, "pull requests are not supported by this hub: commit to a branch instead")
-    chunks, total = [], 0
+    parser = NdjsonCommit(request.app.state.lfs)
+    pending, total = bytearray(), 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > MAX_COMMIT_BODY:
-            raise ApiError(413, "commit body too large: send big files through LFS")
-        chunks.append(chunk)
-    return await run_in_threadpool(_commit, request, plural, ns, name, b"".join(chunks))
+            raise ApiError(
+                413,
+                f"commit body over {MAX_COMMIT_BODY >> 20} MB: split the upload into several "
+                "commits, and send big files through LFS",
+            )
+        pending += chunk
+        if b"\n" not in chunk:
+            if len(pending) > MAX_LINE:
+                parser.feed(pending)  # raises: a line this long is refused
+            continue
+        *lines, rest = pending.split(b"\n")
+        pending = bytearray(rest)
+        for line in lines:
+            if len(line) > 1 << 20:
+                await run_in_threadpool(parser.feed, line)  # big base64 decode off the event loop
+            else:
+                parser.feed(line)
+    parser.feed(pending)
+    return await run_in_threadpool(_commit, request, plural, ns, name, parser)
 
 
-def _commit(request: Request, plural: str, ns: str, name: str, raw: bytes) -> dict:
+def _commit(request: Request, plural: str, ns: str, name: str, parser: NdjsonCommit) -> dict:
     st = request.app.state.repos
     with session_scope(request) as (session, p):
         repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
         rev, more = raw_tail(request, repo.repo_id, "commit")
         branch = f"{rev}/{more}" if more else rev
-        header, ops = parse_ndjson(raw, request.app.state.lfs)
+        header, ops = parser.finish()
+        lfs_paths = {op.oid: op.path for op in ops if isinstance(op, storage.AddLfsFile)}
+        allowed = lfsrefs.grantable(session, p, repo.id, lfs_paths)
+        for oid, path in lfs_paths.items():
+            if oid not in allowed and request.app.state.lfs.has(oid):
+                raise ApiError(
+                    422,
+                    f"LFS object {oid} of {path!r} was not uploaded to {repo.repo_id}: upload it "
+                    "through this repository's LFS batch API first",
+                )
         summary = header.get("summary") or ""
         if not isinstance(summary, str) or not summary.strip():
             summary = "Upload files with haven"
@@ -240,6 +296,7 @@ def _commit(request: Request, plural: str, ns: str, name: str, raw: bytes) -> di
             author_email=p.user.email or f"{p.name}@users.noreply.haven",
             parent=parent,
         )
+        lfsrefs.grant(session, repo.id, lfs_paths)
         if branch == "main":
             index.refresh(session, st, repo)
         url = f"{repo_url(request, repo.type, repo.repo_id)}/commit/{oid}"

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import storage
 from ..db import Repo
+from . import lfsrefs
 from .common import ApiError, BigFileResponse, load_repo, raw_tail, session_scope
 
 router = APIRouter()
@@ -33,22 +34,33 @@ def _resolve(request: Request, repo_type: str, ns: str, name: str):
     with session_scope(request) as (session, p):
         repo = load_repo(session, p, repo_type, f"{ns}/{name}")
         repo_id, rtype, private = repo.repo_id, repo.type, repo.private
-    rev, path = raw_tail(request, repo_id, "resolve")
-    st = request.app.state.repos
-    sha = st.resolve(rtype, repo_id, rev)
-    headers = {
-        "X-Repo-Commit": sha,
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private" if private else "public",
-    }
-    try:
-        entry = st.entry(rtype, repo_id, sha, path)
-    except (storage.EntryNotFound, storage.InvalidPathError) as err:
-        raise ApiError(
-            404, f"{path} not found in {repo_id} at {rev}", "EntryNotFound", headers=headers
-        ) from err
-    if entry.type != "file":
-        raise ApiError(404, f"{path} is a folder in {repo_id}, not a file", "EntryNotFound", headers=headers)
+        rev, path = raw_tail(request, repo_id, "resolve")
+        st = request.app.state.repos
+        sha = st.resolve(rtype, repo_id, rev)
+        headers = {
+            "X-Repo-Commit": sha,
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "private" if private else "public",
+        }
+        try:
+            entry = st.entry(rtype, repo_id, sha, path)
+        except (storage.EntryNotFound, storage.InvalidPathError) as err:
+            raise ApiError(
+                404, f"{path} not found in {repo_id} at {rev}", "EntryNotFound", headers=headers
+            ) from err
+        if entry.type != "file":
+            raise ApiError(
+                404, f"{path} is a folder in {repo_id}, not a file", "EntryNotFound", headers=headers
+            )
+        if entry.lfs is not None and not lfsrefs.listed(session, repo.id, [entry.lfs.oid]):
+            # a pointer pushed to an object never uploaded through this repo serves nothing
+            raise ApiError(
+                404,
+                f"the LFS object of {path} was never uploaded to {repo_id}: push it with "
+                "`git lfs push --all` or upload the file again",
+                "EntryNotFound",
+                headers=headers,
+            )
     if entry.lfs is not None:
         headers["ETag"] = f'"{entry.lfs.oid}"'
         headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..storage import githttp
-from . import index
+from . import index, lfsrefs
 from .common import ApiError, find_repo
 from .lfs import git_repo_access
 
@@ -25,7 +25,7 @@ CHUNK = 1 << 20
 SERVICES = ("git-upload-pack", "git-receive-pack")
 
 
-def _on_push(request: Request):
+def _on_push(request: Request, pusher):
     sessionmaker = request.app.state.sessionmaker
     store = request.app.state.repos
 
@@ -33,6 +33,7 @@ def _on_push(request: Request):
         with sessionmaker() as session:
             repo = find_repo(session, repo_type, repo_id)
             if repo is not None:
+                lfsrefs.after_push(session, store, pusher, repo)
                 index.refresh(session, store, repo)
                 session.commit()
 
@@ -50,7 +51,7 @@ async def _git(request: Request, repo_type: str, ns: str, name: str, action: str
     else:
         service = action
     write = service == "git-receive-pack"
-    repo_id, p = await run_in_threadpool(git_repo_access, request, repo_type, ns, name, write=write)
+    repo_id, p, _pk = await run_in_threadpool(git_repo_access, request, repo_type, ns, name, write=write)
     body = await _spool(request) if request.method == "POST" else b""
     status, headers, stream = await githttp.run_http_backend(
         request.app.state.settings.data_dir / "repos",
@@ -61,7 +62,7 @@ async def _git(request: Request, repo_type: str, ns: str, name: str, action: str
         body,
         remote_user=p.name or "anonymous",
         allow_push=write,
-        on_push=_on_push(request) if write else None,
+        on_push=_on_push(request, p) if write else None,
     )
     return StreamingResponse(stream, status_code=status, headers=headers)
 

@@ -10,6 +10,7 @@ credentials); signed-in callers who may not see it get 404.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from fastapi import APIRouter, Request, Response
@@ -17,17 +18,20 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import auth
+from . import lfsrefs
 from .common import ApiError, BigFileResponse, find_repo, get_principal, load_repo, repo_url, session_scope
 
 router = APIRouter()
 LFS_JSON = "application/vnd.git-lfs+json"
 OID_RE = re.compile(r"^[0-9a-f]{64}$")
 HREF_TTL = 3600
+HASH_BATCH = 4 << 20
 
 
 def git_repo_access(request: Request, repo_type: str, ns: str, name: str, *, write: bool):
-    """(repo_id, principal) for git/LFS routes. Anonymous callers get 401 for anything they cannot
-    read or write (git only sends credentials after a 401); others get 404/403 as the API does."""
+    """(repo_id, principal, repo primary key) for git/LFS routes. Anonymous callers get 401 for
+    anything they cannot read or write (git only sends credentials after a 401); others get
+    404/403 as the API does."""
     name = name[:-4] if name.endswith(".git") else name
     with session_scope(request) as (session, p):
         repo = find_repo(session, repo_type, f"{ns}/{name}")
@@ -38,8 +42,8 @@ def git_repo_access(request: Request, repo_type: str, ns: str, name: str, *, wri
                 "authentication required: use your Haven token as the password",
                 headers={"WWW-Authenticate": 'Basic realm="Haven"'},
             )
-        load_repo(session, p, repo_type, f"{ns}/{name}", write=write)
-        return f"{ns}/{name}", p
+        repo = load_repo(session, p, repo_type, f"{ns}/{name}", write=write)
+        return repo.repo_id, p, repo.id
 
 
 def _lfs_error(
@@ -49,6 +53,35 @@ def _lfs_error(
     if code:
         headers["X-Error-Code"] = code
     return JSONResponse({"message": message}, status_code=status, media_type=LFS_JSON, headers=headers)
+
+
+def _valid(obj) -> bool:
+    return (
+        isinstance(obj, dict)
+        and isinstance(obj.get("oid"), str)
+        and OID_RE.match(obj["oid"]) is not None
+        and isinstance(obj.get("size"), int)
+        and not isinstance(obj.get("size"), bool)
+        and obj["size"] >= 0
+    )
+
+
+def _batch_plan(request: Request, repo_type: str, ns: str, name: str, operation: str, objects: list):
+    """(repo_id, repo key, oids this repo may serve or reference) for a batch request.
+
+    Uploads of objects already stored and readable by the caller through any repository are
+    listed for this one right away (no re-upload); any other object must be uploaded through
+    this repository, which proves the caller has its bytes."""
+    repo_id, p, pk = git_repo_access(request, repo_type, ns, name, write=operation == "upload")
+    lfs = request.app.state.lfs
+    oids = {o["oid"] for o in objects if _valid(o)}
+    with session_scope(request) as (session, _p):
+        if operation == "download":
+            return repo_id, pk, lfsrefs.listed(session, pk, oids)
+        stored = {oid for oid in oids if lfs.has(oid)}
+        ok = lfsrefs.grantable(session, p, pk, stored)
+        lfsrefs.grant(session, pk, ok)
+        return repo_id, pk, ok
 
 
 async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Response:
@@ -61,9 +94,12 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
     if body.get("hash_algo", "sha256") != "sha256":
         return _lfs_error(409, "only sha256 objects are supported")
     operation = body["operation"]
+    requested = body.get("objects") or []
+    if not isinstance(requested, list):
+        return _lfs_error(400, "'objects' must be a list of {oid, size}")
     try:
-        repo_id, _p = await run_in_threadpool(
-            git_repo_access, request, repo_type, ns, name, write=operation == "upload"
+        repo_id, pk, known = await run_in_threadpool(
+            _batch_plan, request, repo_type, ns, name, operation, requested
         )
     except ApiError as err:
         return _lfs_error(err.status, err.message, err.headers, err.code)
@@ -73,25 +109,21 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
     verify_href = f"{repo_url(request, repo_type, repo_id)}.git/info/lfs/verify"
     auth_header = request.headers.get("authorization")
     objects = []
-    for obj in body.get("objects") or []:
-        oid, size = (
-            obj.get("oid") if isinstance(obj, dict) else None,
-            obj.get("size") if isinstance(obj, dict) else None,
-        )
-        if not isinstance(oid, str) or not OID_RE.match(oid) or not isinstance(size, int) or size < 0:
+    for obj in requested:
+        if not _valid(obj):
             objects.append(
                 {
-                    "oid": oid,
-                    "size": size,
+                    "oid": obj.get("oid") if isinstance(obj, dict) else None,
+                    "size": obj.get("size") if isinstance(obj, dict) else None,
                     "error": {"code": 422, "message": "invalid oid (64 hex digits) or size"},
                 }
             )
             continue
+        oid, size = obj["oid"], obj["size"]
         item: dict = {"oid": oid, "size": size, "authenticated": True}
-        have = lfs.has(oid)
         if operation == "upload":
-            if not (have and lfs.size(oid) == size):
-                query = auth.signed_query(settings.secret, "upload", oid, size, HREF_TTL)
+            if not (oid in known and lfs.size(oid) == size):
+                query = auth.signed_query(settings.secret, "upload", oid, size, HREF_TTL, repo=pk)
                 item["actions"] = {
                     "upload": {
                         "href": f"{base}/api/lfs/objects/{oid}/{size}?{query}",
@@ -101,24 +133,31 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
                 }
                 if auth_header:
                     item["actions"]["verify"]["header"] = {"Authorization": auth_header}
+        elif oid not in known or not lfs.has(oid):
+            item["error"] = {"code": 404, "message": f"object {oid} does not exist in {repo_id}"}
         else:
-            if not have:
-                item["error"] = {"code": 404, "message": f"object {oid} does not exist on this hub"}
-            else:
-                query = auth.signed_query(settings.secret, "download", oid, size, HREF_TTL)
-                item["actions"] = {
-                    "download": {
-                        "href": f"{base}/api/lfs/objects/{oid}/{size}?{query}",
-                        "expires_in": HREF_TTL,
-                    }
-                }
+            query = auth.signed_query(settings.secret, "download", oid, size, HREF_TTL, repo=pk)
+            item["actions"] = {
+                "download": {"href": f"{base}/api/lfs/objects/{oid}/{size}?{query}", "expires_in": HREF_TTL}
+            }
         objects.append(item)
     return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type=LFS_JSON)
 
 
+def _listed(request: Request, repo_pk: int, oid: str) -> bool:
+    with request.app.state.sessionmaker() as session:
+        return oid in lfsrefs.listed(session, repo_pk, [oid])
+
+
+def _grant(request: Request, repo_pk: int, oid: str) -> None:
+    with request.app.state.sessionmaker() as session:
+        lfsrefs.grant(session, repo_pk, [oid])
+        session.commit()
+
+
 async def _verify(request: Request, repo_type: str, ns: str, name: str) -> Response:
     try:
-        await run_in_threadpool(git_repo_access, request, repo_type, ns, name, write=True)
+        repo_id, _p, pk = await run_in_threadpool(git_repo_access, request, repo_type, ns, name, write=True)
     except ApiError as err:
         return _lfs_error(err.status, err.message, err.headers, err.code)
     try:
@@ -129,6 +168,8 @@ async def _verify(request: Request, repo_type: str, ns: str, name: str) -> Respo
     lfs = request.app.state.lfs
     if not (isinstance(oid, str) and OID_RE.match(oid) and lfs.has(oid)):
         return _lfs_error(404, f"object {oid} was not uploaded")
+    if not await run_in_threadpool(_listed, request, pk, oid):
+        return _lfs_error(404, f"object {oid} was not uploaded to {repo_id}")
     if lfs.size(oid) != size:
         return _lfs_error(422, f"object {oid} has size {lfs.size(oid)}, not {size}")
     return JSONResponse({"oid": oid, "size": size}, media_type=LFS_JSON)
@@ -173,31 +214,64 @@ async def locks_model(ns: str, name: str, rest: str) -> Response:
 # -- signed transfers -----------------------------------------------------------------------------
 
 
-def _check(request: Request, action: str, oid: str, size: int) -> None:
+def _check(request: Request, action: str, oid: str, size: int) -> int:
+    """The repository key a transfer link was signed for; 403 for a bad or expired link."""
     q = request.query_params
     if not OID_RE.match(oid) or not auth.check_signature(
-        request.app.state.settings.secret, action, oid, size, q.get("exp", ""), q.get("sig", "")
+        request.app.state.settings.secret,
+        action,
+        oid,
+        size,
+        q.get("exp", ""),
+        q.get("sig", ""),
+        repo=q.get("repo", ""),
     ):
         raise ApiError(403, "this transfer link is invalid or expired: ask the batch API for a new one")
+    return int(q["repo"])
+
+
+async def _drain_verified(oid: str, size: int, chunks) -> None:
+    """Hash an upload of an object the store already has: the uploader proves they hold it."""
+    hasher, received, parts, buffered = hashlib.sha256(), 0, [], 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > size:
+            raise ApiError(400, f"the upload of {oid} is larger than the announced {size} bytes")
+        parts.append(chunk)
+        buffered += len(chunk)
+        if buffered >= HASH_BATCH:
+            await run_in_threadpool(_update_all, hasher, parts)
+            parts, buffered = [], 0
+    await run_in_threadpool(_update_all, hasher, parts)
+    if received != size or hasher.hexdigest() != oid:
+        raise ApiError(400, f"the uploaded bytes do not match sha256 {oid} and size {size}")
+
+
+def _update_all(hasher, parts: list[bytes]) -> None:
+    for part in parts:
+        hasher.update(part)
 
 
 @router.put("/api/lfs/objects/{oid}/{size}")
 async def upload_object(request: Request, oid: str, size: int) -> Response:
-    _check(request, "upload", oid, size)
+    repo_pk = _check(request, "upload", oid, size)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) != size:
         raise ApiError(400, f"the upload has {length} bytes but the object has size {size}")
     lfs = request.app.state.lfs
-    if not lfs.has(oid):
+    if lfs.has(oid):
+        await _drain_verified(oid, size, request.stream())
+    else:
         await lfs.put_async(oid, size, request.stream())
+    await run_in_threadpool(_grant, request, repo_pk, oid)
     return Response(status_code=200)
 
 
 @router.get("/api/lfs/objects/{oid}/{size}")
 async def download_object(request: Request, oid: str, size: int) -> Response:
-    _check(request, "download", oid, size)
+    repo_pk = _check(request, "download", oid, size)
     lfs = request.app.state.lfs
-    if not lfs.has(oid):
+    if not lfs.has(oid) or not await run_in_threadpool(_listed, request, repo_pk, oid):
         raise ApiError(404, f"object {oid} does not exist on this hub", "EntryNotFound")
     return BigFileResponse(lfs.path(oid), media_type="application/octet-stream", headers={"ETag": f'"{oid}"'})
 
