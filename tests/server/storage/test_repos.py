@@ -238,6 +238,10 @@ def test_concurrent_commits_lose_nothing(store: RepoStore):
 def test_unknown_branch_and_revisions(store: RepoStore):
     with pytest.raises(storage.RevisionNotFound):
         store.commit("model", RID, "nope", [AddFile("a", b"1")], message="m", author="a")
+    store.create_tag("model", RID, "v1", "main")
+    for bad in ("refs/tags/v1", "refs/heads/../x", "a..b", "HEAD"):
+        with pytest.raises(storage.InvalidPathError):
+            store.commit("model", RID, bad, [AddFile("a", b"1")], message="m", author="a")
     for rev in ("nope", "0" * 40, "refs/heads/nope", "../main", "deadbeef", "main~1"):
         with pytest.raises(storage.RevisionNotFound) as err:
             store.resolve("model", RID, rev)

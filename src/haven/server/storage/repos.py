@@ -323,8 +323,8 @@ class RepoStore:
         """
         repo = self._open(repo_type, repo_id)
         ref_name = branch if branch.startswith("refs/") else f"refs/heads/{check_ref_name(branch)}"
-        if not pygit2.reference_is_valid_name(ref_name):
-            raise InvalidNameError(f"Invalid branch {branch!r}.")
+        if not ref_name.startswith(("refs/heads/", "refs/pr/")) or not pygit2.reference_is_valid_name(ref_name):
+            raise InvalidNameError(f"Invalid branch {branch!r}: commits go to a branch (or refs/pr/N).")
         text = (message or "").strip() or "Update files"
         if description and description.strip():
             text += "\n\n" + description.strip()
