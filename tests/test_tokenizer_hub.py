@@ -1,31 +1,18 @@
 """Tokenizers over the hub: Haven's push_to_hub, then loading by repository id with Haven and
-(in a subprocess pointed at the same server) the reference library."""
+with the reference library pointed at the same server."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-
 import pytest
+import transformers
 
 from fixtures.server import unique_name
 from haven.errors import HubError
 from haven.tokenizer import AutoTokenizer
+from hub.helpers import reference_pointed_at
 
 TEXTS = ["Bonjour le monde !", "naïve café 東京 😀", "x"]
 CHAT = [{"role": "user", "content": "Salut ?"}]
-REFERENCE = textwrap.dedent(
-    """
-    import json, sys
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(sys.argv[1])
-    texts, chat = json.loads(sys.argv[2]), json.loads(sys.argv[3])
-    print(json.dumps({"enc": dict(tok(texts)), "ids": tok.all_special_ids,
-                      "chat": tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)}))
-    """
-)
 
 
 @pytest.fixture
@@ -40,7 +27,7 @@ def hub_user(hub_server, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["llama_tokenizer_dir", "camembert_legacy_tokenizer_dir"])
-def test_push_to_hub_then_load_by_id(request, hub_server, hub_user, name):
+def test_push_to_hub_then_load_by_id(request, hub_server, hub_user, name, tmp_path):
     user, token = hub_user
     local = AutoTokenizer.from_pretrained(request.getfixturevalue(name))
     repo_id = f"{user}/{unique_name('tokenizer')}"
@@ -51,17 +38,13 @@ def test_push_to_hub_then_load_by_id(request, hub_server, hub_user, name):
     assert ours.all_special_ids == local.all_special_ids and ours.chat_template == local.chat_template
 
     if name == "llama_tokenizer_dir":  # the reference, over the same server
-        proc = subprocess.run(
-            [sys.executable, "-c", REFERENCE, repo_id, json.dumps(TEXTS), json.dumps(CHAT)],
-            env=hub_server.env(token),
-            capture_output=True,
-            text=True,
-            timeout=180,
+        with reference_pointed_at(hub_server.url, token, tmp_path / "hf-home"):
+            ref = transformers.AutoTokenizer.from_pretrained(repo_id)
+        assert (tmp_path / "hf-home" / "hub" / f"models--{repo_id.replace('/', '--')}").is_dir()
+        assert dict(ref(TEXTS)) == dict(ours(TEXTS)) and ref.all_special_ids == ours.all_special_ids
+        assert ref.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True) == ours.apply_chat_template(
+            CHAT, tokenize=False, add_generation_prompt=True
         )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        ref = json.loads(proc.stdout.strip().splitlines()[-1])
-        assert ref["enc"] == dict(ours(TEXTS)) and ref["ids"] == ours.all_special_ids
-        assert ref["chat"] == ours.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
 
 
 def test_missing_repository(hub_user):

@@ -4,9 +4,6 @@ Haven's cache is laid out exactly as `huggingface_hub` reads it, and the other w
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
-import sys
 
 import huggingface_hub
 import pytest
@@ -14,7 +11,7 @@ import torch
 
 from haven import AutoModelForMaskedLM, AutoTokenizer
 from haven.hub.client import HubClient
-from hub.helpers import read_tree, write_tree
+from hub.helpers import read_tree, reference_pointed_at, write_tree
 
 TREE = {
     "config.json": b'{"a": 1}\n',
@@ -82,33 +79,24 @@ def test_huggingface_hub_reads_havens_cache_offline(hub, tmp_path):
     assert {"main", "v2"} <= {ref for rev in entry.revisions for ref in rev.refs}
 
 
-_REFERENCE_LOAD = """
-import json, sys, torch, transformers
-repo, ids, mask, haven_cache = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
-online = transformers.AutoModelForMaskedLM.from_pretrained(repo).eval()
-# the same model read from Haven's cache, with no network at all
-offline = transformers.AutoModelForMaskedLM.from_pretrained(repo, cache_dir=haven_cache, local_files_only=True).eval()
-with torch.inference_mode():
-    outs = [m(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.tolist() for m in (online, offline)]
-print(json.dumps(outs))
-"""
+def test_transformers_loads_a_model_pushed_with_haven(hub, bert_masked_lm_dir, tmp_path):
+    import transformers
 
-
-def test_transformers_loads_a_model_pushed_with_haven(hub, hub_server, bert_masked_lm_dir):
     model = AutoModelForMaskedLM.from_pretrained(bert_masked_lm_dir)
     tokenizer = AutoTokenizer.from_pretrained(bert_masked_lm_dir)
     repo = hub.new_repo("for-transformers")
     model.push_to_hub(repo, tokenizer=tokenizer)
     AutoModelForMaskedLM.from_pretrained(repo)  # fills Haven's cache
     batch = tokenizer(["Hello world!", "A longer second sentence."], padding=True, return_tensors="pt")
-    proc = subprocess.run(
-        [sys.executable, "-c", _REFERENCE_LOAD, repo, json.dumps(batch["input_ids"].tolist()),
-         json.dumps(batch["attention_mask"].tolist()), str(hub.cache_dir)],
-        capture_output=True, text=True, env=hub_server.env(hub.token), timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    online, offline = (torch.tensor(x) for x in json.loads(proc.stdout.strip().splitlines()[-1]))
+    with reference_pointed_at(hub.url, hub.token, tmp_path / "hf-home"):
+        online = transformers.AutoModelForMaskedLM.from_pretrained(repo).eval()
+        # the same model read from Haven's cache, with no network at all
+        offline = transformers.AutoModelForMaskedLM.from_pretrained(
+            repo, cache_dir=str(hub.cache_dir), local_files_only=True
+        ).eval()
+    assert (tmp_path / "hf-home" / "hub" / f"models--{repo.replace('/', '--')}").is_dir()  # really fetched online
     with torch.inference_mode():
         ours = model(**batch).logits
-    torch.testing.assert_close(ours, online, atol=1e-4, rtol=1e-4)
-    assert torch.equal(online, offline)
+        online_logits, offline_logits = (m(**batch).logits for m in (online, offline))
+    torch.testing.assert_close(ours, online_logits, atol=1e-4, rtol=1e-4)
+    assert torch.equal(online_logits, offline_logits)
