@@ -3,6 +3,7 @@ harness (no auth, no database: those belong to the API), including the 10 MB pus
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from haven.server.storage import AddFile, LfsStore, RepoStore, githttp
+from haven.server.storage import AddFile, LfsStore, RepoStore, format_pointer, githttp
 
 RID = "alice/tiny"
 
@@ -130,6 +131,27 @@ def test_large_non_lfs_push_refused(setup):
     assert "git lfs migrate import" in result.stderr
     assert store.resolve("model", RID, "main") == before and harness.pushes == []
 
+
+
+def test_push_of_lfs_pointer_without_object_refused(setup):
+    store, harness, env, tmp = setup
+    work = tmp / "work"
+    run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
+    data = os.urandom(5000)
+    oid = hashlib.sha256(data).hexdigest()
+    (work / "w.safetensors").write_bytes(format_pointer(oid, len(data)))  # as git-lfs would commit it
+    run(env, "add", "w.safetensors", cwd=work)
+    run(env, "commit", "-q", "-m", "pointer", cwd=work)
+    before = store.resolve("model", RID, "main")
+    result = run(env, "push", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0
+    assert f"w.safetensors is an LFS pointer to {oid[:12]}" in result.stderr and "git lfs push" in result.stderr
+    assert store.resolve("model", RID, "main") == before
+    store.lfs.put(oid, len(data), [data])  # what git-lfs's pre-push upload does
+    run(env, "push", "-q", "origin", "main", cwd=work)
+    entry, f = store.open_file("model", RID, "main", "w.safetensors")
+    with f:
+        assert f.read() == data and entry.lfs.oid == oid
 
 def test_push_refused_without_permission(setup):
     store, harness, env, tmp = setup

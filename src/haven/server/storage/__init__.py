@@ -36,9 +36,11 @@ Interface (the HTTP layer codes against exactly this):
                              remote_user, allow_push, on_push=None) -> (status, headers, body_iter)
       ASYNC: `status, headers, body = await run_http_backend(...)`; `repo_root` is DATA/repos and
       `path_info` comes from `githttp.git_path_info(type, id, "info/refs")`
-      ("/models/ns/name.git/info/refs"). Pushes run the pre-receive policy (non-LFS blobs over
-      10 MB refused with a git-lfs hint, only refs/heads/* and refs/tags/*); after a successful
-      push `on_push(type, id)` is called (sync or async) at the end of the body iterator.
+      ("/models/ns/name.git/info/refs"). It returns once the request body has been fed to git.
+      Pushes run the pre-receive policy (hooks/pre_receive.py): non-LFS blobs over 10 MB refused
+      with a git-lfs hint, LFS pointers whose object is not in DATA/lfs refused, only
+      refs/heads/* and refs/tags/*, the default branch cannot be deleted. After a push that moved
+      a ref, `on_push(type, id)` is called (sync or async) at the end of the body iterator.
 
     attributes.is_lfs_tracked(gitattributes_text, path) -> bool; attributes.DEFAULT_GITATTRIBUTES
     paths.normalize_path(path), paths.check_repo_id(id), paths.repo_id_error(id) -> str | None

@@ -83,9 +83,13 @@ def install_hooks(repo_root: Path) -> Path:
 def backend_env(
     repo_root: Path, path_info: str, method: str, query: str, headers: dict, *,
     remote_user: str, allow_push: bool, remote_addr: str = "127.0.0.1", max_blob_size: int = MAX_GIT_BLOB,
+    lfs_objects: Path | None = None,
 ) -> dict[str, str]:
-    """The CGI environment for one request."""
+    """The CGI environment for one request. `lfs_objects` (default `<repo_root>/../lfs/objects`,
+    i.e. DATA/lfs/objects) lets the push policy check that pushed LFS pointers have objects."""
     hooks = install_hooks(repo_root)
+    if lfs_objects is None:
+        lfs_objects = Path(repo_root).parent / "lfs" / "objects"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(repo_root),
@@ -101,6 +105,7 @@ def backend_env(
         "REMOTE_USER": remote_user or "",
         "REMOTE_ADDR": remote_addr,
         "HAVEN_MAX_GIT_BLOB": str(max_blob_size),
+        "HAVEN_LFS_OBJECTS": str(lfs_objects),
     }
     config = {
         "core.hooksPath": str(hooks),
@@ -184,6 +189,7 @@ async def run_http_backend(
     on_push: Callable[[str, str], Any] | None = None,
     remote_addr: str = "127.0.0.1",
     max_blob_size: int = MAX_GIT_BLOB,
+    lfs_objects: Path | None = None,
 ) -> tuple[int, dict[str, str], AsyncIterator[bytes]]:
     """Run one smart-HTTP request through `git http-backend` (await it).
 
@@ -196,7 +202,7 @@ async def run_http_backend(
     """
     env = backend_env(
         repo_root, path_info, method, query, headers, remote_user=remote_user, allow_push=allow_push,
-        remote_addr=remote_addr, max_blob_size=max_blob_size,
+        remote_addr=remote_addr, max_blob_size=max_blob_size, lfs_objects=lfs_objects,
     )
     is_push = method.upper() == "POST" and path_info.rstrip("/").endswith("/git-receive-pack")
     refs_before = _ref_snapshot(repo_root, path_info) if is_push and on_push is not None else None

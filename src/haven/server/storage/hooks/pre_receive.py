@@ -3,6 +3,9 @@
 Refuses (before any ref moves):
 - a blob over HAVEN_MAX_GIT_BLOB bytes (default 10 MB) that is not an LFS pointer: such files
   must be tracked with git-lfs, as on the public Hub;
+- an LFS pointer whose object is not in the hub's LFS store (HAVEN_LFS_OBJECTS, the
+  `objects/` folder of the store; skipped when unset): git-lfs uploads objects before the
+  push, so this only catches pushes made without git-lfs or with its upload skipped;
 - updates of refs other than branches (refs/heads/*) and tags (refs/tags/*);
 - deleting the default branch (HAVEN_DEFAULT_BRANCH, default "main").
 
@@ -12,45 +15,69 @@ and is run by path (not imported), so keep it self-contained.
 """
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 ZERO = "0" * 40
 ALLOWED_REFS = ("refs/heads/", "refs/tags/")
+POINTER = re.compile(rb"^version https://git-lfs\S*\noid sha256:([0-9a-f]{64})\nsize (\d+)\n", re.M)
+MAX_POINTER = 1024
 
 
 def human(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-def oversized_blobs(tips: list[str], limit: int) -> list[tuple[str, int]]:
-    """(path, size) of every new blob larger than `limit` reachable from `tips`."""
-    listing = subprocess.run(
-        ["git", "rev-list", "--objects", *tips, "--not", "--all"],
-        capture_output=True, text=True, check=True,
-    ).stdout
+def git(*args: str, data: bytes | None = None) -> bytes:
+    return subprocess.run(["git", *args], input=data, capture_output=True, check=True).stdout
+
+
+def new_blobs(tips: list[str]) -> list[tuple[str, str, int]]:
+    """(sha, path, size) of every blob reachable from `tips` and from no existing ref."""
     paths: dict[str, str] = {}
-    for line in listing.splitlines():
+    for line in git("rev-list", "--objects", *tips, "--not", "--all").decode("utf-8", "replace").splitlines():
         sha, _, path = line.partition(" ")
         if path:  # commits have no path; trees and blobs do
             paths.setdefault(sha, path)
     if not paths:
         return []
-    checked = subprocess.run(
-        ["git", "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
-        input="\n".join(paths) + "\n", capture_output=True, text=True, check=True,
-    ).stdout
-    found = []
+    checked = git("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+                  data=("\n".join(paths) + "\n").encode()).decode()
+    blobs = []
     for line in checked.splitlines():
         sha, kind, size = line.split()
-        if kind == "blob" and int(size) > limit:
-            found.append((paths[sha], int(size)))
-    return sorted(found)
+        if kind == "blob":
+            blobs.append((sha, paths[sha], int(size)))
+    return blobs
+
+
+def missing_lfs_objects(blobs: list[tuple[str, str, int]], objects: Path) -> list[tuple[str, str]]:
+    """(path, oid) of new LFS pointers whose object is not in the store."""
+    small = [(sha, path) for sha, path, size in blobs if size < MAX_POINTER]
+    if not small:
+        return []
+    out = git("cat-file", "--batch", data=("\n".join(sha for sha, _ in small) + "\n").encode())
+    missing, pos = [], 0
+    for _, path in small:
+        header_end = out.index(b"\n", pos)
+        size = int(out[pos:header_end].split()[2])
+        content = out[header_end + 1 : header_end + 1 + size]
+        pos = header_end + 1 + size + 1
+        match = POINTER.match(content)
+        if match:
+            oid, expected = match.group(1).decode(), int(match.group(2))
+            stored = objects / oid[:2] / oid[2:4] / oid
+            if not stored.is_file() or stored.stat().st_size != expected:
+                missing.append((path, oid))
+    return missing
 
 
 def main() -> int:
     limit = int(os.environ.get("HAVEN_MAX_GIT_BLOB", 10 * 1024 * 1024))
     default = os.environ.get("HAVEN_DEFAULT_BRANCH", "main")
+    lfs_objects = os.environ.get("HAVEN_LFS_OBJECTS")
     updates = [line.split() for line in sys.stdin.read().splitlines() if line.strip()]
     errors = []
     tips = []
@@ -61,9 +88,13 @@ def main() -> int:
             tips.append(new)
         elif ref == f"refs/heads/{default}":
             errors.append(f"refusing to delete the default branch {default!r}.")
-    big = oversized_blobs(tips, limit) if tips else []
+    blobs = new_blobs(tips) if tips else []
+    big = sorted((path, size) for _, path, size in blobs if size > limit)
     for path, size in big:
         errors.append(f"{path} is {human(size)}; files larger than {human(limit)} must be stored with git-lfs.")
+    missing = missing_lfs_objects(blobs, Path(lfs_objects)) if lfs_objects else []
+    for path, oid in missing:
+        errors.append(f"{path} is an LFS pointer to {oid[:12]}..., but that object was never uploaded.")
     if not errors:
         return 0
     out = ["", "Push rejected by the hub:"] + [f"  - {e}" for e in errors]
@@ -77,6 +108,9 @@ def main() -> int:
             "  git push",
             f'For new files, run `git lfs track "{big[0][0]}"` before `git add`.',
         ]
+    if missing:
+        out += ["", "Upload the LFS objects first (`git lfs install` enables this on push):",
+                "  git lfs push --all origin", "  git push"]
     sys.stderr.write("\n".join(out) + "\n\n")
     return 1
 
