@@ -44,6 +44,34 @@ def test_endpoint_and_token_lookup_order(clean_env, tmp_path):
     assert auth.default_cache_dir() == str(tmp_path / "home" / "hub")
 
 
+def test_saving_a_token_replaces_a_world_readable_file(clean_env, tmp_path):
+    path = tmp_path / "home" / "token"
+    path.parent.mkdir(parents=True)
+    path.write_text("hv_old\n")
+    path.chmod(0o644)  # written by an older version, or by hand
+    auth.save_token("hv_new")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and path.read_text() == "hv_new\n"
+    assert os.listdir(path.parent) == ["token"]  # no temporary file left behind
+
+
+def test_local_dir_copies_from_many_threads_never_mix(tmp_path):
+    """Each writer copies through its own temporary name, so a reader sees one whole version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from haven.hub.download import _to_local_dir
+
+    blobs = []
+    for i in range(2):
+        blob = tmp_path / f"blob{i}"
+        blob.write_bytes(bytes([i]) * 3_000_000)
+        blobs.append(str(blob))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: _to_local_dir(blobs[i % 2], tmp_path / "out", "w.bin", f"c{i}"), range(32)))
+    data = (tmp_path / "out" / "w.bin").read_bytes()
+    assert data in (bytes([0]) * 3_000_000, bytes([1]) * 3_000_000)
+    assert sorted(os.listdir(tmp_path / "out")) == [".cache", "w.bin"]
+
+
 def test_offline_flags(clean_env):
     assert not auth.is_offline()
     clean_env.setenv("HF_HUB_OFFLINE", "1")

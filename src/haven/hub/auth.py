@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -63,9 +64,16 @@ def save_token(token: str) -> str:
     """Store `token` for later sessions (mode 600). Returns the file's path."""
     path = token_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token.strip() + "\n")
+    # A fresh file, created 0600 and moved into place: an old token file with looser permissions
+    # is replaced (O_TRUNC would keep its mode), and a crash never leaves half a token.
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".token-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(token.strip() + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return path
 
 

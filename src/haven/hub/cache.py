@@ -44,6 +44,11 @@ def check_relative_path(filename: str) -> str:
     return filename
 
 
+def temp_name(path: str) -> str:
+    """A sibling name no other process or thread uses: write there, then `os.replace` into place."""
+    return f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+
+
 def check_revision(revision: str) -> str:
     """A branch/tag name usable as a path under refs/ (`refs/pr/1` is fine, `../x` is not)."""
     parts = revision.split("/") if isinstance(revision, str) else [""]
@@ -101,7 +106,7 @@ class RepoCache:
         if self.read_ref(revision) == commit:
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp = temp_name(path)
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(commit)
         os.replace(tmp, path)
@@ -134,7 +139,7 @@ class RepoCache:
         rel = os.path.relpath(src, os.path.dirname(dst))
         if os.path.islink(dst) and os.readlink(dst) == rel:
             return dst
-        tmp = f"{dst}.{os.getpid()}.{threading.get_ident()}.link"
+        tmp = temp_name(dst)
         try:
             os.symlink(rel, tmp)
             os.replace(tmp, dst)

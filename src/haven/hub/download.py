@@ -26,7 +26,15 @@ import httpx
 from ..errors import EntryNotFoundError, HubError, LocalEntryNotFoundError
 from . import http
 from .auth import is_offline, progress_disabled
-from .cache import ETAG_RE, RepoCache, check_relative_path, check_revision, file_lock, is_commit_hash
+from .cache import (
+    ETAG_RE,
+    RepoCache,
+    check_relative_path,
+    check_revision,
+    file_lock,
+    is_commit_hash,
+    temp_name,
+)
 
 if TYPE_CHECKING:
     from .client import HubClient
@@ -287,12 +295,14 @@ def _to_local_dir(path: str, local_dir: str | os.PathLike | None, filename: str,
     except (OSError, ValueError):
         pass
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = dest + ".incomplete"
+    tmp = temp_name(dest)  # per process and thread: two downloads into one local_dir never share a temp file
     shutil.copyfile(blob, tmp)
     os.replace(tmp, dest)
     os.makedirs(os.path.dirname(marker), exist_ok=True)
-    with open(marker, "w", encoding="utf-8") as f:
+    tmp = temp_name(marker)
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(stamp, f)
+    os.replace(tmp, marker)
     return dest
 
 
