@@ -133,3 +133,20 @@ def test_private_repo_hidden_from_git(hub_server, account, tmp_path):
     # the owner clones it
     git(env, "clone", "-q", remote(hub_server, repo_id, token, user), str(tmp_path / "mine"))
     assert (tmp_path / "mine" / "secret.txt").read_bytes() == b"secret"
+
+
+def test_dataset_repo_clone_and_push(hub_server, account, tmp_path):
+    user, token, env, api = account
+    repo_id = f"{user}/{unique_name('data')}"
+    api.create_repo(repo_id, repo_type="dataset")
+    api.upload_file(path_or_fileobj=b"a,b\n1,2\n", path_in_repo="train.csv", repo_id=repo_id, repo_type="dataset")
+    parts = urlsplit(hub_server.url)
+    url = f"{parts.scheme}://{user}:{token}@{parts.netloc}/datasets/{repo_id}"  # without .git, as the Hub shows it
+    work = tmp_path / "ds"
+    git(env, "clone", "-q", url, str(work))
+    assert (work / "train.csv").read_bytes() == b"a,b\n1,2\n"
+    (work / "test.csv").write_text("a,b\n3,4\n")
+    git(env, "add", "test.csv", cwd=work)
+    git(env, "commit", "-q", "-m", "test split", cwd=work)
+    git(env, "push", "-q", "origin", "main", cwd=work)
+    assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == [".gitattributes", "test.csv", "train.csv"]
