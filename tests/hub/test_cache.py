@@ -141,3 +141,26 @@ def test_verify_file_deletes_on_size_or_hash_mismatch(tmp_path):
     with pytest.raises(HubError, match="sha256"):
         verify_file(str(path), 1000, hashlib.sha256(b"other").hexdigest(), "f")
     assert not path.exists()
+
+
+def test_upload_folder_follows_symlinks_once_and_refuses_broken_ones(tmp_path):
+    from haven.hub.upload import folder_operations
+
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "blob").write_bytes(b"linked file")
+    (outside / "deep" / "x.txt").write_bytes(b"in a linked folder")
+    root = tmp_path / "up"
+    (root / "sub").mkdir(parents=True)
+    (root / "real.txt").write_bytes(b"real")
+    (root / "file-link.bin").symlink_to(outside / "blob")  # a cache snapshot is all links like this
+    (root / "dir-link").symlink_to(outside / "deep", target_is_directory=True)
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)  # must not walk forever
+    ops = {op.path_in_repo: op for op in folder_operations(root)}
+    assert sorted(ops) == ["dir-link/x.txt", "file-link.bin", "real.txt"]
+    assert ops["file-link.bin"].sha256 == hashlib.sha256(b"linked file").hexdigest()
+
+    (root / "gone.txt").symlink_to(tmp_path / "does-not-exist")
+    with pytest.raises(FileNotFoundError, match="gone.txt .*broken symbolic link"):
+        folder_operations(root)
+    assert "gone.txt" not in {op.path_in_repo for op in folder_operations(root, ignore_patterns="gone.*")}

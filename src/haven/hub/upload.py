@@ -342,19 +342,35 @@ def folder_operations(
     allow_patterns: str | list[str] | None = None,
     ignore_patterns: str | list[str] | None = None,
 ) -> list[CommitOperationAdd]:
-    """One add per file under `folder_path` (skipping .git/ and .cache/), filtered by the patterns."""
+    """One add per file under `folder_path` (skipping .git/ and .cache/), filtered by the patterns.
+
+    Symbolic links are followed, as `huggingface_hub` does (so a cache snapshot, all links into
+    blobs/, uploads its contents): a linked file uploads its content, a linked folder its files
+    (each real folder once, so a link loop ends). A broken link is an error, not a silent skip.
+    """
     root = os.fspath(folder_path)
     if not os.path.isdir(root):
         raise NotADirectoryError(f"{root} is not a directory; pass the folder to upload")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back to a folder already walked
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         for name in sorted(filenames):
             found.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+    kept = filter_paths(found, allow_patterns, ignore_patterns)
+    broken = [rel for rel in kept if not os.path.isfile(os.path.join(root, *rel.split("/")))]
+    if broken:
+        raise FileNotFoundError(
+            f"{broken[0]} in {root} is a broken symbolic link; remove it or exclude it with ignore_patterns"
+        )
     prefix = path_in_repo.strip("/")
     return [
         CommitOperationAdd(f"{prefix}/{rel}" if prefix else rel, os.path.join(root, *rel.split("/")))
-        for rel in filter_paths(found, allow_patterns, ignore_patterns)
+        for rel in kept
     ]
 
 
