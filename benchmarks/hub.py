@@ -10,6 +10,8 @@ Starts `haven serve` on a free 127.0.0.1 port with a fresh data directory (creat
   the bytes to the signed href, NDJSON commit) and `hf_hub_download` of it into an empty cache;
   throughput is reported as a ratio to the plain copy (target >= 0.5);
 - one `create_commit` with 200 small regular files (target < 5 s);
+- for reference, sha256 of the file: an LFS upload hashes it twice (the client before sending,
+  the server while receiving), so it bounds the upload throughput;
 - for reference, the server alone with `curl` as client (PUT to the signed LFS href from the
   batch API, GET of the resolve URL), which separates the server's cost from the client's.
 
@@ -119,6 +121,15 @@ def main() -> None:
         copy_s, _ = timed(lambda: shutil.copyfile(src, work / "copy.bin"))
         (work / "copy.bin").unlink()
 
+        def sha256_file() -> str:
+            hasher = hashlib.sha256()
+            with open(src, "rb") as f:
+                for block in iter(lambda: f.read(1 << 24), b""):
+                    hasher.update(block)
+            return hasher.hexdigest()
+
+        hash_s, _ = timed(sha256_file)  # LFS needs it twice: the client hashes, the server verifies
+
         up_s, _ = timed(lambda: api.upload_file(path_or_fileobj=str(src), path_in_repo="model.safetensors",
                                                 repo_id=repo_id, commit_message="big file"))
         down_s, path = timed(lambda: hf_hub_download(repo_id, "model.safetensors", endpoint=url, token=token,
@@ -159,6 +170,8 @@ def main() -> None:
         mb = size / 1e6
         rows = [
             ("plain file copy (baseline)", f"{copy_s:.2f} s", f"{mb / copy_s:.0f} MB/s", "1.00", ""),
+            ("  sha256 of the file (LFS verification)", f"{hash_s:.2f} s", f"{mb / hash_s:.0f} MB/s",
+             f"{copy_s / hash_s:.2f}", ""),
             (f"upload_file {args.size_mb} MB (LFS)", f"{up_s:.2f} s", f"{mb / up_s:.0f} MB/s",
              f"{copy_s / up_s:.2f}", ">= 0.5"),
             (f"hf_hub_download {args.size_mb} MB", f"{down_s:.2f} s", f"{mb / down_s:.0f} MB/s",
