@@ -217,48 +217,50 @@ def _hasher(etag: str, size: int) -> Any:
     return None
 
 
+def file_digest(path: str, etag: str) -> str | None:
+    """The file's hash in the kind `etag` is (64 hex: sha256, 40 hex: git blob sha1); None for others."""
+    hasher = _hasher(etag, os.path.getsize(path))
+    if hasher is None:
+        return None
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def progress_bar(total: int, desc: str, initial: int = 0) -> Any:
+    """A tqdm bar for transfers over PROGRESS_MIN_BYTES, unless bars are turned off; else None."""
+    if total < PROGRESS_MIN_BYTES or progress_disabled():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
+
+
 def _write_body(
     client: HubClient, response: httpx.Response, path: str, offset: int, total: int, filename: str, etag: str
 ) -> str | None:
     """Append the body at `offset`, hashing as it goes (one pass over the data). Returns the digest."""
     hasher = _hasher(etag, total)
-    bar = None
-    if total >= PROGRESS_MIN_BYTES and not progress_disabled():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=filename, leave=False)
-    with open(path, "r+b" if offset and os.path.exists(path) else "wb") as f:
-        if hasher is not None and offset:
-            for chunk in iter(lambda: f.read(min(CHUNK, offset - f.tell())), b""):
-                hasher.update(chunk)
-        f.seek(offset)
-        f.truncate()
-        for chunk in response.iter_raw():  # as it arrives: a broken transfer keeps every byte received
-            f.write(chunk)
-            if hasher is not None:
-                hasher.update(chunk)
-            client.stats["bytes_downloaded"] += len(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+    bar = progress_bar(total, filename, initial=offset)
+    try:
+        with open(path, "r+b" if offset and os.path.exists(path) else "wb") as f:
+            if hasher is not None and offset:
+                for chunk in iter(lambda: f.read(min(CHUNK, offset - f.tell())), b""):
+                    hasher.update(chunk)
+            f.seek(offset)
+            f.truncate()
+            for chunk in response.iter_raw():  # as it arrives: a broken transfer keeps every byte received
+                f.write(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
+                client.stats["bytes_downloaded"] += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
     return hasher.hexdigest() if hasher is not None else None
-
-
-def git_blob_sha1(path: str) -> str:
-    h = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_file(path: str, size: int, etag: str, filename: str, *, digest: str | None = None) -> None:
@@ -272,8 +274,7 @@ def verify_file(path: str, size: int, etag: str, filename: str, *, digest: str |
     if actual != size:
         problem = f"expected {size} bytes, got {actual}"
     elif kind:
-        if digest is None:
-            digest = file_sha256(path) if len(etag) == 64 else git_blob_sha1(path)
+        digest = digest or file_digest(path, etag)
         problem = None if digest == etag else f"{kind} is {digest}, the hub says {etag}"
     if problem:
         os.remove(path)

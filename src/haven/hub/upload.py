@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import EntryNotFoundError, HubError, RevisionNotFoundError
 from . import http
-from .auth import progress_disabled
-from .download import filter_paths
+from .download import filter_paths, progress_bar
 from .types import CommitInfo, RepoFile
 
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
 PREUPLOAD_CHUNK = 256
 LFS_BATCH_CHUNK = 256
-PROGRESS_MIN_BYTES = 5 * (1 << 20)
 _SKIP_DIRS = {".git", ".cache"}
 
 
@@ -272,11 +270,7 @@ def _upload_lfs(client: HubClient, repo_id: str, repo_type: str, revision: str, 
 
 def _put(client: HubClient, href: str, op: CommitOperationAdd) -> None:
     """PUT the raw bytes to a signed URL. No auth header: the URL authorises itself."""
-    bar = None
-    if op.size >= PROGRESS_MIN_BYTES and not progress_disabled():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=op.size, unit="B", unit_scale=True, unit_divisor=1024, desc=op.path_in_repo, leave=False)
+    bar = progress_bar(op.size, op.path_in_repo)
 
     def chunks() -> Iterator[bytes]:
         with op.open() as f:
