@@ -168,8 +168,39 @@ def test_training_mode_backpropagates_and_uses_dropout():
     ids = torch.randint(5, 50, (4, 9))
     a, b = model(input_ids=ids).logits, model(input_ids=ids).logits
     assert not torch.equal(a, b)  # dropout is active while training
-    out = model(input_ids=ids, labels=torch.tensor([0, 1, 1, 0]))
+    mask = torch.ones_like(ids)
+    mask[1:, 6:] = 0  # padded: the packed path trains too
+    out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 1, 0]))
     out.loss.backward()
     assert model.bert.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
     model.eval()
     assert torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_classifier_shortcut_matches_full_computation(
+    padding_side, bert_sequence_classification_dir, monkeypatch
+):
+    """Sequence classifiers pack padding away and compute only [CLS] in the last layer."""
+    from haven.models import bert as bert_module
+
+    packed = []
+    real_init = bert_module.Packed.__init__
+    monkeypatch.setattr(
+        bert_module.Packed, "__init__", lambda self, m: packed.append(m) or real_init(self, m)
+    )
+    ours, ref, tok = load_both("bert", "sequence_classification", bert_sequence_classification_dir)
+    tok.padding_side = padding_side
+    batch = dict(
+        tok(
+            ["hi", "hello world", "the quick brown fox jumps over the lazy dog"],
+            padding=True,
+            return_tensors="pt",
+        )
+    )
+    out, expected = run_both(ours, ref, batch)
+    assert_close(out, expected)
+    assert len(packed) == (1 if padding_side == "right" else 0)  # left padding: pad tokens come first
+    with torch.inference_mode():
+        full = ours(**batch, output_hidden_states=True).logits
+    torch.testing.assert_close(out.logits, full, atol=1e-5, rtol=0)

@@ -119,3 +119,21 @@ def test_input_longer_than_max_positions(distilbert_masked_lm_dir):
     model = DistilBertForMaskedLM.from_pretrained(distilbert_masked_lm_dir)
     with pytest.raises(InputTooLongError, match="truncation=True"):
         model(input_ids=torch.full((2, MAX_TOKENS + 5), 7))
+
+
+def test_classifier_shortcut_matches_full_computation(distilbert_sequence_classification_dir):
+    ours, ref, tok = load_both(
+        "distilbert", "sequence_classification", distilbert_sequence_classification_dir
+    )
+    batch = dict(
+        tok(
+            ["hi", "hello world", "the quick brown fox jumps over the lazy dog"],
+            padding=True,
+            return_tensors="pt",
+        )
+    )
+    out, expected = run_both(ours, ref, batch)
+    assert_close(out, expected)
+    with torch.inference_mode():
+        full = ours(**batch, output_attentions=True).logits
+    torch.testing.assert_close(out.logits, full, atol=1e-5, rtol=0)

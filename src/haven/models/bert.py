@@ -260,6 +260,68 @@ class BertLayer(nn.Module):
         x, weights = self.attention(x, mask, output_attentions, first_only)
         return self.output(self.intermediate(x), x), weights
 
+    def forward_packed(self, h: torch.Tensor, p: Packed, first_only: bool = False) -> torch.Tensor:
+        """The block on packed rows (N, C) of real tokens; (B, C) first tokens if `first_only`."""
+        sa = self.attention.self
+        dropout = sa.dropout_p if self.training else 0.0
+        k, v = p.heads(sa.key(h), sa.num_heads), p.heads(sa.value(h), sa.num_heads)  # (B, nh, T, hs)
+        if first_only:
+            h = h.index_select(0, p.first)  # (B, C)
+            q = sa.query(h).view(p.B, 1, sa.num_heads, -1).transpose(1, 2)  # (B, nh, 1, hs)
+            y = attention(q, k, v, p.mask, dropout=dropout)[0].reshape(p.B, -1)  # (B, C)
+        else:
+            q = p.heads(sa.query(h), sa.num_heads)
+            y = p.unheads(attention(q, k, v, p.mask, dropout=dropout)[0])  # (N, C)
+        x = self.attention.output(y, h)
+        return self.output(self.intermediate(x), x)
+
+
+class Packed:
+    """The real (non-padding) tokens of a padded batch, as rows of one (N, C) matrix.
+
+    Linear layers, norms and the MLP run on those N rows only; attention scatters them back to
+    (B, nh, T, hs) with zeros in the padding slots, which the key mask hides.
+    """
+
+    def __init__(self, attention_mask: torch.Tensor):
+        self.B, self.T = attention_mask.shape
+        keep = attention_mask.bool()
+        self.index = keep.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real tokens
+        lengths = keep.sum(1)
+        self.first = lengths.cumsum(0) - lengths  # (B,) packed row of each sequence's first token
+        self.mask = keep[:, None, None, :]  # (B, 1, 1, T) for SDPA
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.B * self.T, -1).index_select(0, self.index)  # (B, T, C) -> (N, C)
+
+    def heads(self, t: torch.Tensor, nh: int) -> torch.Tensor:
+        C = t.shape[1]
+        full = t.new_zeros(self.B * self.T, C).index_copy_(0, self.index, t)
+        return full.view(self.B, self.T, nh, C // nh).transpose(1, 2)  # (N, C) -> (B, nh, T, hs)
+
+    def unheads(self, y: torch.Tensor) -> torch.Tensor:
+        B, nh, T, hs = y.shape
+        return y.transpose(1, 2).reshape(B * T, nh * hs).index_select(0, self.index)  # -> (N, C)
+
+
+def first_token_states(
+    encoder: nn.Module, x: torch.Tensor, attention_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """(B, C) final hidden state of each sequence's first token, all a [CLS] classifier reads.
+
+    Padding is packed away so no layer computes it, and the last layer computes the first
+    positions only. The result equals `encoder(...).last_hidden_state[:, 0]`. (With left padding
+    the first position is a pad token, which only the full computation gives: use it then.)
+    """
+    if attention_mask is None or bool(attention_mask.all()) or not bool(attention_mask[:, 0].all()):
+        return encoder(x, padding_mask(attention_mask), first_token_only=True).last_hidden_state[:, 0]
+    p = Packed(attention_mask)
+    h = p.pack(x)  # (N, C)
+    last = len(encoder.layer) - 1
+    for i, layer in enumerate(encoder.layer):
+        h = layer.forward_packed(h, p, first_only=i == last)
+    return h  # (B, C)
+
 
 class BertEncoder(nn.Module):
     def __init__(self, config: BertConfig):
@@ -275,7 +337,7 @@ class BertEncoder(nn.Module):
         first_token_only: bool = False,
     ) -> BaseModelOutput:
         """`first_token_only`: the last layer computes the first position only (all a [CLS]
-        classifier reads), saving its query, output and MLM work for the other positions."""
+        classifier reads), saving its query, output and feed-forward work on the other positions."""
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         last = len(self.layer) - 1
@@ -461,11 +523,13 @@ class BertForSequenceClassification(BertPreTrainedModel):
         )
         bert = self.bert
         x = bert.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
-        # the pooler reads the first token only; unless all states are asked for, compute just that
-        out = bert.encoder(
-            x, padding_mask(attention_mask), hidden, attn, first_token_only=not (hidden or attn)
-        )
-        logits = self.classifier(self.dropout(bert.pooler(out.last_hidden_state)))  # (B, num_labels)
+        if hidden or attn:
+            out = bert.encoder(x, padding_mask(attention_mask), hidden, attn)
+            first = out.last_hidden_state[:, :1]
+        else:  # the pooler reads the first token only: compute just what it needs
+            out = BaseModelOutput()
+            first = first_token_states(bert.encoder, x, attention_mask)[:, None]  # (B, 1, C)
+        logits = self.classifier(self.dropout(bert.pooler(first)))  # (B, num_labels)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
 

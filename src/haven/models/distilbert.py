@@ -16,8 +16,10 @@ from ..layers import attention, get_activation, padding_mask
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 from .bert import (
+    Packed,
     check_length,
     finish,
+    first_token_states,
     input_shape,
     masked_lm_loss,
     resolve_flags,
@@ -149,6 +151,21 @@ class TransformerBlock(nn.Module):
         y, weights = self.attention(x, mask, output_attentions, first_only)
         x = self.sa_layer_norm(y + (x[:, :1] if first_only else x))
         return self.output_layer_norm(self.ffn(x) + x), weights
+
+    def forward_packed(self, h: torch.Tensor, p: Packed, first_only: bool = False) -> torch.Tensor:
+        """The block on packed rows (N, C) of real tokens; (B, C) first tokens if `first_only`."""
+        sa = self.attention
+        dropout = sa.dropout_p if self.training else 0.0
+        k, v = p.heads(sa.k_lin(h), sa.n_heads), p.heads(sa.v_lin(h), sa.n_heads)  # (B, nh, T, hs)
+        if first_only:
+            h = h.index_select(0, p.first)  # (B, C)
+            q = sa.q_lin(h).view(p.B, 1, sa.n_heads, -1).transpose(1, 2)  # (B, nh, 1, hs)
+            y = attention(q, k, v, p.mask, dropout=dropout)[0].reshape(p.B, -1)  # (B, C)
+        else:
+            q = p.heads(sa.q_lin(h), sa.n_heads)
+            y = p.unheads(attention(q, k, v, p.mask, dropout=dropout)[0])  # (N, C)
+        x = self.sa_layer_norm(sa.out_lin(y) + h)
+        return self.output_layer_norm(self.ffn(x) + x)
 
 
 class Transformer(nn.Module):
@@ -296,11 +313,13 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
         )
         distilbert = self.distilbert
         x = distilbert.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, C)
-        # the classifier reads the first token only; unless all states are asked for, compute just that
-        out = distilbert.transformer(
-            x, padding_mask(attention_mask), hidden, attn, first_token_only=not (hidden or attn)
-        )
-        pooled = F.relu(self.pre_classifier(out.last_hidden_state[:, 0]))  # (B, C)
+        if hidden or attn:
+            out = distilbert.transformer(x, padding_mask(attention_mask), hidden, attn)
+            first = out.last_hidden_state[:, 0]
+        else:  # the classifier reads the first token only: compute just what it needs
+            out = BaseModelOutput()
+            first = first_token_states(distilbert.transformer, x, attention_mask)  # (B, C)
+        pooled = F.relu(self.pre_classifier(first))  # (B, C)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)

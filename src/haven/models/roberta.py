@@ -22,6 +22,7 @@ from .bert import (
     BertPreTrainedModel,
     check_length,
     finish,
+    first_token_states,
     input_shape,
     masked_lm_loss,
     resolve_flags,
@@ -247,11 +248,13 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
         )
         roberta = self.roberta
         x = roberta.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
-        # the head reads the first token (<s>) only; unless all states are asked for, compute just that
-        out = roberta.encoder(
-            x, padding_mask(attention_mask), hidden, attn, first_token_only=not (hidden or attn)
-        )
-        logits = self.classifier(out.last_hidden_state)  # (B, num_labels)
+        if hidden or attn:
+            out = roberta.encoder(x, padding_mask(attention_mask), hidden, attn)
+            first = out.last_hidden_state[:, :1]
+        else:  # the head reads the first token (<s>) only: compute just what it needs
+            out = BaseModelOutput()
+            first = first_token_states(roberta.encoder, x, attention_mask)[:, None]  # (B, 1, C)
+        logits = self.classifier(first)  # (B, num_labels)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
 
