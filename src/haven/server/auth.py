@@ -143,6 +143,10 @@ def token_from_headers(authorization: str | None) -> str | None:
         except Exception as err:
             raise AuthError("malformed Basic credentials") from err
         user, _, password = decoded.partition(":")
+        # git sends "user:token"; some tools put the token in the user name and a placeholder
+        # password ("hv_...:x-oauth-basic"): take whichever half is a Haven token.
+        if not password.startswith(TOKEN_PREFIX) and user.startswith(TOKEN_PREFIX):
+            return user
         return password or user or None
     raise AuthError(f"unsupported authorization scheme {scheme!r}: use 'Bearer <token>'")
 

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import storage
 from . import index, lfsrefs
-from .common import ApiError, json_or_empty, load_repo, raw_tail, repo_url, session_scope
+from .common import ApiError, json_or_empty, load_repo, raw_ref, repo_url, session_scope
 from .repos import repo_type_of
 
 router = APIRouter()
@@ -79,8 +79,7 @@ def _preupload(request: Request, plural: str, ns: str, name: str, body: dict) ->
         raise ApiError(400, "missing 'files': a list of {path, sample, size}")
     with session_scope(request) as (session, p):
         repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-        rev, more = raw_tail(request, repo.repo_id, "preupload")
-        rev = f"{rev}/{more}" if more else rev
+        rev = raw_ref(request, repo.repo_id, "preupload")
         st = request.app.state.repos
         try:
             sha = st.resolve(repo.type, repo.repo_id, rev)
@@ -98,7 +97,9 @@ def _preupload(request: Request, plural: str, ns: str, name: str, body: dict) ->
         for f in files:
             if not isinstance(f, dict) or not isinstance(f.get("path"), str):
                 raise ApiError(400, "each entry of 'files' needs a 'path'")
-            path, size = f["path"], int(f.get("size") or 0)
+            path, size = f["path"], f.get("size") or 0
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ApiError(400, f"'size' of {path!r} must be a non-negative integer (bytes)")
             try:
                 sample = base64.b64decode(f.get("sample") or "")
             except (binascii.Error, ValueError) as err:
@@ -261,8 +262,7 @@ def _commit(request: Request, plural: str, ns: str, name: str, parser: NdjsonCom
     st = request.app.state.repos
     with session_scope(request) as (session, p):
         repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-        rev, more = raw_tail(request, repo.repo_id, "commit")
-        branch = f"{rev}/{more}" if more else rev
+        branch = raw_ref(request, repo.repo_id, "commit")
         header, ops = parser.finish()
         lfs_paths = {op.oid: op.path for op in ops if isinstance(op, storage.AddLfsFile)}
         allowed = lfsrefs.grantable(session, p, repo.id, lfs_paths)

@@ -146,6 +146,12 @@ def raw_tail(request: Request, repo_id: str, marker: str) -> tuple[str, str]:
     return unquote(rev), unquote(rest)
 
 
+def raw_ref(request: Request, repo_id: str, marker: str) -> str:
+    """The revision after `/{repo_id}/{marker}/`, whether it came quoted or with raw slashes."""
+    rev, more = raw_tail(request, repo_id, marker)
+    return f"{rev}/{more}" if more else rev
+
+
 def plural(repo_type: str) -> str:
     return repo_type + "s"
 
@@ -153,8 +159,30 @@ def plural(repo_type: str) -> str:
 # -- helpers for async routes that read a body first ---------------------------------------------
 
 
+MAX_JSON_BODY = 16 << 20  # JSON requests (preupload, batch, settings ...) are small
+
+
+async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"request body over {limit >> 20} MB: send less per request")
+    parts, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, f"request body over {limit >> 20} MB: send less per request")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def json_body(request: Request, limit: int = MAX_JSON_BODY):
+    """The parsed JSON body (any JSON value), bounded by `limit`; ValueError if it is not JSON."""
+    return json.loads(await read_body(request, limit))
+
+
 async def json_or_empty(request: Request) -> dict:
-    raw = await request.body()
+    raw = await read_body(request)
     if not raw.strip():
         return {}
     try:

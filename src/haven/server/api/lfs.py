@@ -19,7 +19,16 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import auth
 from . import lfsrefs
-from .common import ApiError, BigFileResponse, find_repo, get_principal, load_repo, repo_url, session_scope
+from .common import (
+    ApiError,
+    BigFileResponse,
+    find_repo,
+    get_principal,
+    json_body,
+    load_repo,
+    repo_url,
+    session_scope,
+)
 
 router = APIRouter()
 LFS_JSON = "application/vnd.git-lfs+json"
@@ -86,9 +95,11 @@ def _batch_plan(request: Request, repo_type: str, ns: str, name: str, operation:
 
 async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Response:
     try:
-        body = await request.json()
+        body = await json_body(request)
     except ValueError:
         return _lfs_error(400, "the batch request is not valid JSON")
+    except ApiError as err:
+        return _lfs_error(err.status, err.message)
     if not isinstance(body, dict) or body.get("operation") not in ("upload", "download"):
         return _lfs_error(400, "'operation' must be 'upload' or 'download'")
     if body.get("hash_algo", "sha256") != "sha256":
@@ -161,8 +172,10 @@ async def _verify(request: Request, repo_type: str, ns: str, name: str) -> Respo
     except ApiError as err:
         return _lfs_error(err.status, err.message, err.headers, err.code)
     try:
-        body = await request.json()
+        body = await json_body(request)
         oid, size = body["oid"], int(body["size"])
+    except ApiError as err:
+        return _lfs_error(err.status, err.message)
     except (ValueError, KeyError, TypeError):
         return _lfs_error(400, "verify needs a JSON body {oid, size}")
     lfs = request.app.state.lfs

@@ -20,6 +20,7 @@ from .common import (
     get_session,
     json_or_empty,
     load_repo,
+    raw_ref,
     raw_tail,
     repo_not_found,
     repo_url,
@@ -272,8 +273,7 @@ def repo_info_at(
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
-    rev, more = raw_tail(request, repo.repo_id, "revision")
-    rev = f"{rev}/{more}" if more else rev  # a revision sent with its slashes unquoted
+    rev = raw_ref(request, repo.repo_id, "revision")  # quoted, or with its slashes unquoted
     sha = store(request).resolve(repo.type, repo.repo_id, rev)
     return info_payload(request, repo, sha, blobs=blobs)
 
@@ -355,7 +355,7 @@ async def paths_info(
 
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
-        body = await request.json()
+        body = await json_or_empty(request)
         paths, expand = body.get("paths", []), bool(body.get("expand"))
     else:
         form = await request.form()
@@ -417,23 +417,23 @@ def list_refs(
     return data
 
 
-def _branch_name(request: Request, repo: Repo) -> str:
-    rev, more = raw_tail(request, repo.repo_id, "branch")
-    return f"{rev}/{more}" if more else rev
+async def _with_body(handler, request: Request, plural: str, ns: str, name: str) -> dict:
+    """Read the JSON body on the event loop, then run the blocking `handler` in a worker."""
+    from starlette.concurrency import run_in_threadpool
+
+    body = await json_or_empty(request)
+    return await run_in_threadpool(handler, request, plural, ns, name, body)
 
 
 @router.post("/api/{plural}/{ns}/{name}/branch/{rest:path}")
 async def create_branch(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
-    from starlette.concurrency import run_in_threadpool
-
-    body = await json_or_empty(request)
-    return await run_in_threadpool(_create_branch, request, plural, ns, name, body)
+    return await _with_body(_create_branch, request, plural, ns, name)
 
 
 def _create_branch(request: Request, plural: str, ns: str, name: str, body: dict) -> dict:
     with session_scope(request) as (session, p):
         repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-        branch = _branch_name(request, repo)
+        branch = raw_ref(request, repo.repo_id, "branch")
         st = store(request)
         branches, _ = st.refs(repo.type, repo.repo_id)
         if any(b.name == branch for b in branches):
@@ -454,7 +454,7 @@ def delete_branch(
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-    branch = _branch_name(request, repo)
+    branch = raw_ref(request, repo.repo_id, "branch")
     if branch == "main":
         raise ApiError(400, "the main branch cannot be deleted")
     store(request).delete_branch(repo.type, repo.repo_id, branch)
@@ -463,17 +463,13 @@ def delete_branch(
 
 @router.post("/api/{plural}/{ns}/{name}/tag/{rest:path}")
 async def create_tag(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
-    from starlette.concurrency import run_in_threadpool
-
-    body = await json_or_empty(request)
-    return await run_in_threadpool(_create_tag, request, plural, ns, name, body)
+    return await _with_body(_create_tag, request, plural, ns, name)
 
 
 def _create_tag(request: Request, plural: str, ns: str, name: str, body: dict) -> dict:
     with session_scope(request) as (session, p):
         repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-        rev, more = raw_tail(request, repo.repo_id, "tag")
-        rev = f"{rev}/{more}" if more else rev
+        rev = raw_ref(request, repo.repo_id, "tag")
         tag = body.get("tag")
         if not isinstance(tag, str) or not tag:
             raise ApiError(400, "missing 'tag': the name of the tag to create")
@@ -497,8 +493,7 @@ def delete_tag(
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-    rev, more = raw_tail(request, repo.repo_id, "tag")
-    store(request).delete_tag(repo.type, repo.repo_id, f"{rev}/{more}" if more else rev)
+    store(request).delete_tag(repo.type, repo.repo_id, raw_ref(request, repo.repo_id, "tag"))
     return {}
 
 
@@ -516,9 +511,11 @@ def list_commits(
     from fastapi.responses import JSONResponse
 
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
-    rev, more = raw_tail(request, repo.repo_id, "commits")
-    rev = f"{rev}/{more}" if more else rev
-    page = int(request.query_params.get("p", 0) or 0)
+    rev = raw_ref(request, repo.repo_id, "commits")
+    page = request.query_params.get("p", "0") or "0"
+    if not page.isdigit():
+        raise ApiError(400, f"invalid page p={page!r}: use a non-negative integer")
+    page = int(page)
     limit = max(1, min(limit, 1000))
     commits = store(request).log(repo.type, repo.repo_id, rev, skip=page * limit, limit=limit + 1)
     items = [
