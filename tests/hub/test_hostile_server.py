@@ -102,3 +102,19 @@ def test_token_never_shows_in_reprs_or_errors(tmp_path):
     with pytest.raises(HubError) as info:
         client.repo_info("evil/other")
     assert "hv_secret_token_value" not in str(info.value) and "hv_secret" not in json.dumps(info.value.args)
+
+
+def test_token_is_sent_to_the_endpoint_only(tmp_path):
+    """A next-page link (or an LFS action) naming another host gets no Authorization header."""
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("authorization")))
+        if request.url.host == "hub.test":
+            return httpx.Response(200, json=[{"id": "a/one"}], headers={"link": '<http://evil.test/page2>; rel="next"'})
+        return httpx.Response(200, json=[{"id": "a/two"}])
+
+    client = HubClient("http://hub.test", token="hv_secret_token_value", cache_dir=tmp_path)
+    client.session = httpx.Client(transport=httpx.MockTransport(handler))
+    assert [m.id for m in client.list_models()] == ["a/one", "a/two"]
+    assert seen == [("hub.test", "Bearer hv_secret_token_value"), ("evil.test", None)]

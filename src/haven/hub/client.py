@@ -82,7 +82,10 @@ class HubClient:
         """Send a request with auth; map error statuses to `haven.errors` exceptions."""
         if not url.startswith(("http://", "https://")):
             url = self.endpoint + url
-        all_headers = {**self.auth_headers(token), **(headers or {})}
+        # The token goes to the endpoint only: absolute URLs come from the server (next-page links,
+        # LFS actions) and may name another host, which must not receive it.
+        same_origin = httpx.URL(url).netloc == httpx.URL(self.endpoint).netloc
+        all_headers = {**(self.auth_headers(token) if same_origin else {}), **(headers or {})}
         try:
             response = self.session.request(method, url, headers=all_headers, **kwargs)
         except httpx.TransportError as err:
