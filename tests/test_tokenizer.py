@@ -74,6 +74,18 @@ def test_single_texts_match_reference(pair, name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_empty_and_blank_inputs_match_reference(pair, name):
+    ref, ours = pair(name)
+    for text in ("", " ", "   \t\n", "\u200b", "a\x00b"):
+        assert_same(ref(text, **OUT), ours(text, **OUT), batched=False)
+    assert_same(ref("a b", ""), ours("a b", ""), batched=False)  # an empty pair is no pair for one text...
+    assert ours.encode("a b", "") == ref.encode("a b", "")
+    assert_same(ref("", "d"), ours("", "d"), batched=False)
+    assert_same(ref(["a b", "c"], ["", "d"]), ours(["a b", "c"], ["", "d"]), batched=True)  # ...but kept in a batch
+    assert_same(ref(["", ""]), ours(["", ""]), batched=True)
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_pairs_and_batches_match_reference(pair, name):
     ref, ours = pair(name)
     assert_same(ref(TEXTS[1], TEXTS[2], **OUT), ours(TEXTS[1], TEXTS[2], **OUT), batched=False)
@@ -135,10 +147,12 @@ def test_padding_matches_reference(pair, name, side):
             ours(TEXTS, PAIRS, padding_side=side, **kw),
             batched=True,
         )
-    # the attribute works like the call argument
+    # the attribute works like the call argument (restored even on failure: the pair is shared by later tests)
     ref.padding_side, ours.padding_side, before = side, side, (ref.padding_side, ours.padding_side)
-    assert_same(ref(TEXTS, padding=True), ours(TEXTS, padding=True), batched=True)
-    ref.padding_side, ours.padding_side = before
+    try:
+        assert_same(ref(TEXTS, padding=True), ours(TEXTS, padding=True), batched=True)
+    finally:
+        ref.padding_side, ours.padding_side = before
 
 
 def _with_eos_pad(tok):

@@ -230,6 +230,8 @@ class Tokenizer(SpecialTokensMixin, PushToHubMixin):
             is_split_into_words and bool(text) and isinstance(text[0], (list, tuple))
         )
         texts = [text] if not batched else list(text)
+        if not batched and isinstance(text_pair, (str, list, tuple)) and not text_pair:
+            text_pair = None  # as the reference: an empty pair for one text means no pair (a batch keeps it)
         if text_pair is None and texts and all(isinstance(t, tuple) and len(t) == 2 for t in texts):
             texts, text_pair = [t[0] for t in texts], [t[1] for t in texts]  # a batch of (text, pair)
         elif text_pair is None and not is_split_into_words and texts and all(is_pair_list(t) for t in texts):
