@@ -241,3 +241,17 @@ def test_streamer_never_emits_half_characters():
     assert "".join(got) == text
     assert not any("\ufffd" in piece for piece in got)
     assert "café " in got  # released a word at a time
+
+
+def test_generate_from_a_left_padded_tokenizer_batch(llama, llama_dir):
+    """The everyday call: model.generate(**tokenizer(prompts, padding=True, return_tensors="pt"))."""
+    prompts = ["Bonjour le monde, comment ça va", "Hello"]
+    tok = AutoTokenizer.from_pretrained(llama_dir, padding_side="left")
+    ref_tok = transformers.AutoTokenizer.from_pretrained(llama_dir, padding_side="left")
+    tok.pad_token = tok.eos_token  # the tiny Llama tokenizer has no pad token (as Llama's)
+    ref_tok.pad_token = ref_tok.eos_token
+    ref = transformers.AutoModelForCausalLM.from_pretrained(llama_dir)
+    got = llama.generate(**tok(prompts, padding=True, return_tensors="pt"), max_new_tokens=8)
+    expected = ref.generate(**ref_tok(prompts, padding=True, return_tensors="pt"), max_new_tokens=8)
+    assert torch.equal(got, expected)
+    assert tok.batch_decode(got, skip_special_tokens=True) == ref_tok.batch_decode(expected, skip_special_tokens=True)
