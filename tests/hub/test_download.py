@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from fixtures.server import unique_name
 from haven.errors import EntryNotFoundError, HubError, LocalEntryNotFoundError
 from haven.hub import http, resolve_file
 from haven.hub.cache import RepoCache, file_lock
@@ -30,22 +31,29 @@ def _random(n: int, seed: int) -> bytes:
     return bytes(out[:n])
 
 
-@pytest.fixture
-def tree(tmp_path):
-    return {
-        "README.md": b"# tiny\n",
-        "config.json": b'{"model_type": "bert"}\n',
-        "weights/model.safetensors": _random(BIG, 1),
-        "sub/dir/notes.txt": "héllo\n".encode(),
-        "empty.txt": b"",
-    }
+TREE = {
+    "README.md": b"# tiny\n",
+    "config.json": b'{"model_type": "bert"}\n',
+    "weights/model.safetensors": _random(BIG, 1),
+    "sub/dir/notes.txt": "héllo\n".encode(),
+    "empty.txt": b"",
+}
 
 
 @pytest.fixture
-def uploaded(hub, tree, tmp_path):
-    repo = hub.new_repo("dl")
-    hub.client.create_repo(repo)
-    hub.client.upload_folder(repo_id=repo, folder_path=write_tree(tmp_path / "src", tree))
+def tree():
+    return TREE
+
+
+@pytest.fixture(scope="module")
+def uploaded(hub_server, hub_user, tmp_path_factory):
+    """One repository holding TREE for the whole module: every test only reads it, each with its
+    own empty cache (the `hub` fixture's HAVEN_HOME), so sharing it saves an upload per test."""
+    user, token = hub_user
+    repo = f"{user}/{unique_name('dl')}"
+    with HubClient(hub_server.url, token) as client:
+        client.create_repo(repo)
+        client.upload_folder(repo_id=repo, folder_path=write_tree(tmp_path_factory.mktemp("dl-src"), TREE))
     return repo
 
 
