@@ -197,6 +197,7 @@ def test_vocabulary_and_special_tokens_match_reference(pair, name):
     assert len(ours) == len(ref)
     assert ours.vocab_size == ref.vocab_size
     assert ours.get_vocab() == ref.get_vocab()
+    assert ours.get_added_vocab() == ref.get_added_vocab()
     assert ours.all_special_tokens == ref.all_special_tokens
     assert ours.all_special_ids == ref.all_special_ids
     for attr in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
