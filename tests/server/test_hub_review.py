@@ -53,6 +53,22 @@ def test_json_bodies_are_bounded(ctx):
         assert r.status_code == 413, (path, r.text)
 
 
+def test_other_bodies_are_bounded(ctx):
+    """Routes whose JSON FastAPI parses (create repo ...) refuse huge bodies too, with or without
+    a Content-Length."""
+    auth = {"authorization": f"Bearer {ctx['token']}", "content-type": "application/json"}
+    big = b'{"name": "' + b"a" * (20 << 20) + b'"}'
+    r = httpx.post(f"{ctx['url']}/api/repos/create", content=big, headers=auth, timeout=60)
+    assert r.status_code == 413, r.text[:200]
+
+    def chunked():
+        yield big[:1000]
+        yield big[1000:]
+
+    r = httpx.post(f"{ctx['url']}/api/repos/create", content=chunked(), headers=auth, timeout=60)
+    assert r.status_code == 413, r.text[:200]
+
+
 def test_bad_numbers_are_400(ctx):
     auth = {"authorization": f"Bearer {ctx['token']}"}
     r = httpx.post(

@@ -35,6 +35,55 @@ STORAGE_ERRORS = {
     "LfsVerifyError": (400, None),
 }
 
+MAX_BODY = 16 << 20  # any request body, except the routes below that bound their own
+OWN_LIMITS = ("/api/lfs/objects/", "/commit/", "/git-receive-pack", "/git-upload-pack")
+
+
+class BodyLimit:
+    """ASGI middleware: refuse (413) request bodies over MAX_BODY on routes that read them whole.
+
+    LFS object uploads stream to disk, NDJSON commits are parsed as they stream under their own
+    limit, and git packs are spooled to disk; every other body is JSON or a small form."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or any(part in scope["path"] for part in OWN_LIMITS):
+            return await self.app(scope, receive, send)
+        limit = self.limit
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                return await error_response(_too_large(limit))(scope, receive, send)
+        seen, refused = 0, False
+
+        async def limited_receive():
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit and not refused:
+                # answer now, and show the app a disconnected client (it stops reading)
+                refused = True
+                await error_response(_too_large(limit))(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not refused:
+                await send(message)
+
+        try:
+            return await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"request body over {limit >> 20} MB: this route takes small JSON bodies")
+
+
 API_MODULES = ["users", "repos", "search", "commits", "lfs", "files", "git"]
 OPTIONAL_MODULES = ["haven.server.api.inference", "haven.server.web.routes"]
 
@@ -59,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     settings.prepare()
     app = FastAPI(title="Haven hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.settings = settings
+    app.add_middleware(BodyLimit)
     app.state.engine = db.make_engine(settings.db_url)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
     app.state.lfs = storage.LfsStore(settings.data_dir / "lfs")
