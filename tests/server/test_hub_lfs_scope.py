@@ -203,3 +203,36 @@ def test_endless_line_refused_early(world):
         timeout=60,
     )
     assert r.status_code == 413 and "LFS" in r.json()["error"]
+
+
+def test_existing_data_dir_backfilled_once(tmp_path):
+    """A data dir made before the table existed: the first start lists what its refs point to."""
+    from haven.server import db, storage
+    from haven.server.api import lfsrefs
+    from haven.server.app import create_app
+    from haven.server.settings import Settings
+
+    settings = Settings.load(data_dir=tmp_path / "data")
+    settings.prepare()
+    db.upgrade(settings.db_url)
+    lfs = storage.LfsStore(settings.data_dir / "lfs")
+    repos = storage.RepoStore(settings.data_dir / "repos", lfs)
+    data = os.urandom(5000)
+    oid = hashlib.sha256(data).hexdigest()
+    lfs.put(oid, len(data), [data])
+    repos.create("model", "old/model", author="old")
+    repos.commit("model", "old/model", "main", [storage.AddLfsFile(path="w.bin", oid=oid, size=len(data))],
+                 message="before the upgrade", author="old")
+    sm = db.make_sessionmaker(db.make_engine(settings.db_url))
+    with sm() as session:
+        session.add(db.Repo(type="model", namespace="old", name="model", tags=[]))
+        session.commit()
+        pk = session.query(db.Repo).one().id
+    create_app(settings)
+    with sm() as session:
+        assert lfsrefs.listed(session, pk, [oid]) == {oid}
+        session.query(db.RepoLfsObject).delete()
+        session.commit()
+    create_app(settings)  # the marker says the backfill ran: nothing is listed again
+    with sm() as session:
+        assert lfsrefs.listed(session, pk, [oid]) == set()
