@@ -98,3 +98,30 @@ def test_next_page_links_use_the_public_url(ctx):
     )
     assert r.status_code == 200
     assert r.headers["link"].startswith(f"<{ctx['url']}/api/models/{ctx['repo_id']}/commits/main?")
+
+
+def test_concurrent_commits_and_reads(ctx):
+    """SQLite (WAL, busy timeout) under parallel commits and reads: no 'database is locked', no
+    lost commit. 8 threads x 3 commits to one repo while listing it."""
+    import threading
+
+    api, repo_id, errors = ctx["api"], ctx["repo_id"], []
+
+    def work(i: int) -> None:
+        for j in range(3):
+            try:
+                api.upload_file(path_or_fileobj=f"{i}.{j}".encode(), path_in_repo=f"c/{i}-{j}.txt", repo_id=repo_id)
+                api.model_info(repo_id)
+                list(api.list_models(author=ctx["name"]))
+            except Exception as err:  # collected: a thread's failure must fail the test
+                errors.append(repr(err))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    files = api.list_repo_files(repo_id)
+    assert {f"c/{i}-{j}.txt" for i in range(8) for j in range(3)} <= set(files)
+    assert len(api.list_repo_commits(repo_id)) >= 25
