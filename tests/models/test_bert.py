@@ -10,6 +10,7 @@ from fixtures.encoders import (
     MAX_TOKENS,
     assert_close,
     build_reference_model,
+    check_logits_at,
     check_padded_batch,
     check_pairs,
     load_both,
@@ -204,3 +205,7 @@ def test_classifier_shortcut_matches_full_computation(
     with torch.inference_mode():
         full = ours(**batch, output_hidden_states=True).logits
     torch.testing.assert_close(out.logits, full, atol=1e-5, rtol=0)
+
+
+def test_logits_at_selected_positions(bert_masked_lm_dir):
+    check_logits_at("bert", bert_masked_lm_dir)

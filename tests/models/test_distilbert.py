@@ -10,6 +10,7 @@ from fixtures.encoders import (
     MAX_TOKENS,
     assert_close,
     build_reference_model,
+    check_logits_at,
     check_padded_batch,
     check_pairs,
     load_both,
@@ -137,3 +138,7 @@ def test_classifier_shortcut_matches_full_computation(distilbert_sequence_classi
     with torch.inference_mode():
         full = ours(**batch, output_attentions=True).logits
     torch.testing.assert_close(out.logits, full, atol=1e-5, rtol=0)
+
+
+def test_logits_at_selected_positions(distilbert_masked_lm_dir):
+    check_logits_at("distilbert", distilbert_masked_lm_dir)

@@ -10,6 +10,7 @@ from fixtures.encoders import (
     MAX_TOKENS,
     assert_close,
     build_reference_model,
+    check_logits_at,
     check_padded_batch,
     check_pairs,
     load_both,
@@ -158,3 +159,7 @@ def test_padding_beyond_the_position_table_is_fine(roberta_masked_lm_dir):
     ids[1, :5] = 8
     mask = (ids != 1).long()
     assert_close(*run_both(ours, ref, {"input_ids": ids, "attention_mask": mask}))
+
+
+def test_logits_at_selected_positions(roberta_masked_lm_dir):
+    check_logits_at("roberta", roberta_masked_lm_dir)

@@ -260,18 +260,17 @@ class BertLayer(nn.Module):
         x, weights = self.attention(x, mask, output_attentions, first_only)
         return self.output(self.intermediate(x), x), weights
 
-    def forward_packed(self, h: torch.Tensor, p: Packed, first_only: bool = False) -> torch.Tensor:
-        """The block on packed rows (N, C) of real tokens; (B, C) first tokens if `first_only`."""
+    def forward_packed(
+        self,
+        h: torch.Tensor,
+        p: Packed,
+        rows: torch.Tensor | None = None,
+        row_batch: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The block on packed rows (N, C) of real tokens; only `rows` of them if given (M, C)."""
         sa = self.attention.self
         dropout = sa.dropout_p if self.training else 0.0
-        k, v = p.heads(sa.key(h), sa.num_heads), p.heads(sa.value(h), sa.num_heads)  # (B, nh, T, hs)
-        if first_only:
-            h = h.index_select(0, p.first)  # (B, C)
-            q = sa.query(h).view(p.B, 1, sa.num_heads, -1).transpose(1, 2)  # (B, nh, 1, hs)
-            y = attention(q, k, v, p.mask, dropout=dropout)[0].reshape(p.B, -1)  # (B, C)
-        else:
-            q = p.heads(sa.query(h), sa.num_heads)
-            y = p.unheads(attention(q, k, v, p.mask, dropout=dropout)[0])  # (N, C)
+        y, h = packed_attention(p, h, sa.query, sa.key, sa.value, sa.num_heads, rows, row_batch, dropout)
         x = self.attention.output(y, h)
         return self.output(self.intermediate(x), x)
 
@@ -304,6 +303,73 @@ class Packed:
         return y.transpose(1, 2).reshape(B * T, nh * hs).index_select(0, self.index)  # -> (N, C)
 
 
+def packed_attention(
+    p: Packed,
+    h: torch.Tensor,
+    q_proj: nn.Module,
+    k_proj: nn.Module,
+    v_proj: nn.Module,
+    num_heads: int,
+    rows: torch.Tensor | None = None,
+    row_batch: torch.Tensor | None = None,
+    dropout: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention over packed rows h (N, C): (outputs, the input rows they belong to).
+
+    With `rows`, only those packed rows ask queries (keys/values still come from every token):
+    one per sequence in batch order when `row_batch` is None, else `row_batch` names each row's
+    sequence.
+    """
+    k, v = p.heads(k_proj(h), num_heads), p.heads(v_proj(h), num_heads)  # (B, nh, T, hs)
+    if rows is None:
+        q = p.heads(q_proj(h), num_heads)
+        return p.unheads(attention(q, k, v, p.mask, dropout=dropout)[0]), h  # (N, C)
+    h = h.index_select(0, rows)  # (M, C)
+    mask = p.mask
+    if row_batch is not None:  # give each row its own sequence's keys and values
+        k, v, mask = (
+            k.index_select(0, row_batch),
+            v.index_select(0, row_batch),
+            mask.index_select(0, row_batch),
+        )
+    M = h.shape[0]
+    q = q_proj(h).view(M, 1, num_heads, -1).transpose(1, 2)  # (M, nh, 1, hs)
+    return attention(q, k, v, mask, dropout=dropout)[0].reshape(M, -1), h  # (M, C)
+
+
+def packed_states(
+    encoder: nn.Module, x: torch.Tensor, p: Packed, rows: torch.Tensor, row_batch: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Final hidden states (M, C) of packed `rows`: padding skipped in every layer, and the last
+    layer computed for those rows only."""
+    h = p.pack(x)  # (N, C)
+    last = len(encoder.layer) - 1
+    for i, layer in enumerate(encoder.layer):
+        h = layer.forward_packed(h, p, rows if i == last else None, row_batch)
+    return h
+
+
+def selected_states(
+    encoder: nn.Module, x: torch.Tensor, attention_mask: torch.Tensor | None, select: torch.Tensor
+) -> torch.Tensor:
+    """(M, C) final hidden states at the positions where `select` (B, T) is True, row-major.
+
+    Equals `encoder(...).last_hidden_state[select]`, computing only what those positions need.
+    """
+    B, T = select.shape
+    if attention_mask is None:
+        attention_mask = torch.ones(B, T, dtype=torch.long, device=select.device)
+    keep = attention_mask.bool()
+    select = select.bool()
+    if bool((select & ~keep).any()):
+        raise ValueError("select only real tokens: a selected position has attention_mask 0 (padding)")
+    flat = select.reshape(-1).nonzero().squeeze(1)  # (M,) flat positions
+    if flat.numel() == 0:
+        return x.new_empty(0, x.shape[-1])
+    rows = (keep.reshape(-1).cumsum(0) - 1).index_select(0, flat)  # their packed rows
+    return packed_states(encoder, x, Packed(attention_mask), rows, flat // T)
+
+
 def first_token_states(
     encoder: nn.Module, x: torch.Tensor, attention_mask: torch.Tensor | None
 ) -> torch.Tensor:
@@ -316,11 +382,7 @@ def first_token_states(
     if attention_mask is None or bool(attention_mask.all()) or not bool(attention_mask[:, 0].all()):
         return encoder(x, padding_mask(attention_mask), first_token_only=True).last_hidden_state[:, 0]
     p = Packed(attention_mask)
-    h = p.pack(x)  # (N, C)
-    last = len(encoder.layer) - 1
-    for i, layer in enumerate(encoder.layer):
-        h = layer.forward_packed(h, p, first_only=i == last)
-    return h  # (B, C)
+    return packed_states(encoder, x, p, p.first)  # (B, C)
 
 
 class BertEncoder(nn.Module):
@@ -470,6 +532,20 @@ class BertForMaskedLM(BertPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Module:
         return self.cls.predictions.decoder
+
+    def logits_at(
+        self,
+        select: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(M, V) logits at the positions where `select` (B, T) is True (say the [MASK] tokens):
+        `forward(...).logits[select]`, without computing padding or the other positions' heads."""
+        x = self.bert.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
+        return self.cls(selected_states(self.bert.encoder, x, attention_mask, select))
 
     def forward(
         self,

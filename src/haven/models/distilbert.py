@@ -22,7 +22,9 @@ from .bert import (
     first_token_states,
     input_shape,
     masked_lm_loss,
+    packed_attention,
     resolve_flags,
+    selected_states,
     sequence_classification_loss,
     token_classification_loss,
 )
@@ -152,18 +154,17 @@ class TransformerBlock(nn.Module):
         x = self.sa_layer_norm(y + (x[:, :1] if first_only else x))
         return self.output_layer_norm(self.ffn(x) + x), weights
 
-    def forward_packed(self, h: torch.Tensor, p: Packed, first_only: bool = False) -> torch.Tensor:
-        """The block on packed rows (N, C) of real tokens; (B, C) first tokens if `first_only`."""
+    def forward_packed(
+        self,
+        h: torch.Tensor,
+        p: Packed,
+        rows: torch.Tensor | None = None,
+        row_batch: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The block on packed rows (N, C) of real tokens; only `rows` of them if given (M, C)."""
         sa = self.attention
         dropout = sa.dropout_p if self.training else 0.0
-        k, v = p.heads(sa.k_lin(h), sa.n_heads), p.heads(sa.v_lin(h), sa.n_heads)  # (B, nh, T, hs)
-        if first_only:
-            h = h.index_select(0, p.first)  # (B, C)
-            q = sa.q_lin(h).view(p.B, 1, sa.n_heads, -1).transpose(1, 2)  # (B, nh, 1, hs)
-            y = attention(q, k, v, p.mask, dropout=dropout)[0].reshape(p.B, -1)  # (B, C)
-        else:
-            q = p.heads(sa.q_lin(h), sa.n_heads)
-            y = p.unheads(attention(q, k, v, p.mask, dropout=dropout)[0])  # (N, C)
+        y, h = packed_attention(p, h, sa.q_lin, sa.k_lin, sa.v_lin, sa.n_heads, rows, row_batch, dropout)
         x = self.sa_layer_norm(sa.out_lin(y) + h)
         return self.output_layer_norm(self.ffn(x) + x)
 
@@ -259,6 +260,21 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Module:
         return self.vocab_projector
+
+    def logits_at(
+        self,
+        select: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(M, V) logits at the positions where `select` (B, T) is True (say the [MASK] tokens):
+        `forward(...).logits[select]`, without computing padding or the other positions' heads."""
+        x = self.distilbert.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, C)
+        h = selected_states(self.distilbert.transformer, x, attention_mask, select)  # (M, C)
+        return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(h))))
 
     def forward(
         self,

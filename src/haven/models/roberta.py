@@ -26,6 +26,7 @@ from .bert import (
     input_shape,
     masked_lm_loss,
     resolve_flags,
+    selected_states,
     sequence_classification_loss,
     token_classification_loss,
 )
@@ -197,6 +198,20 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head.decoder
+
+    def logits_at(
+        self,
+        select: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(M, V) logits at the positions where `select` (B, T) is True (say the <mask> tokens):
+        `forward(...).logits[select]`, without computing padding or the other positions' heads."""
+        x = self.roberta.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
+        return self.lm_head(selected_states(self.roberta.encoder, x, attention_mask, select))
 
     def forward(
         self,
