@@ -83,6 +83,9 @@ def test_empty_and_blank_inputs_match_reference(pair, name):
     assert_same(ref("", "d"), ours("", "d"), batched=False)
     assert_same(ref(["a b", "c"], ["", "d"]), ours(["a b", "c"], ["", "d"]), batched=True)  # ...but kept in a batch
     assert_same(ref(["", ""]), ours(["", ""]), batched=True)
+    # an empty batch: the reference crashes (IndexError); Haven gives empty columns, and nothing to decode
+    assert dict(ours([])) == {k: [] for k in ours.model_input_names}
+    assert ours.batch_decode([]) == []
 
 
 @pytest.mark.parametrize("name", ALL)
