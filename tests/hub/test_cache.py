@@ -165,3 +165,34 @@ def test_upload_folder_follows_symlinks_once_and_refuses_broken_ones(tmp_path):
     with pytest.raises(FileNotFoundError, match="gone.txt .*broken symbolic link"):
         folder_operations(root)
     assert "gone.txt" not in {op.path_in_repo for op in folder_operations(root, ignore_patterns="gone.*")}
+
+
+def test_file_objects_are_read_in_chunks_not_held_in_memory(tmp_path):
+    import tracemalloc
+
+    from haven.hub.upload import CommitOperationAdd
+
+    data = os.urandom(1 << 20) * 48  # 48 MB
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"HEADER" + data)
+    with open(path, "rb") as f:
+        f.seek(6)  # content starts where the caller left the stream, as with huggingface_hub
+        tracemalloc.start()
+        try:
+            op = CommitOperationAdd("big.bin", f)
+            with op.open() as stream:  # what an upload reads
+                for _ in iter(lambda: stream.read(1 << 20), b""):
+                    pass
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 << 20, f"{peak} bytes held for a {len(data)}-byte upload"
+        assert op.size == len(data) and op.sha256 == hashlib.sha256(data).hexdigest()
+        assert not f.closed  # the caller's file stays theirs
+
+    read_end, write_end = os.pipe()  # not seekable: read once, into memory
+    os.write(write_end, b"from a pipe")
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        op = CommitOperationAdd("p.txt", pipe)
+    assert op.size == 11 and op.sha256 == hashlib.sha256(b"from a pipe").hexdigest()

@@ -138,6 +138,17 @@ def test_create_commit_add_delete_copy_and_parent_commit(hub, tmp_path):
     with pytest.raises(ValueError, match="invalid path"):
         CommitOperationAdd("../escape.txt", b"x")
 
+    # a file object is uploaded from where it stands (regular and LFS), and stays open for its owner
+    (tmp_path / "f.bin").write_bytes(b"skip" + big)
+    with open(tmp_path / "f.bin", "rb") as f:
+        f.seek(4)
+        hub.client.upload_file(path_or_fileobj=f, path_in_repo="from-fileobj.bin", repo_id=repo)
+        f.seek(4 + len(big) - 5)
+        hub.client.upload_file(path_or_fileobj=f, path_in_repo="tail.txt", repo_id=repo)
+        assert not f.closed
+    assert _read(hub.client, repo, "from-fileobj.bin") == big
+    assert _read(hub.client, repo, "tail.txt") == big[-5:]
+
 
 def test_upload_folder_patterns_and_deletes(hub, tmp_path):
     repo = hub.new_repo("patterns")

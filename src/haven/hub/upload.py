@@ -10,6 +10,7 @@ with an optional `parentCommit` so a concurrent push is refused instead of overw
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -46,18 +47,24 @@ class CommitOperationAdd:
     def __post_init__(self) -> None:
         self.path_in_repo = _norm_repo_path(self.path_in_repo)
         src = self.path_or_fileobj
+        self._data: bytes | None = None
+        self._start = 0  # where a borrowed file object's content begins
         if isinstance(src, bytes):
-            self._data: bytes | None = src
+            self._data = src
         elif isinstance(src, str | os.PathLike):
             if not os.path.isfile(src):
                 raise FileNotFoundError(f"{os.fspath(src)} is not a file; pass a file path, bytes or a file object")
-            self._data = None
-        else:
+            self._size = os.path.getsize(src)
+        elif _seekable(src):  # read in chunks when needed, never held whole in memory (files of many GB)
+            self._start = src.tell()
+            self._size = src.seek(0, os.SEEK_END) - self._start
+            src.seek(self._start)
+        else:  # a pipe or socket can be read once only
             self._data = src.read()
         sha256, sha1 = hashlib.sha256(), hashlib.sha1(f"blob {self.size}\0".encode())
         with self.open() as f:
             self.sample = f.read(512)
-            f.seek(0)
+        with self.open() as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 sha256.update(chunk)
                 sha1.update(chunk)
@@ -65,10 +72,17 @@ class CommitOperationAdd:
 
     @property
     def size(self) -> int:
-        return len(self._data) if self._data is not None else os.path.getsize(self.path_or_fileobj)  # type: ignore[arg-type]
+        return len(self._data) if self._data is not None else self._size
 
-    def open(self) -> BinaryIO:
-        return io.BytesIO(self._data) if self._data is not None else open(self.path_or_fileobj, "rb")  # type: ignore[arg-type]
+    def open(self) -> Any:
+        """A binary stream of the content from its start, for a `with` block (a borrowed file object
+        is rewound, and left open for its owner)."""
+        if self._data is not None:
+            return io.BytesIO(self._data)
+        if isinstance(self.path_or_fileobj, str | os.PathLike):
+            return open(self.path_or_fileobj, "rb")
+        self.path_or_fileobj.seek(self._start)
+        return contextlib.nullcontext(self.path_or_fileobj)
 
     def b64content(self) -> str:
         with self.open() as f:
@@ -106,6 +120,13 @@ class CommitOperationCopy:
 
 
 CommitOperation = CommitOperationAdd | CommitOperationDelete | CommitOperationCopy
+
+
+def _seekable(obj: Any) -> bool:
+    try:
+        return bool(obj.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _norm_repo_path(path: str) -> str:
