@@ -207,5 +207,6 @@ def test_classifier_shortcut_matches_full_computation(
     torch.testing.assert_close(out.logits, full, atol=1e-5, rtol=0)
 
 
-def test_logits_at_selected_positions(bert_masked_lm_dir):
-    check_logits_at("bert", bert_masked_lm_dir)
+@pytest.mark.parametrize("head", ["masked_lm", "token_classification"])
+def test_logits_at_selected_positions(head, request):
+    check_logits_at("bert", request.getfixturevalue(f"bert_{head}_dir"), head)

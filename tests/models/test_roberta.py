@@ -161,5 +161,6 @@ def test_padding_beyond_the_position_table_is_fine(roberta_masked_lm_dir):
     assert_close(*run_both(ours, ref, {"input_ids": ids, "attention_mask": mask}))
 
 
-def test_logits_at_selected_positions(roberta_masked_lm_dir):
-    check_logits_at("roberta", roberta_masked_lm_dir)
+@pytest.mark.parametrize("head", ["masked_lm", "token_classification"])
+def test_logits_at_selected_positions(head, request):
+    check_logits_at("roberta", request.getfixturevalue(f"roberta_{head}_dir"), head)

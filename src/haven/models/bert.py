@@ -623,6 +623,20 @@ class BertForTokenClassification(BertPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.bert.embeddings.word_embeddings
 
+    def logits_at(
+        self,
+        select: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(M, num_labels) logits at the positions where `select` (B, T) is True (say all real
+        tokens, `attention_mask.bool()`): `forward(...).logits[select]`, skipping padding."""
+        x = self.bert.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
+        return self.classifier(selected_states(self.bert.encoder, x, attention_mask, select))
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,

@@ -353,6 +353,20 @@ class DistilBertForTokenClassification(DistilBertPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.distilbert.embeddings.word_embeddings
 
+    def logits_at(
+        self,
+        select: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(M, num_labels) logits at the positions where `select` (B, T) is True (say all real
+        tokens, `attention_mask.bool()`): `forward(...).logits[select]`, skipping padding."""
+        x = self.distilbert.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, C)
+        return self.classifier(selected_states(self.distilbert.transformer, x, attention_mask, select))
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
