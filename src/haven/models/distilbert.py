@@ -16,18 +16,15 @@ from ..layers import attention, get_activation, padding_mask
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 from .bert import (
-    Packed,
     check_length,
     finish,
-    first_token_states,
     input_shape,
     masked_lm_loss,
-    packed_attention,
     resolve_flags,
-    selected_states,
     sequence_classification_loss,
     token_classification_loss,
 )
+from .packing import Packed, first_token_states, packed_attention, selected_states
 
 
 class DistilBertConfig(PretrainedConfig):

@@ -22,14 +22,13 @@ from .bert import (
     BertPreTrainedModel,
     check_length,
     finish,
-    first_token_states,
     input_shape,
     masked_lm_loss,
     resolve_flags,
-    selected_states,
     sequence_classification_loss,
     token_classification_loss,
 )
+from .packing import first_token_states, selected_states
 
 
 class RobertaConfig(BertConfig):
