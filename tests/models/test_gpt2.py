@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from fixtures.decoders import (
     build_reference,
+    check_cache_batch_change,
     check_incremental,
     check_left_padding,
     check_logits_and_loss,
@@ -178,3 +179,7 @@ def test_inputs_embeds_equal_input_ids(gpt2_dir):
         a = ours(ids).logits
         b = ours(inputs_embeds=ours.transformer.wte(ids)).logits
     assert torch.equal(a, b)
+
+
+def test_cache_reused_with_another_batch_size(gpt2_dir):
+    check_cache_batch_change(gpt2_dir)

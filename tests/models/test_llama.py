@@ -11,6 +11,7 @@ import torch
 
 from fixtures.decoders import (
     build_reference,
+    check_cache_batch_change,
     check_incremental,
     check_left_padding,
     check_logits_and_loss,
@@ -212,3 +213,22 @@ def test_training_gradients_match_reference(llama_dir):
     ):
         ga, gb = ours.get_parameter(name).grad, ref.get_parameter(name).grad
         assert torch.allclose(ga, gb, atol=1e-5), name
+
+
+def test_cache_reused_with_another_batch_size(llama_dir):
+    check_cache_batch_change(llama_dir)
+
+
+@torch.no_grad()
+def test_cached_decoding_past_max_position_embeddings(llama_dir):
+    """Llama has no position table: decoding past max_position_embeddings (64) goes on, as in
+    the reference (RoPE tables grow), token by token through the cache."""
+    ours, ref = load_pair(llama_dir)
+    ids = random_ids(ours.config.vocab_size, (1, 70), seed=9)
+    cache = ours(ids[:, :62], use_cache=True).past_key_values
+    ref_cache = ref(ids[:, :62], use_cache=True).past_key_values
+    for t in range(62, 70):
+        a = ours(ids[:, t : t + 1], past_key_values=cache).logits
+        b = ref(ids[:, t : t + 1], past_key_values=ref_cache).logits
+        assert torch.allclose(a, b, atol=1e-4), t
+    assert cache.get_seq_length() == 70
