@@ -125,3 +125,44 @@ def test_concurrent_commits_and_reads(ctx):
     files = api.list_repo_files(repo_id)
     assert {f"c/{i}-{j}.txt" for i in range(8) for j in range(3)} <= set(files)
     assert len(api.list_repo_commits(repo_id)) >= 25
+
+
+def test_database_committed_before_the_response(tmp_path):
+    """When the client receives the answer to create_repo, the repo row is already committed
+    (FastAPI's default scope for yield dependencies commits after the response is sent)."""
+    import asyncio
+
+    from haven.server import auth, db
+    from haven.server.app import create_app
+    from haven.server.settings import Settings
+
+    settings = Settings.load(data_dir=tmp_path / "data")
+    settings.prepare()
+    db.upgrade(settings.db_url)
+    sm = db.make_sessionmaker(db.make_engine(settings.db_url))
+    with sm() as session:
+        auth.create_user(session, "cora")
+        token = auth.create_token(session, "cora")
+        session.commit()
+    app = create_app(settings)
+    seen_at_response: list = []
+
+    async def probe(scope, receive, send):
+        async def watching_send(message):
+            if message["type"] == "http.response.start":
+                with sm() as session:
+                    seen_at_response.append(session.query(db.Repo).filter_by(name="fresh").count())
+            await send(message)
+
+        await app(scope, receive, watching_send)
+
+    async def call():
+        transport = httpx.ASGITransport(app=probe)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            return await client.post(
+                "/api/repos/create", json={"name": "fresh"}, headers={"authorization": f"Bearer {token}"}
+            )
+
+    r = asyncio.run(call())
+    assert r.status_code == 200, r.text
+    assert seen_at_response == [1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,7 +37,9 @@ STORAGE_ERRORS = {
 }
 
 MAX_BODY = 16 << 20  # any request body, except the routes below that bound their own
-OWN_LIMITS = ("/api/lfs/objects/", "/commit/", "/git-receive-pack", "/git-upload-pack")
+OWN_LIMITS = re.compile(  # LFS object PUT, NDJSON commit, git packs
+    r"^/api/lfs/objects/|^/api/(models|datasets)/[^/]+/[^/]+/commit/|/git-(receive|upload)-pack$"
+)
 
 
 class BodyLimit:
@@ -50,7 +53,7 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or any(part in scope["path"] for part in OWN_LIMITS):
+        if scope["type"] != "http" or OWN_LIMITS.search(scope["path"]):
             return await self.app(scope, receive, send)
         limit = self.limit
         for key, value in scope.get("headers", ()):

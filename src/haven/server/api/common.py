@@ -60,6 +60,9 @@ def repo_not_found(repo_type: str, repo_id: str) -> ApiError:
 
 
 def get_session(request: Request) -> Iterator[Session]:
+    """A session committed when the route returns. Always depend on it with scope="function":
+    the default scope commits after the response is sent, so a client could act on a 200 (a
+    created repo) before the row exists, and a failed commit would still have answered 200."""
     session: Session = request.app.state.sessionmaker()
     try:
         yield session
@@ -71,7 +74,7 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_principal(request: Request, session: Session = Depends(get_session)) -> auth.Principal:
+def get_principal(request: Request, session: Session = Depends(get_session, scope="function")) -> auth.Principal:
     """The caller; a wrong token is a 401 on every route."""
     try:
         return auth.authenticate(session, request.headers.get("authorization"))

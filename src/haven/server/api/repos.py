@@ -91,7 +91,7 @@ def _namespace_exists(session: Session, ns: str) -> bool:
 def create_repo(
     request: Request,
     body: dict = Body(...),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     require_user(p)
@@ -140,7 +140,7 @@ def create_repo(
 def delete_repo(
     request: Request,
     body: dict = Body(...),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> Response:
     repo_type = body.get("type") or "model"
@@ -158,7 +158,7 @@ def delete_repo(
 def move_repo(
     request: Request,
     body: dict = Body(...),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo_type = body.get("type") or "model"
@@ -181,7 +181,7 @@ def update_settings(
     ns: str,
     name: str,
     body: dict = Body(...),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
@@ -252,7 +252,7 @@ def repo_info(
     ns: str,
     name: str,
     blobs: bool = False,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
@@ -269,7 +269,7 @@ def repo_info_at(
     name: str,
     rest: str,
     blobs: bool = False,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
@@ -309,7 +309,7 @@ def list_tree(
     expand: bool = False,
     cursor: int = 0,
     limit: int | None = None,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> Response:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
@@ -406,7 +406,7 @@ def list_refs(
     ns: str,
     name: str,
     include_prs: bool = False,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
@@ -450,7 +450,7 @@ def delete_branch(
     ns: str,
     name: str,
     rest: str,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
@@ -489,7 +489,7 @@ def delete_tag(
     ns: str,
     name: str,
     rest: str,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
@@ -505,7 +505,7 @@ def list_commits(
     name: str,
     rest: str,
     limit: int = COMMITS_PAGE,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> Response:
     from fastapi.responses import JSONResponse

@@ -48,7 +48,7 @@ def _matches_filters(repo: Repo, filters: list[str]) -> bool:
 def list_repos(
     request: Request,
     plural: str,
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> JSONResponse:
     if plural not in REPO_TYPES:
