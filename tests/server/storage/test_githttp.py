@@ -27,6 +27,7 @@ class Harness:
     def __init__(self, repo_root: Path):
         self.repo_root = repo_root
         self.allow_push = True
+        self.max_pack_size = githttp.MAX_GIT_PACK
         self.pushes: list[tuple[str, str]] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -47,6 +48,7 @@ class Harness:
             self.repo_root, scope["path"], request.method, request.url.query, dict(request.headers),
             request.stream() if request.method == "POST" else b"",
             remote_user="alice", allow_push=self.allow_push, on_push=on_push,
+            max_pack_size=self.max_pack_size,
         )
         await StreamingResponse(stream, status_code=status, headers=out)(scope, receive, send)
 
@@ -152,6 +154,78 @@ def test_push_of_lfs_pointer_without_object_refused(setup):
     entry, f = store.open_file("model", RID, "main", "w.safetensors")
     with f:
         assert f.read() == data and entry.lfs.oid == oid
+
+def _crafted_push(env, work: Path, entries: list[tuple[str, str, bytes | str]]):
+    """Push a commit whose root tree is HEAD's plus `entries` (mode, name, blob content or a
+    commit sha for a submodule), built with plumbing: `git add` would refuse most of these."""
+    lines = run(env, "ls-tree", "-z", "HEAD", cwd=work).stdout.split("\0")
+    for mode, name, content in entries:
+        if mode == "160000":
+            lines.append(f"{mode} commit {content}\t{name}")
+            continue
+        if isinstance(content, str):  # a subtree holding one file: {name}/{content}
+            blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input=b"x", cwd=work, env=env,
+                                  capture_output=True, check=True).stdout.decode().strip()
+            sub = subprocess.run(["git", "mktree", "-z"], input=f"100644 blob {blob}\t{content}\0".encode(),
+                                 cwd=work, env=env, capture_output=True, check=True).stdout.decode().strip()
+            lines.append(f"040000 tree {sub}\t{name}")
+            continue
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input=content, cwd=work, env=env,
+                              capture_output=True, check=True).stdout.decode().strip()
+        lines.append(f"{mode} blob {blob}\t{name}")
+    tree = subprocess.run(["git", "mktree", "-z", "--missing"], input="\0".join(x for x in lines if x).encode() + b"\0",
+                          cwd=work, env=env, capture_output=True, check=True).stdout.decode().strip()
+    commit = run(env, "commit-tree", tree, "-p", "HEAD", "-m", "crafted", cwd=work).stdout.strip()
+    return run(env, "push", "origin", f"{commit}:refs/heads/main", cwd=work, check=False)
+
+
+@pytest.mark.parametrize(
+    "entries, says",
+    [
+        ([("120000", "evil", b"../../../../etc/passwd")], "symlink to '../../../../etc/passwd'"),
+        ([("120000", "abs", b"/etc/passwd")], "symlink to '/etc/passwd'"),
+        ([("040000", "cfg2", "link"), ("120000", "up", b"cfg/../../x")], "symlink to 'cfg/../../x'"),
+        ([("120000", "hook", b"./.git/hooks/pre-commit")], "outside the repository"),
+        ([("100644", "a\\b.txt", b"x")], "not a valid file name"),
+        ([("100644", "new\nline", b"x")], "not a valid file name"),
+        ([("160000", "sub", "1" * 40)], "sub is a submodule"),
+        ([("040000", ".git", "config")], "hasDotgit"),  # git's own fsck
+        ([("040000", "cfg2", "..")], "hasDotdot"),  # git's own fsck
+    ],
+)
+def test_push_smuggling_paths_or_links_refused(setup, entries, says):
+    store, harness, env, tmp = setup
+    work = tmp / "work"
+    run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
+    before = store.resolve("model", RID, "main")
+    result = _crafted_push(env, work, entries)
+    assert result.returncode != 0 and says in result.stderr, result.stderr
+    assert store.resolve("model", RID, "main") == before and harness.pushes == []
+
+
+def test_push_of_links_inside_the_repo_accepted(setup):
+    store, harness, env, tmp = setup
+    work = tmp / "work"
+    run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
+    result = _crafted_push(env, work, [("120000", "latest.json", b"cfg/config.json"), ("100644", "ünï cødé.txt", b"u")])
+    assert result.returncode == 0, result.stderr
+    assert store.read_blob("model", RID, "main", "latest.json") == b"cfg/config.json"
+    assert store.read_blob("model", RID, "main", "ünï cødé.txt") == b"u"
+
+
+def test_push_over_the_pack_limit_refused(setup):
+    store, harness, env, tmp = setup
+    harness.max_pack_size = 200_000
+    work = tmp / "work"
+    run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
+    before = store.resolve("model", RID, "main")
+    (work / "blob.bin").write_bytes(os.urandom(400_000))  # random: the pack cannot compress it
+    run(env, "add", "blob.bin", cwd=work)
+    run(env, "commit", "-q", "-m", "big pack", cwd=work)
+    result = run(env, "push", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0 and "maximum allowed size" in result.stderr, result.stderr
+    assert store.resolve("model", RID, "main") == before and harness.pushes == []
+
 
 def test_push_refused_without_permission(setup):
     store, harness, env, tmp = setup

@@ -38,7 +38,9 @@ Interface (the HTTP layer codes against exactly this):
       `path_info` comes from `githttp.git_path_info(type, id, "info/refs")`
       ("/models/ns/name.git/info/refs"). It returns once the request body has been fed to git.
       Pushes run the pre-receive policy (hooks/pre_receive.py): non-LFS blobs over 10 MB refused
-      with a git-lfs hint, LFS pointers whose object is not in DATA/lfs refused, only
+      with a git-lfs hint, LFS pointers whose object is not in DATA/lfs refused, names the
+      commit API would refuse, submodules and symlinks leaving the repo refused (git's fsck
+      refuses .git and ..), packs over `max_pack_size` (2 GiB) refused, only
       refs/heads/* and refs/tags/*, the default branch cannot be deleted. After a push that moved
       a ref, `on_push(type, id)` is called (sync or async) at the end of the body iterator.
 

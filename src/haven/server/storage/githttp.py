@@ -27,6 +27,7 @@ log = logging.getLogger("haven.server.storage.githttp")
 
 HOOK_SCRIPT = Path(__file__).parent / "hooks" / "pre_receive.py"
 MAX_GIT_BLOB = 10 * 1024 * 1024
+MAX_GIT_PACK = 2 * 1024**3  # one push; git stops reading past it (large files belong in LFS)
 _READ = 256 * 1024
 _QUEUE = 64  # chunks of stdout buffered ahead of the client (at most 16 MB)
 _SKIP_HEADERS = {"authorization", "cookie", "proxy-authorization", "content-type", "content-length"}
@@ -83,7 +84,7 @@ def install_hooks(repo_root: Path) -> Path:
 def backend_env(
     repo_root: Path, path_info: str, method: str, query: str, headers: dict, *,
     remote_user: str, allow_push: bool, remote_addr: str = "127.0.0.1", max_blob_size: int = MAX_GIT_BLOB,
-    lfs_objects: Path | None = None,
+    lfs_objects: Path | None = None, max_pack_size: int = MAX_GIT_PACK,
 ) -> dict[str, str]:
     """The CGI environment for one request. `lfs_objects` (default `<repo_root>/../lfs/objects`,
     i.e. DATA/lfs/objects) lets the push policy check that pushed LFS pointers have objects."""
@@ -112,7 +113,8 @@ def backend_env(
         "http.receivepack": "true" if allow_push else "false",
         "http.uploadpack": "true",
         "uploadpack.allowFilter": "true",
-        "receive.fsckObjects": "true",
+        "receive.fsckObjects": "true",  # refuses .git / .. / malformed trees in pushes
+        "receive.maxInputSize": str(max_pack_size),
     }
     env["GIT_CONFIG_COUNT"] = str(len(config))
     for i, (key, value) in enumerate(config.items()):
@@ -190,6 +192,7 @@ async def run_http_backend(
     remote_addr: str = "127.0.0.1",
     max_blob_size: int = MAX_GIT_BLOB,
     lfs_objects: Path | None = None,
+    max_pack_size: int = MAX_GIT_PACK,
 ) -> tuple[int, dict[str, str], AsyncIterator[bytes]]:
     """Run one smart-HTTP request through `git http-backend` (await it).
 
@@ -203,6 +206,7 @@ async def run_http_backend(
     env = backend_env(
         repo_root, path_info, method, query, headers, remote_user=remote_user, allow_push=allow_push,
         remote_addr=remote_addr, max_blob_size=max_blob_size, lfs_objects=lfs_objects,
+        max_pack_size=max_pack_size,
     )
     is_push = method.upper() == "POST" and path_info.rstrip("/").endswith("/git-receive-pack")
     refs_before = _ref_snapshot(repo_root, path_info) if is_push and on_push is not None else None

@@ -6,6 +6,10 @@ Refuses (before any ref moves):
 - an LFS pointer whose object is not in the hub's LFS store (HAVEN_LFS_OBJECTS, the
   `objects/` folder of the store; skipped when unset): git-lfs uploads objects before the
   push, so this only catches pushes made without git-lfs or with its upload skipped;
+- a file or folder name the commit API would refuse (backslash, control characters, a segment
+  over 255 bytes; `.git`, `.` and `..` are refused earlier by git's own receive.fsckObjects),
+  a symlink pointing outside the repository or into `.git`, and submodules (gitlinks): clones
+  of a hub repository must not write outside their folder, and the hub serves plain files;
 - updates of refs other than branches (refs/heads/*) and tags (refs/tags/*);
 - deleting the default branch (HAVEN_DEFAULT_BRANCH, default "main").
 
@@ -24,6 +28,7 @@ ZERO = "0" * 40
 ALLOWED_REFS = ("refs/heads/", "refs/tags/")
 POINTER = re.compile(rb"^version https://git-lfs\S*\noid sha256:([0-9a-f]{64})\nsize (\d+)\n", re.M)
 MAX_POINTER = 1024
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def human(size: int) -> str:
@@ -34,37 +39,96 @@ def git(*args: str, data: bytes | None = None) -> bytes:
     return subprocess.run(["git", *args], input=data, capture_output=True, check=True).stdout
 
 
-def new_blobs(tips: list[str]) -> list[tuple[str, str, int]]:
-    """(sha, path, size) of every blob reachable from `tips` and from no existing ref."""
+def new_objects(tips: list[str]) -> tuple[list[tuple[str, str, int]], list[tuple[str, str]]]:
+    """(sha, path, size) of every blob and (sha, path) of every tree reachable from `tips` and
+    from no existing ref. Every name a push adds or renames sits in one of those new trees."""
     paths: dict[str, str] = {}
     for line in git("rev-list", "--objects", *tips, "--not", "--all").decode("utf-8", "replace").splitlines():
-        sha, _, path = line.partition(" ")
-        if path:  # commits have no path; trees and blobs do
+        sha, sep, path = line.partition(" ")
+        if sep:  # commits have no path; trees and blobs do (the root tree an empty one)
             paths.setdefault(sha, path)
     if not paths:
-        return []
+        return [], []
     checked = git("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
                   data=("\n".join(paths) + "\n").encode()).decode()
-    blobs = []
+    blobs, trees = [], []
     for line in checked.splitlines():
         sha, kind, size = line.split()
         if kind == "blob":
             blobs.append((sha, paths[sha], int(size)))
-    return blobs
+        elif kind == "tree":
+            trees.append((sha, paths[sha]))
+    return blobs, trees
+
+
+def read_objects(shas: list[str]) -> list[bytes]:
+    """The raw contents of `shas`, in order, through one `git cat-file --batch`."""
+    if not shas:
+        return []
+    out = git("cat-file", "--batch", data=("\n".join(shas) + "\n").encode())
+    contents, pos = [], 0
+    for _ in shas:
+        header_end = out.index(b"\n", pos)
+        size = int(out[pos:header_end].split()[2])
+        contents.append(out[header_end + 1 : header_end + 1 + size])
+        pos = header_end + 1 + size + 1
+    return contents
+
+
+def tree_entries(raw: bytes, hash_bytes: int) -> list[tuple[str, str, str]]:
+    """(mode, name, sha) of a raw git tree: entries are b"<mode> <name>\\0<binary sha>"."""
+    entries, pos = [], 0
+    while pos < len(raw):
+        space = raw.index(b" ", pos)
+        nul = raw.index(b"\0", space)
+        sha = raw[nul + 1 : nul + 1 + hash_bytes].hex()
+        entries.append((raw[pos:space].decode(), raw[space + 1 : nul].decode("utf-8", "replace"), sha))
+        pos = nul + 1 + hash_bytes
+    return entries
+
+
+def link_escapes(folder: str, target: str) -> bool:
+    """Whether a symlink in `folder` pointing at `target` leaves the repository or enters .git."""
+    if target.startswith("/") or "\\" in target:
+        return True
+    parts = [p for p in folder.split("/") if p]
+    for segment in target.split("/"):
+        if segment == "..":
+            if not parts:
+                return True
+            parts.pop()
+        elif segment not in ("", "."):
+            if segment.lower() == ".git":
+                return True
+            parts.append(segment)
+    return False
+
+
+def bad_names(trees: list[tuple[str, str]]) -> list[str]:
+    """Reasons to refuse entries of the new trees: names, submodules, escaping symlinks."""
+    errors, links = [], []
+    for (sha, folder), raw in zip(trees, read_objects([sha for sha, _ in trees])):
+        for mode, name, entry_sha in tree_entries(raw, len(sha) // 2):
+            path = f"{folder}/{name}" if folder else name
+            if "\\" in name or CONTROL.search(name) or len(name.encode()) > 255:
+                errors.append(f"{path!r} is not a valid file name (no backslash or control characters, "
+                              "at most 255 bytes a segment).")
+            elif mode == "160000":
+                errors.append(f"{path} is a submodule; the hub stores plain files only.")
+            elif mode == "120000":
+                links.append((path, folder, entry_sha))
+    for (path, folder, _), target in zip(links, read_objects([sha for _, _, sha in links])):
+        if link_escapes(folder, target.decode("utf-8", "replace")):
+            errors.append(f"{path} is a symlink to {target.decode('utf-8', 'replace')!r}, outside the "
+                          "repository; replace it with the file itself.")
+    return errors
 
 
 def missing_lfs_objects(blobs: list[tuple[str, str, int]], objects: Path) -> list[tuple[str, str]]:
     """(path, oid) of new LFS pointers whose object is not in the store."""
     small = [(sha, path) for sha, path, size in blobs if size < MAX_POINTER]
-    if not small:
-        return []
-    out = git("cat-file", "--batch", data=("\n".join(sha for sha, _ in small) + "\n").encode())
-    missing, pos = [], 0
-    for _, path in small:
-        header_end = out.index(b"\n", pos)
-        size = int(out[pos:header_end].split()[2])
-        content = out[header_end + 1 : header_end + 1 + size]
-        pos = header_end + 1 + size + 1
+    missing = []
+    for (_, path), content in zip(small, read_objects([sha for sha, _ in small])):
         match = POINTER.match(content)
         if match:
             oid, expected = match.group(1).decode(), int(match.group(2))
@@ -88,7 +152,8 @@ def main() -> int:
             tips.append(new)
         elif ref == f"refs/heads/{default}":
             errors.append(f"refusing to delete the default branch {default!r}.")
-    blobs = new_blobs(tips) if tips else []
+    blobs, trees = new_objects(tips) if tips else ([], [])
+    errors += bad_names(trees)
     big = sorted((path, size) for _, path, size in blobs if size > limit)
     for path, size in big:
         errors.append(f"{path} is {human(size)}; files larger than {human(limit)} must be stored with git-lfs.")
