@@ -285,3 +285,32 @@ def test_megatron_config_file_and_dtype(tmp_path, gpt2_dir):
     ids = random_ids(cfg["vocab_size"], (1, 8))
     with torch.no_grad():
         assert (model(ids).logits.float() - ref(ids).logits).abs().max() < 0.1
+
+
+class _Exploit:
+    """Unpickling this would create `marker` (a stand-in for running any command)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("kind", ["megatron-gpt2", "mistral"])
+def test_converters_never_run_pickled_code(tmp_path, capsys, kind):
+    marker = tmp_path / "pwned"
+    src = tmp_path / "src"
+    src.mkdir()
+    payload = {"model": {}, "x": _Exploit(marker)} if kind == "megatron-gpt2" else {"x": _Exploit(marker)}
+    if kind == "mistral":
+        params = {"dim": 8, "n_layers": 1, "hidden_dim": 16, "n_heads": 2, "norm_eps": 1e-5, "vocab_size": 8}
+        (src / "params.json").write_text(json.dumps(params))
+        target = src / "consolidated.00.pth"
+    else:
+        target = src / "ckpt.pt"
+    torch.save(payload, target)
+    arg = str(target) if kind == "megatron-gpt2" else str(src)
+    assert main(["convert", kind, arg, str(tmp_path / "o")]) == 1
+    assert "never unpickles arbitrary objects" in capsys.readouterr().err
+    assert not marker.exists()
