@@ -1,12 +1,20 @@
-"""Helpers shared by the decoder families (gpt2, llama/mistral): input checks, heads, losses."""
+"""Helpers shared by the decoder families (gpt2, llama/mistral): input checks, heads, losses.
+
+The two task heads (`CausalLMHead`, `LastTokenClassifierHead`) are mixins: each family's head
+class holds its decoder under `base_model_prefix` (`transformer` for GPT-2, `model` for Llama)
+and its linear layer under the checkpoint's name (`lm_head`, `score`), so one forward serves both.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..config import PretrainedConfig
 from ..layers import KVCache
+from ..outputs import CausalLMOutput, SequenceClassifierOutput
 
 
 def check_inputs(
@@ -97,3 +105,83 @@ def classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: 
     if kind == "single_label_classification":
         return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
     return F.binary_cross_entropy_with_logits(logits, labels.float())
+
+
+class CausalLMHead:
+    """forward() of a causal LM: the decoder, the LM head on the kept positions, the shifted loss."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> CausalLMOutput | tuple:
+        base = getattr(self, self.base_model_prefix)(
+            input_ids,
+            attention_mask,
+            position_ids,
+            past_key_values,
+            inputs_embeds,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.lm_head(slice_last(base.last_hidden_state, logits_to_keep))  # (B, T', V)
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        out = CausalLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=base.past_key_values,
+            hidden_states=base.hidden_states,
+            attentions=base.attentions,
+        )
+        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+
+class LastTokenClassifierHead:
+    """forward() of a sequence classifier scoring each row's last non-padding token, as the
+    reference does (a decoder's last token is the only one that has seen the whole text)."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput | tuple:
+        base = getattr(self, self.base_model_prefix)(
+            input_ids,
+            attention_mask,
+            position_ids,
+            past_key_values,
+            inputs_embeds,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.score(base.last_hidden_state)  # (B, T, L)
+        idx = last_token_index(input_ids, self.config.pad_token_id, logits.shape[1], logits.device)
+        pooled = logits[torch.arange(logits.shape[0], device=logits.device), idx]  # (B, L)
+        loss = classification_loss(self.config, pooled, labels) if labels is not None else None
+        out = SequenceClassifierOutput(
+            loss=loss, logits=pooled, hidden_states=base.hidden_states, attentions=base.attentions
+        )
+        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()

@@ -28,8 +28,8 @@ from ..layers import (
     rotate,
 )
 from ..modeling import PreTrainedModel
-from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
-from ._decoder import causal_lm_loss, check_inputs, classification_loss, last_token_index, slice_last
+from ..outputs import BaseModelOutput
+from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs
 
 
 class LlamaConfig(PretrainedConfig):
@@ -244,7 +244,7 @@ class LlamaModel(LlamaPreTrainedModel):
         return out if (cfg.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
 
-class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
+class LlamaForCausalLM(CausalLMHead, GenerationMixin, LlamaPreTrainedModel):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: LlamaConfig):
@@ -261,45 +261,8 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> CausalLMOutput | tuple:
-        base = self.model(
-            input_ids,
-            attention_mask,
-            position_ids,
-            past_key_values,
-            inputs_embeds,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-        )
-        logits = self.lm_head(slice_last(base.last_hidden_state, logits_to_keep))  # (B, T', V)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        out = CausalLMOutput(
-            loss=loss,
-            logits=logits,
-            past_key_values=base.past_key_values,
-            hidden_states=base.hidden_states,
-            attentions=base.attentions,
-        )
-        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
-
-class LlamaForSequenceClassification(LlamaPreTrainedModel):
+class LlamaForSequenceClassification(LastTokenClassifierHead, LlamaPreTrainedModel):
     """Scores the last non-padding token (as the reference does: the last token that is not pad)."""
 
     def __init__(self, config: LlamaConfig):
@@ -310,40 +273,6 @@ class LlamaForSequenceClassification(LlamaPreTrainedModel):
         self.post_init()
 
     base_model_class = LlamaModel
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutput | tuple:
-        base = self.model(
-            input_ids,
-            attention_mask,
-            position_ids,
-            past_key_values,
-            inputs_embeds,
-            use_cache=False,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-        )
-        logits = self.score(base.last_hidden_state)  # (B, T, L)
-        idx = last_token_index(input_ids, self.config.pad_token_id, logits.shape[1], logits.device)
-        pooled = logits[torch.arange(logits.shape[0], device=logits.device), idx]  # (B, L)
-        loss = classification_loss(self.config, pooled, labels) if labels is not None else None
-        out = SequenceClassifierOutput(
-            loss=loss, logits=pooled, hidden_states=base.hidden_states, attentions=base.attentions
-        )
-        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
 
 # Mistral: the same network with its own config class (defaults, sliding window).
