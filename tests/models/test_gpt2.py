@@ -137,14 +137,23 @@ def test_prompt_longer_than_context_window(gpt2_dir):
         ours(random_ids(ours.config.vocab_size, (1, 5)), past_key_values=out.past_key_values)
 
 
-def test_half_precision_upcast_attention_is_close(variants):
-    ours32 = AutoModelForCausalLM.from_pretrained(variants["inverse_layer_idx+upcast"])
-    ours16 = AutoModelForCausalLM.from_pretrained(variants["inverse_layer_idx+upcast"], dtype=torch.bfloat16)
-    ids = random_ids(ours32.config.vocab_size, (1, 10))
+@pytest.mark.parametrize("dtype, atol", [(torch.float16, 0.01), (torch.bfloat16, 0.05)])
+@pytest.mark.parametrize("name", ["default", "inverse_layer_idx+upcast"])
+def test_half_precision_close_to_reference_half(variants, name, dtype, atol):
+    """fp16/bf16 against the reference in the same dtype (prefill and a cached step); the
+    upcast variant takes Haven's float32-softmax path."""
+    import transformers
+
+    ours = AutoModelForCausalLM.from_pretrained(variants[name], dtype=dtype)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(variants[name], dtype=dtype).eval()
+    ids = random_ids(ours.config.vocab_size, (2, 11))
     with torch.no_grad():
-        a, b = ours32(ids).logits, ours16(ids).logits
-    assert b.dtype == torch.bfloat16
-    assert (a - b.float()).abs().max() < 0.1
+        a, b = ours(ids[:, :10], use_cache=True), ref(ids[:, :10], use_cache=True)
+        a2 = ours(ids[:, 10:], past_key_values=a.past_key_values).logits
+        b2 = ref(ids[:, 10:], past_key_values=b.past_key_values).logits
+    assert a.logits.dtype == dtype
+    assert (a.logits.float() - b.logits.float()).abs().max() < atol
+    assert (a2.float() - b2.float()).abs().max() < atol
 
 
 def test_past_key_values_must_be_a_kv_cache(gpt2_dir):
