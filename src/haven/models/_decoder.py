@@ -14,7 +14,54 @@ import torch.nn.functional as F
 
 from ..config import PretrainedConfig
 from ..layers import KVCache
-from ..outputs import CausalLMOutput, SequenceClassifierOutput
+from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
+
+
+def decoder_flags(
+    model: torch.nn.Module, use_cache: bool | None, hidden: bool | None, attentions: bool | None
+) -> tuple[bool, bool, bool]:
+    """(use_cache, want hidden states, want attention weights): call values, else the config's;
+    the cache is off while training unless asked for."""
+    cfg = model.config
+    return (
+        (cfg.use_cache and not model.training) if use_cache is None else use_cache,
+        cfg.output_hidden_states if hidden is None else hidden,
+        cfg.output_attentions if attentions is None else attentions,
+    )
+
+
+def run_stack(
+    model: torch.nn.Module,
+    blocks: torch.nn.ModuleList,
+    norm: torch.nn.Module,
+    x: torch.Tensor,
+    block_args: tuple,
+    cache: KVCache | None,
+    flags: tuple[bool, bool, bool],
+    return_dict: bool | None,
+) -> BaseModelOutput | tuple:
+    """Run the blocks (`block(x, *block_args, want_weights)`), advance the cache by the new
+    tokens, apply the final norm and package what was asked for."""
+    use_cache, want_hidden, want_weights = flags
+    hidden, weights = [], []
+    for block in blocks:
+        if want_hidden:
+            hidden.append(x)
+        x, w = block(x, *block_args, want_weights)
+        if want_weights:
+            weights.append(w)
+    if cache is not None:
+        cache.advance(x.shape[1])
+    x = norm(x)
+    if want_hidden:
+        hidden.append(x)
+    out = BaseModelOutput(
+        last_hidden_state=x,
+        past_key_values=cache if use_cache else None,
+        hidden_states=tuple(hidden) if want_hidden else None,
+        attentions=tuple(weights) if want_weights else None,
+    )
+    return out if (model.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
 
 def check_inputs(

@@ -19,7 +19,7 @@ from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput
-from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs
+from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs, decoder_flags, run_stack
 
 
 class GPT2Config(PretrainedConfig):
@@ -209,10 +209,8 @@ class GPT2Model(GPT2PreTrainedModel):
         **kwargs: Any,
     ) -> BaseModelOutput | tuple:
         cfg = self.config
-        use_cache = (cfg.use_cache and not self.training) if use_cache is None else use_cache
-        want_hidden = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
-        want_weights = cfg.output_attentions if output_attentions is None else output_attentions
-        B, T, past, cache = check_inputs(input_ids, inputs_embeds, attention_mask, past_key_values, use_cache)
+        flags = decoder_flags(self, use_cache, output_hidden_states, output_attentions)
+        B, T, past, cache = check_inputs(input_ids, inputs_embeds, attention_mask, past_key_values, flags[0])
         if past + T > cfg.n_positions:
             raise InputTooLongError(
                 f"{past + T} tokens ({past} cached + {T} new) exceed this GPT-2's context window of "
@@ -225,25 +223,7 @@ class GPT2Model(GPT2PreTrainedModel):
         if self.training:
             x = self.drop(x)
         mask, is_causal = decoder_mask(attention_mask, T, past, batch_size=B, device=x.device)
-        hidden, weights = [], []
-        for block in self.h:
-            if want_hidden:
-                hidden.append(x)
-            x, w = block(x, mask, is_causal, cache, want_weights)
-            if want_weights:
-                weights.append(w)
-        if cache is not None:
-            cache.advance(T)
-        x = self.ln_f(x)
-        if want_hidden:
-            hidden.append(x)
-        out = BaseModelOutput(
-            last_hidden_state=x,
-            past_key_values=cache if use_cache else None,
-            hidden_states=tuple(hidden) if want_hidden else None,
-            attentions=tuple(weights) if want_weights else None,
-        )
-        return out if (cfg.return_dict if return_dict is None else return_dict) else out.to_tuple()
+        return run_stack(self, self.h, self.ln_f, x, (mask, is_causal, cache), cache, flags, return_dict)
 
 
 class GPT2LMHeadModel(CausalLMHead, GenerationMixin, GPT2PreTrainedModel):

@@ -29,7 +29,7 @@ from ..layers import (
 )
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput
-from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs
+from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs, decoder_flags, run_stack
 
 
 class LlamaConfig(PretrainedConfig):
@@ -209,11 +209,8 @@ class LlamaModel(LlamaPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> BaseModelOutput | tuple:
-        cfg = self.config
-        use_cache = (cfg.use_cache and not self.training) if use_cache is None else use_cache
-        want_hidden = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
-        want_weights = cfg.output_attentions if output_attentions is None else output_attentions
-        B, T, past, cache = check_inputs(input_ids, inputs_embeds, attention_mask, past_key_values, use_cache)
+        flags = decoder_flags(self, use_cache, output_hidden_states, output_attentions)
+        B, T, past, cache = check_inputs(input_ids, inputs_embeds, attention_mask, past_key_values, flags[0])
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         known_max = None
         if position_ids is None:
@@ -223,25 +220,9 @@ class LlamaModel(LlamaPreTrainedModel):
         mask, is_causal = decoder_mask(
             attention_mask, T, past, batch_size=B, device=x.device, sliding_window=self.sliding_window
         )
-        hidden, weights = [], []
-        for layer in self.layers:
-            if want_hidden:
-                hidden.append(x)
-            x, w = layer(x, rope, mask, is_causal, cache, want_weights)
-            if want_weights:
-                weights.append(w)
-        if cache is not None:
-            cache.advance(T)
-        x = self.norm(x)
-        if want_hidden:
-            hidden.append(x)
-        out = BaseModelOutput(
-            last_hidden_state=x,
-            past_key_values=cache if use_cache else None,
-            hidden_states=tuple(hidden) if want_hidden else None,
-            attentions=tuple(weights) if want_weights else None,
+        return run_stack(
+            self, self.layers, self.norm, x, (rope, mask, is_causal, cache), cache, flags, return_dict
         )
-        return out if (cfg.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
 
 class LlamaForCausalLM(CausalLMHead, GenerationMixin, LlamaPreTrainedModel):
