@@ -130,3 +130,26 @@ def test_appended_lines_match_exactly_the_path(tmp_path: Path):
     assert attributes.with_lfs_paths(attributes.DEFAULT_GITATTRIBUTES, ["w.safetensors"]) == (
         attributes.DEFAULT_GITATTRIBUTES
     )
+
+
+def test_interrupted_uploads_leave_no_temp_file(tmp_path: Path):
+    """A client that disconnects mid-upload (the body raises), sync or async, with a 4 MB batch
+    still being written by the worker: nothing stored, no temp file left in DATA/tmp."""
+    lfs = LfsStore(tmp_path / "lfs")
+    data = os.urandom(6 << 20)
+    oid = hashlib.sha256(data).hexdigest()
+
+    def broken():
+        yield from chunks(data[: 5 << 20], 65536)
+        raise ConnectionResetError("client went away")
+
+    async def broken_async():
+        for part in broken():
+            yield part
+
+    with pytest.raises(ConnectionResetError):
+        lfs.put(oid, len(data), broken())
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(lfs.put_async(oid, len(data), broken_async()))
+    assert not lfs.has(oid)
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -343,3 +343,19 @@ def test_many_small_files_one_commit_writes_each_tree_once(store: RepoStore):
     sha = store.commit("model", RID, "main", ops, message="bulk", author="a")
     assert len(git(store, "ls-tree", "-r", "--name-only", sha).split()) == 501
     assert trees() - before == 26
+
+
+def test_unicode_paths_and_empty_commit(store: RepoStore):
+    """Non-ASCII names are stored as git stores them (UTF-8 bytes, as `git ls-tree -z` shows),
+    and a commit with no operations is an empty commit on top of the head (`--allow-empty`)."""
+    names = ["dïr/café ☕.txt", "日本/語.bin", "emoji/🤗.md"]
+    sha = store.commit("model", RID, "main", [AddFile(n, n.encode()) for n in names], message="u", author="a")
+    listed = git(store, "ls-tree", "-r", "-z", "--name-only", sha).split("\0")
+    assert sorted(n for n in listed if n) == sorted([".gitattributes", *names])
+    for n in names:
+        assert store.read_blob("model", RID, "main", n) == n.encode()
+    assert {e.path for e in store.list_tree("model", RID, "main", "日本")} == {"日本/語.bin"}
+    assert store.last_commit_for("model", RID, "main", ["日本", names[0]])["日本"].id == sha
+    empty = store.commit("model", RID, "main", [], message="nothing", author="a")
+    assert git(store, "rev-parse", f"{empty}^").strip() == sha
+    assert git(store, "rev-parse", f"{empty}^{{tree}}") == git(store, "rev-parse", f"{sha}^{{tree}}")
