@@ -12,19 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..layers import attention, get_activation, padding_mask
+from ..layers import get_activation
 from ..modeling import PreTrainedModel
-from ..outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
-from .bert import (
-    check_length,
-    finish,
+from ._encoder import (
+    EncoderModel,
+    EncoderStack,
+    MaskedLMHead,
+    SequenceClassifierHead,
+    TokenClassifierHead,
+    absolute_positions,
     input_shape,
-    masked_lm_loss,
-    resolve_flags,
-    sequence_classification_loss,
-    token_classification_loss,
+    self_attention,
 )
-from .packing import Packed, first_token_states, packed_attention, selected_states
+from .packing import Packed, packed_attention
 
 
 class DistilBertConfig(PretrainedConfig):
@@ -74,18 +74,14 @@ class Embeddings(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,  # accepted for uniform call sites; DistilBERT has none
         position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _, seq_len = input_shape(input_ids, inputs_embeds)
+        pos = absolute_positions(self.position_embeddings, seq_len, position_ids, self.config)  # (T|B,T, C)
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)  # (B, T, C)
-        if position_ids is None:
-            check_length(seq_len, self.config.max_position_embeddings, self.config)
-            pos = self.position_embeddings.weight[:seq_len]  # (T, C)
-        else:
-            check_length(int(position_ids.max()) + 1, self.config.max_position_embeddings, self.config)
-            pos = self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(inputs_embeds + pos))
 
 
@@ -108,16 +104,12 @@ class MultiHeadSelfAttention(nn.Module):
         output_attentions: bool = False,
         first_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`first_only`: queries for the first token only (all keys/values), output (B, 1, C)."""
-        B, T, C = x.shape
-        nh = self.n_heads
-        Tq = 1 if first_only else T
-        q = self.q_lin(x[:, :Tq]).view(B, Tq, nh, C // nh).transpose(1, 2)  # (B, nh, Tq, hs)
-        k = self.k_lin(x).view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
-        v = self.v_lin(x).view(B, T, nh, C // nh).transpose(1, 2)
+        """(B, Tq, C) outputs, projected; `first_only`: Tq = 1 (the first token's query only)."""
         dropout = self.dropout_p if self.training else 0.0
-        y, weights = attention(q, k, v, mask, dropout=dropout, return_weights=output_attentions)
-        return self.out_lin(y.transpose(1, 2).reshape(B, Tq, C)), weights  # (B, Tq, C)
+        y, weights = self_attention(
+            x, self.q_lin, self.k_lin, self.v_lin, self.n_heads, mask, dropout, output_attentions, first_only
+        )
+        return self.out_lin(y), weights
 
 
 class FFN(nn.Module):
@@ -166,35 +158,9 @@ class TransformerBlock(nn.Module):
         return self.output_layer_norm(self.ffn(x) + x)
 
 
-class Transformer(nn.Module):
+class Transformer(EncoderStack):
     def __init__(self, config: DistilBertConfig):
-        super().__init__()
-        self.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        first_token_only: bool = False,
-    ) -> BaseModelOutput:
-        """`first_token_only`: the last layer computes the first position only (what the
-        sequence classifier reads)."""
-        hidden_states = [x] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        last = len(self.layer) - 1
-        for i, layer in enumerate(self.layer):
-            x, weights = layer(x, mask, output_attentions, first_token_only and i == last)
-            if hidden_states is not None:
-                hidden_states.append(x)
-            if attentions is not None:
-                attentions.append(weights)
-        return BaseModelOutput(
-            last_hidden_state=x,
-            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
-            attentions=tuple(attentions) if attentions is not None else None,
-        )
+        super().__init__([TransformerBlock(config) for _ in range(config.n_layers)])
 
 
 class DistilBertPreTrainedModel(PreTrainedModel):
@@ -210,8 +176,10 @@ class DistilBertPreTrainedModel(PreTrainedModel):
                 weight.copy_(sinusoidal_table(weight.shape[0], weight.shape[1]).to(weight.dtype))
 
 
-class DistilBertModel(DistilBertPreTrainedModel):
+class DistilBertModel(EncoderModel, DistilBertPreTrainedModel):
     """The bare encoder: `last_hidden_state` (DistilBERT has no pooler)."""
+
+    stack_name = "transformer"
 
     def __init__(self, config: DistilBertConfig):
         super().__init__(config)
@@ -219,28 +187,8 @@ class DistilBertModel(DistilBertPreTrainedModel):
         self.transformer = Transformer(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.embeddings.word_embeddings
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,  # accepted for uniform call sites; DistilBERT has none
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutput | tuple:
-        hidden, attn, return_dict = resolve_flags(
-            self.config, output_hidden_states, output_attentions, return_dict
-        )
-        x = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, C)
-        return finish(self.transformer(x, padding_mask(attention_mask), hidden, attn), return_dict)
-
-
-class DistilBertForMaskedLM(DistilBertPreTrainedModel):
+class DistilBertForMaskedLM(MaskedLMHead, DistilBertPreTrainedModel):
     _tied_weights_keys = {"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: DistilBertConfig):
@@ -252,51 +200,16 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.distilbert.embeddings.word_embeddings
-
     def get_output_embeddings(self) -> nn.Module:
         return self.vocab_projector
 
-    def logits_at(
-        self,
-        select: torch.Tensor,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(M, V) logits at the positions where `select` (B, T) is True (say the [MASK] tokens):
-        `forward(...).logits[select]`, without computing padding or the other positions' heads."""
-        x = self.distilbert.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, C)
-        h = selected_states(self.distilbert.transformer, x, attention_mask, select)  # (M, C)
-        return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(h))))
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> MaskedLMOutput | tuple:
-        _, _, return_dict = resolve_flags(self.config, None, None, return_dict)
-        out = self.distilbert(
-            input_ids, attention_mask, None, position_ids, inputs_embeds,
-            output_hidden_states, output_attentions, return_dict=True,
-        )  # fmt: skip
-        x = self.vocab_layer_norm(self.act(self.vocab_transform(out.last_hidden_state)))
-        logits = self.vocab_projector(x)  # (B, T, V)
-        loss = masked_lm_loss(logits, labels) if labels is not None else None
-        return finish(MaskedLMOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
+    def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(h))))  # (..., V)
 
 
-class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
+class DistilBertForSequenceClassification(SequenceClassifierHead, DistilBertPreTrainedModel):
+    """First token -> `pre_classifier` -> ReLU -> dropout -> `classifier`."""
+
     def __init__(self, config: DistilBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -306,39 +219,13 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
         self.dropout = nn.Dropout(config.seq_classif_dropout)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.distilbert.embeddings.word_embeddings
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SequenceClassifierOutput | tuple:
-        hidden, attn, return_dict = resolve_flags(
-            self.config, output_hidden_states, output_attentions, return_dict
-        )
-        distilbert = self.distilbert
-        x = distilbert.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, C)
-        if hidden or attn:
-            out = distilbert.transformer(x, padding_mask(attention_mask), hidden, attn)
-            first = out.last_hidden_state[:, 0]
-        else:  # the classifier reads the first token only: compute just what it needs
-            out = BaseModelOutput()
-            first = first_token_states(distilbert.transformer, x, attention_mask)  # (B, C)
-        pooled = F.relu(self.pre_classifier(first))  # (B, C)
-        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
-        loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
-        return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
+    def classify(self, first: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(F.relu(self.pre_classifier(first))))  # (B, num_labels)
 
 
-class DistilBertForTokenClassification(DistilBertPreTrainedModel):
+class DistilBertForTokenClassification(TokenClassifierHead, DistilBertPreTrainedModel):
+    """dropout -> `classifier` on every token."""
+
     def __init__(self, config: DistilBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -346,44 +233,6 @@ class DistilBertForTokenClassification(DistilBertPreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.dim, config.num_labels)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.distilbert.embeddings.word_embeddings
-
-    def logits_at(
-        self,
-        select: torch.Tensor,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(M, num_labels) logits at the positions where `select` (B, T) is True (say all real
-        tokens, `attention_mask.bool()`): `forward(...).logits[select]`, skipping padding."""
-        x = self.distilbert.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, C)
-        return self.classifier(selected_states(self.distilbert.transformer, x, attention_mask, select))
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> TokenClassifierOutput | tuple:
-        _, _, return_dict = resolve_flags(self.config, None, None, return_dict)
-        out = self.distilbert(
-            input_ids, attention_mask, None, position_ids, inputs_embeds,
-            output_hidden_states, output_attentions, return_dict=True,
-        )  # fmt: skip
-        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
-        loss = token_classification_loss(logits, labels) if labels is not None else None
-        return finish(TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
 
 
 AUTO = {
