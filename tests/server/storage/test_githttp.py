@@ -312,3 +312,44 @@ def test_backend_exiting_without_reading_the_body(tmp_path: Path):
     except ImportError:
         return
     assert uvloop.run(main()) == [404] * 15
+
+
+def test_concurrent_pushes_and_api_commits_lose_nothing(setup):
+    """API commits (without a parent) and git pushes racing on main: a push that lost the race is
+    refused as non-fast-forward (never overwrites), and after a pull it lands; every file of
+    both writers is in the final tree. Checked by the end state, not by timing."""
+    store, harness, env, tmp = setup
+    work = tmp / "work"
+    run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
+    start = threading.Event()
+
+    def api_commits():
+        start.wait()
+        for i in range(12):
+            store.commit("model", RID, "main", [AddFile(f"api/{i}.txt", b"%d" % i)], message=f"api {i}", author="a")
+
+    writer = threading.Thread(target=api_commits)
+    writer.start()
+    start.set()
+    for i in range(3):
+        (work / f"git{i}.txt").write_text(str(i))
+        run(env, "add", f"git{i}.txt", cwd=work)
+        run(env, "commit", "-q", "-m", f"git {i}", cwd=work)
+        for _ in range(30):  # bounded: a refusal for any other reason fails the test, not hangs it
+            pushed = run(env, "push", "origin", "main", cwd=work, check=False)
+            if not pushed.returncode:
+                break
+            # lost the race (not a fast-forward) or met the API commit holding the ref lock
+            assert any(why in pushed.stderr for why in ("fetch first", "non-fast-forward", "lock")), pushed.stderr
+            run(env, "pull", "-q", "--rebase", "origin", "main", cwd=work)
+        else:
+            raise AssertionError("push never landed")
+    writer.join()
+    files = set(git_ls(store))
+    assert {f"api/{i}.txt" for i in range(12)} <= files and {f"git{i}.txt" for i in range(3)} <= files
+    assert int(subprocess.run(["git", "--git-dir", str(store.repo_path("model", RID)), "rev-list", "--count",
+                               "main"], capture_output=True, text=True, check=True).stdout) == 2 + 12 + 3
+
+
+def git_ls(store: RepoStore) -> list[str]:
+    return [e.path for e in store.list_tree("model", RID, "main", recursive=True) if e.type == "file"]

@@ -359,3 +359,26 @@ def test_unicode_paths_and_empty_commit(store: RepoStore):
     empty = store.commit("model", RID, "main", [], message="nothing", author="a")
     assert git(store, "rev-parse", f"{empty}^").strip() == sha
     assert git(store, "rev-parse", f"{empty}^{{tree}}") == git(store, "rev-parse", f"{sha}^{{tree}}")
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_commit_waits_for_a_ref_locked_by_another_writer(store: RepoStore, monkeypatch, pinned: bool):
+    """git receive-pack holds `refs/heads/main.lock` while it moves the ref: a commit racing it
+    backs off and retries instead of failing with ConcurrentUpdateError. The lock is released
+    by the first back-off sleep, so no real waiting or timing is involved."""
+    from haven.server.storage import repos as repos_module
+
+    head = store.resolve("model", RID, "main")
+    lock = store.repo_path("model", RID) / "refs" / "heads" / "main.lock"
+    lock.write_text(head + "\n")
+    sleeps: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        lock.unlink(missing_ok=True)
+
+    monkeypatch.setattr(repos_module.time, "sleep", fake_sleep)
+    sha = store.commit("model", RID, "main", [AddFile("x.txt", b"x")], message="m", author="a",
+                       parent=head if pinned else None)
+    assert sleeps and not lock.exists()
+    assert store.resolve("model", RID, "main") == sha and git(store, "rev-parse", f"{sha}^").strip() == head

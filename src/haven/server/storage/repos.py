@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from itertools import islice
@@ -54,7 +55,7 @@ DEFAULT_BRANCH = "main"
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
 _SORT = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
-_CAS_RETRIES = 5
+_CAS_RETRIES = 8  # with backoff 5 ms .. 640 ms: about 1.3 s in all
 
 
 def _signature(name: str, email: str = "") -> pygit2.Signature:
@@ -331,7 +332,7 @@ class RepoStore:
         text += "\n"
         sig = _signature(author, author_email)
         with self._lock(repo_type, repo_id):
-            for _ in range(_CAS_RETRIES):
+            for attempt in range(_CAS_RETRIES):
                 ref = repo.references.get(ref_name)
                 if ref is None:
                     raise RevisionNotFound(f"Branch {branch!r} does not exist: create it first.")
@@ -351,9 +352,14 @@ class RepoStore:
                 try:
                     ref.set_target(new, f"commit: {text.splitlines()[0]}")
                     return str(new)
-                except pygit2.GitError:  # the ref moved since we read it: compare-and-swap lost
-                    if parent is not None:
+                except (pygit2.GitError, OSError):  # libgit2 reports a held lock file as OSError
+                    # Either the ref moved since we read it (compare-and-swap lost) or another
+                    # writer (git receive-pack) holds its lock file for a moment: wait a little
+                    # and retry, unless the caller pinned a parent that is no longer the head.
+                    now = repo.references.get(ref_name)
+                    if parent is not None and (now is None or now.target != head.id):
                         break
+                    time.sleep(0.005 * 2**attempt)
             raise ConcurrentUpdateError(
                 f"Branch {branch!r} was updated while this commit was being written; retry the commit."
             )
