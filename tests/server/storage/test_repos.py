@@ -382,3 +382,30 @@ def test_commit_waits_for_a_ref_locked_by_another_writer(store: RepoStore, monke
                        parent=head if pinned else None)
     assert sleeps and not lock.exists()
     assert store.resolve("model", RID, "main") == sha and git(store, "rev-parse", f"{sha}^").strip() == head
+
+
+def test_ref_operations_on_a_locked_ref_are_409(store: RepoStore):
+    """Branch and tag writes meeting another writer's lock file answer ConcurrentUpdateError
+    (409, retry) instead of a bare OSError (a 500); once the lock is gone they work."""
+    refs = store.repo_path("model", RID) / "refs"
+    store.create_branch("model", RID, "old")
+    store.create_tag("model", RID, "v0", "main")
+    locks = [refs / "heads" / "dev.lock", refs / "heads" / "old.lock", refs / "tags" / "v1.lock", refs / "tags" / "v0.lock"]
+    for lock in locks:
+        lock.write_text("x\n")
+    calls = [
+        lambda: store.create_branch("model", RID, "dev"),
+        lambda: store.delete_branch("model", RID, "old"),
+        lambda: store.create_tag("model", RID, "v1", "main", message="annotated"),
+        lambda: store.delete_tag("model", RID, "v0"),
+    ]
+    for call in calls:
+        with pytest.raises(storage.ConcurrentUpdateError) as err:
+            call()
+        assert err.value.status == 409
+    for lock in locks:
+        lock.unlink()
+    for call in calls:
+        call()
+    branches, tags = store.refs("model", RID)
+    assert [b.name for b in branches] == ["dev", "main"] and [t.name for t in tags] == ["v1"]

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -76,6 +77,17 @@ def commit_info(commit: pygit2.Commit) -> CommitInfo:
         authors=[commit.author.name],
         parents=[str(p) for p in commit.parent_ids],
     )
+
+
+@contextmanager
+def _ref_busy(what: str):
+    """A ref whose lock file another writer (git receive-pack) holds: 409 "retry", not a 500."""
+    try:
+        yield
+    except OSError as err:
+        if "lock" not in str(err):
+            raise
+        raise ConcurrentUpdateError(f"{what} is being updated by another writer right now; retry.") from None
 
 
 class RepoStore:
@@ -387,7 +399,8 @@ class RepoStore:
         check_ref_name(name, "branch")
         target = self._resolve(repo, start or self.default_branch).id
         try:
-            repo.create_reference_direct(f"refs/heads/{name}", target, False)
+            with _ref_busy(f"Branch {name!r}"):
+                repo.create_reference_direct(f"refs/heads/{name}", target, False)
         except pygit2.AlreadyExistsError:
             raise RefExistsError(f"Branch {name!r} already exists.") from None
         return str(target)
@@ -399,7 +412,8 @@ class RepoStore:
         ref = repo.references.get(f"refs/heads/{name}") if pygit2.reference_is_valid_name(f"refs/heads/{name}") else None
         if ref is None:
             raise RevisionNotFound(f"Branch {name!r} not found.")
-        ref.delete()
+        with _ref_busy(f"Branch {name!r}"):
+            ref.delete()
 
     def create_tag(
         self, repo_type: str, repo_id: str, name: str, revision: str, message: str | None = None,
@@ -412,10 +426,11 @@ class RepoStore:
         if repo.references.get(f"refs/tags/{name}") is not None:
             raise RefExistsError(f"Tag {name!r} already exists.")
         try:
-            if message:
-                repo.create_tag(name, target, pygit2.GIT_OBJECT_COMMIT, _signature(author, author_email), message)
-            else:
-                repo.create_reference_direct(f"refs/tags/{name}", target, False)
+            with _ref_busy(f"Tag {name!r}"):
+                if message:
+                    repo.create_tag(name, target, pygit2.GIT_OBJECT_COMMIT, _signature(author, author_email), message)
+                else:
+                    repo.create_reference_direct(f"refs/tags/{name}", target, False)
         except (pygit2.AlreadyExistsError, ValueError):
             raise RefExistsError(f"Tag {name!r} already exists.") from None
         return str(target)
@@ -425,7 +440,8 @@ class RepoStore:
         ref = repo.references.get(f"refs/tags/{name}") if pygit2.reference_is_valid_name(f"refs/tags/{name}") else None
         if ref is None:
             raise RevisionNotFound(f"Tag {name!r} not found.")
-        ref.delete()
+        with _ref_busy(f"Tag {name!r}"):
+            ref.delete()
 
     # -- history -----------------------------------------------------------------------------
 
