@@ -6,8 +6,8 @@ The base models (`BertModel`, `DistilBertModel`, `RobertaModel`) mix in `Encoder
 in the checkpoint (`encoder`, `transformer`; `stack_name` says which). The task heads mix in
 `MaskedLMHead`, `SequenceClassifierHead` or `TokenClassifierHead`: each family's head class holds
 its base model under `base_model_prefix` and its own layers under the checkpoint's names (`cls`,
-`lm_head`, `vocab_projector`, `classifier` ...) and says how final hidden states become logits;
-the mixin's `forward` / `logits_at` (with the padding-free paths of `packing.py`) do the rest.
+`lm_head`, `vocab_projector`, `classifier` ...) and says how final hidden states become logits
+(`head_logits`, `classify`); the mixin's `forward` / `logits_at` (with the padding-free paths of `packing.py`) do the rest.
 """
 
 from __future__ import annotations
@@ -233,33 +233,15 @@ class EncoderHead:
     def get_input_embeddings(self) -> nn.Module:
         return self.base.embeddings.word_embeddings
 
-    def _selected(
-        self,
-        select: torch.Tensor,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        position_ids: torch.Tensor | None,
-        inputs_embeds: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """(M, C) final hidden states where `select` (B, T) is True, padding never computed."""
-        x = self.base.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
-        return selected_states(self.base.stack, x, attention_mask, select)
 
-    def _per_token(self, logits_of: Any, output_class: type, args: tuple, labels: torch.Tensor | None) -> Any:
-        """Forward of a head that maps every final hidden state to logits (MLM, tokens)."""
-        *inputs, hidden, attn, return_dict = args
-        _, _, return_dict = resolve_flags(self.config, None, None, return_dict)
-        out = self.base(*inputs, hidden, attn, return_dict=True)
-        logits = logits_of(out.last_hidden_state)  # (B, T, K)
-        loss = per_token_loss(logits, labels) if labels is not None else None
-        return finish(output_class(loss, logits, out.hidden_states, out.attentions), return_dict)
+class PerTokenHead(EncoderHead):
+    """`forward` and `logits_at` for a head that maps each final hidden state to logits on its
+    own (masked LM, token classification); the class defines `head_logits(h)`."""
 
+    output_class: ClassVar[type[MaskedLMOutput] | type[TokenClassifierOutput]]
 
-class MaskedLMHead(EncoderHead):
-    """`forward` and `logits_at` for a masked-LM head; the class defines `mlm_logits(h)`."""
-
-    def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
+    def head_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., C) final hidden states -> (..., K) logits."""
         raise NotImplementedError
 
     def logits_at(
@@ -271,10 +253,11 @@ class MaskedLMHead(EncoderHead):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(M, V) logits at the positions where `select` (B, T) is True (say the mask tokens):
-        `forward(...).logits[select]`, without computing padding or the other positions' heads."""
-        args = (select, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-        return self.mlm_logits(self._selected(*args))
+        """(M, K) logits at the positions where `select` (B, T) is True (say the mask tokens, or all
+        real tokens `attention_mask.bool()`): `forward(...).logits[select]`, without computing
+        padding, or the head and the last layer at the other positions."""
+        x = self.base.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, C)
+        return self.head_logits(selected_states(self.base.stack, x, attention_mask, select))  # (M, K)
 
     def forward(
         self,
@@ -287,50 +270,32 @@ class MaskedLMHead(EncoderHead):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> MaskedLMOutput | tuple:
-        args = (input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-        args += (output_hidden_states, output_attentions, return_dict)
-        return self._per_token(self.mlm_logits, MaskedLMOutput, args, labels)
+    ) -> MaskedLMOutput | TokenClassifierOutput | tuple:
+        _, _, return_dict = resolve_flags(self.config, None, None, return_dict)
+        out = self.base(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_hidden_states, output_attentions, return_dict=True,
+        )  # fmt: skip
+        logits = self.head_logits(out.last_hidden_state)  # (B, T, K)
+        loss = per_token_loss(logits, labels) if labels is not None else None
+        return finish(self.output_class(loss, logits, out.hidden_states, out.attentions), return_dict)
 
 
-class TokenClassifierHead(EncoderHead):
-    """`forward` and `logits_at` for `classifier(dropout(h))` on every token."""
+class MaskedLMHead(PerTokenHead):
+    """Masked LM: `head_logits` gives (..., vocab_size); label -100 marks positions to ignore."""
 
+    output_class = MaskedLMOutput
+
+
+class TokenClassifierHead(PerTokenHead):
+    """`classifier(dropout(h))` on every token."""
+
+    output_class = TokenClassifierOutput
     classifier: nn.Linear
     dropout: nn.Dropout
 
-    def token_logits(self, h: torch.Tensor) -> torch.Tensor:
+    def head_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(h))  # (..., num_labels)
-
-    def logits_at(
-        self,
-        select: torch.Tensor,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(M, num_labels) logits at the positions where `select` (B, T) is True (say all real
-        tokens, `attention_mask.bool()`): `forward(...).logits[select]`, skipping padding."""
-        args = (select, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-        return self.token_logits(self._selected(*args))
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> TokenClassifierOutput | tuple:
-        args = (input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
-        args += (output_hidden_states, output_attentions, return_dict)
-        return self._per_token(self.token_logits, TokenClassifierOutput, args, labels)
 
 
 class SequenceClassifierHead(EncoderHead):

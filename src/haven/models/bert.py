@@ -318,7 +318,7 @@ class BertForMaskedLM(MaskedLMHead, BertPreTrainedModel):
     def get_output_embeddings(self) -> nn.Module:
         return self.cls.predictions.decoder
 
-    def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
+    def head_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.cls(h)  # (..., V)
 
 

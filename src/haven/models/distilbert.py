@@ -203,7 +203,7 @@ class DistilBertForMaskedLM(MaskedLMHead, DistilBertPreTrainedModel):
     def get_output_embeddings(self) -> nn.Module:
         return self.vocab_projector
 
-    def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
+    def head_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(h))))  # (..., V)
 
 

@@ -130,7 +130,7 @@ class RobertaForMaskedLM(MaskedLMHead, RobertaPreTrainedModel):
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head.decoder
 
-    def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
+    def head_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm_head(h)  # (..., V)
 
 
