@@ -9,15 +9,18 @@ from fixtures.encoders import (
     HEADS,
     MAX_TOKENS,
     assert_close,
-    build_reference_model,
+    check_classifier_shortcut,
     check_logits_at,
+    check_losses,
     check_padded_batch,
     check_pairs,
+    check_sequence_loss,
     load_both,
     run_both,
 )
 from haven import AutoModel, AutoModelForMaskedLM
 from haven.errors import InputTooLongError
+from haven.models import packing
 from haven.models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 
 
@@ -63,15 +66,9 @@ def test_position_and_inputs_embeds_arguments(bert_masked_lm_dir):
         ours(input_ids=ids, inputs_embeds=embeds)
 
 
-def test_masked_lm_loss(bert_masked_lm_dir):
-    ours, ref, tok = load_both("bert", "masked_lm", bert_masked_lm_dir)
-    batch = dict(tok(["hello world", "the quick brown fox jumps"], padding=True, return_tensors="pt"))
-    labels = batch["input_ids"].clone()
-    labels[batch["attention_mask"] == 0] = -100
-    labels[:, 0] = -100
-    out, expected = run_both(ours, ref, {**batch, "labels": labels})
-    assert out.loss is not None and out.loss.ndim == 0
-    assert_close(out, expected)
+@pytest.mark.parametrize("head", HEADS)
+def test_losses(head, request):
+    check_losses("bert", head, request.getfixturevalue(f"bert_{head}_dir"), seed=1)
 
 
 @pytest.mark.parametrize(
@@ -89,30 +86,11 @@ def test_sequence_classification_losses(
     tmp_path, bert_tokenizer_dir, num_labels, problem_type, explicit, make_labels
 ):
     """problem_type given, or inferred from num_labels and the labels' dtype as the reference does."""
-    import transformers
-
-    tok = transformers.AutoTokenizer.from_pretrained(bert_tokenizer_dir)
     extra = {"problem_type": problem_type} if explicit else {}
-    ref = build_reference_model("bert", "sequence_classification", tok, 21, num_labels=num_labels, **extra)
-    ref.config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
-    ref.config.label2id = {v: k for k, v in ref.config.id2label.items()}
-    ref.save_pretrained(tmp_path)
-    ours = BertForSequenceClassification.from_pretrained(tmp_path)
-    batch = dict(tok(["a good day", "a bad day indeed"], padding=True, return_tensors="pt"))
-    labels = make_labels()
-    out, expected = run_both(ours, ref, {**batch, "labels": labels})
-    assert ours.config.problem_type == ref.config.problem_type == problem_type
-    assert out.loss is not None
-    assert_close(out, expected)
-
-
-def test_token_classification_loss_ignores_minus_100(bert_token_classification_dir):
-    ours, ref, tok = load_both("bert", "token_classification", bert_token_classification_dir)
-    batch = dict(tok(["hello world", "the quick brown fox"], padding=True, return_tensors="pt"))
-    labels = torch.randint(0, 5, batch["input_ids"].shape, generator=torch.Generator().manual_seed(0))
-    labels[batch["attention_mask"] == 0] = -100
-    out, expected = run_both(ours, ref, {**batch, "labels": labels})
-    assert_close(out, expected)
+    settled = check_sequence_loss(
+        "bert", bert_tokenizer_dir, tmp_path, 21, make_labels(), num_labels, **extra
+    )
+    assert settled == problem_type
 
 
 def test_return_dict_false_gives_a_tuple(bert_masked_lm_dir):
@@ -183,28 +161,11 @@ def test_classifier_shortcut_matches_full_computation(
     padding_side, bert_sequence_classification_dir, monkeypatch
 ):
     """Sequence classifiers pack padding away and compute only [CLS] in the last layer."""
-    from haven.models import bert as bert_module
-
     packed = []
-    real_init = bert_module.Packed.__init__
-    monkeypatch.setattr(
-        bert_module.Packed, "__init__", lambda self, m: packed.append(m) or real_init(self, m)
-    )
-    ours, ref, tok = load_both("bert", "sequence_classification", bert_sequence_classification_dir)
-    tok.padding_side = padding_side
-    batch = dict(
-        tok(
-            ["hi", "hello world", "the quick brown fox jumps over the lazy dog"],
-            padding=True,
-            return_tensors="pt",
-        )
-    )
-    out, expected = run_both(ours, ref, batch)
-    assert_close(out, expected)
+    real_init = packing.Packed.__init__
+    monkeypatch.setattr(packing.Packed, "__init__", lambda self, m: packed.append(m) or real_init(self, m))
+    check_classifier_shortcut("bert", bert_sequence_classification_dir, padding_side)
     assert len(packed) == (1 if padding_side == "right" else 0)  # left padding: pad tokens come first
-    with torch.inference_mode():
-        full = ours(**batch, output_hidden_states=True).logits
-    torch.testing.assert_close(out.logits, full, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("head", ["masked_lm", "token_classification"])

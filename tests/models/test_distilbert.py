@@ -9,10 +9,12 @@ from fixtures.encoders import (
     HEADS,
     MAX_TOKENS,
     assert_close,
-    build_reference_model,
+    check_classifier_shortcut,
     check_logits_at,
+    check_losses,
     check_padded_batch,
     check_pairs,
+    check_sequence_loss,
     load_both,
     run_both,
 )
@@ -21,7 +23,6 @@ from haven.errors import InputTooLongError
 from haven.models.distilbert import (
     DistilBertConfig,
     DistilBertForMaskedLM,
-    DistilBertForSequenceClassification,
     DistilBertModel,
 )
 
@@ -63,43 +64,25 @@ def test_base_model(distilbert_masked_lm_dir):
     assert_close(out, expected)
 
 
-def test_losses(
-    distilbert_masked_lm_dir, distilbert_sequence_classification_dir, distilbert_token_classification_dir
-):
-    for head, path in (
-        ("masked_lm", distilbert_masked_lm_dir),
-        ("sequence_classification", distilbert_sequence_classification_dir),
-        ("token_classification", distilbert_token_classification_dir),
-    ):
-        ours, ref, tok = load_both("distilbert", head, path)
-        batch = dict(tok(["hello world", "the quick brown fox"], padding=True, return_tensors="pt"))
-        if head == "sequence_classification":
-            labels = torch.tensor([1, 0])
-        else:
-            labels = torch.randint(0, 5, batch["input_ids"].shape, generator=torch.Generator().manual_seed(1))
-            labels[batch["attention_mask"] == 0] = -100
-        out, expected = run_both(ours, ref, {**batch, "labels": labels})
-        assert out.loss is not None
-        assert_close(out, expected)
+@pytest.mark.parametrize("head", HEADS)
+def test_losses(head, request):
+    check_losses("distilbert", head, request.getfixturevalue(f"distilbert_{head}_dir"), seed=1)
 
 
 @pytest.mark.parametrize(
-    ("num_labels", "labels"),
-    [(1, torch.tensor([0.25, -2.0])), (3, torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]))],
+    ("num_labels", "labels", "problem_type"),
+    [
+        (1, torch.tensor([0.25, -2.0]), "regression"),
+        (3, torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), "multi_label_classification"),
+    ],
 )
-def test_regression_and_multi_label_losses(tmp_path, distilbert_tokenizer_dir, num_labels, labels):
-    import transformers
-
-    tok = transformers.AutoTokenizer.from_pretrained(distilbert_tokenizer_dir)
-    ref = build_reference_model("distilbert", "sequence_classification", tok, 31, num_labels=num_labels)
-    ref.config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
-    ref.config.label2id = {v: k for k, v in ref.config.id2label.items()}
-    ref.save_pretrained(tmp_path)
-    ours = DistilBertForSequenceClassification.from_pretrained(tmp_path)
-    batch = dict(tok(["a good day", "a bad day indeed"], padding=True, return_tensors="pt"))
-    out, expected = run_both(ours, ref, {**batch, "labels": labels})
-    assert ours.config.problem_type == ref.config.problem_type
-    assert_close(out, expected)
+def test_regression_and_multi_label_losses(
+    tmp_path, distilbert_tokenizer_dir, num_labels, labels, problem_type
+):
+    assert (
+        check_sequence_loss("distilbert", distilbert_tokenizer_dir, tmp_path, 31, labels, num_labels)
+        == problem_type
+    )
 
 
 def test_sinusoidal_position_embeddings_match_reference_init():
@@ -123,21 +106,7 @@ def test_input_longer_than_max_positions(distilbert_masked_lm_dir):
 
 
 def test_classifier_shortcut_matches_full_computation(distilbert_sequence_classification_dir):
-    ours, ref, tok = load_both(
-        "distilbert", "sequence_classification", distilbert_sequence_classification_dir
-    )
-    batch = dict(
-        tok(
-            ["hi", "hello world", "the quick brown fox jumps over the lazy dog"],
-            padding=True,
-            return_tensors="pt",
-        )
-    )
-    out, expected = run_both(ours, ref, batch)
-    assert_close(out, expected)
-    with torch.inference_mode():
-        full = ours(**batch, output_attentions=True).logits
-    torch.testing.assert_close(out.logits, full, atol=1e-5, rtol=0)
+    check_classifier_shortcut("distilbert", distilbert_sequence_classification_dir)
 
 
 @pytest.mark.parametrize("head", ["masked_lm", "token_classification"])

@@ -10,9 +10,12 @@ from fixtures.encoders import (
     MAX_TOKENS,
     assert_close,
     build_reference_model,
+    check_classifier_shortcut,
     check_logits_at,
+    check_losses,
     check_padded_batch,
     check_pairs,
+    check_sequence_loss,
     load_both,
     run_both,
 )
@@ -86,37 +89,29 @@ def test_inputs_embeds_use_sequential_positions(roberta_masked_lm_dir):
     assert_close(out, expected)
 
 
+@pytest.mark.parametrize("arch", ["roberta", "camembert"])
 @pytest.mark.parametrize("head", HEADS)
-def test_losses(head, request):
-    ours, ref, tok = load_both("roberta", head, request.getfixturevalue(f"roberta_{head}_dir"))
-    batch = dict(tok(["Hello world!", "The quick brown fox"], padding=True, return_tensors="pt"))
-    if head == "sequence_classification":
-        labels = torch.tensor([0, 1])
-    else:
-        labels = torch.randint(0, 5, batch["input_ids"].shape, generator=torch.Generator().manual_seed(2))
-        labels[batch["attention_mask"] == 0] = -100
-    out, expected = run_both(ours, ref, {**batch, "labels": labels})
-    assert out.loss is not None
-    assert_close(out, expected)
+def test_losses(arch, head, request):
+    check_losses(arch, head, request.getfixturevalue(f"{arch}_{head}_dir"), seed=2)
 
 
 @pytest.mark.parametrize(
-    ("num_labels", "labels"),
-    [(1, torch.tensor([1.5, -0.5])), (4, torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]]))],
+    ("num_labels", "labels", "problem_type"),
+    [
+        (1, torch.tensor([1.5, -0.5]), "regression"),
+        (4, torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]]), "multi_label_classification"),
+    ],
 )
-def test_regression_and_multi_label_losses(tmp_path, roberta_tokenizer_dir, num_labels, labels):
-    import transformers
+def test_regression_and_multi_label_losses(tmp_path, roberta_tokenizer_dir, num_labels, labels, problem_type):
+    assert (
+        check_sequence_loss("roberta", roberta_tokenizer_dir, tmp_path, 43, labels, num_labels)
+        == problem_type
+    )
 
-    tok = transformers.AutoTokenizer.from_pretrained(roberta_tokenizer_dir)
-    ref = build_reference_model("roberta", "sequence_classification", tok, 43, num_labels=num_labels)
-    ref.config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
-    ref.config.label2id = {v: k for k, v in ref.config.id2label.items()}
-    ref.save_pretrained(tmp_path)
-    ours = RobertaForSequenceClassification.from_pretrained(tmp_path)
-    batch = dict(tok(["a good day", "a bad day indeed"], padding=True, return_tensors="pt"))
-    out, expected = run_both(ours, ref, {**batch, "labels": labels})
-    assert ours.config.problem_type == ref.config.problem_type
-    assert_close(out, expected)
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_classifier_shortcut_matches_full_computation(padding_side, roberta_sequence_classification_dir):
+    check_classifier_shortcut("roberta", roberta_sequence_classification_dir, padding_side)
 
 
 def test_auto_classes_pick_the_family(camembert_masked_lm_dir, roberta_sequence_classification_dir):
