@@ -5,34 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures.encoders import (
-    HEADS,
-    MAX_TOKENS,
-    assert_close,
-    check_classifier_shortcut,
-    check_logits_at,
-    check_losses,
-    check_padded_batch,
-    check_pairs,
-    check_sequence_loss,
-    load_both,
-    run_both,
-)
+from fixtures.encoders import MAX_TOKENS, assert_close, load_both, run_both
 from haven import AutoModel, AutoModelForMaskedLM
 from haven.errors import InputTooLongError
-from haven.models import packing
 from haven.models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
-
-
-@pytest.mark.parametrize("head", HEADS)
-def test_padded_batch_matches_reference(head, request):
-    check_padded_batch("bert", head, request.getfixturevalue(f"bert_{head}_dir"))
-
-
-@pytest.mark.parametrize("head", HEADS)
-def test_sentence_pairs_with_token_type_ids(head, request):
-    batch = check_pairs("bert", head, request.getfixturevalue(f"bert_{head}_dir"))
-    assert "token_type_ids" in batch and bool((batch["token_type_ids"] == 1).any())
 
 
 def test_token_type_ids_change_the_output(bert_masked_lm_dir):
@@ -64,33 +40,6 @@ def test_position_and_inputs_embeds_arguments(bert_masked_lm_dir):
     assert_close(*run_both(ours, ref, {"inputs_embeds": embeds}))
     with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
         ours(input_ids=ids, inputs_embeds=embeds)
-
-
-@pytest.mark.parametrize("head", HEADS)
-def test_losses(head, request):
-    check_losses("bert", head, request.getfixturevalue(f"bert_{head}_dir"), seed=1)
-
-
-@pytest.mark.parametrize(
-    ("num_labels", "problem_type", "explicit", "make_labels"),
-    [
-        (2, "single_label_classification", False, lambda: torch.tensor([1, 0])),
-        (2, "single_label_classification", True, lambda: torch.tensor([1, 0])),
-        (3, "multi_label_classification", False, lambda: torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])),
-        (3, "multi_label_classification", True, lambda: torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])),
-        (1, "regression", False, lambda: torch.tensor([0.5, -1.25])),
-        (2, "regression", True, lambda: torch.tensor([[0.5, 1.0], [-1.0, 2.0]])),
-    ],
-)
-def test_sequence_classification_losses(
-    tmp_path, bert_tokenizer_dir, num_labels, problem_type, explicit, make_labels
-):
-    """problem_type given, or inferred from num_labels and the labels' dtype as the reference does."""
-    extra = {"problem_type": problem_type} if explicit else {}
-    settled = check_sequence_loss(
-        "bert", bert_tokenizer_dir, tmp_path, 21, make_labels(), num_labels, **extra
-    )
-    assert settled == problem_type
 
 
 def test_return_dict_false_gives_a_tuple(bert_masked_lm_dir):
@@ -154,20 +103,3 @@ def test_training_mode_backpropagates_and_uses_dropout():
     assert model.bert.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
     model.eval()
     assert torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
-
-
-@pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_classifier_shortcut_matches_full_computation(
-    padding_side, bert_sequence_classification_dir, monkeypatch
-):
-    """Sequence classifiers pack padding away and compute only [CLS] in the last layer."""
-    packed = []
-    real_init = packing.Packed.__init__
-    monkeypatch.setattr(packing.Packed, "__init__", lambda self, m: packed.append(m) or real_init(self, m))
-    check_classifier_shortcut("bert", bert_sequence_classification_dir, padding_side)
-    assert len(packed) == (1 if padding_side == "right" else 0)  # left padding: pad tokens come first
-
-
-@pytest.mark.parametrize("head", ["masked_lm", "token_classification"])
-def test_logits_at_selected_positions(head, request):
-    check_logits_at("bert", request.getfixturevalue(f"bert_{head}_dir"), head)

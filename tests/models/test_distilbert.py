@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures.encoders import (
-    HEADS,
-    MAX_TOKENS,
-    assert_close,
-    check_classifier_shortcut,
-    check_logits_at,
-    check_losses,
-    check_padded_batch,
-    check_pairs,
-    check_sequence_loss,
-    load_both,
-    run_both,
-)
+from fixtures.encoders import MAX_TOKENS, assert_close, load_both, run_both
 from haven import AutoConfig, AutoModel
 from haven.errors import InputTooLongError
 from haven.models.distilbert import (
@@ -25,17 +13,6 @@ from haven.models.distilbert import (
     DistilBertForMaskedLM,
     DistilBertModel,
 )
-
-
-@pytest.mark.parametrize("head", HEADS)
-def test_padded_batch_matches_reference(head, request):
-    check_padded_batch("distilbert", head, request.getfixturevalue(f"distilbert_{head}_dir"))
-
-
-@pytest.mark.parametrize("head", HEADS)
-def test_sentence_pairs(head, request):
-    batch = check_pairs("distilbert", head, request.getfixturevalue(f"distilbert_{head}_dir"))
-    assert "token_type_ids" not in batch  # DistilBERT has no segment embeddings
 
 
 def test_token_type_ids_are_accepted_and_ignored(distilbert_sequence_classification_dir):
@@ -64,27 +41,6 @@ def test_base_model(distilbert_masked_lm_dir):
     assert_close(out, expected)
 
 
-@pytest.mark.parametrize("head", HEADS)
-def test_losses(head, request):
-    check_losses("distilbert", head, request.getfixturevalue(f"distilbert_{head}_dir"), seed=1)
-
-
-@pytest.mark.parametrize(
-    ("num_labels", "labels", "problem_type"),
-    [
-        (1, torch.tensor([0.25, -2.0]), "regression"),
-        (3, torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), "multi_label_classification"),
-    ],
-)
-def test_regression_and_multi_label_losses(
-    tmp_path, distilbert_tokenizer_dir, num_labels, labels, problem_type
-):
-    assert (
-        check_sequence_loss("distilbert", distilbert_tokenizer_dir, tmp_path, 31, labels, num_labels)
-        == problem_type
-    )
-
-
 def test_sinusoidal_position_embeddings_match_reference_init():
     import transformers
 
@@ -103,12 +59,3 @@ def test_input_longer_than_max_positions(distilbert_masked_lm_dir):
     model = DistilBertForMaskedLM.from_pretrained(distilbert_masked_lm_dir)
     with pytest.raises(InputTooLongError, match="truncation=True"):
         model(input_ids=torch.full((2, MAX_TOKENS + 5), 7))
-
-
-def test_classifier_shortcut_matches_full_computation(distilbert_sequence_classification_dir):
-    check_classifier_shortcut("distilbert", distilbert_sequence_classification_dir)
-
-
-@pytest.mark.parametrize("head", ["masked_lm", "token_classification"])
-def test_logits_at_selected_positions(head, request):
-    check_logits_at("distilbert", request.getfixturevalue(f"distilbert_{head}_dir"), head)

@@ -5,20 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures.encoders import (
-    HEADS,
-    MAX_TOKENS,
-    assert_close,
-    build_reference_model,
-    check_classifier_shortcut,
-    check_logits_at,
-    check_losses,
-    check_padded_batch,
-    check_pairs,
-    check_sequence_loss,
-    load_both,
-    run_both,
-)
+from fixtures.encoders import MAX_TOKENS, assert_close, build_reference_model, load_both, run_both
 from haven import AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceClassification
 from haven.errors import InputTooLongError
 from haven.models.roberta import (
@@ -28,19 +15,6 @@ from haven.models.roberta import (
     XLMRobertaForMaskedLM,
     position_ids_from_input_ids,
 )
-
-
-@pytest.mark.parametrize("arch", ["roberta", "camembert"])
-@pytest.mark.parametrize("head", HEADS)
-def test_padded_batch_matches_reference(arch, head, request):
-    check_padded_batch(arch, head, request.getfixturevalue(f"{arch}_{head}_dir"))
-
-
-@pytest.mark.parametrize("arch", ["roberta", "camembert"])
-@pytest.mark.parametrize("head", HEADS)
-def test_sentence_pairs(arch, head, request):
-    batch = check_pairs(arch, head, request.getfixturevalue(f"{arch}_{head}_dir"))
-    assert "token_type_ids" not in batch
 
 
 def test_position_ids_skip_padding():
@@ -89,31 +63,6 @@ def test_inputs_embeds_use_sequential_positions(roberta_masked_lm_dir):
     assert_close(out, expected)
 
 
-@pytest.mark.parametrize("arch", ["roberta", "camembert"])
-@pytest.mark.parametrize("head", HEADS)
-def test_losses(arch, head, request):
-    check_losses(arch, head, request.getfixturevalue(f"{arch}_{head}_dir"), seed=2)
-
-
-@pytest.mark.parametrize(
-    ("num_labels", "labels", "problem_type"),
-    [
-        (1, torch.tensor([1.5, -0.5]), "regression"),
-        (4, torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]]), "multi_label_classification"),
-    ],
-)
-def test_regression_and_multi_label_losses(tmp_path, roberta_tokenizer_dir, num_labels, labels, problem_type):
-    assert (
-        check_sequence_loss("roberta", roberta_tokenizer_dir, tmp_path, 43, labels, num_labels)
-        == problem_type
-    )
-
-
-@pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_classifier_shortcut_matches_full_computation(padding_side, roberta_sequence_classification_dir):
-    check_classifier_shortcut("roberta", roberta_sequence_classification_dir, padding_side)
-
-
 def test_auto_classes_pick_the_family(camembert_masked_lm_dir, roberta_sequence_classification_dir):
     assert type(AutoModelForMaskedLM.from_pretrained(camembert_masked_lm_dir)) is CamembertForMaskedLM
     model = AutoModelForSequenceClassification.from_pretrained(roberta_sequence_classification_dir)
@@ -154,8 +103,3 @@ def test_padding_beyond_the_position_table_is_fine(roberta_masked_lm_dir):
     ids[1, :5] = 8
     mask = (ids != 1).long()
     assert_close(*run_both(ours, ref, {"input_ids": ids, "attention_mask": mask}))
-
-
-@pytest.mark.parametrize("head", ["masked_lm", "token_classification"])
-def test_logits_at_selected_positions(head, request):
-    check_logits_at("roberta", request.getfixturevalue(f"roberta_{head}_dir"), head)
