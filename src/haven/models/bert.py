@@ -109,6 +109,8 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
+    """The query/key/value projections; `BertLayer` runs attention with them (padded or packed)."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         if config.hidden_size % config.num_attention_heads:
@@ -121,19 +123,6 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        output_attentions: bool = False,
-        first_only: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, Tq, C) attention outputs; `first_only`: Tq = 1 (the first token's query only)."""
-        dropout = self.dropout_p if self.training else 0.0
-        return self_attention(
-            x, self.query, self.key, self.value, self.num_heads, mask, dropout, output_attentions, first_only
-        )
 
 
 class BertSelfOutput(nn.Module):
@@ -148,20 +137,12 @@ class BertSelfOutput(nn.Module):
 
 
 class BertAttention(nn.Module):
+    """`self` (q/k/v) and `output` (projection, residual, LayerNorm), named as in the checkpoint."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        output_attentions: bool = False,
-        first_only: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, weights = self.self(x, mask, output_attentions, first_only)
-        return self.output(y, x[:, :1] if first_only else x), weights
 
 
 class BertIntermediate(nn.Module):
@@ -196,7 +177,13 @@ class BertLayer(nn.Module):
         output_attentions: bool = False,
         first_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, weights = self.attention(x, mask, output_attentions, first_only)
+        """(B, Tq, C) and the attention weights; `first_only`: Tq = 1, the first position only."""
+        sa = self.attention.self
+        dropout = sa.dropout_p if self.training else 0.0
+        y, weights = self_attention(
+            x, sa.query, sa.key, sa.value, sa.num_heads, mask, dropout, output_attentions, first_only
+        )
+        x = self.attention.output(y, x[:, :1] if first_only else x)
         return self.output(self.intermediate(x), x), weights
 
     def forward_packed(

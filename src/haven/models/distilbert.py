@@ -86,6 +86,8 @@ class Embeddings(nn.Module):
 
 
 class MultiHeadSelfAttention(nn.Module):
+    """q/k/v and output projections; `TransformerBlock` runs attention with them (padded or packed)."""
+
     def __init__(self, config: DistilBertConfig):
         super().__init__()
         if config.dim % config.n_heads:
@@ -96,20 +98,6 @@ class MultiHeadSelfAttention(nn.Module):
         self.v_lin = nn.Linear(config.dim, config.dim)
         self.out_lin = nn.Linear(config.dim, config.dim)
         self.dropout_p = config.attention_dropout
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        output_attentions: bool = False,
-        first_only: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, Tq, C) outputs, projected; `first_only`: Tq = 1 (the first token's query only)."""
-        dropout = self.dropout_p if self.training else 0.0
-        y, weights = self_attention(
-            x, self.q_lin, self.k_lin, self.v_lin, self.n_heads, mask, dropout, output_attentions, first_only
-        )
-        return self.out_lin(y), weights
 
 
 class FFN(nn.Module):
@@ -139,8 +127,13 @@ class TransformerBlock(nn.Module):
         output_attentions: bool = False,
         first_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, weights = self.attention(x, mask, output_attentions, first_only)
-        x = self.sa_layer_norm(y + (x[:, :1] if first_only else x))
+        """(B, Tq, C) and the attention weights; `first_only`: Tq = 1, the first position only."""
+        sa = self.attention
+        dropout = sa.dropout_p if self.training else 0.0
+        y, weights = self_attention(
+            x, sa.q_lin, sa.k_lin, sa.v_lin, sa.n_heads, mask, dropout, output_attentions, first_only
+        )
+        x = self.sa_layer_norm(sa.out_lin(y) + (x[:, :1] if first_only else x))
         return self.output_layer_norm(self.ffn(x) + x), weights
 
     def forward_packed(
