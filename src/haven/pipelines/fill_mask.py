@@ -8,13 +8,14 @@ fill("the [MASK] sat", targets=["cat", "dog"])     # scores restricted to these 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 import torch
 
 from . import PipelineError
-from .base import Pipeline, forward_arguments
+from .base import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +25,10 @@ class FillMaskPipeline(Pipeline):
 
     def __init__(self, model: Any, tokenizer: Any = None, **kwargs: Any) -> None:
         super().__init__(model, tokenizer, **kwargs)
-        # Split the model into encoder + masked-LM head when its layout is known, so the head (a
-        # hidden x vocabulary matmul) runs on the mask positions only instead of every token.
-        self._encoder = getattr(model, getattr(model, "base_model_prefix", "") or "_", None)
-        self._head = _mask_head(model) if isinstance(self._encoder, torch.nn.Module) else None
-        self._encoder_accepted = forward_arguments(self._encoder) if self._head is not None else None
+        # Haven's masked-LM heads compute logits at chosen positions only (`logits_at`): the
+        # hidden x vocabulary matmul, and the last layer, run on the mask tokens alone.
+        self._logits_at = getattr(model, "logits_at", None)
+        self._logits_at_args = set(inspect.signature(self._logits_at).parameters) if self._logits_at else set()
 
     def _sanitize_parameters(
         self,
@@ -113,13 +113,9 @@ class FillMaskPipeline(Pipeline):
 
     def _forward(self, model_inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         is_mask = model_inputs["input_ids"] == self.tokenizer.mask_token_id  # (B, T)
-        if self._head is not None:
-            accepted = self._encoder_accepted
-            inputs = (
-                model_inputs if accepted is None else {k: v for k, v in model_inputs.items() if k in accepted}
-            )
-            hidden = self._encoder(**inputs)[0]  # (B, T, H)
-            logits = self._head(hidden[is_mask])  # (masks in batch, V)
+        if self._logits_at is not None:
+            inputs = {k: v for k, v in model_inputs.items() if k in self._logits_at_args}
+            logits = self._logits_at(is_mask, **inputs)  # (masks in batch, V)
         else:
             logits = self.model_forward(model_inputs).logits[is_mask]  # (masks in batch, V)
         probs = logits.float().softmax(dim=-1)
@@ -168,15 +164,3 @@ class FillMaskPipeline(Pipeline):
         if batched and len(results) == 1:
             return results[0]
         return results if batched else results[0]
-
-
-def _mask_head(model: Any) -> Any:
-    """The masked-LM head of `model` as a function of hidden states, for the layouts Haven knows."""
-    for name in ("cls", "lm_head"):  # BERT, RoBERTa/CamemBERT
-        head = getattr(model, name, None)
-        if isinstance(head, torch.nn.Module):
-            return head
-    parts = ("vocab_transform", "act", "vocab_layer_norm", "vocab_projector")  # DistilBERT
-    if all(hasattr(model, p) for p in parts):
-        return lambda x: model.vocab_projector(model.vocab_layer_norm(model.act(model.vocab_transform(x))))
-    return None
