@@ -5,9 +5,9 @@
 Builds a GPT-2-124M-shaped and a ~120M Llama-shaped random checkpoint with the reference
 library (fp32, in a temp dir), then for each model and batch size runs an 8-token prompt + 128
 new tokens greedy (no EOS, so every run has the full length) in fresh subprocesses, the two
-libraries alternated (so load from other processes hits both alike), each side's peak RSS its own. Prints tokens/s, the ratio, and the fraction of the
-memory-bandwidth ceiling: decode steps/s cannot exceed (copy bandwidth of a large tensor) /
-(weight bytes read per step).
+libraries alternated (so load from other processes hits both alike), each side's peak RSS its
+own. Prints tokens/s, the ratio, and the fraction of the memory-bandwidth ceiling: decode
+steps/s cannot exceed (copy bandwidth of a large tensor) / (weight bytes read per step).
 """
 
 from __future__ import annotations
