@@ -16,6 +16,7 @@ A word is rebuilt from its sub-tokens with the tokenizer's decoder; offsets give
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -115,9 +116,17 @@ class TokenClassificationPipeline(Pipeline):
         return features
 
     def _forward(self, model_inputs: dict[str, torch.Tensor]) -> list[np.ndarray]:
+        lengths = self.row_lengths(model_inputs)
+        logits_at = getattr(self.model, "logits_at", None)
+        mask = model_inputs.get("attention_mask")
+        if logits_at is not None and mask is not None and self.tokenizer.padding_side == "right":
+            # Haven's heads skip padding entirely: (real tokens, L) rows, split back per input.
+            inputs = {k: v for k, v in model_inputs.items() if k in inspect.signature(logits_at).parameters}
+            scores = logits_at(mask.bool(), **inputs).float().softmax(dim=-1).numpy(force=True)
+            return np.split(scores, np.cumsum(lengths)[:-1])
         logits = self.model_forward(model_inputs).logits.float()  # (B, T, L)
         scores = logits.softmax(dim=-1).numpy(force=True)
-        return [scores[row, :n] for row, n in enumerate(self.row_lengths(model_inputs))]
+        return [scores[row, :n] for row, n in enumerate(lengths)]
 
     def postprocess(
         self,
