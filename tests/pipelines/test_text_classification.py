@@ -7,28 +7,13 @@ import shutil
 
 import pytest
 
+from fixtures.compare import assert_same_output as assert_same
 from haven import pipeline
 from haven.pipelines import PipelineError
 
 ARCHS = ["bert", "distilbert", "roberta", "camembert"]
 PAIR = {"text": "A man is eating food.", "text_pair": "Someone eats something."}
 
-
-def assert_same(ours, ref, path="result"):
-    """Same structure, keys in the same order, equal labels, floats within 1e-4."""
-    if isinstance(ref, dict):
-        assert isinstance(ours, dict) and list(ours) == list(ref), f"{path}: {ours!r} != {ref!r}"
-        for key in ref:
-            assert_same(ours[key], ref[key], f"{path}.{key}")
-    elif isinstance(ref, (list, tuple)):
-        assert isinstance(ours, list) and len(ours) == len(ref), f"{path}: {ours!r} != {ref!r}"
-        for i, (a, b) in enumerate(zip(ours, ref)):
-            assert_same(a, b, f"{path}[{i}]")
-    elif isinstance(ref, float) or type(ref).__module__ == "numpy":
-        assert isinstance(ours, float), f"{path}: {type(ours).__name__} is not a python float"
-        assert ours == pytest.approx(float(ref), abs=1e-4), f"{path}: {ours} != {ref}"
-    else:
-        assert ours == ref, f"{path}: {ours!r} != {ref!r}"
 
 
 @pytest.fixture(scope="module", params=ARCHS)
