@@ -25,8 +25,10 @@ _SAMPLING = {"temperature", "top_k", "top_p", "min_p", "typical_p"}
 
 
 def _is_chat(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        isinstance(m, dict) and "role" in m and "content" in m for m in value
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
     )
 
 
@@ -64,7 +66,9 @@ class TextGenerationPipeline(Pipeline):
             pre["max_length"] = max_length
             generate_kwargs["max_length"] = max_length
         if stop_sequence is not None:
-            generate_kwargs["stop_strings"] = [stop_sequence] if isinstance(stop_sequence, str) else stop_sequence
+            generate_kwargs["stop_strings"] = (
+                [stop_sequence] if isinstance(stop_sequence, str) else stop_sequence
+            )
             generate_kwargs["tokenizer"] = self.tokenizer
         if prefix:
             ids = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
@@ -74,7 +78,9 @@ class TextGenerationPipeline(Pipeline):
         if return_full_text is not None and return_text is not None:
             raise PipelineError("return_text and return_full_text cannot be used together")
         if return_tensors and (return_full_text is not None or return_text is not None):
-            raise PipelineError("return_tensors=True returns token ids only; drop return_text / return_full_text")
+            raise PipelineError(
+                "return_tensors=True returns token ids only; drop return_text / return_full_text"
+            )
         if return_tensors:
             post["return_type"] = "tensors"
         elif return_full_text is not None:
@@ -194,14 +200,20 @@ class TextGenerationPipeline(Pipeline):
                 records.append({"generated_token_ids": list(features["input_ids"]) + tokens})
                 continue
             text = self.tokenizer.decode(
-                tokens, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=clean_up_tokenization_spaces
+                tokens,
+                skip_special_tokens=skip_special_tokens,
+                clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             )
             if return_type == "full":
                 if isinstance(prompt, str):
                     text = prompt + text
                 else:
                     messages = [dict(m) for m in prompt]
-                    cont = messages[-1]["role"] == "assistant" if continue_final_message is None else continue_final_message
+                    cont = (
+                        messages[-1]["role"] == "assistant"
+                        if continue_final_message is None
+                        else continue_final_message
+                    )
                     if cont:
                         messages[-1]["content"] = messages[-1]["content"] + text
                     else:
