@@ -157,8 +157,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name == name:  # that area is not built yet
-                continue
+            if err.name and (name == err.name or name.startswith(err.name + ".")):
+                continue  # that area (or its package) is not built yet
             log.exception("could not load %s; serving without it", name)
             continue
         except Exception:
