@@ -255,10 +255,7 @@ def repo_info(
     session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
-    repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
-    refresh_index(request, session, repo)
-    sha = store(request).resolve(repo.type, repo.repo_id, "main")
-    return info_payload(request, repo, sha, blobs=blobs)
+    return repo_info_at(request, plural, ns, name, None, blobs, session, p)
 
 
 @router.get("/api/{plural}/{ns}/{name}/revision/{rest:path}")
@@ -267,13 +264,18 @@ def repo_info_at(
     plural: str,
     ns: str,
     name: str,
-    rest: str,
+    rest: str | None,
     blobs: bool = False,
     session: Session = Depends(get_session, scope="function"),
     p: auth.Principal = Depends(get_principal),
 ) -> dict:
+    """Repo info at a revision; `rest` None means the default branch (and refreshes the index)."""
     repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
-    rev = raw_ref(request, repo.repo_id, "revision")  # quoted, or with its slashes unquoted
+    if rest is None:
+        refresh_index(request, session, repo)
+        rev = "main"
+    else:
+        rev = raw_ref(request, repo.repo_id, "revision")  # quoted, or with its slashes unquoted
     sha = store(request).resolve(repo.type, repo.repo_id, rev)
     return info_payload(request, repo, sha, blobs=blobs)
 
