@@ -204,6 +204,22 @@ class KVCache:
     def advance(self, n: int) -> None:
         self.length += n
 
+    def check_batch(self, batch: int) -> None:
+        """A cache holds rows for one batch size: an empty one (new, or `crop(0)`) is re-sized, a
+        filled one with another batch size is refused (its buffers would otherwise broadcast or
+        fail deep inside attention with a bare shape error)."""
+        held = next((k.shape[0] for k in self.keys if k.dim() == 4), batch)
+        if held == batch:
+            return
+        if self.length == 0:
+            self.keys.clear()
+            self.values.clear()
+            return
+        raise ValueError(
+            f"past_key_values holds {self.length} cached tokens for a batch of {held} but this call has a "
+            f"batch of {batch}; pass the same rows as the call that filled it, or a new cache (None)"
+        )
+
     def crop(self, length: int) -> None:
         """Forget everything after the first `length` positions."""
         self.length = min(self.length, length)

@@ -82,7 +82,7 @@ def check_inputs(
         )
     cache = past_key_values if past_key_values is not None else (KVCache() if use_cache else None)
     if cache is not None:
-        _match_batch(cache, B)
+        cache.check_batch(B)
     past = cache.length if cache is not None else 0
     if attention_mask is not None and tuple(attention_mask.shape) != (B, past + T):
         raise ValueError(
@@ -90,23 +90,6 @@ def check_inputs(
             f"tokens: ({B}, {past + T}) = (batch, {past} cached + {T} new)"
         )
     return B, T, past, cache
-
-
-def _match_batch(cache: KVCache, batch: int) -> None:
-    """A cache holds rows for one batch size: an empty one (new, or `crop(0)`) is re-sized, a
-    filled one with another batch size is refused (its buffers would otherwise broadcast or fail
-    deep inside attention with a bare shape error)."""
-    held = next((k.shape[0] for k in cache.keys if k.dim() == 4), batch)
-    if held == batch:
-        return
-    if cache.length == 0:
-        cache.keys.clear()
-        cache.values.clear()
-        return
-    raise ValueError(
-        f"past_key_values holds {cache.length} cached tokens for a batch of {held} but this call has a "
-        f"batch of {batch}; pass the same rows as the call that filled it, or a new cache (None)"
-    )
 
 
 def slice_last(hidden: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
