@@ -430,3 +430,19 @@ def test_old_checkpoint_extras_load_silently(tmp_path, bert_masked_lm_dir, caplo
     assert caplog.text == ""
     assert list(model.buffers()) == []
     assert_close(*run_both(model, ref, _batch(tok)))
+
+
+def test_real_layers_built_while_loading_are_still_initialised():
+    """from_pretrained's init skip is class-wide while a model builds on meta; a real layer built
+    meanwhile (say on another thread) must still get torch's init: kaiming-uniform within
+    +-1/sqrt(fan_in), not whatever torch.empty left in memory."""
+    import torch
+    from torch import nn
+
+    from haven.modeling import _skip_reset_parameters
+
+    with _skip_reset_parameters(), torch.device("cpu"):
+        layer = nn.Linear(64, 64)
+    w = layer.weight.detach()
+    assert torch.isfinite(w).all() and w.abs().max() <= 1 / 64**0.5
+    assert w.std() > 0.03  # uniform(-1/8, 1/8) has std ~0.072; untouched memory is 0 or garbage

@@ -358,24 +358,31 @@ def _preview(keys: list[str], n: int = 8) -> str:
 
 @contextmanager
 def _skip_reset_parameters() -> Iterator[None]:
-    """Skip torch's default init in layer constructors (pure overhead on the meta device).
+    """Skip torch's default init in layer constructors while they build on the meta device.
 
     Weights come from the checkpoint, and the ones it lacks get `_init_weights` in
-    `_materialize`, so the constructors' own random init would only be thrown away.
+    `_materialize`, so the constructors' own random init would only be thrown away. The patch is
+    class-wide, so it skips only layers whose weight is on meta: a real layer built meanwhile on
+    another thread is still initialised.
     """
     classes = (nn.Linear, nn.Embedding, nn.LayerNorm)
     saved = [cls.__dict__["reset_parameters"] for cls in classes]
-    for cls in classes:
-        cls.reset_parameters = _no_reset
+    for cls, original in zip(classes, saved):
+        cls.reset_parameters = _reset_unless_meta(original)
     try:
         yield
     finally:
-        for cls, fn in zip(classes, saved):
-            cls.reset_parameters = fn
+        for cls, original in zip(classes, saved):
+            cls.reset_parameters = original
 
 
-def _no_reset(self: nn.Module) -> None:
-    return None
+def _reset_unless_meta(original):
+    def reset_parameters(self: nn.Module) -> None:
+        weight = getattr(self, "weight", None)
+        if weight is None or not weight.is_meta:
+            original(self)
+
+    return reset_parameters
 
 
 def _on_meta(module: nn.Module) -> bool:
