@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..layers import get_activation
+from ..layers import Linear, get_activation
 from ..modeling import PreTrainedModel
 from ._encoder import (
     EncoderModel,
@@ -93,18 +93,18 @@ class MultiHeadSelfAttention(nn.Module):
         if config.dim % config.n_heads:
             raise ValueError(f"n_heads ({config.n_heads}) must divide dim ({config.dim})")
         self.n_heads = config.n_heads
-        self.q_lin = nn.Linear(config.dim, config.dim)
-        self.k_lin = nn.Linear(config.dim, config.dim)
-        self.v_lin = nn.Linear(config.dim, config.dim)
-        self.out_lin = nn.Linear(config.dim, config.dim)
+        self.q_lin = Linear(config.dim, config.dim)
+        self.k_lin = Linear(config.dim, config.dim)
+        self.v_lin = Linear(config.dim, config.dim)
+        self.out_lin = Linear(config.dim, config.dim)
         self.dropout_p = config.attention_dropout
 
 
 class FFN(nn.Module):
     def __init__(self, config: DistilBertConfig):
         super().__init__()
-        self.lin1 = nn.Linear(config.dim, config.hidden_dim)
-        self.lin2 = nn.Linear(config.hidden_dim, config.dim)
+        self.lin1 = Linear(config.dim, config.hidden_dim)
+        self.lin2 = Linear(config.hidden_dim, config.dim)
         self.act = get_activation(config.activation)
         self.dropout = nn.Dropout(config.dropout)
 

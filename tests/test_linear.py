@@ -1,0 +1,102 @@
+"""haven.layers.Linear: the prepacked CPU inference path gives nn.Linear's results, follows weight
+changes, stays out of autograd, and is what the encoders actually run."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fixtures.encoders import assert_close, load_both, run_both
+from haven import layers
+from haven.layers import Linear
+
+needs_onednn = pytest.mark.skipif(not layers._ONEDNN, reason="this torch build has no oneDNN linear")
+
+
+def make(in_features: int = 48, out_features: int = 80, bias: bool = True) -> Linear:
+    torch.manual_seed(0)
+    return Linear(in_features, out_features, bias=bias)
+
+
+def is_packed(layer: Linear) -> bool:
+    return layer in layers._packed_weights
+
+
+@needs_onednn
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(16, 48), (2, 7, 48), (512, 48)])
+def test_packed_path_equals_plain_linear(shape, bias):
+    layer = make(bias=bias)
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        out = layer(x)
+    assert is_packed(layer)
+    assert out.shape == (*shape[:-1], 80)
+    torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows", [1, 7, 513])
+def test_rows_outside_the_range_take_the_plain_path(rows):
+    layer = make()
+    x = torch.randn(rows, 48)
+    with torch.no_grad():
+        out = layer(x)
+    assert not is_packed(layer)
+    assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
+
+
+@needs_onednn
+def test_packed_copy_follows_weight_changes():
+    layer = make()
+    x = torch.randn(16, 48)
+    with torch.no_grad():
+        before = layer(x)
+        layer.weight.mul_(2)  # in place: the weight's version moves
+        layer.bias.zero_()
+        doubled = layer(x)
+        torch.testing.assert_close(doubled, F.linear(x, layer.weight), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(before, doubled)
+        layer.weight = torch.nn.Parameter(torch.ones(80, 48))  # replaced: another tensor
+        torch.testing.assert_close(layer(x), x.sum(-1, keepdim=True).expand(16, 80), atol=1e-4, rtol=1e-5)
+        layer.load_state_dict({"weight": torch.full((80, 48), 0.5), "bias": torch.ones(80)})
+        torch.testing.assert_close(layer(x), 0.5 * x.sum(-1, keepdim=True).expand(16, 80) + 1, atol=1e-4, rtol=1e-5)
+
+
+@needs_onednn
+def test_training_uses_autograd_not_the_packed_copy():
+    layer = make()
+    x = torch.randn(16, 48)
+    out = layer(x)  # grad mode, weight requires grad
+    assert not is_packed(layer)
+    out.sum().backward()
+    assert layer.weight.grad is not None
+    torch.testing.assert_close(layer.weight.grad, x.sum(0).expand(80, 48))
+
+
+@needs_onednn
+def test_other_dtypes_take_the_plain_path():
+    layer = make().to(torch.bfloat16)
+    x = torch.randn(16, 48, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        out = layer(x)
+    assert not is_packed(layer)
+    assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
+
+
+@needs_onednn
+def test_a_model_with_packed_weights_still_deep_copies_and_saves(bert_sequence_classification_dir, tmp_path):
+    ours, ref, tok = load_both("bert", "sequence_classification", bert_sequence_classification_dir)
+    batch = dict(tok(["the quick brown fox jumps over the lazy dog"], return_tensors="pt"))
+    assert batch["input_ids"].shape[1] >= Linear.PACKED_ROWS[0]
+    out, expected = run_both(ours, ref, batch)
+    assert_close(out, expected)  # the parity the other tests check, on the packed path:
+    query = ours.bert.encoder.layer[0].attention.self.query
+    assert isinstance(query, Linear) and is_packed(query)
+    clone = copy.deepcopy(ours)  # the packed copies live outside the module
+    ours.save_pretrained(tmp_path)
+    with torch.inference_mode():
+        assert torch.equal(clone(**batch).logits, out.logits)
