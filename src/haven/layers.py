@@ -67,9 +67,9 @@ class Linear(nn.Linear):
     blocked layout (what IPEX and torch.compile's freezing do). The copy is re-made when the
     weight changes (in place or replaced) and is never used while autograd records.
 
-    Cost: the packed copy is extra memory, as large as the weight; a checkpoint's own
-    memory-mapped weights are then left untouched, reclaimable page cache. The results differ
-    from the plain path's by float32 rounding only (another summation order).
+    Cost: the packed copy is extra memory, as large as the weight (a checkpoint's memory-mapped
+    weights are read once to pack them, and are then clean page cache the kernel can reclaim).
+    The results differ from the plain path's by float32 rounding only (another summation order).
     """
 
     PACKED_ROWS = (8, 512)
