@@ -232,3 +232,24 @@ def test_cached_decoding_past_max_position_embeddings(llama_dir):
         b = ref(ids[:, t : t + 1], past_key_values=ref_cache).logits
         assert torch.allclose(a, b, atol=1e-4), t
     assert cache.get_seq_length() == 70
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rms_norm_is_bit_identical_to_the_reference(dtype):
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from haven.layers import RMSNorm
+
+    torch.manual_seed(0)
+    ours, ref = RMSNorm(96, eps=1e-5), LlamaRMSNorm(96, eps=1e-5)
+    with torch.no_grad():
+        ref.weight.normal_()
+        ours.weight.copy_(ref.weight)
+    ours, ref = ours.to(dtype), ref.to(dtype)
+    for shape in [(1, 1, 96), (3, 7, 96), (2, 40, 96)]:
+        x = (torch.randn(shape) * torch.rand(()) * 10).to(dtype)
+        with torch.inference_mode():
+            assert torch.equal(ours(x), ref(x)), shape
+    x = torch.randn(2, 5, 96, requires_grad=True)  # training: autograd through the float32 path
+    ours.float()(x).sum().backward()
+    assert x.grad is not None and ours.weight.grad is not None
