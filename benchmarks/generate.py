@@ -7,7 +7,9 @@ library (fp32, in a temp dir), then for each model and batch size runs an 8-toke
 new tokens greedy (no EOS, so every run has the full length) in fresh subprocesses, the two
 libraries alternated (so load from other processes hits both alike), each side's peak RSS its
 own. Prints tokens/s, the ratio, and the fraction of the memory-bandwidth ceiling: decode
-steps/s cannot exceed (copy bandwidth of a large tensor) / (weight bytes read per step).
+steps/s cannot exceed (copy bandwidth of a large tensor) / (weight bytes read per step). Also
+prints the matmul-only rate: the step's weight matmuls run back to back with nothing else, an
+upper bound for any implementation using the same GEMM kernels.
 """
 
 from __future__ import annotations
@@ -89,6 +91,35 @@ def weight_bytes_per_step(path: str) -> int:
                 n *= d
             total += n * 4
     return total
+
+
+def matmul_floor(path: str, batch: int, repeats: int = 5) -> float:
+    """Decode steps/s of the weight matmuls alone: every matrix a step reads (the LM head
+    included), multiplied by a (batch, in) activation with the op the model uses for it, nothing
+    else. No implementation of the model can decode faster than this with these GEMM kernels."""
+    import torch
+    from safetensors.torch import load_file
+
+    tensors = load_file(os.path.join(path, "model.safetensors"))
+    tied = not any(k.startswith("lm_head") for k in tensors)
+    conv1d = any(k.endswith("c_attn.weight") for k in tensors)  # GPT-2 stores (in, out)
+    calls = []
+    for key, w in tensors.items():
+        is_embedding = key.endswith(("wte.weight", "embed_tokens.weight", "wpe.weight"))
+        if w.dim() != 2 or (is_embedding and not (tied and key.endswith(("wte.weight", "embed_tokens.weight")))):
+            continue
+        if conv1d and not is_embedding:
+            calls.append((torch.randn(batch, w.shape[0]), w, True))
+        else:
+            calls.append((torch.randn(batch, w.shape[1]), w, False))
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            for x, w, in_out in calls:
+                x @ w if in_out else torch.nn.functional.linear(x, w)
+            best = min(best, time.perf_counter() - t)
+    return 1 / best
 
 
 def peak_rss_mb() -> float:
@@ -199,7 +230,8 @@ def main() -> None:
     print(f"prompt {PROMPT} tokens, {args.new_tokens} new tokens, greedy, fp32, "
           f"best of {args.rounds} alternated processes x {args.repeats} runs\n")
     header = (f"{'model':<7}{'batch':>6}{'reference tok/s':>17}{'haven tok/s':>13}{'speed-up':>10}"
-              f"{'ceiling steps/s':>17}{'haven % ceil':>14}{'ref RSS MB':>12}{'haven RSS MB':>14}")
+              f"{'ceiling steps/s':>17}{'matmul-only':>13}{'ref % ceil':>12}{'haven % ceil':>14}"
+              f"{'ref RSS MB':>12}{'haven RSS MB':>14}")
     print(header)
     print("-" * len(header))
     for name in args.models:
@@ -208,11 +240,17 @@ def main() -> None:
         ceiling = bandwidth / per_step  # decode steps per second the memory system allows
         for batch in args.batches:
             ref, hv = best_of_rounds(path, batch, args.new_tokens, args.repeats, args.rounds)
+            floor = matmul_floor(path, batch)
             same = "" if batch != 1 or ref["sequences"] == hv["sequences"] else "  (OUTPUTS DIFFER)"
             print(f"{name:<7}{batch:>6}{ref['tokens_per_s']:>17.1f}{hv['tokens_per_s']:>13.1f}"
-                  f"{hv['tokens_per_s'] / ref['tokens_per_s']:>9.2f}x{ceiling:>17.1f}"
+                  f"{hv['tokens_per_s'] / ref['tokens_per_s']:>9.2f}x{ceiling:>17.1f}{floor:>13.1f}"
+                  f"{100 * ref['decode_steps_per_s'] / ceiling:>11.0f}%"
                   f"{100 * hv['decode_steps_per_s'] / ceiling:>13.0f}%"
                   f"{ref['peak_rss_mb']:>12.0f}{hv['peak_rss_mb']:>14.0f}{same}")
+            if batch == 1:
+                need = 1.5 * ref["decode_steps_per_s"]
+                print(f"{'':<13}1.5x the reference's decode needs {need:.1f} steps/s; the weight matmuls "
+                      f"alone run at {floor:.1f} steps/s")
         print(f"{'':<7}weights read per step: {per_step / 2**20:.0f} MiB")
 
 
