@@ -100,3 +100,13 @@ def test_a_model_with_packed_weights_still_deep_copies_and_saves(bert_sequence_c
     ours.save_pretrained(tmp_path)
     with torch.inference_mode():
         assert torch.equal(clone(**batch).logits, out.logits)
+
+
+@needs_onednn
+def test_non_contiguous_inputs():
+    layer = make()
+    for x in (torch.randn(48, 16).t(), torch.randn(2, 48, 9).transpose(1, 2), torch.randn(20, 96)[:, ::2]):
+        with torch.no_grad():
+            out = layer(x)
+        torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+    assert is_packed(layer)
