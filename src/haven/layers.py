@@ -17,9 +17,25 @@ from torch import nn
 # -- activations -----------------------------------------------------------------------------------
 
 
+_GELU_NEW = (0.5, 1.0, math.sqrt(2.0 / math.pi), 0.044715)
+_gelu_new_constants: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+
+
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
-    """GELU, tanh approximation (GPT-2's `gelu_new`)."""
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+    """GELU, tanh approximation (GPT-2's `gelu_new`), the reference's formula op for op.
+
+    In float32 the four constants are float32 0-dim tensors, made once per device: the same
+    values the kernels would convert each Python number to, without the conversion per op."""
+    if x.dtype != torch.float32:
+        half, one, k, a = _GELU_NEW
+    else:
+        constants = _gelu_new_constants.get(x.device)
+        if constants is None:
+            with torch.inference_mode(False):  # usable later under autograd as well
+                constants = tuple(torch.tensor(c, dtype=torch.float32, device=x.device) for c in _GELU_NEW)
+            _gelu_new_constants[x.device] = constants
+        half, one, k, a = constants
+    return half * x * (one + torch.tanh(k * (x + a * torch.pow(x, 3.0))))
 
 
 def quick_gelu(x: torch.Tensor) -> torch.Tensor:
@@ -44,6 +60,44 @@ def get_activation(name: str):
         return ACT2FN[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; supported: {', '.join(sorted(ACT2FN))}") from None
+
+
+# -- calling modules in hot paths ---------------------------------------------------------------------
+
+_GLOBAL_HOOKS = tuple(
+    getattr(torch.nn.modules.module, name, {})
+    for name in (
+        "_global_backward_pre_hooks",
+        "_global_backward_hooks",
+        "_global_forward_pre_hooks",
+        "_global_forward_hooks",
+        "_global_forward_hooks_always_called",
+    )
+)
+
+
+def call(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`m(x)`, minus `nn.Module.__call__`'s bookkeeping where skipping it changes nothing.
+
+    A decode step makes a few hundred module calls on tensors of a few KB, and on CPU their
+    overhead is a measurable share of the step. When `m` has no hooks, none are registered
+    globally and nothing is being traced, `__call__` would run `m.forward(x)` and nothing else,
+    so that is what this does; a plain `nn.Linear` goes straight to `F.linear` on its parameters.
+    Anything else (hooks, a replaced or wrapped module, e.g. an adapter) takes the normal call.
+    """
+    if (
+        m._forward_hooks
+        or m._forward_pre_hooks
+        or m._backward_hooks
+        or m._backward_pre_hooks
+        or any(_GLOBAL_HOOKS)
+        or torch._C._get_tracing_state()
+    ):
+        return m(x)
+    if type(m) is nn.Linear:
+        p = m._parameters
+        return F.linear(x, p["weight"], p["bias"])
+    return m.forward(x)
 
 
 # -- linear layers --------------------------------------------------------------------------------------
@@ -197,12 +251,27 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32:
             # the reference's x * rsqrt(mean(x^2) + eps), op for op (mean is sum / n), so the
-            # results are bit-identical; on CPU this is half the dispatches of F.rms_norm, which
-            # matters in a decode step of a few hundred tiny ops
-            scale = (x * x).sum(-1, keepdim=True).div_(x.shape[-1]).add_(self.variance_epsilon).rsqrt_()
+            # results are bit-identical; on CPU this is half the dispatches of F.rms_norm, and n
+            # and eps as float32 0-dim tensors skip the conversion of a Python number each op
+            # would make (together most of a small RMSNorm's time in a decode step)
+            n, eps = self._constants(x)
+            scale = (x * x).sum(-1, keepdim=True).div_(n).add_(eps).rsqrt_()
             return self.weight * (x * scale)
         normed = F.rms_norm(x.float(), (x.shape[-1],), None, self.variance_epsilon)
         return self.weight * normed.to(x.dtype)
+
+    def _constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, eps) as float32 0-dim tensors on x's device, made once."""
+        key = (x.device, x.shape[-1], self.variance_epsilon)
+        cache = self.__dict__.setdefault("_float32_constants", {})
+        pair = cache.get(key)
+        if pair is None:
+            with torch.inference_mode(False):  # usable later under autograd as well
+                pair = cache[key] = (
+                    torch.tensor(float(x.shape[-1]), device=x.device),
+                    torch.tensor(self.variance_epsilon, dtype=torch.float32, device=x.device),
+                )
+        return pair
 
 
 # -- KV cache --------------------------------------------------------------------------------------------

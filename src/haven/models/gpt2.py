@@ -16,7 +16,7 @@ from torch import nn
 from ..config import PretrainedConfig
 from ..errors import ConfigError, InputTooLongError
 from ..generation.mixin import GenerationMixin
-from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
+from ..layers import KVCache, attention, call, decoder_mask, decoder_positions, get_activation
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs, decoder_flags, run_stack
@@ -105,7 +105,7 @@ class GPT2Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = x.shape
         q, k, v = (
-            self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+            call(self.c_attn, x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         )  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nh, past + T, hs)
@@ -123,7 +123,7 @@ class GPT2Attention(nn.Module):
                 dropout=dropout,
                 return_weights=want_weights,
             )
-        y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+        y = call(self.c_proj, y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
         return (self.resid_dropout(y) if self.training else y), weights
 
     def _upcast_attention(self, q, k, v, mask, is_causal, dropout):
@@ -150,7 +150,7 @@ class GPT2MLP(nn.Module):
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.c_proj(self.act(self.c_fc(x)))
+        y = call(self.c_proj, self.act(call(self.c_fc, x)))
         return self.dropout(y) if self.training else y
 
 
@@ -163,9 +163,9 @@ class GPT2Block(nn.Module):
         self.mlp = GPT2MLP(config)
 
     def forward(self, x, mask, is_causal, cache, want_weights=False):
-        a, weights = self.attn(self.ln_1(x), mask, is_causal, cache, want_weights)
+        a, weights = self.attn(call(self.ln_1, x), mask, is_causal, cache, want_weights)
         x = x + a
-        x = x + self.mlp(self.ln_2(x))
+        x = x + call(self.mlp, call(self.ln_2, x))
         return x, weights
 
 

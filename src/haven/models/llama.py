@@ -21,6 +21,7 @@ from ..layers import (
     RMSNorm,
     RotaryEmbedding,
     attention,
+    call,
     decoder_mask,
     decoder_positions,
     get_activation,
@@ -108,11 +109,12 @@ class LlamaAttention(nn.Module):
         want_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
-        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        q = call(self.q_proj, x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k = call(self.k_proj, x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        v = call(self.v_proj, x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         cos, sin = rope
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        qk = rotate(torch.cat((q, k), 1), cos, sin)  # one rotation for both: fewer small ops
+        q, k = qk[:, : self.n_head], qk[:, self.n_head :]
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nkv, past + T, hs)
         dropout = self.dropout if self.training else 0.0
@@ -133,7 +135,7 @@ class LlamaAttention(nn.Module):
                 enable_gqa=self.n_kv != self.n_head,
             )
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, nh * hs)
-        return self.o_proj(y), weights
+        return call(self.o_proj, y), weights
 
 
 class LlamaMLP(nn.Module):
@@ -148,7 +150,7 @@ class LlamaMLP(nn.Module):
         self.act = get_activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        return call(self.down_proj, self.act(call(self.gate_proj, x)) * call(self.up_proj, x))
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -160,9 +162,9 @@ class LlamaDecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, x, rope, mask, is_causal, cache, want_weights=False):
-        a, weights = self.self_attn(self.input_layernorm(x), rope, mask, is_causal, cache, want_weights)
+        a, weights = self.self_attn(call(self.input_layernorm, x), rope, mask, is_causal, cache, want_weights)
         x = x + a
-        x = x + self.mlp(self.post_attention_layernorm(x))
+        x = x + call(self.mlp, call(self.post_attention_layernorm, x))
         return x, weights
 
 
