@@ -110,3 +110,22 @@ def test_non_contiguous_inputs():
             out = layer(x)
         torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
     assert is_packed(layer)
+
+
+@needs_onednn
+def test_a_model_loaded_under_inference_mode_runs(bert_sequence_classification_dir):
+    """Weights made under inference_mode have no version counter: they take the plain path
+    (this raised 'Inference tensors do not track version counter' before)."""
+    from haven import AutoModelForSequenceClassification
+
+    _, ref, tok = load_both("bert", "sequence_classification", bert_sequence_classification_dir)
+    batch = dict(tok(["the quick brown fox jumps over the lazy dog"], return_tensors="pt"))
+    with torch.inference_mode():
+        model = AutoModelForSequenceClassification.from_pretrained(bert_sequence_classification_dir)
+        assert model.bert.encoder.layer[0].attention.self.query.weight.is_inference()
+        out, expected = model(**batch), ref(**batch)
+        model.bert.encoder.layer[0].attention.self.query.weight.mul_(2)  # seen: nothing was packed
+        changed = model(**batch)
+    assert_close(out, expected)
+    assert not is_packed(model.bert.encoder.layer[0].attention.self.query)
+    assert not torch.allclose(changed.logits, out.logits)

@@ -119,7 +119,8 @@ class Linear(nn.Linear):
     inference on `PACKED_ROWS` rows (outside that range the plain path is as fast or faster),
     this layer multiplies by a copy of its weight packed once, on first use, into oneDNN's
     blocked layout (what IPEX and torch.compile's freezing do). The copy is re-made when the
-    weight changes (in place or replaced) and is never used while autograd records.
+    weight changes (in place or replaced) and is never used while autograd records, nor for a
+    weight created under `torch.inference_mode()` (it has no version counter to tell changes by).
 
     Cost: the packed copy is extra memory, as large as the weight (a checkpoint's memory-mapped
     weights are read once to pack them, and are then clean page cache the kernel can reclaim).
@@ -144,6 +145,8 @@ class Linear(nn.Linear):
         if not low <= x.numel() // self.in_features <= high:
             return None
         if torch.is_grad_enabled() and (w.requires_grad or x.requires_grad):
+            return None
+        if w.is_inference():  # made under inference_mode: no version counter to see in-place changes by
             return None
         key = (w.data_ptr(), w._version, tuple(w.shape))
         entry = _packed_weights.get(self)
