@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fixtures.decoders import load_pair
+from haven import layers
 from haven.layers import call, gelu_new
 
 
@@ -34,6 +35,22 @@ def test_hooks_still_run(kind):
     assert seen, "the hook did not run"
     if kind != "pre":
         assert torch.equal(out, torch.zeros(3, 4))
+
+
+def test_a_forward_rebound_on_the_instance_is_honoured():
+    """accelerate's offloading hooks re-bind `module.forward` on the instance."""
+    layer = nn.Linear(8, 4)
+    inner = layer.forward
+    layer.forward = lambda x: inner(x) * 0
+    assert torch.equal(call(layer, torch.randn(3, 8)), torch.zeros(3, 4))
+
+
+def test_a_compiled_module_takes_the_normal_call():
+    layer = nn.Linear(8, 4)
+    seen = []
+    layer._compiled_call_impl = lambda x: seen.append(1) or x  # what m.compile() installs
+    call(layer, torch.randn(3, 8))
+    assert seen
 
 
 def test_hooks_and_replaced_modules_inside_a_decoder(gpt2_dir, llama_dir):
@@ -74,8 +91,9 @@ def test_gelu_new_is_bit_identical_to_the_reference():
         for scale in (0.1, 1.0, 5.0, 30.0):
             x = (torch.randn(4, 7, 96) * scale).to(dtype)
             assert torch.equal(gelu_new(x), ref(x)), (dtype, scale)
-    x = torch.randn(5, requires_grad=True)  # float32 constants made under inference_mode work in autograd
-    with torch.inference_mode():
+    layers._gelu_new_constants.clear()  # the float32 constants, first made under inference_mode,
+    with torch.inference_mode():  # must still work under autograd
         gelu_new(torch.randn(3))
+    x = torch.randn(5, requires_grad=True)
     gelu_new(x).sum().backward()
     assert x.grad is not None

@@ -1,5 +1,6 @@
-"""haven.layers.Linear: the prepacked CPU inference path gives nn.Linear's results, follows weight
-changes, stays out of autograd, and is what the encoders actually run."""
+"""haven.layers.Linear: once a model is optimized for inference, the prepacked CPU path gives
+nn.Linear's results, follows weight changes, stays out of autograd, autocast and tracing, and is
+what the encoders (and their pipelines) actually run."""
 
 from __future__ import annotations
 
@@ -16,13 +17,19 @@ from haven.layers import Linear
 needs_onednn = pytest.mark.skipif(not layers._ONEDNN, reason="this torch build has no oneDNN linear")
 
 
-def make(in_features: int = 48, out_features: int = 80, bias: bool = True) -> Linear:
+def make(in_features: int = 48, out_features: int = 80, bias: bool = True, prepacked: bool = True) -> Linear:
     torch.manual_seed(0)
-    return Linear(in_features, out_features, bias=bias)
+    layer = Linear(in_features, out_features, bias=bias)
+    layer.prepacked = prepacked
+    return layer
 
 
 def is_packed(layer: Linear) -> bool:
     return layer in layers._packed_weights
+
+
+def plain(layer: Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, layer.weight, layer.bias)
 
 
 @needs_onednn
@@ -35,7 +42,16 @@ def test_packed_path_equals_plain_linear(shape, bias):
         out = layer(x)
     assert is_packed(layer)
     assert out.shape == (*shape[:-1], 80)
-    torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, plain(layer, x), atol=1e-5, rtol=1e-5)
+
+
+@needs_onednn
+def test_off_unless_asked_for():
+    layer = make(prepacked=False)
+    x = torch.randn(16, 48)
+    with torch.inference_mode():
+        assert torch.equal(layer(x), plain(layer, x))
+    assert not is_packed(layer)
 
 
 @needs_onednn
@@ -46,7 +62,17 @@ def test_rows_outside_the_range_take_the_plain_path(rows):
     with torch.no_grad():
         out = layer(x)
     assert not is_packed(layer)
-    assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
+    assert torch.equal(out, plain(layer, x))
+
+
+@needs_onednn
+def test_non_contiguous_inputs():
+    layer = make()
+    for x in (torch.randn(48, 16).t(), torch.randn(2, 48, 9).transpose(1, 2), torch.randn(20, 96)[:, ::2]):
+        with torch.no_grad():
+            out = layer(x)
+        torch.testing.assert_close(out, plain(layer, x), atol=1e-5, rtol=1e-5)
+    assert is_packed(layer)
 
 
 @needs_onednn
@@ -67,29 +93,99 @@ def test_packed_copy_follows_weight_changes():
 
 
 @needs_onednn
+def test_writes_through_data_are_seen_after_optimizing_again(bert_sequence_classification_dir):
+    """`.data` writes bypass the version counter (documented); optimize_for_inference() again
+    drops the stale copies."""
+    ours, _, tok = load_both("bert", "sequence_classification", bert_sequence_classification_dir)
+    ours.optimize_for_inference()
+    batch = dict(tok(["the quick brown fox jumps over the lazy dog"], return_tensors="pt"))
+    query = ours.bert.encoder.layer[0].attention.self.query
+    with torch.inference_mode():
+        ours(**batch)
+        assert is_packed(query)
+        query.weight.data.mul_(3)
+        ours.optimize_for_inference()
+        assert not is_packed(query)
+        out = ours(**batch).logits
+        ours.optimize_for_inference(False)
+        expected = ours(**batch).logits  # the plain path, on the changed weight
+    assert all(not is_packed(m) for m in ours.modules() if isinstance(m, Linear))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@needs_onednn
 def test_training_uses_autograd_not_the_packed_copy():
     layer = make()
     x = torch.randn(16, 48)
-    out = layer(x)  # grad mode, weight requires grad
+    layer(x).sum().backward()  # grad mode, weight requires grad
     assert not is_packed(layer)
-    out.sum().backward()
-    assert layer.weight.grad is not None
     torch.testing.assert_close(layer.weight.grad, x.sum(0).expand(80, 48))
 
 
 @needs_onednn
-def test_other_dtypes_take_the_plain_path():
+def test_a_trainable_bias_with_a_frozen_weight_gets_its_gradient():
+    layer = make()
+    layer.weight.requires_grad_(False)  # BitFit-style fine-tuning
+    layer(torch.randn(16, 48)).sum().backward()
+    assert not is_packed(layer)
+    torch.testing.assert_close(layer.bias.grad, torch.full((80,), 16.0))
+
+
+@needs_onednn
+def test_other_dtypes_and_autocast_take_the_plain_path():
     layer = make().to(torch.bfloat16)
     x = torch.randn(16, 48, dtype=torch.bfloat16)
     with torch.inference_mode():
-        out = layer(x)
+        assert torch.equal(layer(x), plain(layer, x))
     assert not is_packed(layer)
-    assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
+    layer = make()
+    x = torch.randn(16, 48)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+        expected = torch.nn.Linear.forward(layer, x)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    assert torch.equal(out, expected) and not is_packed(layer)
+
+
+@needs_onednn
+def test_moving_or_casting_frees_the_packed_copy():
+    layer = make()
+    x = torch.randn(16, 48)
+    with torch.inference_mode():
+        layer(x)
+        assert is_packed(layer)
+        layer.double()
+        layer(x.double())
+    assert not is_packed(layer)
+
+
+@needs_onednn
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_tracing_a_model_works(bert_sequence_classification_dir):
+    """torch.jit.trace cannot record the oneDNN op; a traced optimized model runs the plain path
+    (tracing raised 'unsupported input list type' before)."""
+    ours, ref, tok = load_both("bert", "sequence_classification", bert_sequence_classification_dir)
+    ours.optimize_for_inference()
+    ids = tok(["the quick brown fox jumps over the lazy dog"], return_tensors="pt")["input_ids"]
+    assert ids.shape[1] >= Linear.PACKED_ROWS[0]
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids):
+            return self.model(input_ids=input_ids).logits
+
+    with torch.no_grad():
+        traced = torch.jit.trace(Logits(ours), (ids,), check_trace=False)
+        torch.testing.assert_close(traced(ids), ref(input_ids=ids).logits, atol=1e-4, rtol=0)
 
 
 @needs_onednn
 def test_a_model_with_packed_weights_still_deep_copies_and_saves(bert_sequence_classification_dir, tmp_path):
     ours, ref, tok = load_both("bert", "sequence_classification", bert_sequence_classification_dir)
+    ours.optimize_for_inference()
     batch = dict(tok(["the quick brown fox jumps over the lazy dog"], return_tensors="pt"))
     assert batch["input_ids"].shape[1] >= Linear.PACKED_ROWS[0]
     out, expected = run_both(ours, ref, batch)
@@ -98,18 +194,20 @@ def test_a_model_with_packed_weights_still_deep_copies_and_saves(bert_sequence_c
     assert isinstance(query, Linear) and is_packed(query)
     clone = copy.deepcopy(ours)  # the packed copies live outside the module
     ours.save_pretrained(tmp_path)
+    reloaded = type(ours).from_pretrained(tmp_path)
     with torch.inference_mode():
         assert torch.equal(clone(**batch).logits, out.logits)
+        torch.testing.assert_close(reloaded(**batch).logits, expected.logits, atol=1e-4, rtol=0)
 
 
 @needs_onednn
-def test_non_contiguous_inputs():
-    layer = make()
-    for x in (torch.randn(48, 16).t(), torch.randn(2, 48, 9).transpose(1, 2), torch.randn(20, 96)[:, ::2]):
-        with torch.no_grad():
-            out = layer(x)
-        torch.testing.assert_close(out, F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
-    assert is_packed(layer)
+def test_pipelines_turn_it_on(bert_sequence_classification_dir):
+    from haven import pipeline
+
+    pipe = pipeline("text-classification", model=bert_sequence_classification_dir)
+    pipe("the quick brown fox jumps over the lazy dog")
+    query = pipe.model.bert.encoder.layer[0].attention.self.query
+    assert query.prepacked and is_packed(query)
 
 
 @needs_onednn
@@ -122,10 +220,12 @@ def test_a_model_loaded_under_inference_mode_runs(bert_sequence_classification_d
     batch = dict(tok(["the quick brown fox jumps over the lazy dog"], return_tensors="pt"))
     with torch.inference_mode():
         model = AutoModelForSequenceClassification.from_pretrained(bert_sequence_classification_dir)
-        assert model.bert.encoder.layer[0].attention.self.query.weight.is_inference()
+        model.optimize_for_inference()
+        query = model.bert.encoder.layer[0].attention.self.query
+        assert query.weight.is_inference()
         out, expected = model(**batch), ref(**batch)
-        model.bert.encoder.layer[0].attention.self.query.weight.mul_(2)  # seen: nothing was packed
+        query.weight.mul_(2)  # seen: nothing was packed
         changed = model(**batch)
     assert_close(out, expected)
-    assert not is_packed(model.bert.encoder.layer[0].attention.self.query)
+    assert not is_packed(query)
     assert not torch.allclose(changed.logits, out.logits)

@@ -38,6 +38,7 @@ from .config import PretrainedConfig
 from .errors import CheckpointError, ConfigError
 from .hub import resolve_file
 from .hub.mixin import PushToHubMixin
+from .layers import Linear
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,20 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             seen.add(id(p))
             total += p.numel()
         return total
+
+    def optimize_for_inference(self, enabled: bool = True) -> PreTrainedModel:
+        """Let float32 CPU inference on a few rows at a time multiply by weights prepacked once
+        (`haven.layers.Linear`: the encoders' blocks; 1.2-1.5x on a one-sentence call), or stop
+        (`enabled=False`). Pipelines call this.
+
+        The packed copies are made on first use and cost memory as large as those weights. They
+        follow changes made through the parameters, but writes through `.data` are not seen:
+        calling this again drops every copy made so far. Returns the model."""
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.prepacked = enabled
+                module.forget_packed()
+        return self
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, **kwargs: Any) -> PreTrainedModel:

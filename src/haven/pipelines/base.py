@@ -83,6 +83,8 @@ class Pipeline:
         self.model = model
         if model is not None:
             model.eval()
+            if hasattr(model, "optimize_for_inference"):  # a Haven model: prepacked weights on CPU
+                model.optimize_for_inference()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
