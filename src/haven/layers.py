@@ -24,9 +24,9 @@ _gelu_new_constants: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
     """GELU, tanh approximation (GPT-2's `gelu_new`), the reference's formula op for op.
 
-    In float32 the four constants are float32 0-dim tensors, made once per device: the same
-    values the kernels would convert each Python number to, without the conversion per op."""
-    if x.dtype != torch.float32:
+    In float32 on CPU the four constants are float32 0-dim tensors, made once: the same values
+    the kernels would convert each Python number to, without the conversion per op."""
+    if x.dtype != torch.float32 or x.device.type != "cpu":
         half, one, k, a = _GELU_NEW
     else:
         constants = _gelu_new_constants.get(x.device)
@@ -267,8 +267,8 @@ class RMSNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            # the reference's x * rsqrt(mean(x^2) + eps), op for op (mean is sum / n), so the
+        if x.dtype == torch.float32 and x.device.type == "cpu":
+            # the reference's x * rsqrt(mean(x^2) + eps), op for op (on CPU mean is sum / n), so the
             # results are bit-identical; on CPU this is half the dispatches of F.rms_norm, and n
             # and eps as float32 0-dim tensors skip the conversion of a Python number each op
             # would make (together most of a small RMSNorm's time in a decode step)
