@@ -1,6 +1,7 @@
 """Greedy decoding speed: Haven vs the reference library, and the machine's bandwidth ceiling.
 
     .venv/bin/python benchmarks/generate.py [--new-tokens 128] [--batches 1 8] [--models gpt2 llama]
+    .venv/bin/python benchmarks/generate.py --models gpt2-narrow llama-narrow --batches 1   # overhead
 
 Builds a GPT-2-124M-shaped and a ~120M Llama-shaped random checkpoint with the reference
 library (fp32, in a temp dir), then for each model and batch size runs an 8-token prompt + 128
@@ -33,7 +34,15 @@ SHAPES = {
         kind="llama", hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
         num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048, tie_word_embeddings=False,
     ),
+    # the same depth at width 96: the matmuls are negligible, so tokens/s measures the per-step
+    # overhead around them (run with --models gpt2-narrow llama-narrow)
+    "gpt2-narrow": dict(kind="gpt2", n_embd=96, n_layer=12, n_head=12, n_positions=1024, vocab_size=1000),
+    "llama-narrow": dict(
+        kind="llama", hidden_size=96, intermediate_size=256, num_hidden_layers=12, num_attention_heads=12,
+        num_key_value_heads=4, vocab_size=1000, max_position_embeddings=2048, tie_word_embeddings=False,
+    ),
 }
+DEFAULT_MODELS = ["gpt2", "llama"]
 
 
 def build(name: str, root: str) -> str:
@@ -206,7 +215,7 @@ def best_of_rounds(path: str, batch: int, new_tokens: int, repeats: int, rounds:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(SHAPES))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2, help="timed runs inside each worker process")
@@ -229,7 +238,7 @@ def main() -> None:
           f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (read + write, 1 GiB fp32 tensor)")
     print(f"prompt {PROMPT} tokens, {args.new_tokens} new tokens, greedy, fp32, "
           f"best of {args.rounds} alternated processes x {args.repeats} runs\n")
-    header = (f"{'model':<7}{'batch':>6}{'reference tok/s':>17}{'haven tok/s':>13}{'speed-up':>10}"
+    header = (f"{'model':<13}{'batch':>6}{'reference tok/s':>17}{'haven tok/s':>13}{'speed-up':>10}"
               f"{'ceiling steps/s':>17}{'matmul-only':>13}{'ref % ceil':>12}{'haven % ceil':>14}"
               f"{'ref RSS MB':>12}{'haven RSS MB':>14}")
     print(header)
@@ -242,16 +251,16 @@ def main() -> None:
             ref, hv = best_of_rounds(path, batch, args.new_tokens, args.repeats, args.rounds)
             floor = matmul_floor(path, batch)
             same = "" if batch != 1 or ref["sequences"] == hv["sequences"] else "  (OUTPUTS DIFFER)"
-            print(f"{name:<7}{batch:>6}{ref['tokens_per_s']:>17.1f}{hv['tokens_per_s']:>13.1f}"
+            print(f"{name:<13}{batch:>6}{ref['tokens_per_s']:>17.1f}{hv['tokens_per_s']:>13.1f}"
                   f"{hv['tokens_per_s'] / ref['tokens_per_s']:>9.2f}x{ceiling:>17.1f}{floor:>13.1f}"
                   f"{100 * ref['decode_steps_per_s'] / ceiling:>11.0f}%"
                   f"{100 * hv['decode_steps_per_s'] / ceiling:>13.0f}%"
                   f"{ref['peak_rss_mb']:>12.0f}{hv['peak_rss_mb']:>14.0f}{same}")
             if batch == 1:
                 need = 1.5 * ref["decode_steps_per_s"]
-                print(f"{'':<13}1.5x the reference's decode needs {need:.1f} steps/s; the weight matmuls "
+                print(f"{'':<19}1.5x the reference's decode needs {need:.1f} steps/s; the weight matmuls "
                       f"alone run at {floor:.1f} steps/s")
-        print(f"{'':<7}weights read per step: {per_step / 2**20:.0f} MiB")
+        print(f"{'':<13}weights read per step: {per_step / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":
