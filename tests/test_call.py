@@ -91,7 +91,7 @@ def test_gelu_new_is_bit_identical_to_the_reference():
         for scale in (0.1, 1.0, 5.0, 30.0):
             x = (torch.randn(4, 7, 96) * scale).to(dtype)
             assert torch.equal(gelu_new(x), ref(x)), (dtype, scale)
-    layers._gelu_new_constants.clear()  # the float32 constants, first made under inference_mode,
+    layers._float32_constants.clear()  # the float32 constants, first made under inference_mode,
     with torch.inference_mode():  # must still work under autograd
         gelu_new(torch.randn(3))
     x = torch.randn(5, requires_grad=True)

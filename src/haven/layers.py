@@ -17,24 +17,33 @@ from torch import nn
 # -- activations -----------------------------------------------------------------------------------
 
 
+_float32_constants: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+
+def float32_constants(device: torch.device, *values: float) -> tuple[torch.Tensor, ...]:
+    """`values` as float32 0-dim tensors on `device`, made once.
+
+    A float32 op with a Python number converts it on every call (about 4 us on CPU, much of a
+    tiny op's time); a float32 0-dim tensor holds the very value the kernel would convert to."""
+    key = (device, values)
+    found = _float32_constants.get(key)
+    if found is None:
+        with torch.inference_mode(False):  # usable later under autograd as well
+            found = tuple(torch.tensor(float(v), dtype=torch.float32, device=device) for v in values)
+        _float32_constants[key] = found
+    return found
+
+
 _GELU_NEW = (0.5, 1.0, math.sqrt(2.0 / math.pi), 0.044715)
-_gelu_new_constants: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
-    """GELU, tanh approximation (GPT-2's `gelu_new`), the reference's formula op for op.
-
-    In float32 on CPU the four constants are float32 0-dim tensors, made once: the same values
-    the kernels would convert each Python number to, without the conversion per op."""
-    if x.dtype != torch.float32 or x.device.type != "cpu":
-        half, one, k, a = _GELU_NEW
+    """GELU, tanh approximation (GPT-2's `gelu_new`), the reference's formula op for op (in
+    float32 on CPU with `float32_constants`, bit-identical)."""
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        half, one, k, a = float32_constants(x.device, *_GELU_NEW)
     else:
-        constants = _gelu_new_constants.get(x.device)
-        if constants is None:
-            with torch.inference_mode(False):  # usable later under autograd as well
-                constants = tuple(torch.tensor(c, dtype=torch.float32, device=x.device) for c in _GELU_NEW)
-            _gelu_new_constants[x.device] = constants
-        half, one, k, a = constants
+        half, one, k, a = _GELU_NEW
     return half * x * (one + torch.tanh(k * (x + a * torch.pow(x, 3.0))))
 
 
@@ -269,27 +278,12 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 and x.device.type == "cpu":
             # the reference's x * rsqrt(mean(x^2) + eps), op for op (on CPU mean is sum / n), so the
-            # results are bit-identical; on CPU this is half the dispatches of F.rms_norm, and n
-            # and eps as float32 0-dim tensors skip the conversion of a Python number each op
-            # would make (together most of a small RMSNorm's time in a decode step)
-            n, eps = self._constants(x)
+            # results are bit-identical, in half the dispatches of F.rms_norm on CPU
+            n, eps = float32_constants(x.device, x.shape[-1], self.variance_epsilon)
             scale = (x * x).sum(-1, keepdim=True).div_(n).add_(eps).rsqrt_()
             return self.weight * (x * scale)
         normed = F.rms_norm(x.float(), (x.shape[-1],), None, self.variance_epsilon)
         return self.weight * normed.to(x.dtype)
-
-    def _constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, eps) as float32 0-dim tensors on x's device, made once."""
-        key = (x.device, x.shape[-1], self.variance_epsilon)
-        cache = self.__dict__.setdefault("_float32_constants", {})
-        pair = cache.get(key)
-        if pair is None:
-            with torch.inference_mode(False):  # usable later under autograd as well
-                pair = cache[key] = (
-                    torch.tensor(float(x.shape[-1]), device=x.device),
-                    torch.tensor(self.variance_epsilon, dtype=torch.float32, device=x.device),
-                )
-        return pair
 
 
 # -- KV cache --------------------------------------------------------------------------------------------
