@@ -3,14 +3,20 @@
 `load_safetensors` maps the file into memory and returns tensors that are views of that
 mapping: nothing is read until a tensor is touched, and nothing is copied. The header is
 validated first, so a truncated or corrupt file fails with a message, not a crash.
+`release_mapped_pages` gives back the pages of such a view once its data has been copied
+elsewhere (a decoder's weights re-laid out at load), so the copy does not count twice.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import mmap
 import os
 import re
 import struct
+import sys
+import weakref
 from typing import Any
 
 import torch
@@ -38,6 +44,9 @@ _DTYPES = {
 }
 
 _MAX_HEADER = 100 * 1024 * 1024
+
+# storages that are private read-only mappings of weight files made by load_safetensors
+_mapped_storages: weakref.WeakSet = weakref.WeakSet()
 
 
 def read_safetensors_header(path: str) -> tuple[dict[str, Any], int]:
@@ -92,6 +101,7 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     header, data_start = read_safetensors_header(path)
     size = os.path.getsize(path)
     storage = torch.UntypedStorage.from_file(path, shared=False, nbytes=size)
+    _mapped_storages.add(storage)
     tensors: dict[str, torch.Tensor] = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -108,6 +118,30 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             t = raw.clone().view(dtype).reshape(shape)
         tensors[name] = t
     return tensors
+
+
+_MADV_DONTNEED = 4
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def release_mapped_pages(tensor: torch.Tensor) -> bool:
+    """Drop this process's mapping of the file pages under `tensor`, a view `load_safetensors`
+    returned, once its values have been copied elsewhere. Returns whether anything was released.
+
+    The pages stay in the page cache and are read back from the file if the view is touched
+    again, so nothing is lost: Haven never writes to these private mappings (a written page
+    would be a private copy, and this would discard it). Only whole pages inside the tensor are
+    released. Linux only; elsewhere, and for tensors that are not such views, it does nothing.
+    """
+    if _libc is None or not tensor.is_contiguous() or tensor.untyped_storage() not in _mapped_storages:
+        return False
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE
+    if last <= first:
+        return False
+    return _libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED) == 0
 
 
 def load_torch_bin(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -32,6 +33,7 @@ from .checkpoint import (
     load_safetensors,
     load_torch_bin,
     read_index,
+    release_mapped_pages,
     save_state_dict,
 )
 from .config import PretrainedConfig
@@ -41,6 +43,8 @@ from .hub.mixin import PushToHubMixin
 from .layers import Linear
 
 logger = logging.getLogger(__name__)
+
+_LAY_OUT_LOCK = threading.Lock()  # two threads generating with one model lay it out once
 
 _HUB_KWARGS = ("token", "cache_dir", "local_files_only", "force_download")
 
@@ -52,6 +56,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
     _tied_weights_keys: ClassVar[dict[str, str]] = {}
     _ignore_unexpected: ClassVar[list[str]] = []
     _ignore_missing: ClassVar[list[str]] = []
+    _laid_out = False  # lay_out_weights() has run
 
     def __init__(self, config: PretrainedConfig):
         super().__init__()
@@ -124,17 +129,23 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         return total
 
     def optimize_for_inference(self, enabled: bool = True) -> PreTrainedModel:
-        """Let float32 CPU inference on a few rows at a time multiply by weights prepacked once
-        (`haven.layers.Linear`: the encoders' blocks; 1.2-1.5x on a one-sentence call), or stop
-        (`enabled=False`). Pipelines call this.
+        """Prepare float32 CPU inference (pipelines call this; `generate()` does the decoder part
+        itself). Returns the model.
 
-        The packed copies are made on first use and cost memory as large as those weights. They
-        follow changes made through the parameters, but writes through `.data` are not seen:
-        calling this again drops every copy made so far. Returns the model."""
+        - Encoders: a call on a few rows at a time multiplies by weights prepacked once
+          (`haven.layers.Linear`; 1.2-1.5x on a one-sentence call), or stops (`enabled=False`).
+          The packed copies are made on first use and cost memory as large as those weights.
+          They follow changes made through the parameters, but writes through `.data` are not
+          seen: calling this again drops every copy made so far.
+        - Decoders: their matrices are re-laid out for decoding (`lay_out_weights`): stored
+          transposed, q/k/v and gate/up side by side (about 5-10% faster decoding). In place,
+          once, no extra memory; the parameters keep their objects, shapes and values."""
         for module in self.modules():
             if isinstance(module, Linear):
                 module.prepacked = enabled
                 module.forget_packed()
+        if enabled:
+            self.lay_out_weights()
         return self
 
     @classmethod
@@ -192,6 +203,25 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         model._load_generation_config(path_or_id, hub)
         model.eval()
         return (model, info) if output_loading_info else model
+
+    def lay_out_weights(self) -> None:
+        """Re-lay a float32 CPU model's weights for inference where its modules know how (their
+        own `_lay_out(release)`: decoders store their matrices transposed and join
+        q/k/v and gate/up; see `haven.layers.join_linears`).
+
+        In place and once: parameters keep their objects, shapes and values, so state dicts,
+        saved files and optimizers holding them see no difference. Each matrix is copied (about
+        0.3-0.5 s per GB) and the checkpoint pages it came from are given back to the kernel as
+        the copy is made, so resident memory does not grow. Other devices and dtypes: nothing.
+        """
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            return
+        with _LAY_OUT_LOCK:
+            for module in self.modules():
+                lay_out = getattr(module, "_lay_out", None)
+                if callable(lay_out):
+                    lay_out(release_mapped_pages)
+            self._laid_out = True
 
     def _load_generation_config(self, path_or_id: str | os.PathLike, hub: dict[str, Any]) -> None:
         """Decoder families override this to read generation_config.json."""

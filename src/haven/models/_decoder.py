@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PretrainedConfig
-from ..layers import KVCache
+from ..layers import KVCache, lay_out_transposed
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
 
@@ -139,6 +139,11 @@ def classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: 
 
 class CausalLMHead:
     """forward() of a causal LM: the decoder, the LM head on the kept positions, the shifted loss."""
+
+    def _lay_out(self, release) -> None:
+        """Store the LM head's matrix transposed (see `haven.layers.lay_out_transposed`); when it
+        is tied to the input embeddings, that is the shared matrix, so both see the change."""
+        lay_out_transposed(self.lm_head.weight, release)
 
     def forward(
         self,

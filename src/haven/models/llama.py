@@ -25,6 +25,8 @@ from ..layers import (
     decoder_mask,
     decoder_positions,
     get_activation,
+    join_linears,
+    joint_linear,
     rope_parameters,
     rotate,
 )
@@ -99,6 +101,10 @@ class LlamaAttention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=bias)
 
+    def _lay_out(self, release) -> None:
+        join_linears([self.q_proj, self.k_proj, self.v_proj], release)
+        join_linears([self.o_proj], release)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -109,12 +115,12 @@ class LlamaAttention(nn.Module):
         want_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = x.shape
-        q = call(self.q_proj, x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = call(self.k_proj, x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
-        v = call(self.v_proj, x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        nh, nkv = self.n_head, self.n_kv
+        qkv = joint_linear(x, (self.q_proj, self.k_proj, self.v_proj))
+        qkv = qkv.view(B, T, nh + 2 * nkv, self.head_dim).transpose(1, 2)  # (B, nh + 2 nkv, T, hs)
         cos, sin = rope
-        qk = rotate(torch.cat((q, k), 1), cos, sin)  # one rotation for both: fewer small ops
-        q, k = qk[:, : self.n_head], qk[:, self.n_head :]
+        qk = rotate(qkv[:, : nh + nkv], cos, sin)  # queries and keys in one rotation
+        q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv :]
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nkv, past + T, hs)
         dropout = self.dropout if self.training else 0.0
@@ -149,8 +155,14 @@ class LlamaMLP(nn.Module):
         self.down_proj = nn.Linear(i, h, bias=bias)
         self.act = get_activation(config.hidden_act)
 
+    def _lay_out(self, release) -> None:
+        join_linears([self.gate_proj, self.up_proj], release)
+        join_linears([self.down_proj], release)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return call(self.down_proj, self.act(call(self.gate_proj, x)) * call(self.up_proj, x))
+        gate_up = joint_linear(x, (self.gate_proj, self.up_proj))
+        n = self.gate_proj.out_features
+        return call(self.down_proj, self.act(gate_up[..., :n]) * gate_up[..., n:])
 
 
 class LlamaDecoderLayer(nn.Module):
