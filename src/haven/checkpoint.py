@@ -124,14 +124,30 @@ _MADV_DONTNEED = 4
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
+def _private_copies(first: int, last: int) -> bool:
+    """Whether any page of this process in [first, last) is a private copy: a page of a private
+    file mapping that was written to since it was mapped. True when that cannot be read."""
+    try:
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(first // mmap.PAGESIZE * 8)
+            raw = f.read((last - first) // mmap.PAGESIZE * 8)
+    except OSError:
+        return True
+    entries = torch.frombuffer(bytearray(raw), dtype=torch.int64)
+    present = entries < 0  # bit 63
+    file_page = (entries >> 61) & 1 == 1  # bit 61: a page of the file (not a private copy)
+    return bool((present & ~file_page).any())
+
+
 def release_mapped_pages(tensor: torch.Tensor) -> bool:
     """Drop this process's mapping of the file pages under `tensor`, a view `load_safetensors`
     returned, once its values have been copied elsewhere. Returns whether anything was released.
 
     The pages stay in the page cache and are read back from the file if the view is touched
-    again, so nothing is lost: Haven never writes to these private mappings (a written page
-    would be a private copy, and this would discard it). Only whole pages inside the tensor are
-    released. Linux only; elsewhere, and for tensors that are not such views, it does nothing.
+    again, so the view keeps its values. A view that was written to (`load_state_dict`, an
+    optimizer step, `.data` writes) holds private copies of those pages: it is left alone.
+    Only whole pages inside the tensor are released. Linux only; elsewhere, and for tensors
+    that are not such views, it does nothing.
     """
     if _libc is None or not tensor.is_contiguous() or tensor.untyped_storage() not in _mapped_storages:
         return False
@@ -139,7 +155,7 @@ def release_mapped_pages(tensor: torch.Tensor) -> bool:
     end = start + tensor.numel() * tensor.element_size()
     first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
     last = end // mmap.PAGESIZE * mmap.PAGESIZE
-    if last <= first:
+    if last <= first or _private_copies(first, last):
         return False
     return _libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED) == 0
 

@@ -144,8 +144,9 @@ def _copy_transposed(dst: torch.Tensor, src: torch.Tensor, rows: int = 64) -> No
 def lay_out_transposed(p: torch.Tensor, release=None) -> None:
     """Store the 2-D parameter `p` transposed, in place (same object, shape and values; strides
     (1, rows)). `release(old)` is called with the old data once it has been copied (to give
-    back a mapped checkpoint's pages). Does nothing if `p` is stored that way already."""
-    if p.stride(0) == 1 and p.shape[0] > 1:
+    back a mapped checkpoint's pages). Does nothing if `p` is stored that way already, or is an
+    inference tensor (made under `torch.inference_mode()`, it cannot take new data)."""
+    if (p.stride(0) == 1 and p.shape[0] > 1) or p.is_inference():
         return
     with torch.no_grad(), torch.inference_mode(False):  # usable under autograd afterwards
         old = p.data
@@ -163,12 +164,16 @@ def join_linears(linears: list[nn.Linear], release=None) -> None:
     In place: each layer keeps its (out, in) parameter objects, now views of their blocks, so the
     layers work and save as before, and `joint_linear` multiplies by the whole matrix at once.
     Joining a single layer only changes how its weight is stored. Does nothing for layers that
-    are joined already.
+    are joined already, or whose parameters are inference tensors.
     """
+    if not all(type(m) is nn.Linear for m in linears):  # wrapped or replaced (an adapter): leave it
+        return
     if len(linears) == 1:
         lay_out_transposed(linears[0].weight, release)
         return
-    if _joint_weights(linears) is not None:
+    if _joint_weights(linears, plain=False) is not None:
+        return
+    if any(p.is_inference() for m in linears for p in m.parameters()):
         return
     first = linears[0].weight
     total = sum(m.out_features for m in linears)
@@ -190,22 +195,25 @@ def join_linears(linears: list[nn.Linear], release=None) -> None:
 
 
 def _joint_weights(
-    linears: tuple[nn.Linear, ...] | list[nn.Linear],
+    linears: tuple[nn.Linear, ...] | list[nn.Linear], plain: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """(weight (sum of outs, in), bias or None) spanning the layers' parameters, if they are plain
-    `nn.Linear`s whose parameters are still the adjacent blocks `join_linears` laid out (checked
-    from the parameters themselves, so one replaced, moved or cast is noticed); else None."""
-    if not _plain_linear(linears[0]):
+    """(weight (sum of outs, in), bias or None) spanning the layers' parameters, if their
+    parameters are still the adjacent blocks `join_linears` laid out (checked from the parameters
+    themselves, so one replaced, moved or cast is noticed) and, with `plain`, the layers are plain
+    `nn.Linear`s (no hooks, not wrapped); else None."""
+    if plain and not _plain_linear(linears[0]):
         return None
-    w, b0 = linears[0]._parameters["weight"], linears[0]._parameters["bias"]
-    if w.dim() != 2 or w.stride(0) != 1:
+    w, b0 = linears[0]._parameters.get("weight"), linears[0]._parameters.get("bias")
+    if w is None or w.dim() != 2 or w.stride(0) != 1:
         return None
     width, itemsize, base = w.stride(1), w.element_size(), w.data_ptr()
     col = 0
     for m in linears:
-        if not _plain_linear(m):
+        if plain and not _plain_linear(m):
             return None
-        p, b = m._parameters["weight"], m._parameters["bias"]
+        p, b = m._parameters.get("weight"), m._parameters.get("bias")
+        if p is None:
+            return None
         if p.data_ptr() != base + col * itemsize or p.stride() != (1, width) or p.dtype != w.dtype:
             return None
         if (b is None) != (b0 is None) or (b is not None and b.data_ptr() != b0.data_ptr() + col * itemsize):
@@ -213,9 +221,8 @@ def _joint_weights(
         col += p.shape[0]
     if col != width:
         return None
-    return w.as_strided((width, w.shape[1]), (1, width)), None if b0 is None else b0.as_strided(
-        (width,), (1,)
-    )
+    bias = None if b0 is None else b0.as_strided((width,), (1,))
+    return w.as_strided((width, w.shape[1]), (1, width)), bias
 
 
 def joint_linear(x: torch.Tensor, linears: tuple[nn.Linear, ...]) -> torch.Tensor:

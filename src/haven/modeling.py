@@ -56,7 +56,6 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
     _tied_weights_keys: ClassVar[dict[str, str]] = {}
     _ignore_unexpected: ClassVar[list[str]] = []
     _ignore_missing: ClassVar[list[str]] = []
-    _laid_out = False  # lay_out_weights() has run
 
     def __init__(self, config: PretrainedConfig):
         super().__init__()
@@ -129,8 +128,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         return total
 
     def optimize_for_inference(self, enabled: bool = True) -> PreTrainedModel:
-        """Prepare float32 CPU inference (pipelines call this; `generate()` does the decoder part
-        itself). Returns the model.
+        """Prepare float32 CPU inference (pipelines call this). Returns the model.
 
         - Encoders: a call on a few rows at a time multiplies by weights prepacked once
           (`haven.layers.Linear`; 1.2-1.5x on a one-sentence call), or stops (`enabled=False`).
@@ -138,8 +136,10 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
           They follow changes made through the parameters, but writes through `.data` are not
           seen: calling this again drops every copy made so far.
         - Decoders: their matrices are re-laid out for decoding (`lay_out_weights`): stored
-          transposed, q/k/v and gate/up side by side (about 5-10% faster decoding). In place,
-          once, no extra memory; the parameters keep their objects, shapes and values."""
+          transposed, q/k/v and gate/up side by side (about 5% faster decoding). In place, once,
+          no extra memory; the parameters keep their objects, shapes and values, but they are
+          strided views from then on: `save_pretrained` writes the usual files, while
+          `safetensors.torch.save_file(model.state_dict())` needs `.contiguous()` tensors."""
         for module in self.modules():
             if isinstance(module, Linear):
                 module.prepacked = enabled
@@ -209,10 +209,11 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         own `_lay_out(release)`: decoders store their matrices transposed and join
         q/k/v and gate/up; see `haven.layers.join_linears`).
 
-        In place and once: parameters keep their objects, shapes and values, so state dicts,
-        saved files and optimizers holding them see no difference. Each matrix is copied (about
-        0.3-0.5 s per GB) and the checkpoint pages it came from are given back to the kernel as
-        the copy is made, so resident memory does not grow. Other devices and dtypes: nothing.
+        In place and once: parameters keep their objects, shapes and values, so saved files,
+        optimizers and code holding them see no difference (state dict entries are strided
+        views). Each matrix is copied (about 0.3-0.5 s per GB) and the checkpoint pages it came
+        from are given back to the kernel as the copy is made, so resident memory does not
+        grow. Other devices and dtypes, and models loaded under `torch.inference_mode()`: nothing.
         """
         if self.device.type != "cpu" or self.dtype != torch.float32:
             return
@@ -221,7 +222,6 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
                 lay_out = getattr(module, "_lay_out", None)
                 if callable(lay_out):
                     lay_out(release_mapped_pages)
-            self._laid_out = True
 
     def _load_generation_config(self, path_or_id: str | os.PathLike, hub: dict[str, Any]) -> None:
         """Decoder families override this to read generation_config.json."""

@@ -183,8 +183,6 @@ class GenerationMixin:
                 f"generate() got unknown arguments {sorted(model_kwargs)}: they are neither GenerationConfig "
                 "fields nor model inputs (input_ids, attention_mask, past_key_values)"
             )
-        if not self._laid_out:
-            self.lay_out_weights()  # first call: matrices re-laid for decoding (CPU float32), once
         device = self.device
         input_ids = input_ids.to(device)
         batch, prompt_length = input_ids.shape
