@@ -150,7 +150,7 @@ def peak_rss_mb() -> float:
 def worker(lib: str, path: str, batch: int, new_tokens: int, repeats: int) -> dict:
     import torch
 
-    if lib == "haven":
+    if lib.startswith("haven"):
         from haven import AutoModelForCausalLM
     else:
         import transformers
@@ -201,12 +201,14 @@ def run_worker(lib: str, path: str, batch: int, new_tokens: int, repeats: int) -
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def best_of_rounds(path: str, batch: int, new_tokens: int, repeats: int, rounds: int) -> tuple[dict, dict]:
-    """Alternate the two libraries (ABBA...) so load from other processes hits both alike; keep
-    each side's best run (peak RSS: the largest seen)."""
+def best_of_rounds(
+    path: str, batch: int, new_tokens: int, repeats: int, rounds: int, libs: tuple[str, ...]
+) -> dict[str, dict]:
+    """Alternate the libraries (ABBA...) so load from other processes hits all alike; keep each
+    one's best run (peak RSS: the largest seen)."""
     best: dict[str, dict] = {}
     for r in range(rounds):
-        for lib in ("reference", "haven") if r % 2 == 0 else ("haven", "reference"):
+        for lib in libs if r % 2 == 0 else libs[::-1]:
             res = run_worker(lib, path, batch, new_tokens, repeats)
             old = best.get(lib)
             if old is None or res["tokens_per_s"] > old["tokens_per_s"]:
@@ -214,7 +216,7 @@ def best_of_rounds(path: str, batch: int, new_tokens: int, repeats: int, rounds:
                 best[lib] = res
             else:
                 old["peak_rss_mb"] = max(old["peak_rss_mb"], res["peak_rss_mb"])
-    return best["reference"], best["haven"]
+    return best
 
 
 def main() -> None:
@@ -225,7 +227,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs inside each worker process")
     parser.add_argument("--rounds", type=int, default=2, help="worker processes per library, alternated")
     parser.add_argument("--dir", default=None, help="where to build (and reuse) the checkpoints")
-    parser.add_argument("--worker", choices=["haven", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--plain", action="store_true",
+                        help="also run Haven without optimize_for_inference() (the weights as loaded)")
+    parser.add_argument("--worker", choices=["haven", "haven-plain", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -252,7 +256,9 @@ def main() -> None:
         per_step = weight_bytes_per_step(path)
         ceiling = bandwidth / per_step  # decode steps per second the memory system allows
         for batch in args.batches:
-            ref, hv = best_of_rounds(path, batch, args.new_tokens, args.repeats, args.rounds)
+            libs = ("reference", "haven", "haven-plain") if args.plain else ("reference", "haven")
+            best = best_of_rounds(path, batch, args.new_tokens, args.repeats, args.rounds, libs)
+            ref, hv = best["reference"], best["haven"]
             floor = matmul_floor(path, batch)
             same = "" if batch != 1 or ref["sequences"] == hv["sequences"] else "  (OUTPUTS DIFFER)"
             print(f"{name:<13}{batch:>6}{ref['tokens_per_s']:>17.1f}{hv['tokens_per_s']:>13.1f}"
@@ -266,6 +272,11 @@ def main() -> None:
                       f"alone run at {floor:.1f} steps/s")
                 print(f"{'':<19}from_pretrained + first 8-token generate: reference {ref['ready_s']:.2f} s, "
                       f"Haven {hv['ready_s']:.2f} s (with optimize_for_inference(), which re-lays the weights)")
+            if args.plain:
+                plain = best["haven-plain"]
+                print(f"{'':<19}Haven without optimize_for_inference(): {plain['tokens_per_s']:.1f} tok/s "
+                      f"({100 * plain['decode_steps_per_s'] / ceiling:.0f}% of the ceiling, peak RSS "
+                      f"{plain['peak_rss_mb']:.0f} MB); with it: {hv['tokens_per_s'] / plain['tokens_per_s']:.2f}x")
         print(f"{'':<13}weights read per step: {per_step / 2**20:.0f} MiB")
 
 
