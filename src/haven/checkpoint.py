@@ -4,7 +4,7 @@
 mapping: nothing is read until a tensor is touched, and nothing is copied. The header is
 validated first, so a truncated or corrupt file fails with a message, not a crash.
 `release_mapped_pages` gives back the pages of such a view once its data has been copied
-elsewhere (a decoder's weights re-laid out at load), so the copy does not count twice.
+elsewhere (a decoder's weights re-laid for decoding), so the copy does not count twice.
 """
 
 from __future__ import annotations

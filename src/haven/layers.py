@@ -117,7 +117,7 @@ def call(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """
     if not _forward_only(m):
         return m(x)
-    if type(m) is nn.Linear and "forward" not in m.__dict__:
+    if type(m) is nn.Linear and "forward" not in m.__dict__:  # not re-bound on the instance (accelerate)
         p = m._parameters
         return F.linear(x, p["weight"], p["bias"])
     return m.forward(x)
@@ -129,9 +129,10 @@ def call(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # (in, out) faster than the (out, in) layout checkpoints hold `nn.Linear` weights in (about 10%
 # per matrix, measured). Decoders re-lay their matrices that way before decoding (see
 # `PreTrainedModel.optimize_for_inference`), in place: each parameter stays the same object with
-# the same shape and values, now a strided view, so state dicts, saving, optimizers and the
-# reference API see nothing different. Layers that read the same input (queries/keys/values,
-# gate/up) are laid side by side in one matrix and multiplied at once (`joint_linear`).
+# the same shape and values, now a strided view, so saving, optimizers and the reference API
+# work as before (a state dict holds those views). Layers that read the same input
+# (queries/keys/values, gate/up) are laid side by side in one matrix and multiplied at once
+# (`joint_linear`).
 
 
 def _copy_transposed(dst: torch.Tensor, src: torch.Tensor, rows: int = 64) -> None:

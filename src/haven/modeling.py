@@ -44,7 +44,7 @@ from .layers import Linear
 
 logger = logging.getLogger(__name__)
 
-_LAY_OUT_LOCK = threading.Lock()  # two threads generating with one model lay it out once
+_LAY_OUT_LOCK = threading.Lock()  # two pipelines preparing one model at once lay it out once
 
 _HUB_KWARGS = ("token", "cache_dir", "local_files_only", "force_download")
 
