@@ -1,6 +1,6 @@
 """Weights re-laid out for decoding: `haven.layers` (`lay_out_transposed`, `join_linears`,
-`joint_linear`), `PreTrainedModel.lay_out_weights` / `optimize_for_inference` / the first
-`generate()`, and `haven.checkpoint.release_mapped_pages`.
+`joint_linear`), `PreTrainedModel.lay_out_weights` / `optimize_for_inference` (which
+`generate()` leaves to the caller), and `haven.checkpoint.release_mapped_pages`.
 
 Expected values come from plain `F.linear` on copies of the weights, from the reference library
 (`transformers`) on the same tiny checkpoints, from the checkpoint files themselves (read with
