@@ -555,7 +555,8 @@ def test_hook_on_k_proj_runs_and_changes_output(dirs):
 
 def test_replaced_weights_and_modules_are_used(dirs):
     """After layout: a new Parameter for k_proj, `.data` reassigned on gate_proj, an in-place
-    edit of up_proj's bias, a wrapper around v_proj: logits equal the reference edited alike."""
+    edit of up_proj's bias, wrappers (with no `out_features`) around v_proj and a gate_proj:
+    logits equal the reference edited alike."""
     path = dirs["llama-tied-bias"]
     ours, ref = AutoModelForCausalLM.from_pretrained(path), _reference(path)
     ours.optimize_for_inference()
@@ -580,6 +581,7 @@ def test_replaced_weights_and_modules_are_used(dirs):
             l1.mlp.gate_proj.weight.data = new_gate.clone()
             l0.mlp.up_proj.bias.add_(0.5)
             l1.self_attn.v_proj = Scaled(l1.self_attn.v_proj)
+            l0.mlp.gate_proj = Scaled(l0.mlp.gate_proj)
         after, expected = ours(ids).logits, ref(ids).logits
     assert torch.allclose(after, expected, atol=ATOL)
     assert (after - before).abs().max() > 1e-3

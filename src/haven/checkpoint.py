@@ -45,7 +45,7 @@ _DTYPES = {
 
 _MAX_HEADER = 100 * 1024 * 1024
 
-# storages that are private read-only mappings of weight files made by load_safetensors
+# storages that are private (copy-on-write) mappings of weight files made by load_safetensors
 _mapped_storages: weakref.WeakSet = weakref.WeakSet()
 
 

@@ -161,7 +161,7 @@ class LlamaMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate_up = joint_linear(x, (self.gate_proj, self.up_proj))
-        n = self.gate_proj.out_features
+        n = gate_up.shape[-1] // 2  # gate and up have one width (read off the output: either may be wrapped)
         return call(self.down_proj, self.act(gate_up[..., :n]) * gate_up[..., n:])
 
 
