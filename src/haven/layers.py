@@ -85,18 +85,26 @@ _GLOBAL_HOOKS = tuple(
 )
 
 
-def _forward_only(m: nn.Module) -> bool:
-    """Whether `m(x)` would run `m.forward(x)` and nothing else: no hooks on `m` or global ones,
-    no `m.compile()`, nothing being traced."""
+def _intercepted() -> bool:
+    """Whether any module call may do more than its forward: global hooks, or a trace running."""
+    return any(_GLOBAL_HOOKS) or bool(torch._C._get_tracing_state())
+
+
+def _no_local_hooks(m: nn.Module) -> bool:
+    """No hooks on `m` itself and no `m.compile()`."""
     return not (
         m._forward_hooks
         or m._forward_pre_hooks
         or m._backward_hooks
         or m._backward_pre_hooks
-        or any(_GLOBAL_HOOKS)
         or m._compiled_call_impl is not None  # m.compile()
-        or torch._C._get_tracing_state()
     )
+
+
+def _forward_only(m: nn.Module) -> bool:
+    """Whether `m(x)` would run `m.forward(x)` and nothing else: no hooks on `m` or global ones,
+    no `m.compile()`, nothing being traced."""
+    return _no_local_hooks(m) and not _intercepted()
 
 
 def _plain_linear(m: nn.Module) -> bool:
@@ -121,6 +129,26 @@ def call(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
         p = m._parameters
         return F.linear(x, p["weight"], p["bias"])
     return m.forward(x)
+
+
+def plain_signature(parts: tuple[tuple[nn.Module, type], ...] | None, into: list) -> bool:
+    """Whether each (module, type) part is a module of exactly that type, in eval mode, whose
+    call would run its own `forward` and nothing else (no hooks on it, no `m.compile()`,
+    `forward` not re-bound on the instance); when so, appends to `into` what identifies the
+    modules and their parameters' memory, so a caller can tell later whether anything was
+    replaced, moved or cast. `parts` None: no.
+
+    Global hooks and tracing are the caller's to check, once (`_intercepted`)."""
+    if parts is None:
+        return False
+    for m, kind in parts:
+        if type(m) is not kind or m.training or "forward" in m.__dict__ or not _no_local_hooks(m):
+            return False
+        into.append(id(m))
+        for p in m._parameters.values():
+            into.append(-1 if p is None else p.data_ptr())
+            into.append(id(p))
+    return True
 
 
 # -- weights laid out for inference -------------------------------------------------------------------
@@ -240,6 +268,20 @@ def joint_linear(x: torch.Tensor, linears: tuple[nn.Linear, ...]) -> torch.Tenso
     ):
         return F.linear(x, *joint)
     return torch.cat([call(m, x) for m in linears], dim=-1)
+
+
+def linear_group(linears: tuple[nn.Linear, ...]) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
+    """(weight, bias) pairs whose outputs, joined, are `joint_linear`'s: one pair spanning the
+    layers when `join_linears` laid them out together, else one per layer (for `group_linear`)."""
+    joint = _joint_weights(linears, plain=False)
+    return (joint,) if joint is not None else tuple((m.weight, m.bias) for m in linears)
+
+
+def group_linear(x: torch.Tensor, group: tuple[tuple[torch.Tensor, torch.Tensor | None], ...]) -> torch.Tensor:
+    """The outputs of a `linear_group` for `x`, joined along the last dimension."""
+    if len(group) == 1:
+        return F.linear(x, *group[0])
+    return torch.cat([F.linear(x, w, b) for w, b in group], dim=-1)
 
 
 # -- linear layers --------------------------------------------------------------------------------------
@@ -406,14 +448,32 @@ class RMSNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 and x.device.type == "cpu":
-            # the reference's x * rsqrt(mean(x^2) + eps), op for op (on CPU mean is sum / n), so the
-            # results are bit-identical, in half the dispatches of F.rms_norm on CPU
-            n, eps = float32_constants(x.device, x.shape[-1], self.variance_epsilon)
-            scale = (x * x).sum(-1, keepdim=True).div_(n).add_(eps).rsqrt_()
-            return self.weight * (x * scale)
-        normed = F.rms_norm(x.float(), (x.shape[-1],), None, self.variance_epsilon)
-        return self.weight * normed.to(x.dtype)
+        return rms_norm(x, self.weight, self.variance_epsilon)
+
+    def plain(self) -> tuple:
+        """The arguments of `rms_norm` after x, for a caller that skips the module."""
+        w = self.weight
+        if w.dtype == torch.float32 and w.device.type == "cpu":
+            n, eps = float32_constants(w.device, w.shape[-1], self.variance_epsilon)
+            return w, eps, n
+        return w, self.variance_epsilon
+
+
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float | torch.Tensor, n: torch.Tensor | None = None
+) -> torch.Tensor:
+    """weight * x * rsqrt(mean(x^2) + eps), the mean taken in float32 (`RMSNorm`).
+
+    For float32 on CPU, the reference's ops one for one (on CPU its mean is sum / n), so the
+    results are bit-identical in half the dispatches of F.rms_norm; `n` and `eps` are then best
+    given as float32 0-dim tensors (`float32_constants`), which saves a conversion per op."""
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        if n is None:
+            n, eps = float32_constants(x.device, x.shape[-1], float(eps))
+        scale = (x * x).sum(-1, keepdim=True).div_(n).add_(eps).rsqrt_()
+        return weight * (x * scale)
+    normed = F.rms_norm(x.float(), (x.shape[-1],), None, float(eps))
+    return weight * normed.to(x.dtype)
 
 
 # -- KV cache --------------------------------------------------------------------------------------------

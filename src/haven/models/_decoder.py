@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PretrainedConfig
-from ..layers import KVCache, lay_out_transposed
+from ..layers import KVCache, _intercepted, call, lay_out_transposed, plain_signature
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
 
@@ -30,6 +30,29 @@ def decoder_flags(
     )
 
 
+def plain_plan(model: torch.nn.Module, blocks: torch.nn.ModuleList, want_weights: bool) -> list | None:
+    """Per block, the tensors its `plain_block` function needs (`block.plain()`), when running
+    the blocks' math on those tensors gives what calling the modules would: inference (no
+    gradient, eval mode, no attention weights asked for) and every module in the blocks plain
+    (`haven.layers.plain_signature`: exact types, no hooks, nothing traced). Otherwise None, and
+    the modules are called as usual.
+
+    Checked on every forward, in one pass over the blocks (about as long as two small ops);
+    the tensors are gathered again only when a module or parameter changed since last time."""
+    if want_weights or model.training or torch.is_grad_enabled() or _intercepted():
+        return None
+    signature: list = []
+    for block in blocks:
+        if not plain_signature(block.plain_parts(), signature):
+            return None
+    cached = model.__dict__.get("_plain_plan")
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    plan = [block.plain() for block in blocks]
+    model.__dict__["_plain_plan"] = (signature, plan)
+    return plan
+
+
 def run_stack(
     model: torch.nn.Module,
     blocks: torch.nn.ModuleList,
@@ -39,17 +62,33 @@ def run_stack(
     cache: KVCache | None,
     flags: tuple[bool, bool, bool],
     return_dict: bool | None,
+    plain_block=None,
 ) -> BaseModelOutput | tuple:
     """Run the blocks (`block(x, *block_args, want_weights)`), advance the cache by the new
-    tokens, apply the final norm and package what was asked for."""
+    tokens, apply the final norm and package what was asked for.
+
+    With `plain_block(x, tensors, *block_args, batch, length)` and a `plain_plan`, the blocks'
+    math runs on their tensors directly, over (B*T, C) rows: the same ops on the same values
+    (so the same results, bit for bit), without a few hundred module calls and checks per
+    decode step."""
     use_cache, want_hidden, want_weights = flags
     hidden, weights = [], []
-    for block in blocks:
-        if want_hidden:
-            hidden.append(x)
-        x, w = block(x, *block_args, want_weights)
-        if want_weights:
-            weights.append(w)
+    plan = plain_plan(model, blocks, want_weights) if plain_block is not None else None
+    if plan is not None:
+        B, T, C = x.shape
+        x = x.reshape(B * T, C)
+        for tensors in plan:
+            if want_hidden:
+                hidden.append(x.view(B, T, C))
+            x = plain_block(x, tensors, *block_args, B, T)
+        x = x.view(B, T, C)
+    else:
+        for block in blocks:
+            if want_hidden:
+                hidden.append(x)
+            x, w = block(x, *block_args, want_weights)
+            if want_weights:
+                weights.append(w)
     if cache is not None:
         cache.advance(x.shape[1])
     x = norm(x)
@@ -171,7 +210,7 @@ class CausalLMHead:
             output_attentions=output_attentions,
             return_dict=True,
         )
-        logits = self.lm_head(slice_last(base.last_hidden_state, logits_to_keep))  # (B, T', V)
+        logits = call(self.lm_head, slice_last(base.last_hidden_state, logits_to_keep))  # (B, T', V)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         out = CausalLMOutput(
             loss=loss,

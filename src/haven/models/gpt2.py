@@ -168,6 +168,49 @@ class GPT2Block(nn.Module):
         x = x + call(self.mlp, call(self.ln_2, x))
         return x, weights
 
+    def plain_parts(self) -> tuple[tuple[nn.Module, type], ...] | None:
+        """The modules `plain_block` stands in for, with their expected types (`plain_plan`)."""
+        a, p = self._modules["attn"], self._modules["mlp"]
+        if a.upcast and a.c_attn.weight.dtype != torch.float32:
+            return None  # `reorder_and_upcast_attn` has its own attention
+        am, pm = a._modules, p._modules
+        return (
+            (self, GPT2Block), (a, GPT2Attention), (p, GPT2MLP),
+            (self._modules["ln_1"], nn.LayerNorm), (self._modules["ln_2"], nn.LayerNorm),
+            (am["c_attn"], Conv1D), (am["c_proj"], Conv1D), (pm["c_fc"], Conv1D), (pm["c_proj"], Conv1D),
+        )  # fmt: skip
+
+    def plain(self) -> tuple:
+        """What `plain_block` needs: sizes, the norms' (weight, bias, eps), the projections' (bias, weight)."""
+        a, p = self.attn, self.mlp
+        return (
+            (a.layer_idx, a.n_head, a.head_dim, a.scale),
+            (self.ln_1.weight, self.ln_1.bias, self.ln_1.eps),
+            (a.c_attn.bias, a.c_attn.weight),
+            (a.c_proj.bias, a.c_proj.weight),
+            (self.ln_2.weight, self.ln_2.bias, self.ln_2.eps),
+            (p.c_fc.bias, p.c_fc.weight),
+            (p.c_proj.bias, p.c_proj.weight),
+            p.act,
+        )
+
+
+def plain_block(x, tensors, mask, is_causal, cache, B: int, T: int) -> torch.Tensor:
+    """`GPT2Block.forward` on (B*T, C) rows with the tensors of its `plain()`: the same ops on
+    the same values, without calling the modules (see `run_stack`)."""
+    (layer_idx, nh, hs, scale), ln_1, (attn_b, attn_w), (proj_b, proj_w), ln_2, (fc_b, fc_w), (out_b, out_w), act = (
+        tensors
+    )
+    C = x.shape[-1]
+    qkv = torch.addmm(attn_b, F.layer_norm(x, (C,), *ln_1), attn_w)
+    q, k, v = qkv.view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (B, nh, T, hs)
+    if cache is not None:
+        k, v = cache.update(layer_idx, k, v)
+    y, _ = attention(q, k, v, mask, is_causal=is_causal, scale=scale)
+    x = x + torch.addmm(proj_b, y.transpose(1, 2).reshape(B * T, C), proj_w)
+    h = act(torch.addmm(fc_b, F.layer_norm(x, (C,), *ln_2), fc_w))
+    return x + torch.addmm(out_b, h, out_w)
+
 
 class GPT2PreTrainedModel(PreTrainedModel):
     config_class = GPT2Config
@@ -223,7 +266,9 @@ class GPT2Model(GPT2PreTrainedModel):
         if self.training:
             x = self.drop(x)
         mask, is_causal = decoder_mask(attention_mask, T, past, batch_size=B, device=x.device)
-        return run_stack(self, self.h, self.ln_f, x, (mask, is_causal, cache), cache, flags, return_dict)
+        return run_stack(
+            self, self.h, self.ln_f, x, (mask, is_causal, cache), cache, flags, return_dict, plain_block
+        )
 
 
 class GPT2LMHeadModel(CausalLMHead, GenerationMixin, GPT2PreTrainedModel):

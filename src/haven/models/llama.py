@@ -25,8 +25,11 @@ from ..layers import (
     decoder_mask,
     decoder_positions,
     get_activation,
+    group_linear,
     join_linears,
     joint_linear,
+    linear_group,
+    rms_norm,
     rope_parameters,
     rotate,
 )
@@ -179,6 +182,50 @@ class LlamaDecoderLayer(nn.Module):
         x = x + call(self.mlp, call(self.post_attention_layernorm, x))
         return x, weights
 
+    def plain_parts(self) -> tuple[tuple[nn.Module, type], ...]:
+        """The modules `plain_block` stands in for, with their expected types (`plain_plan`)."""
+        a, p = self._modules["self_attn"], self._modules["mlp"]
+        am, pm = a._modules, p._modules
+        return (
+            (self, LlamaDecoderLayer), (a, LlamaAttention), (p, LlamaMLP),
+            (self._modules["input_layernorm"], RMSNorm), (self._modules["post_attention_layernorm"], RMSNorm),
+            (am["q_proj"], nn.Linear), (am["k_proj"], nn.Linear), (am["v_proj"], nn.Linear),
+            (am["o_proj"], nn.Linear), (pm["gate_proj"], nn.Linear), (pm["up_proj"], nn.Linear),
+            (pm["down_proj"], nn.Linear),
+        )  # fmt: skip
+
+    def plain(self) -> tuple:
+        """What `plain_block` needs: sizes, norm weights and the linear layers' (weight, bias)."""
+        a, p = self.self_attn, self.mlp
+        return (
+            (a.layer_idx, a.n_head, a.n_kv, a.head_dim, a.scale),
+            self.input_layernorm.plain(),
+            linear_group((a.q_proj, a.k_proj, a.v_proj)),
+            linear_group((a.o_proj,)),
+            self.post_attention_layernorm.plain(),
+            linear_group((p.gate_proj, p.up_proj)),
+            linear_group((p.down_proj,)),
+            p.act,
+        )
+
+
+def plain_block(x, tensors, rope, mask, is_causal, cache, B: int, T: int) -> torch.Tensor:
+    """`LlamaDecoderLayer.forward` on (B*T, C) rows with the tensors of its `plain()`: the same
+    ops on the same values, without calling the modules (see `run_stack`)."""
+    (layer_idx, nh, nkv, hs, scale), norm1, qkv_w, o_w, norm2, gate_up_w, down_w, act = tensors
+    qkv = group_linear(rms_norm(x, *norm1), qkv_w).view(B, T, nh + 2 * nkv, hs).transpose(1, 2)
+    qk = rotate(qkv[:, : nh + nkv], *rope)
+    q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv :]
+    if cache is not None:
+        k, v = cache.update(layer_idx, k, v)
+    y = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=nkv != nh
+    )
+    x = x + group_linear(y.transpose(1, 2).reshape(B * T, nh * hs), o_w)
+    gate_up = group_linear(rms_norm(x, *norm2), gate_up_w)
+    n = gate_up.shape[-1] // 2
+    return x + group_linear(act(gate_up[:, :n]) * gate_up[:, n:], down_w)
+
 
 class LlamaPreTrainedModel(PreTrainedModel):
     config_class = LlamaConfig
@@ -235,7 +282,7 @@ class LlamaModel(LlamaPreTrainedModel):
             attention_mask, T, past, batch_size=B, device=x.device, sliding_window=self.sliding_window
         )
         return run_stack(
-            self, self.layers, self.norm, x, (rope, mask, is_causal, cache), cache, flags, return_dict
+            self, self.layers, self.norm, x, (rope, mask, is_causal, cache), cache, flags, return_dict, plain_block
         )
 
 
