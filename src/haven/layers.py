@@ -40,7 +40,7 @@ _GELU_NEW = (0.5, 1.0, math.sqrt(2.0 / math.pi), 0.044715)
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
     """GELU, tanh approximation (GPT-2's `gelu_new`), the reference's formula op for op (in
     float32 on CPU with `float32_constants`, bit-identical)."""
-    if x.dtype == torch.float32 and x.device.type == "cpu":
+    if x.dtype == torch.float32 and x.is_cpu:
         half, one, k, a = float32_constants(x.device, *_GELU_NEW)
     else:
         half, one, k, a = _GELU_NEW
@@ -131,23 +131,29 @@ def call(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return m.forward(x)
 
 
-def plain_signature(parts: tuple[tuple[nn.Module, type], ...] | None, into: list) -> bool:
-    """Whether each (module, type) part is a module of exactly that type, in eval mode, whose
-    call would run its own `forward` and nothing else (no hooks on it, no `m.compile()`,
-    `forward` not re-bound on the instance); when so, appends to `into` what identifies the
-    modules and their parameters' memory, so a caller can tell later whether anything was
-    replaced, moved or cast. `parts` None: no.
+def plain_signature(parts: tuple[tuple, tuple[tuple[nn.Module, type], ...]] | None, into: list) -> bool:
+    """Whether a block may be run without calling its modules (see `run_stack`).
+
+    `parts` is what the block's `plain_parts()` returns: (settings, modules), where settings
+    are the plain values its plain function reads off the modules (sizes, eps, activation) and
+    modules are (module, expected type) pairs. True when each module has exactly its type, is
+    in eval mode and its call would run its own `forward` and nothing else (no hooks on it, no
+    `m.compile()`, `forward` not re-bound on the instance); then what identifies the settings,
+    the modules and their parameters' memory is appended to `into`, so a caller can tell later
+    whether a setting changed, a module was replaced or a parameter re-pointed (replaced, moved,
+    cast, `.data` swapped; a parameter replaced by another over the same memory holds the same
+    values). `parts` None (the block says no): False.
 
     Global hooks and tracing are the caller's to check, once (`_intercepted`)."""
     if parts is None:
         return False
-    for m, kind in parts:
+    settings, modules = parts
+    into.append(settings)
+    for m, kind in modules:
         if type(m) is not kind or m.training or "forward" in m.__dict__ or not _no_local_hooks(m):
             return False
         into.append(id(m))
-        for p in m._parameters.values():
-            into.append(-1 if p is None else p.data_ptr())
-            into.append(id(p))
+        into += [0 if p is None else p.data_ptr() for p in m._parameters.values()]
     return True
 
 
@@ -467,7 +473,7 @@ def rms_norm(
     For float32 on CPU, the reference's ops one for one (on CPU its mean is sum / n), so the
     results are bit-identical in half the dispatches of F.rms_norm; `n` and `eps` are then best
     given as float32 0-dim tensors (`float32_constants`), which saves a conversion per op."""
-    if x.dtype == torch.float32 and x.device.type == "cpu":
+    if x.dtype == torch.float32 and x.is_cpu:
         if n is None:
             n, eps = float32_constants(x.device, x.shape[-1], float(eps))
         scale = (x * x).sum(-1, keepdim=True).div_(n).add_(eps).rsqrt_()

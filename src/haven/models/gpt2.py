@@ -168,15 +168,16 @@ class GPT2Block(nn.Module):
         x = x + call(self.mlp, call(self.ln_2, x))
         return x, weights
 
-    def plain_parts(self) -> tuple[tuple[nn.Module, type], ...] | None:
-        """The modules `plain_block` stands in for, with their expected types (`plain_plan`)."""
+    def plain_parts(self) -> tuple[tuple, tuple[tuple[nn.Module, type], ...]] | None:
+        """(settings, modules with their expected types) of `plain_block` (see `plain_signature`)."""
         a, p = self._modules["attn"], self._modules["mlp"]
         if a.upcast and a.c_attn.weight.dtype != torch.float32:
             return None  # `reorder_and_upcast_attn` has its own attention
+        ln_1, ln_2 = self._modules["ln_1"], self._modules["ln_2"]
         am, pm = a._modules, p._modules
-        return (
-            (self, GPT2Block), (a, GPT2Attention), (p, GPT2MLP),
-            (self._modules["ln_1"], nn.LayerNorm), (self._modules["ln_2"], nn.LayerNorm),
+        settings = (a.layer_idx, a.n_head, a.head_dim, a.scale, ln_1.eps, ln_2.eps, p.act)
+        return settings, (
+            (self, GPT2Block), (a, GPT2Attention), (p, GPT2MLP), (ln_1, nn.LayerNorm), (ln_2, nn.LayerNorm),
             (am["c_attn"], Conv1D), (am["c_proj"], Conv1D), (pm["c_fc"], Conv1D), (pm["c_proj"], Conv1D),
         )  # fmt: skip
 

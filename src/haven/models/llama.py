@@ -182,13 +182,16 @@ class LlamaDecoderLayer(nn.Module):
         x = x + call(self.mlp, call(self.post_attention_layernorm, x))
         return x, weights
 
-    def plain_parts(self) -> tuple[tuple[nn.Module, type], ...]:
-        """The modules `plain_block` stands in for, with their expected types (`plain_plan`)."""
+    def plain_parts(self) -> tuple[tuple, tuple[tuple[nn.Module, type], ...]]:
+        """(settings, modules with their expected types) of `plain_block` (see `plain_signature`)."""
         a, p = self._modules["self_attn"], self._modules["mlp"]
+        norm1, norm2 = self._modules["input_layernorm"], self._modules["post_attention_layernorm"]
         am, pm = a._modules, p._modules
-        return (
-            (self, LlamaDecoderLayer), (a, LlamaAttention), (p, LlamaMLP),
-            (self._modules["input_layernorm"], RMSNorm), (self._modules["post_attention_layernorm"], RMSNorm),
+        settings = (
+            a.layer_idx, a.n_head, a.n_kv, a.head_dim, a.scale, norm1.variance_epsilon, norm2.variance_epsilon, p.act
+        )
+        return settings, (
+            (self, LlamaDecoderLayer), (a, LlamaAttention), (p, LlamaMLP), (norm1, RMSNorm), (norm2, RMSNorm),
             (am["q_proj"], nn.Linear), (am["k_proj"], nn.Linear), (am["v_proj"], nn.Linear),
             (am["o_proj"], nn.Linear), (pm["gate_proj"], nn.Linear), (pm["up_proj"], nn.Linear),
             (pm["down_proj"], nn.Linear),
