@@ -141,8 +141,9 @@ def plain_signature(parts: tuple[tuple, tuple[tuple[nn.Module, type], ...]] | No
     `m.compile()`, `forward` not re-bound on the instance); then what identifies the settings,
     the modules and their parameters' memory is appended to `into`, so a caller can tell later
     whether a setting changed, a module was replaced or a parameter re-pointed (replaced, moved,
-    cast, `.data` swapped; a parameter replaced by another over the same memory holds the same
-    values). `parts` None (the block says no): False.
+    cast, `.data` swapped, or viewed another way from the same address; a parameter replaced by
+    another over the very same memory holds the same values). `parts` None (the block says no):
+    False.
 
     Global hooks and tracing are the caller's to check, once (`_intercepted`)."""
     if parts is None:
@@ -153,7 +154,9 @@ def plain_signature(parts: tuple[tuple, tuple[tuple[nn.Module, type], ...]] | No
         if type(m) is not kind or m.training or "forward" in m.__dict__ or not _no_local_hooks(m):
             return False
         into.append(id(m))
-        into += [0 if p is None else p.data_ptr() for p in m._parameters.values()]
+        for p in m._parameters.values():
+            if p is not None:  # its memory: where it starts, its shape and strides, its type
+                into += (p.data_ptr(), p.shape, p.stride(), p.dtype)
     return True
 
 
