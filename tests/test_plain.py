@@ -564,6 +564,20 @@ def test_traced_forward_calls_the_modules(dirs, calls):
     assert calls == {"plain": _layers(model)}
 
 
+def test_compiler_capture_calls_the_modules(dirs, calls, monkeypatch):
+    """While `torch.compile` captures a forward (`torch.compiler.is_compiling()`), the modules
+    run, so the compiler sees them and their hooks; the logits do not change."""
+    model = _load(dirs["llama"])
+    ids = random_ids(model.config.vocab_size, (1, 5), seed=3)
+    with torch.no_grad():
+        plain = model(ids).logits
+        calls.clear()
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        captured = model(ids).logits
+    assert calls == {"module": _layers(model)}
+    assert torch.equal(captured, plain)
+
+
 # == 3. the cached plan follows changes ============================================================
 
 

@@ -86,8 +86,9 @@ _GLOBAL_HOOKS = tuple(
 
 
 def _intercepted() -> bool:
-    """Whether any module call may do more than its forward: global hooks, or a trace running."""
-    return any(_GLOBAL_HOOKS) or bool(torch._C._get_tracing_state())
+    """Whether any module call may do more than its forward: global hooks, or a trace running
+    (`torch.jit.trace`, or `torch.compile` capturing the model: it sees modules and hooks)."""
+    return any(_GLOBAL_HOOKS) or bool(torch._C._get_tracing_state()) or torch.compiler.is_compiling()
 
 
 def _no_local_hooks(m: nn.Module) -> bool:
