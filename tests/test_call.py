@@ -1,4 +1,4 @@
-"""layers.call: module calls in the decoders' hot paths skip nn.Module.__call__ only where that
+"""fastpath.call: module calls in the decoders' hot paths skip nn.Module.__call__ only where that
 changes nothing, so hooks and replaced modules (adapters) still work inside generate()."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from torch import nn
 
 from fixtures.decoders import load_pair
 from haven import layers
-from haven.layers import call, gelu_new
+from haven.fastpath import call
+from haven.layers import gelu_new
 
 
 def test_plain_linear_gives_the_module_result():

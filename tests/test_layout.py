@@ -1,4 +1,4 @@
-"""Weights re-laid out for decoding: `haven.layers` (`lay_out_transposed`, `join_linears`,
+"""Weights re-laid out for decoding: `haven.fastpath` (`lay_out_transposed`, `join_linears`,
 `joint_linear`), `PreTrainedModel.lay_out_weights` / `optimize_for_inference` (which
 `generate()` leaves to the caller), and `haven.checkpoint.release_mapped_pages`.
 
@@ -23,10 +23,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fixtures.decoders import build_reference, random_ids
-from haven import AutoModelForCausalLM
-from haven import layers as haven_layers
+from haven import AutoModelForCausalLM, fastpath
 from haven.checkpoint import load_safetensors, release_mapped_pages
-from haven.layers import _joint_weights, join_linears, joint_linear, lay_out_transposed
+from haven.fastpath import _joint_weights, join_linears, joint_linear, lay_out_transposed
 
 transformers.logging.set_verbosity_error()
 
@@ -677,13 +676,13 @@ def test_two_threads_preparing_at_once_lay_out_once(dirs, monkeypatch):
     ids, mask = _padded_batch(ours.config.vocab_size, ref.generation_config.pad_token_id)
     expected = ref.generate(ids, attention_mask=mask, max_new_tokens=10)
     copies = []
-    copy = haven_layers._copy_transposed
+    copy = fastpath._copy_transposed
 
     def counting_copy(dst, src, rows=64):
         copies.append(threading.get_ident())
         copy(dst, src, rows)
 
-    monkeypatch.setattr(haven_layers, "_copy_transposed", counting_copy)
+    monkeypatch.setattr(fastpath, "_copy_transposed", counting_copy)
     barrier = threading.Barrier(2)
     results: list = [None, None]
     errors: list = []

@@ -1,4 +1,4 @@
-"""haven.layers.Linear: once a model is optimized for inference, the prepacked CPU path gives
+"""haven.fastpath.Linear: once a model is optimized for inference, the prepacked CPU path gives
 nn.Linear's results, follows weight changes, stays out of autograd, autocast and tracing, and is
 what the encoders (and their pipelines) actually run."""
 
@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from fixtures.encoders import assert_close, load_both, run_both
-from haven import layers
-from haven.layers import Linear
+from haven import fastpath
+from haven.fastpath import Linear
 
-needs_onednn = pytest.mark.skipif(not layers._ONEDNN, reason="this torch build has no oneDNN linear")
+needs_onednn = pytest.mark.skipif(not fastpath._ONEDNN, reason="this torch build has no oneDNN linear")
 
 
 def make(in_features: int = 48, out_features: int = 80, bias: bool = True, prepacked: bool = True) -> Linear:
@@ -25,7 +25,7 @@ def make(in_features: int = 48, out_features: int = 80, bias: bool = True, prepa
 
 
 def is_packed(layer: Linear) -> bool:
-    return layer in layers._packed_weights
+    return layer in fastpath._packed_weights
 
 
 def plain(layer: Linear, x: torch.Tensor) -> torch.Tensor:

@@ -38,9 +38,9 @@ from .checkpoint import (
 )
 from .config import PretrainedConfig
 from .errors import CheckpointError, ConfigError
+from .fastpath import Linear
 from .hub import resolve_file
 from .hub.mixin import PushToHubMixin
-from .layers import Linear
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         """Prepare float32 CPU inference (pipelines call this). Returns the model.
 
         - Encoders: a call on a few rows at a time multiplies by weights prepacked once
-          (`haven.layers.Linear`; 1.2-1.5x on a one-sentence call), or stops (`enabled=False`).
+          (`haven.fastpath.Linear`; 1.2-1.5x on a one-sentence call), or stops (`enabled=False`).
           The packed copies are made on first use and cost memory as large as those weights.
           They follow changes made through the parameters, but writes through `.data` are not
           seen: calling this again drops every copy made so far.
@@ -207,7 +207,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
     def lay_out_weights(self) -> None:
         """Re-lay a float32 CPU model's weights for inference where its modules know how (their
         own `_lay_out(release)`: decoders store their matrices transposed and join
-        q/k/v and gate/up; see `haven.layers.join_linears`).
+        q/k/v and gate/up; see `haven.fastpath.join_linears`).
 
         In place and once: parameters keep their objects, shapes and values, so saved files,
         optimizers and code holding them see no difference (state dict entries are strided

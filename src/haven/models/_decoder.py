@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PretrainedConfig
-from ..layers import KVCache, _intercepted, call, lay_out_transposed, plain_signature
+from ..fastpath import _intercepted, call, lay_out_transposed, plain_signature
+from ..layers import KVCache
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
 
@@ -34,7 +35,7 @@ def plain_plan(model: torch.nn.Module, blocks: torch.nn.ModuleList, want_weights
     """Per block, the tensors its `plain_block` function needs (`block.plain()`), when running
     the blocks' math on those tensors gives what calling the modules would: inference (no
     gradient, eval mode, no attention weights asked for) and every module in the blocks plain
-    (`haven.layers.plain_signature`: exact types, no hooks, nothing traced). Otherwise None, and
+    (`haven.fastpath.plain_signature`: exact types, no hooks, nothing traced). Otherwise None, and
     the modules are called as usual.
 
     Checked on every forward, in one pass over the blocks (about as long as two small ops);
@@ -180,7 +181,7 @@ class CausalLMHead:
     """forward() of a causal LM: the decoder, the LM head on the kept positions, the shifted loss."""
 
     def _lay_out(self, release) -> None:
-        """Store the LM head's matrix transposed (see `haven.layers.lay_out_transposed`); when it
+        """Store the LM head's matrix transposed (see `haven.fastpath.lay_out_transposed`); when it
         is tied to the input embeddings, that is the shared matrix, so both see the change."""
         lay_out_transposed(self.lm_head.weight, release)
 

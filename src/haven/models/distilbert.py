@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..layers import Linear, get_activation
+from ..fastpath import Linear
+from ..layers import get_activation
 from ..modeling import PreTrainedModel
 from ._encoder import (
     EncoderModel,

@@ -15,8 +15,9 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError, InputTooLongError
+from ..fastpath import call
 from ..generation.mixin import GenerationMixin
-from ..layers import KVCache, attention, call, decoder_mask, decoder_positions, get_activation
+from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs, decoder_flags, run_stack

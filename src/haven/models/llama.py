@@ -15,20 +15,16 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError
+from ..fastpath import call, group_linear, join_linears, joint_linear, linear_group
 from ..generation.mixin import GenerationMixin
 from ..layers import (
     KVCache,
     RMSNorm,
     RotaryEmbedding,
     attention,
-    call,
     decoder_mask,
     decoder_positions,
     get_activation,
-    group_linear,
-    join_linears,
-    joint_linear,
-    linear_group,
     rms_norm,
     rope_parameters,
     rotate,
