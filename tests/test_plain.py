@@ -1,4 +1,4 @@
-"""The decoders' plain path (`haven.models._decoder.plain_plan` / `run_stack` with each family's
+"""The decoders' plain path (`haven.fastpath.plain_plan`, `haven.models._decoder.run_stack` with each family's
 `plain_block`): when every module of the stack is plain (exact types, eval mode, no hooks,
 nothing traced, `forward` not re-bound) and no gradient is recorded nor attention weights
 asked for, the blocks' math runs on their cached tensors instead of calling the modules.
@@ -26,8 +26,8 @@ import transformers
 from torch import nn
 
 from fixtures.decoders import build_reference, mask_positions, random_ids
-from haven import AutoModelForCausalLM
-from haven.models import _decoder, gpt2, llama
+from haven import AutoModelForCausalLM, fastpath
+from haven.models import gpt2, llama
 
 transformers.logging.set_verbosity_error()
 
@@ -62,8 +62,9 @@ def dirs(tmp_path_factory, llama_dir, mistral_dir, gpt2_dir) -> dict[str, str]:
 @pytest.fixture
 def calls(monkeypatch) -> collections.Counter:
     """Counts blocks run through their modules ("module": attention forwards) and through the
-    plain functions ("plain": `plain_block` calls). Both wrappers live on the class / module,
-    never on an instance, so they do not change which path is taken."""
+    plain functions ("plain": `plain_block` calls). The attention wrappers live on the classes
+    (a patched class forward alone turns the plain path off) and are registered as the classes'
+    own forwards, so they do not change which path is taken."""
     counts: collections.Counter = collections.Counter()
     for cls in (llama.LlamaAttention, gpt2.GPT2Attention):
 
@@ -72,6 +73,7 @@ def calls(monkeypatch) -> collections.Counter:
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(cls, "forward", forward)
+        monkeypatch.setitem(fastpath._ORIGINAL_FORWARD, cls, forward)
     for family in (llama, gpt2):
 
         def block(*args, _original=family.plain_block):
@@ -249,16 +251,16 @@ def test_plain_path_is_taken_and_its_plan_reused(dirs, calls, monkeypatch, name,
     monkeypatch.setattr(block_cls, "plain", plain)
     ids = random_ids(model.config.vocab_size, (2, 6))
     n = _layers(model)
-    assert "_plain_plan" not in base.__dict__
+    assert base not in fastpath._plain_plans
     with torch.no_grad():
         model(ids)
         assert calls == {"plain": n} and len(gathered) == n
-        plan = base.__dict__["_plain_plan"]
+        plan = fastpath._plain_plans[base]
         model(ids)
     with torch.inference_mode():
         model(ids)
     assert calls == {"plain": 3 * n} and len(gathered) == n
-    assert base.__dict__["_plain_plan"] is plan
+    assert fastpath._plain_plans[base] is plan
 
 
 @pytest.mark.parametrize("name", ["llama", "gpt2"])
@@ -543,10 +545,11 @@ def test_compiled_submodule_is_not_plain(dirs, name):
     module would run the compiled call, not its forward). Checked without running it."""
     model = _load(dirs[name])
     base, blocks = _base(model), _blocks(model)
+    x = torch.zeros(2, model.config.hidden_size)
     with torch.no_grad():
-        assert _decoder.plain_plan(base, blocks, False) is not None
+        assert fastpath.plain_plan(base, blocks, x, False) is not None
         blocks[1].mlp.compile()
-        assert _decoder.plain_plan(base, blocks, False) is None
+        assert fastpath.plain_plan(base, blocks, x, False) is None
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -891,3 +894,167 @@ def test_generate_on_the_plain_path_matches_reference(dirs, calls, name):
     )
     n = _layers(model)
     assert calls["module"] == 0 and calls["plain"] >= 2 * n and calls["plain"] % n == 0
+
+
+# == 6. what else could tell the paths apart ======================================================
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_forward_patched_on_a_class_is_honoured(dirs, calls, monkeypatch, name):
+    """A block module class whose forward was patched over (as libraries that swap in their own
+    kernels do) is called, not stood in for: the logits follow the patch, as the reference's
+    do when its class is patched the same way."""
+    path = dirs[name]
+    model, ref = _load(path, optimized=True), _reference(path)
+    ids = random_ids(model.config.vocab_size, (2, 6))
+    with torch.no_grad():
+        before = model(ids).logits
+    ref_mlp = type(ref.model.layers[0].mlp if name == "llama" else ref.transformer.h[0].mlp)
+    for cls in (type(_blocks(model)[0].mlp), ref_mlp):
+
+        def doubled(self, x, _original=cls.forward):
+            return 2.0 * _original(self, x)
+
+        monkeypatch.setattr(cls, "forward", doubled)
+    calls.clear()
+    with torch.no_grad():
+        patched = model(ids).logits
+        expected = ref(ids).logits
+    assert calls == {"module": _layers(model)}
+    assert _differs(patched, before)
+    _close(patched, expected, "MLP forward patched on the class")
+
+
+def test_linear_forward_patched_on_the_class_is_honoured(dirs, monkeypatch):
+    """`nn.Linear.forward` patched over: every linear of the model runs the patch (the
+    shortcut straight to F.linear is not taken), as the reference's do."""
+    path = dirs["llama"]
+    model, ref = _load(path, optimized=True), _reference(path)
+    ids = random_ids(model.config.vocab_size, (2, 6))
+    with torch.no_grad():
+        before = model(ids).logits
+
+    def shifted(self, x, _original=nn.Linear.forward):
+        return _original(self, x) + 0.01
+
+    monkeypatch.setattr(nn.Linear, "forward", shifted)
+    with torch.no_grad():
+        patched, expected = model(ids).logits, ref(ids).logits
+    assert _differs(patched, before)
+    _close(patched, expected, "nn.Linear.forward patched")
+
+
+class _Delegate(nn.Module):
+    """A wrapper (as adapters and offloading tools put around a module) that calls the module."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+@pytest.mark.parametrize("part", ["mlp", "attention"])
+def test_wrapped_block_children_are_called(dirs, calls, name, part):
+    """A block's attention or MLP wrapped in another module: the forward calls the modules and
+    gives what the unwrapped model gives."""
+    model = _load(dirs[name], optimized=True)
+    ids = random_ids(model.config.vocab_size, (2, 6))
+    with torch.no_grad():
+        expected = model(ids).logits
+    block = _blocks(model)[1]
+    attr = "mlp" if part == "mlp" else ("self_attn" if name == "llama" else "attn")
+    setattr(block, attr, _Delegate(getattr(block, attr)).eval())
+    calls.clear()
+    with torch.no_grad():
+        got = model(ids).logits
+    assert calls["plain"] == 0
+    assert torch.equal(got, expected)
+
+
+def test_norm_replaced_by_another_kind_is_called(dirs, calls):
+    """Llama's RMSNorm replaced by an nn.LayerNorm: the forward runs it, as the reference does
+    with the same replacement."""
+    path = dirs["llama"]
+    model, ref = _load(path, optimized=True), _reference(path)
+    ids = random_ids(model.config.vocab_size, (2, 6))
+    for m in (model, ref):
+        m.model.layers[0].input_layernorm = nn.LayerNorm(m.config.hidden_size).eval()
+    calls.clear()
+    with torch.no_grad():
+        got, expected = model(ids).logits, ref(ids).logits
+    assert calls["plain"] == 0
+    _close(got, expected, "RMSNorm replaced by LayerNorm")
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_tensor_subclass_weights_are_called(dirs, calls, name):
+    """A weight that is a tensor subclass (as quantized or distributed weights are; this one
+    reports no memory address of its own) takes the module path, and replacing it is seen."""
+    two_tensor = pytest.importorskip("torch.testing._internal.two_tensor")
+    model = _load(dirs[name])
+    block = _blocks(model)[0]
+    linear = block.mlp.down_proj if name == "llama" else block.mlp.c_proj
+    w = linear.weight.detach().clone()
+    ids = random_ids(model.config.vocab_size, (2, 6))
+    linear.weight = nn.Parameter(two_tensor.TwoTensor(w, w.clone()), requires_grad=False)
+    with torch.no_grad():
+        model(ids)
+        linear.weight = nn.Parameter(two_tensor.TwoTensor(3 * w, 3 * w), requires_grad=False)
+        calls.clear()
+        got = model(ids).logits
+        with _modules_called(model):
+            expected = model(ids).logits
+    assert calls["plain"] == 0
+    assert torch.equal(got, expected)
+
+
+def test_upcast_attention_under_autocast_matches_reference(tmp_path):
+    """GPT-2 with `reorder_and_upcast_attn` under CPU autocast: the float32 attention runs with
+    autocast off, as the reference's does (it used to run in bfloat16 and fail), and every
+    forward takes it (the activations' dtype decides, whichever path)."""
+    path = build_reference(tmp_path / "upcast", "gpt2", seed=53, reorder_and_upcast_attn=True)
+    model, ref = _load(path), _reference(path)
+    ids = random_ids(model.config.vocab_size, (2, 8))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got, expected = model(ids).logits.float(), ref(ids).logits.float()
+        with _modules_called(model):
+            called = model(ids).logits.float()
+    _close(got, expected, "upcast attention under autocast", atol=0.05)
+    assert torch.equal(got, called)
+
+
+def test_non_contiguous_embeddings_match_the_module_path(dirs, calls):
+    """`inputs_embeds` whose channels are not innermost in memory: the same logits, bit for bit,
+    as the module path (which reduces over the memory as given)."""
+    model = _load(dirs["llama"], optimized=True)
+    ids = random_ids(model.config.vocab_size, (2, 6))
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(ids).permute(2, 1, 0).contiguous().permute(2, 1, 0)
+        got = model(inputs_embeds=embeds).logits
+        with _modules_called(model):
+            expected = model(inputs_embeds=embeds).logits
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("change", ["to float64", "load_state_dict", "deepcopy"])
+def test_plan_is_not_kept_past_a_move_a_load_or_a_copy(dirs, change):
+    """A cached plan holds tensors: it is dropped when the model is cast or moved, or loaded
+    into, and a deep copy of the model does not carry it (so no stale weights stay alive)."""
+    model = _load(dirs["llama"], optimized=True)
+    base = _base(model)
+    ids = random_ids(model.config.vocab_size, (1, 4))
+    with torch.no_grad():
+        model(ids)
+    assert base in fastpath._plain_plans
+    if change == "to float64":
+        model.to(torch.float64)
+    elif change == "load_state_dict":
+        model.load_state_dict({k: v.clone() for k, v in model.state_dict().items()}, assign=True)
+    else:
+        copied = copy.deepcopy(model)
+        assert _base(copied) not in fastpath._plain_plans
+        return
+    assert base not in fastpath._plain_plans

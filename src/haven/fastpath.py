@@ -7,8 +7,8 @@
   by side in one matrix (`join_linears`, `joint_linear`, `linear_group`).
 - `Linear`: `nn.Linear` with a weight prepacked once for few-row calls (the encoders' blocks).
 
-Each path is taken only where its result is the one the plain module call would give (bit for
-bit, or, for prepacked weights, to float32 rounding), and falls back to that call otherwise.
+Each path is taken only where its result is the one the module call would give (bit for bit,
+or, for prepacked weights, to float32 rounding), and falls back to that call otherwise.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _GLOBAL_HOOKS = tuple(
 )
 
 
-def _intercepted() -> bool:
+def intercepted() -> bool:
     """Whether any module call may do more than its forward: global hooks, or a trace running
     (`torch.jit.trace`, or `torch.compile` capturing the model: it sees modules and hooks)."""
     return any(_GLOBAL_HOOKS) or bool(torch._C._get_tracing_state()) or torch.compiler.is_compiling()
@@ -53,13 +53,38 @@ def _no_local_hooks(m: nn.Module) -> bool:
 def _forward_only(m: nn.Module) -> bool:
     """Whether `m(x)` would run `m.forward(x)` and nothing else: no hooks on `m` or global ones,
     no `m.compile()`, nothing being traced."""
-    return _no_local_hooks(m) and not _intercepted()
+    return _no_local_hooks(m) and not intercepted()
+
+
+_ORIGINAL_FORWARD: dict[type, object] = {}
+
+
+def register_plain(*classes: type) -> None:
+    """Remember the `forward` these module classes were defined with: a path that stands in for
+    their call is only taken while the class still has it (not patched over, as some libraries
+    do to swap in their own kernels)."""
+    for cls in classes:
+        _ORIGINAL_FORWARD.setdefault(cls, cls.forward)
+
+
+register_plain(nn.Linear, nn.LayerNorm)
+
+
+def _plain_module(m: nn.Module, kind: type) -> bool:
+    """`m` is exactly a `kind` with the forward it was defined with, `forward` not re-bound on
+    the instance (as accelerate's offloading hooks do), no hooks or `m.compile()` on it."""
+    return (
+        type(m) is kind
+        and kind.forward is _ORIGINAL_FORWARD.get(kind)
+        and "forward" not in m.__dict__
+        and _no_local_hooks(m)
+    )
 
 
 def _plain_linear(m: nn.Module) -> bool:
     """An `nn.Linear` whose call is exactly `F.linear(x, weight, bias)`: not a subclass or an
-    adapter, `forward` not re-bound on the instance (as accelerate's offloading hooks do)."""
-    return type(m) is nn.Linear and "forward" not in m.__dict__ and _forward_only(m)
+    adapter, no hooks, nothing intercepting module calls."""
+    return _plain_module(m, nn.Linear) and not intercepted()
 
 
 def call(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -74,39 +99,94 @@ def call(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """
     if not _forward_only(m):
         return m(x)
-    if type(m) is nn.Linear and "forward" not in m.__dict__:  # not re-bound on the instance (accelerate)
+    if _plain_module(m, nn.Linear):
         p = m._parameters
         return F.linear(x, p["weight"], p["bias"])
     return m.forward(x)
 
 
-def plain_signature(parts: tuple[tuple, tuple[tuple[nn.Module, type], ...]] | None, into: list) -> bool:
-    """Whether a block may be run without calling its modules (see `run_stack`).
+_DENSE = (nn.Parameter, torch.Tensor)  # not a subclass (quantized, distributed: no plain memory to point at)
 
-    `parts` is what the block's `plain_parts()` returns: (settings, modules), where settings
-    are the plain values its plain function reads off the modules (sizes, eps, activation) and
-    modules are (module, expected type) pairs. True when each module has exactly its type, is
-    in eval mode and its call would run its own `forward` and nothing else (no hooks on it, no
-    `m.compile()`, `forward` not re-bound on the instance); then what identifies the settings,
-    the modules and their parameters' memory is appended to `into`, so a caller can tell later
-    whether a setting changed, a module was replaced or a parameter re-pointed (replaced, moved,
-    cast, `.data` swapped, or viewed another way from the same address; a parameter replaced by
-    another over the very same memory holds the same values). `parts` None (the block says no):
-    False.
 
-    Global hooks and tracing are the caller's to check, once (`_intercepted`)."""
-    if parts is None:
+def plain_signature(modules: tuple[tuple[nn.Module, type], ...] | None, into: list) -> bool:
+    """Whether a block's modules may be stood in for by a function of their tensors (see
+    `haven.models._decoder.plain_plan`).
+
+    `modules` is what the block's `plain_parts()` returns: (module, expected type) pairs, or
+    None when the block itself says no. True when every module is plain (`_plain_module`: its
+    exact type, with the class's own forward, no hooks) and in eval mode, and every parameter is
+    an ordinary dense tensor (not a tensor subclass such as a quantized or distributed weight);
+    then what identifies the modules and their parameters' memory (address, shape,
+    strides, dtype) is appended to `into`, so a caller can tell later whether a module was
+    replaced or a parameter re-pointed (replaced, moved, cast, `.data` swapped, or viewed another
+    way from the same address). A parameter replaced by another over the very same memory holds
+    the same values.
+
+    Global hooks and tracing are the caller's to check, once (`intercepted`)."""
+    if modules is None:
         return False
-    settings, modules = parts
-    into.append(settings)
     for m, kind in modules:
-        if type(m) is not kind or m.training or "forward" in m.__dict__ or not _no_local_hooks(m):
+        # `_plain_module` and the eval-mode check, inlined: this runs for every module of the
+        # stack on every forward
+        state = m.__dict__
+        if (
+            type(m) is not kind
+            or state["training"]
+            or "forward" in state
+            or state["_forward_hooks"]
+            or state["_forward_pre_hooks"]
+            or state["_backward_hooks"]
+            or state["_backward_pre_hooks"]
+            or m._compiled_call_impl is not None
+            or kind.forward is not _ORIGINAL_FORWARD.get(kind)
+        ):
             return False
         into.append(id(m))
-        for p in m._parameters.values():
-            if p is not None:  # its memory: where it starts, its shape and strides, its type
-                into += (p.data_ptr(), p.shape, p.stride(), p.dtype)
+        for p in state["_parameters"].values():
+            if p is None:
+                continue
+            if type(p) not in _DENSE or p.layout is not torch.strided:
+                return False
+            into += (p.data_ptr(), p.shape, p.stride(), p.dtype)
     return True
+
+
+_plain_plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # stack owner -> (signature, plan)
+
+
+def plain_plan(model: nn.Module, blocks: nn.ModuleList, x: torch.Tensor, want_weights: bool) -> list | None:
+    """Per block, what its family's `plain_block` function needs (`block.plain()`), when running
+    that function on it gives, bit for bit, what calling the block's modules would: inference
+    (no gradient, no attention weights asked for), contiguous rows in, and every module of the
+    blocks plain (`plain_signature`: exact types with their own forward, eval mode, no hooks,
+    dense parameters; nothing traced or compiled). Otherwise None, and the modules are called
+    as usual.
+
+    Checked on every forward in one pass over the blocks (about 25 us per block on this
+    project's machine); the tensors are gathered again only when a module, a parameter or a
+    block's settings (`block.plain_settings()`: sizes, eps, activation) changed since. The
+    plan is held outside the model (not copied or pickled with it) and dropped when the
+    model's parameters are moved, cast or loaded (`forget_plain_plans`)."""
+    if want_weights or torch.is_grad_enabled() or not x.is_contiguous() or intercepted():
+        return None
+    signature: list = []
+    for block in blocks:
+        if not plain_signature(block.plain_parts(), signature):
+            return None
+        signature.append(block.plain_settings())
+    cached = _plain_plans.get(model)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    plan = [block.plain() for block in blocks]
+    _plain_plans[model] = (signature, plan)
+    return plan
+
+
+def forget_plain_plans(*modules: nn.Module) -> None:
+    """Drop the plans these modules hold for their blocks (the tensors in a plan stay alive
+    until the next plain forward otherwise)."""
+    for module in modules:
+        _plain_plans.pop(module, None)
 
 
 # -- weights laid out for inference -------------------------------------------------------------------
@@ -158,7 +238,7 @@ def join_linears(linears: list[nn.Linear], release=None) -> None:
     if len(linears) == 1:
         lay_out_transposed(linears[0].weight, release)
         return
-    if _joint_weights(linears, plain=False) is not None:
+    if _joint_weights(linears, check_calls=False) is not None:
         return
     if any(p.is_inference() for m in linears for p in m.parameters()):
         return
@@ -182,13 +262,13 @@ def join_linears(linears: list[nn.Linear], release=None) -> None:
 
 
 def _joint_weights(
-    linears: tuple[nn.Linear, ...] | list[nn.Linear], plain: bool = True
+    linears: tuple[nn.Linear, ...] | list[nn.Linear], check_calls: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """(weight (sum of outs, in), bias or None) spanning the layers' parameters, if their
     parameters are still the adjacent blocks `join_linears` laid out (checked from the parameters
-    themselves, so one replaced, moved or cast is noticed) and, with `plain`, the layers are plain
+    themselves, so one replaced, moved or cast is noticed) and, with `check_calls`, the layers are plain
     `nn.Linear`s (no hooks, not wrapped); else None."""
-    if plain and not _plain_linear(linears[0]):
+    if check_calls and not _plain_linear(linears[0]):
         return None
     w, b0 = linears[0]._parameters.get("weight"), linears[0]._parameters.get("bias")
     if w is None or w.dim() != 2 or w.stride(0) != 1:
@@ -196,7 +276,7 @@ def _joint_weights(
     width, itemsize, base = w.stride(1), w.element_size(), w.data_ptr()
     col = 0
     for m in linears:
-        if plain and not _plain_linear(m):
+        if check_calls and not _plain_linear(m):
             return None
         p, b = m._parameters.get("weight"), m._parameters.get("bias")
         if p is None:
@@ -231,7 +311,7 @@ def joint_linear(x: torch.Tensor, linears: tuple[nn.Linear, ...]) -> torch.Tenso
 def linear_group(linears: tuple[nn.Linear, ...]) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
     """(weight, bias) pairs whose outputs, joined, are `joint_linear`'s: one pair spanning the
     layers when `join_linears` laid them out together, else one per layer (for `group_linear`)."""
-    joint = _joint_weights(linears, plain=False)
+    joint = _joint_weights(linears, check_calls=False)
     return (joint,) if joint is not None else tuple((m.weight, m.bias) for m in linears)
 
 
@@ -259,7 +339,7 @@ class Linear(nn.Linear):
 
     A general GEMM re-packs the whole weight matrix into its blocked layout on every call; with
     a few dozen input rows that packing costs as much as the multiplication. When on, for float32
-    CPU inference on `PACKED_ROWS` rows (outside that range the plain path is as fast or faster),
+    CPU inference on `PACKED_ROWS` rows (outside that range `F.linear` is as fast or faster),
     this layer multiplies by a copy of its weight packed once, on first use, into oneDNN's
     blocked layout (what IPEX and torch.compile's freezing do). The copy is re-made when the
     weight changes through the parameter (in place or replaced). It is not used while autograd
@@ -269,7 +349,7 @@ class Linear(nn.Linear):
 
     Cost: the packed copy is extra memory, as large as the weight (a checkpoint's memory-mapped
     weights are read once to pack them, and are then clean page cache the kernel can reclaim).
-    The results differ from the plain path's by float32 rounding only (another summation order).
+    The results differ from `F.linear`'s by float32 rounding only (another summation order).
     """
 
     PACKED_ROWS = (8, 512)

@@ -38,7 +38,7 @@ from .checkpoint import (
 )
 from .config import PretrainedConfig
 from .errors import CheckpointError, ConfigError
-from .fastpath import Linear
+from .fastpath import Linear, forget_plain_plans
 from .hub import resolve_file
 from .hub.mixin import PushToHubMixin
 
@@ -126,6 +126,18 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             seen.add(id(p))
             total += p.numel()
         return total
+
+    def _apply(self, fn, *args, **kwargs):
+        """Every move or cast (`.to()`, `.half()`, `.cuda()`...) goes through here: a decoder's
+        cached plain plan holds the old tensors, so it is dropped first."""
+        forget_plain_plans(self)
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        """`nn.Module.load_state_dict`, dropping the cached plain plans first (with `assign=True`
+        they would hold the replaced tensors until the next forward)."""
+        forget_plain_plans(*self.modules())
+        return super().load_state_dict(state_dict, *args, **kwargs)
 
     def optimize_for_inference(self, enabled: bool = True) -> PreTrainedModel:
         """Prepare float32 CPU inference (pipelines call this). Returns the model.

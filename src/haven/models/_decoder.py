@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PretrainedConfig
-from ..fastpath import _intercepted, call, lay_out_transposed, plain_signature
+from ..fastpath import call, lay_out_transposed, plain_plan
 from ..layers import KVCache
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
@@ -31,29 +31,6 @@ def decoder_flags(
     )
 
 
-def plain_plan(model: torch.nn.Module, blocks: torch.nn.ModuleList, want_weights: bool) -> list | None:
-    """Per block, the tensors its `plain_block` function needs (`block.plain()`), when running
-    the blocks' math on those tensors gives what calling the modules would: inference (no
-    gradient, eval mode, no attention weights asked for) and every module in the blocks plain
-    (`haven.fastpath.plain_signature`: exact types, no hooks, nothing traced). Otherwise None, and
-    the modules are called as usual.
-
-    Checked on every forward, in one pass over the blocks (about as long as two small ops);
-    the tensors are gathered again only when a module or parameter changed since last time."""
-    if want_weights or model.training or torch.is_grad_enabled() or _intercepted():
-        return None
-    signature: list = []
-    for block in blocks:
-        if not plain_signature(block.plain_parts(), signature):
-            return None
-    cached = model.__dict__.get("_plain_plan")
-    if cached is not None and cached[0] == signature:
-        return cached[1]
-    plan = [block.plain() for block in blocks]
-    model.__dict__["_plain_plan"] = (signature, plan)
-    return plan
-
-
 def run_stack(
     model: torch.nn.Module,
     blocks: torch.nn.ModuleList,
@@ -63,18 +40,18 @@ def run_stack(
     cache: KVCache | None,
     flags: tuple[bool, bool, bool],
     return_dict: bool | None,
-    plain_block=None,
+    plain_block,
 ) -> BaseModelOutput | tuple:
     """Run the blocks (`block(x, *block_args, want_weights)`), advance the cache by the new
     tokens, apply the final norm and package what was asked for.
 
-    With `plain_block(x, tensors, *block_args, batch, length)` and a `plain_plan`, the blocks'
-    math runs on their tensors directly, over (B*T, C) rows: the same ops on the same values
-    (so the same results, bit for bit), without a few hundred module calls and checks per
-    decode step."""
+    When `plain_plan` allows, `plain_block(x, block.plain(), *block_args, batch, length)` runs
+    each block's math on its tensors directly, over (B*T, C) rows: the same ops on the same
+    values (so the same results, bit for bit), without a few hundred module calls and checks
+    per decode step."""
     use_cache, want_hidden, want_weights = flags
     hidden, weights = [], []
-    plan = plain_plan(model, blocks, want_weights) if plain_block is not None else None
+    plan = plain_plan(model, blocks, x, want_weights)
     if plan is not None:
         B, T, C = x.shape
         x = x.reshape(B * T, C)

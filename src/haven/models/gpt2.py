@@ -15,7 +15,7 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError, InputTooLongError
-from ..fastpath import call
+from ..fastpath import call, register_plain
 from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
 from ..modeling import PreTrainedModel
@@ -128,17 +128,19 @@ class GPT2Attention(nn.Module):
         return (self.resid_dropout(y) if self.training else y), weights
 
     def _upcast_attention(self, q, k, v, mask, is_causal, dropout):
-        """`reorder_and_upcast_attn`: scores and softmax in float32, whatever the model dtype."""
-        scores = (q.float() @ k.float().transpose(-2, -1)) * self.scale  # (B, nh, T, S)
-        if is_causal and mask is None:
-            t, s = q.shape[-2], k.shape[-2]
-            mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, torch.finfo(torch.float32).min)
-        weights = scores.softmax(-1).to(v.dtype)
-        if dropout:
-            weights = F.dropout(weights, p=dropout)
-        return weights @ v, weights
+        """`reorder_and_upcast_attn`: scores and softmax in float32, whatever the model dtype
+        (autocast off, or it would run the product in its lower dtype again)."""
+        with torch.autocast(q.device.type, enabled=False):
+            scores = (q.float() @ k.float().transpose(-2, -1)) * self.scale  # (B, nh, T, S)
+            if is_causal and mask is None:
+                t, s = q.shape[-2], k.shape[-2]
+                mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(torch.float32).min)
+            weights = scores.softmax(-1).to(v.dtype)
+            if dropout:
+                weights = F.dropout(weights, p=dropout)
+            return weights @ v, weights
 
 
 class GPT2MLP(nn.Module):
@@ -169,38 +171,45 @@ class GPT2Block(nn.Module):
         x = x + call(self.mlp, call(self.ln_2, x))
         return x, weights
 
-    def plain_parts(self) -> tuple[tuple, tuple[tuple[nn.Module, type], ...]] | None:
-        """(settings, modules with their expected types) of `plain_block` (see `plain_signature`)."""
+    def plain_parts(self) -> tuple[tuple[nn.Module, type], ...] | None:
+        """The modules `plain_block` stands in for, with their expected types (`plain_signature`)."""
         a, p = self._modules["attn"], self._modules["mlp"]
-        if a.upcast and a.c_attn.weight.dtype != torch.float32:
-            return None  # `reorder_and_upcast_attn` has its own attention
-        ln_1, ln_2 = self._modules["ln_1"], self._modules["ln_2"]
+        if type(a) is not GPT2Attention or type(p) is not GPT2MLP:
+            return None  # replaced or wrapped: their children may be anything
+        if a.upcast:
+            return None  # `reorder_and_upcast_attn`: its own attention, chosen by the activations' dtype
         am, pm = a._modules, p._modules
-        settings = (a.layer_idx, a.n_head, a.head_dim, a.scale, ln_1.eps, ln_2.eps, p.act)
-        return settings, (
-            (self, GPT2Block), (a, GPT2Attention), (p, GPT2MLP), (ln_1, nn.LayerNorm), (ln_2, nn.LayerNorm),
+        return (
+            (self, GPT2Block), (a, GPT2Attention), (p, GPT2MLP),
+            (self._modules["ln_1"], nn.LayerNorm), (self._modules["ln_2"], nn.LayerNorm),
             (am["c_attn"], Conv1D), (am["c_proj"], Conv1D), (pm["c_fc"], Conv1D), (pm["c_proj"], Conv1D),
         )  # fmt: skip
 
+    def plain_settings(self) -> tuple:
+        """The values `plain_block` reads off the modules besides tensors (once `plain_parts` passed)."""
+        modules = self._modules  # (not attribute access: this runs for every block on every forward)
+        a = modules["attn"]
+        return a.layer_idx, a.n_head, a.head_dim, a.scale, modules["mlp"].act, (modules["ln_1"].eps, modules["ln_2"].eps)
+
     def plain(self) -> tuple:
-        """What `plain_block` needs: sizes, the norms' (weight, bias, eps), the projections' (bias, weight)."""
+        """What `plain_block` needs: the settings, the norms' (weight, bias, eps) and the
+        projections' (bias, weight)."""
         a, p = self.attn, self.mlp
         return (
-            (a.layer_idx, a.n_head, a.head_dim, a.scale),
+            self.plain_settings(),
             (self.ln_1.weight, self.ln_1.bias, self.ln_1.eps),
             (a.c_attn.bias, a.c_attn.weight),
             (a.c_proj.bias, a.c_proj.weight),
             (self.ln_2.weight, self.ln_2.bias, self.ln_2.eps),
             (p.c_fc.bias, p.c_fc.weight),
             (p.c_proj.bias, p.c_proj.weight),
-            p.act,
         )
 
 
 def plain_block(x, tensors, mask, is_causal, cache, B: int, T: int) -> torch.Tensor:
     """`GPT2Block.forward` on (B*T, C) rows with the tensors of its `plain()`: the same ops on
     the same values, without calling the modules (see `run_stack`)."""
-    (layer_idx, nh, hs, scale), ln_1, (attn_b, attn_w), (proj_b, proj_w), ln_2, (fc_b, fc_w), (out_b, out_w), act = (
+    (layer_idx, nh, hs, scale, act, _), ln_1, (attn_b, attn_w), (proj_b, proj_w), ln_2, (fc_b, fc_w), (out_b, out_w) = (
         tensors
     )
     C = x.shape[-1]
@@ -212,6 +221,9 @@ def plain_block(x, tensors, mask, is_causal, cache, B: int, T: int) -> torch.Ten
     x = x + torch.addmm(proj_b, y.transpose(1, 2).reshape(B * T, C), proj_w)
     h = act(torch.addmm(fc_b, F.layer_norm(x, (C,), *ln_2), fc_w))
     return x + torch.addmm(out_b, h, out_w)
+
+
+register_plain(GPT2Block, GPT2Attention, GPT2MLP, Conv1D)
 
 
 class GPT2PreTrainedModel(PreTrainedModel):

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError
-from ..fastpath import call, group_linear, join_linears, joint_linear, linear_group
+from ..fastpath import call, group_linear, join_linears, joint_linear, linear_group, register_plain
 from ..generation.mixin import GenerationMixin
 from ..layers import (
     KVCache,
@@ -178,40 +178,46 @@ class LlamaDecoderLayer(nn.Module):
         x = x + call(self.mlp, call(self.post_attention_layernorm, x))
         return x, weights
 
-    def plain_parts(self) -> tuple[tuple, tuple[tuple[nn.Module, type], ...]]:
-        """(settings, modules with their expected types) of `plain_block` (see `plain_signature`)."""
+    def plain_parts(self) -> tuple[tuple[nn.Module, type], ...] | None:
+        """The modules `plain_block` stands in for, with their expected types (`plain_signature`)."""
         a, p = self._modules["self_attn"], self._modules["mlp"]
-        norm1, norm2 = self._modules["input_layernorm"], self._modules["post_attention_layernorm"]
+        if type(a) is not LlamaAttention or type(p) is not LlamaMLP:
+            return None  # replaced or wrapped: their children may be anything
         am, pm = a._modules, p._modules
-        settings = (
-            a.layer_idx, a.n_head, a.n_kv, a.head_dim, a.scale, norm1.variance_epsilon, norm2.variance_epsilon, p.act
-        )
-        return settings, (
-            (self, LlamaDecoderLayer), (a, LlamaAttention), (p, LlamaMLP), (norm1, RMSNorm), (norm2, RMSNorm),
+        return (
+            (self, LlamaDecoderLayer), (a, LlamaAttention), (p, LlamaMLP),
+            (self._modules["input_layernorm"], RMSNorm), (self._modules["post_attention_layernorm"], RMSNorm),
             (am["q_proj"], nn.Linear), (am["k_proj"], nn.Linear), (am["v_proj"], nn.Linear),
             (am["o_proj"], nn.Linear), (pm["gate_proj"], nn.Linear), (pm["up_proj"], nn.Linear),
             (pm["down_proj"], nn.Linear),
         )  # fmt: skip
 
+    def plain_settings(self) -> tuple:
+        """The values `plain_block` reads off the modules besides tensors (once `plain_parts` passed)."""
+        modules = self._modules  # (not attribute access: this runs for every block on every forward)
+        a, p = modules["self_attn"], modules["mlp"]
+        eps = (modules["input_layernorm"].variance_epsilon, modules["post_attention_layernorm"].variance_epsilon)
+        return a.layer_idx, a.n_head, a.n_kv, a.head_dim, a.scale, eps, p.act
+
     def plain(self) -> tuple:
-        """What `plain_block` needs: sizes, norm weights and the linear layers' (weight, bias)."""
+        """What `plain_block` needs: the settings, the norms' weights and constants, and the linear
+        layers' (weight, bias) groups (q/k/v and gate/up each one matrix when laid out together)."""
         a, p = self.self_attn, self.mlp
         return (
-            (a.layer_idx, a.n_head, a.n_kv, a.head_dim, a.scale),
+            self.plain_settings(),
             self.input_layernorm.plain(),
             linear_group((a.q_proj, a.k_proj, a.v_proj)),
             linear_group((a.o_proj,)),
             self.post_attention_layernorm.plain(),
             linear_group((p.gate_proj, p.up_proj)),
             linear_group((p.down_proj,)),
-            p.act,
         )
 
 
 def plain_block(x, tensors, rope, mask, is_causal, cache, B: int, T: int) -> torch.Tensor:
     """`LlamaDecoderLayer.forward` on (B*T, C) rows with the tensors of its `plain()`: the same
     ops on the same values, without calling the modules (see `run_stack`)."""
-    (layer_idx, nh, nkv, hs, scale), norm1, qkv_w, o_w, norm2, gate_up_w, down_w, act = tensors
+    (layer_idx, nh, nkv, hs, scale, _, act), norm1, qkv_w, o_w, norm2, gate_up_w, down_w = tensors
     qkv = group_linear(rms_norm(x, *norm1), qkv_w).view(B, T, nh + 2 * nkv, hs).transpose(1, 2)
     qk = rotate(qkv[:, : nh + nkv], *rope)
     q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv :]
@@ -314,6 +320,9 @@ class LlamaForSequenceClassification(LastTokenClassifierHead, LlamaPreTrainedMod
         self.post_init()
 
     base_model_class = LlamaModel
+
+
+register_plain(LlamaDecoderLayer, LlamaAttention, LlamaMLP, RMSNorm)
 
 
 # Mistral: the same network with its own config class (defaults, sliding window).
