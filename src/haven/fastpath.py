@@ -110,14 +110,14 @@ _DENSE = (nn.Parameter, torch.Tensor)  # not a subclass (quantized, distributed:
 
 def plain_signature(modules: tuple[tuple[nn.Module, type], ...] | None, into: list) -> bool:
     """Whether a block's modules may be stood in for by a function of their tensors (see
-    `haven.models._decoder.plain_plan`).
+    `plain_plan`).
 
     `modules` is what the block's `plain_parts()` returns: (module, expected type) pairs, or
     None when the block itself says no. True when every module is plain (`_plain_module`: its
     exact type, with the class's own forward, no hooks) and in eval mode, and every parameter is
     an ordinary dense tensor (not a tensor subclass such as a quantized or distributed weight);
-    then what identifies the modules and their parameters' memory (address, shape,
-    strides, dtype) is appended to `into`, so a caller can tell later whether a module was
+    then what identifies the modules and their parameters' memory (address, shape, strides,
+    dtype) is appended to `into`, so a caller can tell later whether a module was
     replaced or a parameter re-pointed (replaced, moved, cast, `.data` swapped, or viewed another
     way from the same address). A parameter replaced by another over the very same memory holds
     the same values.
@@ -162,7 +162,7 @@ def plain_plan(model: nn.Module, blocks: nn.ModuleList, x: torch.Tensor, want_we
     dense parameters; nothing traced or compiled). Otherwise None, and the modules are called
     as usual.
 
-    Checked on every forward in one pass over the blocks (about 25 us per block on this
+    Checked on every forward in one pass over the blocks (about 20 us per block on this
     project's machine); the tensors are gathered again only when a module, a parameter or a
     block's settings (`block.plain_settings()`: sizes, eps, activation) changed since. The
     plan is held outside the model (not copied or pickled with it) and dropped when the
