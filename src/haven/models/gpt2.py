@@ -192,15 +192,15 @@ class GPT2Block(nn.Module):
         return a.layer_idx, a.n_head, a.head_dim, a.scale, modules["mlp"].act, (modules["ln_1"].eps, modules["ln_2"].eps)
 
     def plain(self) -> tuple:
-        """What `plain_block` needs: the settings, the norms' (weight, bias, eps) and the
+        """What `plain_block` needs: the settings, the norms' (weight, bias) and the
         projections' (bias, weight)."""
         a, p = self.attn, self.mlp
         return (
             self.plain_settings(),
-            (self.ln_1.weight, self.ln_1.bias, self.ln_1.eps),
+            (self.ln_1.weight, self.ln_1.bias),
             (a.c_attn.bias, a.c_attn.weight),
             (a.c_proj.bias, a.c_proj.weight),
-            (self.ln_2.weight, self.ln_2.bias, self.ln_2.eps),
+            (self.ln_2.weight, self.ln_2.bias),
             (p.c_fc.bias, p.c_fc.weight),
             (p.c_proj.bias, p.c_proj.weight),
         )
@@ -209,18 +209,17 @@ class GPT2Block(nn.Module):
 def plain_block(x, tensors, mask, is_causal, cache, B: int, T: int) -> torch.Tensor:
     """`GPT2Block.forward` on (B*T, C) rows with the tensors of its `plain()`: the same ops on
     the same values, without calling the modules (see `run_stack`)."""
-    (layer_idx, nh, hs, scale, act, _), ln_1, (attn_b, attn_w), (proj_b, proj_w), ln_2, (fc_b, fc_w), (out_b, out_w) = (
-        tensors
-    )
+    settings, ln_1, c_attn, c_proj, ln_2, c_fc, mlp_proj = tensors  # projections: (bias, weight)
+    layer_idx, nh, hs, scale, act, (eps_1, eps_2) = settings
     C = x.shape[-1]
-    qkv = torch.addmm(attn_b, F.layer_norm(x, (C,), *ln_1), attn_w)
+    qkv = torch.addmm(c_attn[0], F.layer_norm(x, (C,), *ln_1, eps_1), c_attn[1])
     q, k, v = qkv.view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (B, nh, T, hs)
     if cache is not None:
         k, v = cache.update(layer_idx, k, v)
     y, _ = attention(q, k, v, mask, is_causal=is_causal, scale=scale)
-    x = x + torch.addmm(proj_b, y.transpose(1, 2).reshape(B * T, C), proj_w)
-    h = act(torch.addmm(fc_b, F.layer_norm(x, (C,), *ln_2), fc_w))
-    return x + torch.addmm(out_b, h, out_w)
+    x = x + torch.addmm(c_proj[0], y.transpose(1, 2).reshape(B * T, C), c_proj[1])
+    h = act(torch.addmm(c_fc[0], F.layer_norm(x, (C,), *ln_2, eps_2), c_fc[1]))
+    return x + torch.addmm(mlp_proj[0], h, mlp_proj[1])
 
 
 register_plain(GPT2Block, GPT2Attention, GPT2MLP, Conv1D)
