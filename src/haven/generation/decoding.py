@@ -193,7 +193,9 @@ def beam_search(
         # candidates: the `keep` best (or sampled) continuations
         if do_sample:
             cand = torch.multinomial(total.softmax(-1), num_samples=keep)
-            cand_scores = total.gather(1, cand)
+            # drawn candidates are ranked by score, best first, as the top-k ones are
+            cand_scores, order = total.gather(1, cand).sort(dim=-1, descending=True)
+            cand = cand.gather(1, order)
         else:
             cand_scores, cand = torch.topk(total, keep)
         src_beam = cand // vocab  # (b, keep)
