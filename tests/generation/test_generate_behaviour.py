@@ -222,25 +222,45 @@ class _ByteTok:
     """A tokenizer whose tokens are single UTF-8 bytes: multi-byte characters span tokens."""
 
     def decode(self, ids, **kw):
-        return bytes(ids).decode("utf-8", errors="replace")
+        return bytes([ids] if isinstance(ids, int) else ids).decode("utf-8", errors="replace")
 
 
-def test_streamer_never_emits_half_characters():
+def _pieces(streamer_class, tokenizer, prompt, steps):
+    """The non-empty pieces a streamer releases for `prompt` followed by `steps` (ids per step)."""
     got = []
 
-    class Collect(TextStreamer):
+    class Collect(streamer_class):
         def on_finalized_text(self, text, stream_end=False):
-            got.append(text)
+            if text:
+                got.append(text)
 
-    text = "café 日本 naïve ok\nnext é"
-    s = Collect(_ByteTok())
-    s.put([])  # the prompt
-    for b in text.encode():
-        s.put([b])
+    s = Collect(tokenizer)
+    s.put(torch.tensor([prompt]))
+    for ids in steps:
+        s.put(torch.tensor(ids))
     s.end()
+    return got
+
+
+@pytest.mark.parametrize(
+    "text", ["café 日本 naïve ok\nnext é", "x = f(a, b);\n  return [1, 2]\n\n", "ภาษาไทย ok!", "e\u0301t\u00e9 42%"]
+)
+def test_streamer_pieces_equal_the_reference(text):
+    """The same pieces as the reference's streamer; never a half-decoded character."""
+    steps = [[b] for b in text.encode()]
+    got = _pieces(TextStreamer, _ByteTok(), [], steps)
+    assert got == _pieces(transformers.TextStreamer, _ByteTok(), [], steps)
     assert "".join(got) == text
     assert not any("\ufffd" in piece for piece in got)
-    assert "café " in got  # released a word at a time
+
+
+def test_streamer_pieces_equal_the_reference_on_generated_text(gpt2, hv_tok, gpt2_dir):
+    ids = hv_tok("Hello world.\nA new line", return_tensors="pt")["input_ids"]
+    out = gpt2.generate(ids, max_new_tokens=40, eos_token_id=None, do_sample=True, top_k=0)
+    steps = [[t] for t in out[0, ids.shape[1] :].tolist()]
+    ref_tok = transformers.AutoTokenizer.from_pretrained(gpt2_dir)
+    got = _pieces(TextStreamer, hv_tok, ids[0].tolist(), steps)
+    assert got == _pieces(transformers.TextStreamer, ref_tok, ids[0].tolist(), steps)
 
 
 def test_generate_from_a_left_padded_tokenizer_batch(llama, llama_dir):

@@ -1,14 +1,18 @@
 """Streamers: receive token ids as `generate()` produces them and turn them into text.
 
 `generate(..., streamer=s)` calls `s.put(prompt_ids)` once, then `s.put(new_ids)` after every
-step, then `s.end()`. Text is released a whole word at a time (a whole line at a newline) and
-never with a half-decoded character: while the decoded text ends in the replacement character
-"\\ufffd" (an incomplete UTF-8 sequence split across byte-level tokens) it is held back.
+step, then `s.end()`. Pieces are released as the reference library (5.25) releases them: text made
+only of letters, marks, digits and spaces at once (long words and scripts without spaces stream
+too), a CJK character at once, anything else up to the last space (a symbol may begin some
+formatting, and the replacement character "\\ufffd" is a character still missing bytes), and a
+whole line at a newline, whose last token is kept as context so the next line's leading space
+decodes right.
 """
 
 from __future__ import annotations
 
 import queue
+import unicodedata
 from typing import Any
 
 import torch
@@ -37,8 +41,13 @@ def _is_cjk(ch: str) -> bool:
     )
 
 
+def _streams_at_once(ch: str) -> bool:
+    """Letters (with their marks), digits and spaces cannot change meaning with the next token."""
+    return ch.isspace() or unicodedata.category(ch)[0] in "LMN"
+
+
 class TextStreamer:
-    """Print generated text to stdout as words complete; flush the rest at the end.
+    """Print generated text to stdout as it is decoded; flush the rest at the end.
 
     `skip_prompt=True` leaves the prompt out; other keyword arguments go to `tokenizer.decode`
     (e.g. `skip_special_tokens=True`).
@@ -60,15 +69,15 @@ class TextStreamer:
         self.prompt_pending = False
         self.cache.extend(ids)
         text = self.tokenizer.decode(self.cache, **self.decode_kwargs)
+        pending = text[self.printed :]
         if text.endswith("\n"):
-            ready, self.cache, self.printed = text[self.printed :], [], 0
+            ready, self.cache = pending, self.cache[-1:]
+            self.printed = len(self.tokenizer.decode(self.cache, **self.decode_kwargs))
         else:
-            complete = text.rstrip("\ufffd")  # hold back a character still missing bytes
-            if complete and _is_cjk(complete[-1]):
-                end = len(complete)
+            if (text and _is_cjk(text[-1])) or all(_streams_at_once(ch) for ch in pending):
+                end = len(text)
             else:
-                end = complete.rfind(" ") + 1
-            end = max(end, self.printed)
+                end = max(text.rfind(" ") + 1, self.printed)
             ready = text[self.printed : end]
             self.printed = end
         if ready:
