@@ -268,8 +268,8 @@ def test_download_cut_off_by_the_network_resumes_on_retry(hub, tree, uploaded):
     cut = 1_000_000
     flaky = HubClient()
     # the client's own timeouts: httpx's 5 s default could fire first on a loaded machine (a cut at 0 bytes)
-    flaky.session = httpx.Client(
-        transport=_DroppingTransport(cut), timeout=http.TIMEOUT, event_hooks={"request": [flaky._count]}
+    flaky.session.http = httpx.Client(
+        transport=_DroppingTransport(cut), timeout=http.TIMEOUT, event_hooks={"request": [flaky.session._count]}
     )
     with pytest.raises(HubError, match="broke off after 1000000 of") as info:
         flaky.hf_hub_download(uploaded, "weights/model.safetensors")

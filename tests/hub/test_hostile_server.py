@@ -41,7 +41,7 @@ def _client(tmp_path, *, names: list[str], etag: str | None = None) -> HubClient
         return httpx.Response(404, json={"error": "no"}, headers={"x-error-code": "RepoNotFound"})
 
     client = HubClient("http://hostile.test", token="hv_secret_token_value", cache_dir=tmp_path / "cache")
-    client.session = httpx.Client(transport=httpx.MockTransport(handler))
+    client.session.http = httpx.Client(transport=httpx.MockTransport(handler))
     return client
 
 
@@ -115,6 +115,6 @@ def test_token_is_sent_to_the_endpoint_only(tmp_path):
         return httpx.Response(200, json=[{"id": "a/two"}])
 
     client = HubClient("http://hub.test", token="hv_secret_token_value", cache_dir=tmp_path)
-    client.session = httpx.Client(transport=httpx.MockTransport(handler))
+    client.session.http = httpx.Client(transport=httpx.MockTransport(handler))
     assert [m.id for m in client.list_models()] == ["a/one", "a/two"]
     assert seen == [("hub.test", "Bearer hv_secret_token_value"), ("evil.test", None)]

@@ -51,6 +51,7 @@ def _resolve_remote(repo_id: str, filename: str, **kwargs: Any) -> str | None:
 _EXPORTS = {
     "HubClient": "client",
     "get_client": "client",
+    "HubSession": "http",
     "ModelCard": "card",
     "CardData": "card",
     "CommitOperationAdd": "upload",

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import HavenError
+from .types import ModelCardError
 
 TEMPLATE_SECTIONS = (
     ("description", "Model description"),
@@ -49,10 +49,6 @@ PIPELINE_TAGS = {
 }
 _LANG_RE = re.compile(r"^([a-z]{2,3}(-[A-Za-z0-9]{2,8})*|multilingual|code)$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?\n)?---\s*(\n|\Z)", re.S)
-
-
-class ModelCardError(HavenError, ValueError):
-    """A model card's metadata is malformed; the message lists each problem and how to fix it."""
 
 
 class CardData:
@@ -140,10 +136,11 @@ class ModelCard:
         if os.path.isdir(path):
             path = os.path.join(path, "README.md")
         if not os.path.isfile(path):
-            from .client import get_client
+            from .download import hf_hub_download
+            from .http import get_session
 
-            path = get_client(token).hf_hub_download(os.fspath(id_or_path), "README.md", revision=revision,
-                                                      repo_type=repo_type)
+            path = hf_hub_download(get_session(token), os.fspath(id_or_path), "README.md", revision=revision,
+                                   repo_type=repo_type)
         with open(path, encoding="utf-8") as f:
             return cls(f.read())
 
@@ -162,13 +159,14 @@ class ModelCard:
         repo_type: str | None = None,
     ) -> Any:
         """Validate, then commit as README.md."""
-        from .client import HubClient
+        from .http import HubSession
+        from .upload import upload_file
 
         self.validate()
-        with HubClient(token=token) as client:
-            return client.upload_file(path_or_fileobj=self.content.encode("utf-8"), path_in_repo="README.md",
-                                      repo_id=repo_id, commit_message=commit_message, revision=revision,
-                                      repo_type=repo_type)
+        with HubSession(token=token) as session:
+            return upload_file(session, path_or_fileobj=self.content.encode("utf-8"), path_in_repo="README.md",
+                               repo_id=repo_id, commit_message=commit_message, revision=revision,
+                               repo_type=repo_type)
 
     # -- building ------------------------------------------------------------------------------------
     @classmethod

@@ -18,13 +18,13 @@ import os
 import shutil
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from ..errors import EntryNotFoundError, HubError, LocalEntryNotFoundError
-from . import http
+from . import http, repos
 from .auth import is_offline, progress_disabled
 from .cache import (
     ETAG_RE,
@@ -35,9 +35,7 @@ from .cache import (
     is_commit_hash,
     temp_name,
 )
-
-if TYPE_CHECKING:
-    from .client import HubClient
+from .http import HubSession
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +59,13 @@ def _clean_etag(value: str | None) -> str | None:
     return value.strip('"') or None
 
 
-def head_file(client: HubClient, repo_id: str, filename: str, revision: str, repo_type: str, cache: RepoCache) -> FileMeta:
+def head_file(session: HubSession, repo_id: str, filename: str, revision: str, repo_type: str, cache: RepoCache) -> FileMeta:
     """HEAD the resolve URL (following same-origin redirects only). Remembers 404s in the cache."""
-    url = http.resolve_url(client.endpoint, repo_type, repo_id, revision, filename)
-    headers = {**client.auth_headers(), "accept-encoding": "identity"}
+    url = http.resolve_url(session.endpoint, repo_type, repo_id, revision, filename)
+    headers = {**session.auth_headers(), "accept-encoding": "identity"}
     origin = urlsplit(url)[:2]
     for _ in range(10):
-        response = client.session.head(url, headers=headers)
+        response = session.http.head(url, headers=headers)
         location = response.headers.get("location")
         if response.is_redirect and location:
             target = urljoin(url, location)
@@ -90,19 +88,19 @@ def head_file(client: HubClient, repo_id: str, filename: str, revision: str, rep
     size = response.headers.get("x-linked-size") or response.headers.get("content-length")
     if not is_commit_hash(commit) or not etag or size is None:
         raise HubError(
-            f"{client.endpoint} answered for {filename!r} without X-Repo-Commit/ETag/size headers: it does not look "
+            f"{session.endpoint} answered for {filename!r} without X-Repo-Commit/ETag/size headers: it does not look "
             "like a Hub endpoint. Check HAVEN_ENDPOINT"
         )
     if not ETAG_RE.match(etag) or not size.isdigit():  # the ETag becomes a file name in blobs/
         raise HubError(
-            f"{client.endpoint} answered for {filename!r} with ETag {etag!r} and size {size!r}, which Haven cannot "
+            f"{session.endpoint} answered for {filename!r} with ETag {etag!r} and size {size!r}, which Haven cannot "
             "use: it does not behave like a Hub endpoint. Check HAVEN_ENDPOINT"
         )
     return FileMeta(commit, etag, int(size), meta_url, same_origin)
 
 
 def hf_hub_download(
-    client: HubClient,
+    session: HubSession,
     repo_id: str,
     filename: str,
     *,
@@ -122,7 +120,7 @@ def hf_hub_download(
     http.check_repo_id(repo_id)
     check_relative_path(filename)
     revision = check_revision(revision or "main")
-    cache = RepoCache(repo_id, repo_type, cache_dir or client.cache_dir)
+    cache = RepoCache(repo_id, repo_type, cache_dir)
 
     if not force_download and is_commit_hash(revision):
         cached = cache.cached_file(revision, filename)
@@ -135,11 +133,11 @@ def hf_hub_download(
         return _from_cache_only(cache, revision, filename, local_dir, why="offline mode is on (HAVEN_OFFLINE or local_files_only)")
 
     try:
-        meta = head_file(client, repo_id, filename, revision, repo_type, cache)
+        meta = head_file(session, repo_id, filename, revision, repo_type, cache)
     except httpx.TransportError as err:
         return _from_cache_only(
             cache, revision, filename, local_dir,
-            why=f"the hub at {client.endpoint} could not be reached ({type(err).__name__})",
+            why=f"the hub at {session.endpoint} could not be reached ({type(err).__name__})",
         )
 
     cache.write_ref(revision, meta.commit)
@@ -150,7 +148,7 @@ def hf_hub_download(
     os.makedirs(os.path.dirname(blob), exist_ok=True)
     with file_lock(cache.lock_path(meta.etag)):
         if force_download or not os.path.isfile(blob):
-            fetch_blob(client, meta, blob, filename=filename, repo_id=repo_id, revision=revision, restart=force_download)
+            fetch_blob(session, meta, blob, filename=filename, repo_id=repo_id, revision=revision, restart=force_download)
         path = cache.link(meta.commit, filename, meta.etag)
     return _to_local_dir(path, local_dir, filename, meta.commit)
 
@@ -171,7 +169,7 @@ def _from_cache_only(cache: RepoCache, revision: str, filename: str, local_dir: 
 
 
 def fetch_blob(
-    client: HubClient, meta: FileMeta, blob: str, *, filename: str, repo_id: str, revision: str, restart: bool = False
+    session: HubSession, meta: FileMeta, blob: str, *, filename: str, repo_id: str, revision: str, restart: bool = False
 ) -> None:
     """GET the file into `blob + '.incomplete'` (resuming), verify it, then move it to `blob`."""
     incomplete = blob + ".incomplete"
@@ -182,22 +180,22 @@ def fetch_blob(
         offset = 0
     digest = None
     if offset < meta.size or meta.size == 0:
-        headers = client.auth_headers() if meta.same_origin else {}
+        headers = session.auth_headers() if meta.same_origin else {}
         headers["accept-encoding"] = "identity"  # sizes and hashes are of the raw bytes
         if offset:
             headers["range"] = f"bytes={offset}-"
         try:
-            with client.session.stream("GET", meta.url, headers=headers, follow_redirects=True) as response:
+            with session.http.stream("GET", meta.url, headers=headers, follow_redirects=True) as response:
                 if response.status_code == 416 and offset:
                     offset = 0  # the server disagrees about what we have: start over
                     os.remove(incomplete)
-                    return fetch_blob(client, meta, blob, filename=filename, repo_id=repo_id, revision=revision)
+                    return fetch_blob(session, meta, blob, filename=filename, repo_id=repo_id, revision=revision)
                 if response.status_code >= 400:
                     response.read()
                     http.raise_for_status(response, repo_id=repo_id, revision=revision, filename=filename, action="download")
                 if offset and response.status_code != 206:
                     offset = 0  # no range support: the body is the whole file
-                digest = _write_body(client, response, incomplete, offset, meta.size, filename, meta.etag)
+                digest = _write_body(session, response, incomplete, offset, meta.size, filename, meta.etag)
         except httpx.TransportError as err:
             have = os.path.getsize(incomplete) if os.path.exists(incomplete) else 0
             raise HubError(
@@ -238,7 +236,7 @@ def progress_bar(total: int, desc: str, initial: int = 0) -> Any:
 
 
 def _write_body(
-    client: HubClient, response: httpx.Response, path: str, offset: int, total: int, filename: str, etag: str
+    session: HubSession, response: httpx.Response, path: str, offset: int, total: int, filename: str, etag: str
 ) -> str | None:
     """Append the body at `offset`, hashing as it goes (one pass over the data). Returns the digest."""
     hasher = _hasher(etag, total)
@@ -254,7 +252,7 @@ def _write_body(
                 f.write(chunk)
                 if hasher is not None:
                     hasher.update(chunk)
-                client.stats["bytes_downloaded"] += len(chunk)
+                session.count_bytes("bytes_downloaded", len(chunk))
                 if bar is not None:
                     bar.update(len(chunk))
     finally:
@@ -328,7 +326,7 @@ def filter_paths(paths: Iterable[str], allow_patterns: Any = None, ignore_patter
 
 
 def snapshot_download(
-    client: HubClient,
+    session: HubSession,
     repo_id: str,
     *,
     revision: str | None = None,
@@ -349,7 +347,7 @@ def snapshot_download(
     repo_type = http.check_repo_type(repo_type)
     http.check_repo_id(repo_id)
     revision = check_revision(revision or "main")
-    cache = RepoCache(repo_id, repo_type, cache_dir or client.cache_dir)
+    cache = RepoCache(repo_id, repo_type, cache_dir)
 
     def offline(why: str) -> str:
         commit = cache.read_ref(revision)
@@ -366,23 +364,23 @@ def snapshot_download(
     if local_files_only or is_offline():
         return offline("offline mode is on (HAVEN_OFFLINE or local_files_only)")
     try:
-        info = client.repo_info(repo_id, revision=revision, repo_type=repo_type)
+        info = repos.repo_info(session, repo_id, revision=revision, repo_type=repo_type)
     except HubError as err:
         if isinstance(err.__cause__, httpx.TransportError):
-            return offline(f"the hub at {client.endpoint} could not be reached")
+            return offline(f"the hub at {session.endpoint} could not be reached")
         raise
     commit = info.sha
     if not is_commit_hash(commit):
-        raise HubError(f"{client.endpoint} did not report a commit sha for {repo_id!r}; is it a Hub endpoint?")
+        raise HubError(f"{session.endpoint} did not report a commit sha for {repo_id!r}; is it a Hub endpoint?")
     cache.write_ref(revision, commit)
     if info.siblings is not None:
         names = [s.rfilename for s in info.siblings]
     else:
-        names = client.list_repo_files(repo_id, revision=commit, repo_type=repo_type)
+        names = repos.list_repo_files(session, repo_id, revision=commit, repo_type=repo_type)
     unsafe = [name for name in names if not _is_safe_repo_path(name)]
     if unsafe:  # checked before anything is written: a hostile listing must not reach outside the folder
         raise HubError(
-            f"{client.endpoint} listed file names in {repo_id!r} that would land outside the download folder: "
+            f"{session.endpoint} listed file names in {repo_id!r} that would land outside the download folder: "
             f"{unsafe[:5]}. Nothing was downloaded; check HAVEN_ENDPOINT points at a hub you trust"
         )
     names = filter_paths(names, allow_patterns, ignore_patterns)
@@ -393,7 +391,7 @@ def snapshot_download(
         if cached:
             return _to_local_dir(cached, local_dir, name, commit)
         return hf_hub_download(
-            client, repo_id, name, revision=commit, repo_type=repo_type, cache_dir=cache.cache_dir,
+            session, repo_id, name, revision=commit, repo_type=repo_type, cache_dir=cache.cache_dir,
             local_dir=local_dir, force_download=force_download,
         )
 
@@ -428,12 +426,9 @@ def resolve_remote_file(
     **_: Any,
 ) -> str | None:
     """`haven.hub.resolve_file` for repository ids: a cached path, or None for a missing optional file."""
-    from .client import get_client
-
-    client = get_client(token)
     try:
         return hf_hub_download(
-            client, repo_id, filename, revision=revision, repo_type=repo_type, cache_dir=cache_dir,
+            http.get_session(token), repo_id, filename, revision=revision, repo_type=repo_type, cache_dir=cache_dir,
             force_download=force_download, local_files_only=local_files_only,
         )
     except EntryNotFoundError:

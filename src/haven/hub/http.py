@@ -1,4 +1,6 @@
-"""HTTP plumbing shared by the client: one pooled httpx session, URL helpers, error mapping.
+"""HTTP plumbing, the bottom layer of the client: `HubSession` (endpoint, token, one pooled httpx
+client, request counters), URL helpers, and error mapping. Everything above it (`repos`,
+`download`, `upload`, `HubClient`) is handed a `HubSession`; nothing here imports them.
 
 The hub tells clients what went wrong with a status code and an `X-Error-Code` header
 (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`, `GatedRepo`); each becomes one of the
@@ -7,7 +9,11 @@ exceptions in `haven.errors`, with a message that says what to do about it.
 
 from __future__ import annotations
 
+import collections
 import json
+import threading
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -21,20 +27,124 @@ from ..errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from .auth import get_endpoint, get_token
 
 REPO_TYPES = ("model", "dataset", "space")
 USER_AGENT = f"haven/{__version__}"
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
-def new_session() -> httpx.Client:
-    """A pooled session: connections to the endpoint are reused across calls."""
+def new_http_client() -> httpx.Client:
+    """A pooled httpx client: connections to the endpoint are reused across calls."""
     return httpx.Client(
         timeout=TIMEOUT,
         headers={"user-agent": USER_AGENT},
         follow_redirects=False,
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
     )
+
+
+class HubSession:
+    """One endpoint, one token (None: anonymous) and one pooled httpx client (`.http`).
+
+    `endpoint=None` / `token=None` are read from the environment and `haven login` (see `auth`);
+    `token=False` means anonymous even when a token is configured. `stats` and `request_log`
+    count what went over the wire (downloads and uploads add their byte counts).
+    """
+
+    def __init__(self, endpoint: str | None = None, token: str | bool | None = None):
+        self.endpoint = (endpoint or get_endpoint()).rstrip("/")
+        self.token: str | None = None if token is False else (token if isinstance(token, str) else get_token(self.endpoint))
+        self.stats = {"requests": 0, "bytes_downloaded": 0, "bytes_uploaded": 0}
+        self.request_log: collections.deque[tuple[str, str, str | None]] = collections.deque(maxlen=2000)
+        self._lock = threading.Lock()
+        self.http = new_http_client()
+        self.http.event_hooks["request"] = [self._count]
+
+    def _count(self, request: httpx.Request) -> None:
+        with self._lock:
+            self.stats["requests"] += 1
+            self.request_log.append((request.method, str(request.url), request.headers.get("range")))
+
+    def count_bytes(self, key: str, n: int) -> None:
+        with self._lock:
+            self.stats[key] += n
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> HubSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def auth_headers(self, token: str | bool | None = None) -> dict[str, str]:
+        """`authorization` for `token` (None: the session's own, False: none)."""
+        token = self.token if token is None else (None if token is False else token)
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    def same_origin(self, url: str) -> bool:
+        return httpx.URL(url).netloc == httpx.URL(self.endpoint).netloc
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        repo_id: str | None = None,
+        revision: str | None = None,
+        filename: str | None = None,
+        action: str = "request",
+        token: str | bool | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request with auth; map error statuses to `haven.errors` exceptions."""
+        if not url.startswith(("http://", "https://")):
+            url = self.endpoint + url
+        # The token goes to the endpoint only: absolute URLs come from the server (next-page links,
+        # LFS actions) and may name another host, which must not receive it.
+        all_headers = {**(self.auth_headers(token) if self.same_origin(url) else {}), **(headers or {})}
+        try:
+            response = self.http.request(method, url, headers=all_headers, **kwargs)
+        except httpx.TransportError as err:
+            raise HubError(
+                f"could not reach the hub at {self.endpoint} ({type(err).__name__}: {err}). Check the network "
+                "and HAVEN_ENDPOINT; set HAVEN_OFFLINE=1 to work from the local cache only"
+            ) from err
+        if response.status_code == 401 and "authorization" not in all_headers and not response.headers.get("x-error-code"):
+            raise HubAuthError(
+                f"{action} needs a token and none is set: run `haven login` or set HAVEN_TOKEN",
+                status=401, server_message=server_message(response),
+            )
+        raise_for_status(response, repo_id=repo_id, revision=revision, filename=filename, action=action)
+        return response
+
+    def paginate(self, url: str, params: dict[str, Any] | list[tuple[str, Any]] | None = None, **kwargs: Any) -> Iterator[Any]:
+        """Items of a JSON-list endpoint, page after page (`Link: <...>; rel="next"`)."""
+        next_url: str | None = url
+        while next_url:
+            response = self.request("GET", next_url, params=params, **kwargs)
+            params = None  # the next link carries the query
+            yield from response.json()
+            next_url = next_link(response)
+
+
+_shared: dict[tuple[str, str | None], HubSession] = {}
+_shared_lock = threading.Lock()
+
+
+def get_session(token: str | bool | None = None, endpoint: str | None = None) -> HubSession:
+    """A shared session for the current endpoint and token (reused so connections stay open)."""
+    endpoint = (endpoint or get_endpoint()).rstrip("/")
+    resolved = None if token is False else (token if isinstance(token, str) else get_token(endpoint))
+    key = (endpoint, resolved)
+    with _shared_lock:
+        session = _shared.get(key)
+        if session is None:
+            session = _shared[key] = HubSession(endpoint, resolved if resolved else False)
+        return session
 
 
 def check_repo_type(repo_type: str | None) -> str:

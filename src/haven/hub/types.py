@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import HavenError
+
+
+class ModelCardError(HavenError, ValueError):
+    """A model card's metadata is malformed; the message lists each problem and how to fix it."""
+
 
 @dataclass
 class Sibling:

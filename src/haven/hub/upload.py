@@ -1,5 +1,5 @@
 """Commits: `create_commit` with add/delete/copy operations, `upload_file`, `upload_folder`,
-`commit_scope`, and `push_to_hub` for models, configs and tokenizers.
+and `commit_scope`, as functions of a `HubSession` (`push_to_hub` is in `mixin`).
 
 A commit goes: preupload (the hub says, per file, "regular" or "lfs" and whether it is unchanged)
 -> LFS batch for the large files -> PUT each to its self-authorising URL (no auth header) ->
@@ -19,15 +19,13 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import EntryNotFoundError, HubError, RevisionNotFoundError
-from . import http
+from . import http, repos
 from .download import filter_paths, progress_bar
-from .types import CommitInfo, RepoFile
-
-if TYPE_CHECKING:
-    from .client import HubClient
+from .http import HubSession
+from .types import CommitInfo, ModelCardError, RepoFile
 
 PREUPLOAD_CHUNK = 256
 LFS_BATCH_CHUNK = 256
@@ -142,7 +140,7 @@ def _norm_repo_path(path: str) -> str:
 
 
 def create_commit(
-    client: HubClient,
+    session: HubSession,
     repo_id: str,
     operations: Iterable[CommitOperation],
     *,
@@ -164,23 +162,23 @@ def create_commit(
     dupes = {op.path_in_repo for op in adds if op.path_in_repo in seen or seen.add(op.path_in_repo)}
     if dupes:
         raise ValueError(f"the same path is added twice in one commit: {sorted(dupes)}")
-    api, _ = client._repo_api(repo_id, repo_type)
+    api, _ = repos.repo_api(session, repo_id, repo_type)
 
     readme = next((op for op in adds if op.path_in_repo == "README.md"), None)
     if readme is not None:
-        _validate_readme(client, readme, repo_type)
+        _validate_readme(session, readme, repo_type)
 
-    _preupload(client, api, repo_id, revision, adds)
+    _preupload(session, api, repo_id, revision, adds)
     adds_kept = [op for op in adds if not op.should_ignore and not (op.remote_oid and op.remote_oid == op.local_oid)]
     kept_ids = {id(op) for op in adds_kept}
     others = [op for op in operations if not isinstance(op, CommitOperationAdd)]
     if not adds_kept and not others:
-        head = client.repo_info(repo_id, revision=revision, repo_type=repo_type).sha
-        url = f"{http.repo_web_prefix(client.endpoint, repo_type, repo_id)}/commit/{head}"
+        head = repos.repo_info(session, repo_id, revision=revision, repo_type=repo_type).sha
+        url = f"{http.repo_web_prefix(session.endpoint, repo_type, repo_id)}/commit/{head}"
         return CommitInfo(url, head, commit_message, skipped=True)
 
-    _upload_lfs(client, repo_id, repo_type, revision, [op for op in adds_kept if op.upload_mode == "lfs"])
-    copies = _fetch_copy_sources(client, repo_id, repo_type, revision, [op for op in others if isinstance(op, CommitOperationCopy)])
+    _upload_lfs(session, repo_id, repo_type, revision, [op for op in adds_kept if op.upload_mode == "lfs"])
+    copies = _fetch_copy_sources(session, repo_id, repo_type, revision, [op for op in others if isinstance(op, CommitOperationCopy)])
 
     header: dict[str, Any] = {"summary": commit_message, "description": commit_description or ""}
     if parent_commit:
@@ -199,25 +197,23 @@ def create_commit(
         else:
             lines.append(copies[id(op)])
     body = "\n".join(json.dumps(line) for line in lines).encode()
-    response = client.request(
+    response = session.request(
         "POST", f"{api}/commit/{http.quote_rev(revision)}", content=body,
         headers={"content-type": "application/x-ndjson"}, repo_id=repo_id, revision=revision, action="commit",
     )
     data = response.json()
     oid = data.get("commitOid")
-    url = data.get("commitUrl") or f"{http.repo_web_prefix(client.endpoint, repo_type, repo_id)}/commit/{oid}"
+    url = data.get("commitUrl") or f"{http.repo_web_prefix(session.endpoint, repo_type, repo_id)}/commit/{oid}"
     return CommitInfo(url, oid, commit_message)
 
 
-def _validate_readme(client: HubClient, readme: CommitOperationAdd, repo_type: str) -> None:
+def _validate_readme(session: HubSession, readme: CommitOperationAdd, repo_type: str) -> None:
     with readme.open() as f:
         content = f.read().decode("utf-8", errors="replace")
     if not content.startswith("---"):
         return
-    from .card import ModelCardError
-
     try:
-        client.request("POST", "/api/validate-yaml", json={"content": content, "repoType": repo_type}, action="validate-yaml")
+        session.request("POST", "/api/validate-yaml", json={"content": content, "repoType": repo_type}, action="validate-yaml")
     except HubError as err:
         if err.status == 400:
             raise ModelCardError(f"the hub rejected README.md's metadata: {err.server_message or err}") from None
@@ -225,7 +221,7 @@ def _validate_readme(client: HubClient, readme: CommitOperationAdd, repo_type: s
             raise
 
 
-def _preupload(client: HubClient, api: str, repo_id: str, revision: str, adds: list[CommitOperationAdd]) -> None:
+def _preupload(session: HubSession, api: str, repo_id: str, revision: str, adds: list[CommitOperationAdd]) -> None:
     for start in range(0, len(adds), PREUPLOAD_CHUNK):
         chunk = adds[start : start + PREUPLOAD_CHUNK]
         payload = {
@@ -234,7 +230,7 @@ def _preupload(client: HubClient, api: str, repo_id: str, revision: str, adds: l
             ]
         }
         try:
-            response = client.request(
+            response = session.request(
                 "POST", f"{api}/preupload/{http.quote_rev(revision)}", json=payload, repo_id=repo_id,
                 revision=revision, action="preupload",
             )
@@ -254,9 +250,9 @@ def _preupload(client: HubClient, api: str, repo_id: str, revision: str, adds: l
             op.remote_oid = info.get("oid")
 
 
-def _upload_lfs(client: HubClient, repo_id: str, repo_type: str, revision: str, ops: list[CommitOperationAdd]) -> None:
+def _upload_lfs(session: HubSession, repo_id: str, repo_type: str, revision: str, ops: list[CommitOperationAdd]) -> None:
     unique = {op.sha256: op for op in ops}
-    batch_url = f"{http.repo_web_prefix(client.endpoint, repo_type, repo_id)}.git/info/lfs/objects/batch"
+    batch_url = f"{http.repo_web_prefix(session.endpoint, repo_type, repo_id)}.git/info/lfs/objects/batch"
     items = list(unique.values())
     for start in range(0, len(items), LFS_BATCH_CHUNK):
         chunk = items[start : start + LFS_BATCH_CHUNK]
@@ -268,7 +264,7 @@ def _upload_lfs(client: HubClient, repo_id: str, repo_type: str, revision: str, 
             "ref": {"name": revision},
         }
         lfs_headers = {"accept": "application/vnd.git-lfs+json", "content-type": "application/vnd.git-lfs+json"}
-        response = client.request(
+        response = session.request(
             "POST", batch_url, content=json.dumps(payload).encode(), headers=lfs_headers, repo_id=repo_id,
             action="LFS upload",
         )
@@ -281,28 +277,28 @@ def _upload_lfs(client: HubClient, repo_id: str, repo_type: str, revision: str, 
                 raise HubError(f"the hub refused {op.path_in_repo!r}: {err.get('message')} (LFS error {err.get('code')})")
             actions = obj.get("actions") or {}
             if "upload" in actions:
-                _put(client, actions["upload"]["href"], op)
+                _put(session, actions["upload"]["href"], op)
             if "verify" in actions:
-                client.request(
+                session.request(
                     "POST", actions["verify"]["href"], json={"oid": op.sha256, "size": op.size},
                     headers=lfs_headers, repo_id=repo_id, action="LFS verify",
                 )
 
 
-def _put(client: HubClient, href: str, op: CommitOperationAdd) -> None:
+def _put(session: HubSession, href: str, op: CommitOperationAdd) -> None:
     """PUT the raw bytes to a signed URL. No auth header: the URL authorises itself."""
     bar = progress_bar(op.size, op.path_in_repo)
 
     def chunks() -> Iterator[bytes]:
         with op.open() as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
-                client.stats["bytes_uploaded"] += len(chunk)
+                session.count_bytes("bytes_uploaded", len(chunk))
                 if bar is not None:
                     bar.update(len(chunk))
                 yield chunk
 
     try:
-        response = client.session.put(href, content=chunks(), headers={"content-length": str(op.size)})
+        response = session.http.put(href, content=chunks(), headers={"content-length": str(op.size)})
     finally:
         if bar is not None:
             bar.close()
@@ -311,13 +307,13 @@ def _put(client: HubClient, href: str, op: CommitOperationAdd) -> None:
 
 
 def _fetch_copy_sources(
-    client: HubClient, repo_id: str, repo_type: str, revision: str, copies: list[CommitOperationCopy]
+    session: HubSession, repo_id: str, repo_type: str, revision: str, copies: list[CommitOperationCopy]
 ) -> dict[int, dict[str, Any]]:
     """NDJSON lines for copies: LFS files by oid (no transfer), regular files by content."""
     lines: dict[int, dict[str, Any]] = {}
     for op in copies:
         src_rev = op.src_revision or revision
-        infos = client.get_paths_info(repo_id, [op.src_path_in_repo], revision=src_rev, repo_type=repo_type)
+        infos = repos.get_paths_info(session, repo_id, [op.src_path_in_repo], revision=src_rev, repo_type=repo_type)
         src = next((i for i in infos if isinstance(i, RepoFile) and i.path == op.src_path_in_repo), None)
         if src is None:
             raise EntryNotFoundError(
@@ -327,8 +323,8 @@ def _fetch_copy_sources(
             value = {"path": op.path_in_repo, "algo": "sha256", "oid": src.sha256, "size": src.size}
             lines[id(op)] = {"key": "lfsFile", "value": value}
         else:
-            url = http.resolve_url(client.endpoint, repo_type, repo_id, src_rev, op.src_path_in_repo)
-            content = client.request("GET", url, repo_id=repo_id, revision=src_rev, filename=op.src_path_in_repo,
+            url = http.resolve_url(session.endpoint, repo_type, repo_id, src_rev, op.src_path_in_repo)
+            content = session.request("GET", url, repo_id=repo_id, revision=src_rev, filename=op.src_path_in_repo,
                                      follow_redirects=True).content
             value = {"path": op.path_in_repo, "content": base64.b64encode(content).decode(), "encoding": "base64"}
             lines[id(op)] = {"key": "file", "value": value}
@@ -339,7 +335,7 @@ def _fetch_copy_sources(
 
 
 def upload_file(
-    client: HubClient,
+    session: HubSession,
     *,
     path_or_fileobj: str | os.PathLike | bytes | BinaryIO,
     path_in_repo: str,
@@ -348,7 +344,7 @@ def upload_file(
     **kwargs: Any,
 ) -> CommitInfo:
     op = CommitOperationAdd(path_in_repo, path_or_fileobj)
-    return create_commit(client, repo_id, [op], commit_message=commit_message or f"Upload {op.path_in_repo}", **kwargs)
+    return create_commit(session, repo_id, [op], commit_message=commit_message or f"Upload {op.path_in_repo}", **kwargs)
 
 
 def folder_operations(
@@ -390,7 +386,7 @@ def folder_operations(
 
 
 def upload_folder(
-    client: HubClient,
+    session: HubSession,
     *,
     repo_id: str,
     folder_path: str | os.PathLike,
@@ -413,7 +409,7 @@ def upload_folder(
         prefix = path_in_repo.strip("/")
         added = {op.path_in_repo for op in ops}
         try:
-            remote = client.list_repo_files(repo_id, revision=revision, repo_type=repo_type)
+            remote = repos.list_repo_files(session, repo_id, revision=revision, repo_type=repo_type)
         except (EntryNotFoundError, RevisionNotFoundError):
             remote = []
         under = [p for p in remote if not prefix or p.startswith(prefix + "/")]
@@ -424,7 +420,7 @@ def upload_folder(
     if not ops:
         raise ValueError(f"nothing to upload: no files in {os.fspath(folder_path)} match the given patterns")
     return create_commit(
-        client, repo_id, ops, commit_message=commit_message or "Upload folder using haven",
+        session, repo_id, ops, commit_message=commit_message or "Upload folder using haven",
         commit_description=commit_description, revision=revision, parent_commit=parent_commit, repo_type=repo_type,
     )
 
@@ -443,7 +439,7 @@ class CommitScope:
 
     def __init__(
         self,
-        client: HubClient,
+        session: HubSession,
         repo_id: str,
         *,
         repo_type: str | None = None,
@@ -452,7 +448,7 @@ class CommitScope:
         private: bool | None = None,
         create: bool = True,
     ):
-        self.client, self.repo_id, self.repo_type = client, repo_id, repo_type
+        self.session, self.repo_id, self.repo_type = session, repo_id, repo_type
         self.revision, self.commit_message, self.private, self.create = revision, commit_message, private, create
         self.path = ""
         self.commit_info: CommitInfo | None = None
@@ -474,66 +470,11 @@ class CommitScope:
             if not ops:
                 return
             if self.create:
-                created = self.client.create_repo(self.repo_id, private=self.private, repo_type=self.repo_type, exist_ok=True)
+                created = repos.create_repo(self.session, self.repo_id, private=self.private, repo_type=self.repo_type, exist_ok=True)
                 self.repo_id = created.repo_id
             self.commit_info = create_commit(
-                self.client, self.repo_id, ops, commit_message=self.commit_message, revision=self.revision,
+                self.session, self.repo_id, ops, commit_message=self.commit_message, revision=self.revision,
                 repo_type=self.repo_type,
             )
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
-
-
-# -- push_to_hub ----------------------------------------------------------------------------------------
-
-
-def push_object_to_hub(
-    obj: Any,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    organization: str | None = None,
-    commit_message: str | None = None,
-    revision: str | None = None,
-    token: str | None = None,
-    tokenizer: Any = None,
-    endpoint: str | None = None,
-    **save_kwargs: Any,
-) -> CommitInfo:
-    """Save `obj` (and `tokenizer`, if given) and commit the files to `repo_id` in ONE commit.
-
-    Creates the repository if needed; adds a generated README.md model card when the repo has none.
-    """
-    from .card import ModelCard
-    from .client import HubClient
-
-    client = HubClient(endpoint, token)
-    try:
-        if "/" not in repo_id:
-            namespace = organization or client.whoami()["name"]
-            repo_id = f"{namespace}/{repo_id}"
-        elif organization and not repo_id.startswith(organization + "/"):
-            raise ValueError(f"repo_id {repo_id!r} already names a namespace; pass organization only with a bare name")
-        client.create_repo(repo_id, private=private, exist_ok=True)
-        if revision and revision != "main":
-            client.create_branch(repo_id, revision, exist_ok=True)
-        kind = type(obj).__name__
-        with tempfile.TemporaryDirectory(prefix="haven-push-") as tmp:
-            obj.save_pretrained(tmp, **save_kwargs)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(tmp)
-            if not os.path.exists(os.path.join(tmp, "README.md")) and not _remote_has(client, repo_id, "README.md", revision):
-                ModelCard.for_object(obj, repo_id).save(os.path.join(tmp, "README.md"))
-            return upload_folder(
-                client, repo_id=repo_id, folder_path=tmp, revision=revision,
-                commit_message=commit_message or f"Upload {kind}",
-            )
-    finally:
-        client.close()
-
-
-def _remote_has(client: HubClient, repo_id: str, filename: str, revision: str | None) -> bool:
-    try:
-        return client.file_exists(repo_id, filename, revision=revision)
-    except (EntryNotFoundError, RevisionNotFoundError):
-        return False
