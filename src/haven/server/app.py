@@ -18,7 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import db
-from .api.common import ApiError, error_response
+from .api import unsupported
+from .api.common import ApiError, NoSuchRoute, error_response
 from .settings import Settings
 
 log = logging.getLogger("haven.server")
@@ -137,14 +138,19 @@ def create_app(settings: Settings) -> FastAPI:
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         return error_response(ApiError(400, "invalid request: " + "; ".join(parts)))
 
+    @app.exception_handler(NoSuchRoute)
+    async def _no_route(request: Request, _err: NoSuchRoute):
+        return error_response(unsupported.route_error(request.method, request.url.path))
+
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, err: StarletteHTTPException):
+    async def _http_error(request: Request, err: StarletteHTTPException):
+        if err.status_code in (404, 405):
+            answer = unsupported.route_error(request.method, request.url.path, err.status_code)
+            if answer.status == 405:
+                answer.headers.update(err.headers or {})  # Allow
+            return error_response(answer)
         message = err.detail if isinstance(err.detail, str) else "error"
-        if err.status_code == 404:
-            message = "not found: no such route or repository"
-        return error_response(
-            ApiError(err.status_code, message, "RepoNotFound" if err.status_code == 404 else None)
-        )
+        return error_response(ApiError(err.status_code, message, headers=dict(err.headers or {})))
 
     @app.get("/api/health")
     def health() -> dict:

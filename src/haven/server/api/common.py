@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import Depends, Request
@@ -40,6 +41,14 @@ class ApiError(Exception):
         self.message = message
         self.code = code
         self.headers = headers or {}
+
+
+class NoSuchRoute(ApiError):
+    """No route serves this request: the app answers from `unsupported.route_error` (404 naming
+    the route, or 501 naming a Hub feature this hub does not implement)."""
+
+    def __init__(self):
+        super().__init__(404, "no such route")
 
 
 def error_response(err: ApiError) -> JSONResponse:
@@ -80,6 +89,10 @@ def get_principal(request: Request, session: Session = Depends(get_session, scop
         return auth.authenticate(session, request.headers.get("authorization"))
     except auth.AuthError as err:
         raise ApiError(401, str(err), headers={"WWW-Authenticate": 'Bearer realm="haven"'}) from err
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+PrincipalDep = Annotated[auth.Principal, Depends(get_principal)]
 
 
 def require_user(p: auth.Principal) -> auth.Principal:

@@ -100,18 +100,26 @@ async def refs_model(request: Request, ns: str, name: str) -> Response:
     return await _git(request, "model", ns, name, "info/refs")
 
 
-@router.post("/datasets/{ns}/{name}/{service}")
-async def service_dataset(request: Request, ns: str, name: str, service: str) -> Response:
-    if service not in SERVICES:
-        raise ApiError(404, f"unknown git service {service!r}", "RepoNotFound")
-    return await _git(request, "dataset", ns, name, service)
+# Only the two smart-HTTP service paths: other POSTs under a repo-shaped path (`/models/{id}`,
+# `/v1/...`) belong to other routes, or to none.
+@router.post("/datasets/{ns}/{name}/git-upload-pack")
+async def upload_pack_dataset(request: Request, ns: str, name: str) -> Response:
+    return await _git(request, "dataset", ns, name, "git-upload-pack")
 
 
-@router.post("/{ns}/{name}/{service}")
-async def service_model(request: Request, ns: str, name: str, service: str) -> Response:
-    if service not in SERVICES:
-        raise ApiError(404, f"unknown git service {service!r}", "RepoNotFound")
-    return await _git(request, "model", ns, name, service)
+@router.post("/datasets/{ns}/{name}/git-receive-pack")
+async def receive_pack_dataset(request: Request, ns: str, name: str) -> Response:
+    return await _git(request, "dataset", ns, name, "git-receive-pack")
+
+
+@router.post("/{ns}/{name}/git-upload-pack")
+async def upload_pack_model(request: Request, ns: str, name: str) -> Response:
+    return await _git(request, "model", ns, name, "git-upload-pack")
+
+
+@router.post("/{ns}/{name}/git-receive-pack")
+async def receive_pack_model(request: Request, ns: str, name: str) -> Response:
+    return await _git(request, "model", ns, name, "git-receive-pack")
 
 
 __all__ = ["router"]

@@ -12,61 +12,56 @@ import json
 import logging
 import struct
 
-import yaml
 from sqlalchemy.orm import Session
 
 from ..db import Repo, utcnow
+from ..storage.hooks.card_metadata import parse_front_matter
 
 log = logging.getLogger("haven.server.index")
 
-# architecture suffix -> pipeline tag, most specific first
-ARCH_TASKS = [
-    ("ForMaskedLM", "fill-mask"),
-    ("ForPreTraining", "fill-mask"),
-    ("ForCausalLM", "text-generation"),
-    ("LMHeadModel", "text-generation"),
-    ("ForSequenceClassification", "text-classification"),
-    ("ForTokenClassification", "token-classification"),
-    ("ForQuestionAnswering", "question-answering"),
-    ("ForMultipleChoice", "multiple-choice"),
-    ("ForConditionalGeneration", "text2text-generation"),
-    ("ForImageClassification", "image-classification"),
-    ("Model", "feature-extraction"),
+# architecture class-name suffix -> (pipeline tag, the reference library's Auto class), most
+# specific first; None where the Hub names no task or no Auto class for that head
+ARCH_HEADS = [
+    ("DoubleHeadsModel", None, None),
+    ("ForMaskedLM", "fill-mask", "AutoModelForMaskedLM"),
+    ("ForPreTraining", "fill-mask", "AutoModelForPreTraining"),
+    ("ForCausalLM", "text-generation", "AutoModelForCausalLM"),
+    ("LMHeadModel", "text-generation", "AutoModelForCausalLM"),
+    ("ForSequenceClassification", "text-classification", "AutoModelForSequenceClassification"),
+    ("ForTokenClassification", "token-classification", "AutoModelForTokenClassification"),
+    ("ForQuestionAnswering", "question-answering", "AutoModelForQuestionAnswering"),
+    ("ForMultipleChoice", "multiple-choice", "AutoModelForMultipleChoice"),
+    ("ForNextSentencePrediction", None, "AutoModelForNextSentencePrediction"),
+    ("ForConditionalGeneration", "text2text-generation", None),  # Seq2Seq, vision-text ...: ambiguous
+    ("ForImageClassification", "image-classification", "AutoModelForImageClassification"),
+    ("Model", "feature-extraction", "AutoModel"),
 ]
 CONFIG_KEYS = ("architectures", "model_type", "tokenizer_config")
 MAX_CONFIG_BYTES = 1 << 20
 MAX_HEADER_BYTES = 100 << 20
 
 
-def parse_front_matter(text: str) -> dict | None:
-    """The YAML mapping between leading `---` lines of a model card, or None.
-
-    Raises ValueError when the block is present but is not a YAML mapping."""
-    lines = text.lstrip("\ufeff").splitlines()
-    if not lines or lines[0].strip() != "---":
-        return None
-    for i in range(1, len(lines)):
-        if lines[i].strip() == "---":
-            try:
-                data = yaml.safe_load("\n".join(lines[1:i]))
-            except yaml.YAMLError as err:
-                raise ValueError(f"invalid YAML in the model card's metadata: {err}") from err
-            if data is None:
-                return {}
-            if not isinstance(data, dict):
-                raise ValueError("the model card's metadata must be a YAML mapping (key: value)")
-            return data
+def _head(architectures: list | None) -> tuple[str | None, str | None] | None:
+    for arch in architectures or []:
+        if not isinstance(arch, str):
+            continue
+        for suffix, task, auto in ARCH_HEADS:
+            if arch.endswith(suffix):
+                return task, auto
     return None
 
 
 def pipeline_from_architectures(architectures: list | None) -> str | None:
-    for arch in architectures or []:
-        if not isinstance(arch, str):
-            continue
-        for suffix, task in ARCH_TASKS:
-            if arch.endswith(suffix):
-                return task
-    return None
+    head = _head(architectures)
+    return head[0] if head else None
+
+
+def auto_model_from_architectures(architectures: list | None) -> str | None:
+    """The Auto class that loads the head named in config.json `architectures`, as the Hub names
+    it in `transformersInfo.auto_model` (BertForMaskedLM -> AutoModelForMaskedLM, GPT2LMHeadModel
+    -> AutoModelForCausalLM, BertModel -> AutoModel); None when no Auto class fits."""
+    head = _head(architectures)
+    return head[1] if head else None
 
 
 def _as_list(value) -> list[str]:
@@ -79,11 +74,62 @@ def _as_list(value) -> list[str]:
     return []
 
 
+# card keys the Hub turns into `key:value` tags of a dataset repository
+DATASET_CARD_KEYS = (
+    "task_categories",
+    "task_ids",
+    "language",
+    "license",
+    "size_categories",
+    "multilinguality",
+    "language_creators",
+    "annotations_creators",
+    "source_datasets",
+)
+BASE_MODEL_RELATIONS = ("adapter", "merge", "quantized", "finetune")
+
+
+def card_tags(repo_type: str, card: dict) -> list[str]:
+    """The tags the Hub derives from a card's metadata alone. Models: card tags, language codes
+    (bare: `fr`), `license:`, `dataset:`, `base_model:`; datasets: card tags and `key:value` for
+    each of DATASET_CARD_KEYS (`language:fr`, `task_categories:...`)."""
+    tags = list(_as_list(card.get("tags")))
+    if repo_type == "dataset":
+        for key in DATASET_CARD_KEYS:
+            tags += [f"{key}:{v}" for v in _as_list(card.get(key))]
+        return tags
+    tags += _as_list(card.get("language"))
+    tags += [f"license:{v}" for v in _as_list(card.get("license"))]
+    tags += [f"dataset:{v}" for v in _as_list(card.get("datasets"))]
+    tags += [f"base_model:{v}" for v in _as_list(card.get("base_model"))]
+    return tags
+
+
+def base_model_relation(card: dict, files: list[str]) -> str | None:
+    """How a model relates to its `base_model`, as the Hub infers it: the card's
+    `base_model_relation` when valid, else adapter (adapter_config.json), merge (several base
+    models) or finetune."""
+    bases = _as_list(card.get("base_model"))
+    if not bases:
+        return None
+    relation = card.get("base_model_relation")
+    if relation in BASE_MODEL_RELATIONS:
+        return relation
+    if "adapter_config.json" in files:
+        return "adapter"
+    return "merge" if len(bases) > 1 else "finetune"
+
+
 def build_tags(
-    card: dict, config: dict | None, files: list[str], library: str | None, pipeline: str | None
+    card: dict,
+    config: dict | None,
+    files: list[str],
+    library: str | None,
+    pipeline: str | None,
+    repo_type: str = "model",
 ) -> list[str]:
-    """Tags as the Hub forms them: library, file formats, model_type, card tags, language,
-    `license:`, `dataset:`, `base_model:`, pipeline tag."""
+    """Tags as the Hub forms them: library, file formats, model_type, the card's tags (see
+    `card_tags`), `base_model:{relation}:{id}`, pipeline tag."""
     tags: list[str] = []
 
     def add(tag: str) -> None:
@@ -98,19 +144,26 @@ def build_tags(
         add("pytorch")
     if config and isinstance(config.get("model_type"), str):
         add(config["model_type"])
-    for t in _as_list(card.get("tags")):
-        add(t)
-    for lang in _as_list(card.get("language")):
-        add(lang)
-    for lic in _as_list(card.get("license")):
-        add(f"license:{lic}")
-    for ds in _as_list(card.get("datasets")):
-        add(f"dataset:{ds}")
-    for base in _as_list(card.get("base_model")):
-        add(f"base_model:{base}")
+    for tag in card_tags(repo_type, card):
+        add(tag)
+    relation = base_model_relation(card, files) if repo_type == "model" else None
+    for base in _as_list(card.get("base_model")) if relation else []:
+        add(f"base_model:{relation}:{base}")
     if pipeline:
         add(pipeline)
     return tags
+
+
+def filter_terms(repo: Repo) -> set[str]:
+    """Every `filter=` value that selects `repo`: its tags, pipeline tag, library, id, the tags
+    its card gives (even when indexed before a tag was added), and `language:xx` for models
+    (whose language tags are bare codes)."""
+    card = repo.card_data or {}
+    terms = set(repo.tags or []) | set(card_tags(repo.type, card))
+    terms |= {t for t in (repo.pipeline_tag, repo.library_name, repo.repo_id) if t}
+    if repo.type == "model":
+        terms |= {f"language:{v}" for v in _as_list(card.get("language"))}
+    return terms
 
 
 def safetensors_params(header: dict) -> dict[str, int]:
@@ -198,7 +251,7 @@ def refresh(session: Session, store, repo: Repo) -> None:
     repo.config = config if config is not None else ({} if repo.type == "model" else None)
     repo.pipeline_tag = pipeline
     repo.library_name = library
-    repo.tags = build_tags(card, config, list(files), library, pipeline)
+    repo.tags = build_tags(card, config, list(files), library, pipeline, repo.type)
     repo.safetensors = {"parameters": params, "total": sum(params.values())} if params else None
 
 

@@ -15,6 +15,7 @@ from . import index
 from .common import (
     REPO_TYPES,
     ApiError,
+    NoSuchRoute,
     find_repo,
     get_principal,
     get_session,
@@ -45,7 +46,7 @@ def iso(dt: datetime | None) -> str | None:
 
 def repo_type_of(plural: str) -> str:
     if plural not in REPO_TYPES:
-        raise ApiError(404, f"unknown repository type {plural!r}: use models or datasets", "RepoNotFound")
+        raise NoSuchRoute()  # /api/spaces/..., /api/users/NAME/likes ...
     return REPO_TYPES[plural]
 
 
@@ -240,9 +241,28 @@ def info_payload(request: Request, repo: Repo, sha: str, *, blobs: bool) -> dict
         data["config"] = repo.config or {}
         if repo.safetensors:
             data["safetensors"] = repo.safetensors
-        if repo.library_name == "transformers" and repo.config and repo.config.get("architectures"):
-            data["transformersInfo"] = {"auto_model": "AutoModel", "pipeline_tag": repo.pipeline_tag}
+        info = transformers_info(repo, [e.path for e in files])
+        if info is not None:
+            data["transformersInfo"] = info
     return data
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
+
+
+def transformers_info(repo: Repo, files: list[str]) -> dict | None:
+    """`transformersInfo` as the Hub gives it for a transformers model: the Auto class of the head
+    named in config.json `architectures`, that head's task and the tokenizer's Auto class."""
+    if repo.type != "model" or repo.library_name != "transformers" or not repo.config:
+        return None
+    architectures = repo.config.get("architectures")
+    auto = index.auto_model_from_architectures(architectures)
+    if auto is None:
+        return None
+    info = {"auto_model": auto, "pipeline_tag": index.pipeline_from_architectures(architectures)}
+    if any(f in TOKENIZER_FILES for f in files):
+        info["processor"] = "AutoTokenizer"
+    return info
 
 
 @router.get("/api/{plural}/{ns}/{name}")
@@ -538,4 +558,6 @@ def list_commits(
     return JSONResponse(items, headers=headers)
 
 
-__all__ = ["router", "repo_not_found", "iso", "repo_summary", "check_repo_id", "refresh_index"]
+__all__ = [
+    "router", "repo_not_found", "iso", "repo_summary", "check_repo_id", "refresh_index", "transformers_info",
+]
