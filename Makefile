@@ -1,42 +1,76 @@
-# `make test` and `make serve` set everything up themselves on a fresh machine.
+# `make test` and `make serve` set everything up themselves on a fresh machine, with the exact
+# versions in requirements.lock; `make upgrade` moves those pins to the newest releases.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip install -q -c requirements.lock
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DATA   ?= ./haven-data
+# torch: the CPU build that lies on this machine's disk (any other spec downloads CUDA builds)
+TORCH  := torch==2.13.0
 
-.PHONY: test serve lint bench clean system
+.PHONY: test serve lint bench upgrade clean system-serve system-test
 
-# System packages the hub and its tests drive: git with LFS, and a PostgreSQL server
-# (the tests start their own on 127.0.0.1 to prove the hub runs on it).
-system:
-	@command -v git >/dev/null && command -v git-lfs >/dev/null || \
-	  (apt-get update -q && apt-get install -y -q git git-lfs)
+define apt
+	(apt-get update -q && apt-get install -y -q $(1))
+endef
+
+# Serving needs git (the hub's repositories are git repositories; pushes run git http-backend).
+system-serve:
+	@command -v git >/dev/null || $(call apt,git)
+
+# The tests also drive git-lfs, and start their own PostgreSQL on 127.0.0.1.
+system-test: system-serve
+	@command -v git-lfs >/dev/null || $(call apt,git-lfs)
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  (apt-get update -q && apt-get install -y -q postgresql)
+	  $(call apt,postgresql)
 	@git lfs install --skip-repo >/dev/null
 
-$(STAMP): pyproject.toml
-	@$(MAKE) --no-print-directory system
-	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+# one stamp per set-up: serving installs the `server` extra only, testing everything
+$(VENV)/.serve: pyproject.toml requirements.lock | $(VENV)/bin/python
+	@$(MAKE) --no-print-directory system-serve
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[server]'
 	@touch $@
 
-test: $(STAMP)
+$(VENV)/.test: pyproject.toml requirements.lock | $(VENV)/bin/python
+	@$(MAKE) --no-print-directory system-test
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[dev]'
+	@touch $@
+
+test: $(VENV)/.test
 	$(PY) -m pytest -q
 
-serve: $(STAMP)
+serve: $(VENV)/.serve
 	$(VENV)/bin/haven serve --host $(HOST) --port $(PORT) --data $(DATA)
 
-lint: $(STAMP)
+lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests benchmarks
 
-bench: $(STAMP)
+bench: $(VENV)/.test
 	$(PY) benchmarks/encoders.py
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/hub.py
 
+# Resolve everything afresh from the newest releases in a scratch venv, write the pins, then
+# install them and run the whole suite: a new reference version arrives as one deliberate commit.
+upgrade:
+	rm -rf .venv-upgrade
+	python3 -m venv .venv-upgrade
+	.venv-upgrade/bin/python -m pip install -q $(TORCH)
+	.venv-upgrade/bin/python -m pip install -q '.[dev]'
+	{ sed -n '/^#/p' requirements.lock; \
+	  .venv-upgrade/bin/python -m pip freeze --all --exclude-editable \
+	    | grep -v -E '^(haven|pip|setuptools|wheel)[=@ ]' | sed -E 's/^(torch==[^+]*)\+.*/\1/'; \
+	} > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf .venv-upgrade build
+	@git --no-pager diff --stat -- requirements.lock || true
+	$(MAKE) --no-print-directory test
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-upgrade build *.egg-info src/*.egg-info .pytest_cache
