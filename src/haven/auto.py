@@ -11,8 +11,9 @@ import importlib
 import os
 from typing import Any
 
-from .config import PretrainedConfig, read_config_dict, resolve_config_file
+from .config import PretrainedConfig, load_config
 from .errors import ConfigError, UnknownArchitectureError
+from .loading import CONFIG_OPTIONS
 
 # model_type -> module in haven.models
 MODEL_MODULES: dict[str, str] = {
@@ -33,6 +34,7 @@ TASK_KEYS = {
     "AutoModelForSequenceClassification": "sequence-classification",
     "AutoModelForTokenClassification": "token-classification",
     "AutoModelForCausalLM": "causal-lm",
+    "AutoModelForQuestionAnswering": "question-answering",
 }
 
 
@@ -72,20 +74,21 @@ class AutoConfig:
         return model_table(model_type)["config"](**kwargs)
 
     @staticmethod
-    def from_pretrained(path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any) -> PretrainedConfig:
-        hub = {k: kwargs.pop(k) for k in ("token", "cache_dir", "local_files_only") if k in kwargs}
-        path = resolve_config_file(path_or_id, revision=revision, **hub)
-        data = read_config_dict(path)
-        model_type = data.get("model_type")
-        if not model_type:
-            raise ConfigError(
-                f"{path} has no 'model_type', so Haven cannot tell which architecture it describes. "
-                f"Add \"model_type\" (one of: {', '.join(supported_model_types())}) or load it with the "
-                "architecture's own config class"
-            )
-        config = model_table(model_type)["config"].from_dict(data, **kwargs)
-        config._name_or_path = str(path_or_id)
-        return config
+    def from_pretrained(path_or_id: str | os.PathLike, **kwargs: Any) -> PretrainedConfig:
+        """The config class is chosen by the file's `model_type`; keyword arguments as for
+        `PretrainedConfig.from_pretrained` (hub options, `return_unused_kwargs`, overrides)."""
+        return load_config(path_or_id, kwargs, _config_class)
+
+
+def _config_class(data: dict[str, Any], path: str) -> type[PretrainedConfig]:
+    model_type = data.get("model_type")
+    if not model_type:
+        raise ConfigError(
+            f"{path} has no 'model_type', so Haven cannot tell which architecture it describes. "
+            f"Add \"model_type\" (one of: {', '.join(supported_model_types())}) or load it with the "
+            "architecture's own config class"
+        )
+    return model_table(model_type)["config"]
 
 
 class _AutoModel:
@@ -113,23 +116,12 @@ class _AutoModel:
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, *, config: PretrainedConfig | None = None, **kwargs: Any):
+        """The class is chosen by the config's `model_type`; keyword arguments as for
+        `PreTrainedModel.from_pretrained` (loading options, config overrides, model arguments)."""
         if config is None:
-            config_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
-            overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _CONFIG_OVERRIDES}
-            config = AutoConfig.from_pretrained(path_or_id, **config_kwargs, **overrides)
+            where = {k: kwargs[k] for k in CONFIG_OPTIONS if k in kwargs}
+            config = AutoConfig.from_pretrained(path_or_id, **where)
         return cls.model_class(config).from_pretrained(path_or_id, config=config, **kwargs)
-
-
-# Keyword arguments of from_pretrained that are config values, not loading options.
-_CONFIG_OVERRIDES = {
-    "num_labels",
-    "id2label",
-    "label2id",
-    "problem_type",
-    "output_attentions",
-    "output_hidden_states",
-    "attn_implementation",
-}
 
 
 def _make(name: str) -> type:
@@ -141,3 +133,4 @@ AutoModelForMaskedLM = _make("AutoModelForMaskedLM")
 AutoModelForSequenceClassification = _make("AutoModelForSequenceClassification")
 AutoModelForTokenClassification = _make("AutoModelForTokenClassification")
 AutoModelForCausalLM = _make("AutoModelForCausalLM")
+AutoModelForQuestionAnswering = _make("AutoModelForQuestionAnswering")

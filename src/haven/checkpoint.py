@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError
+from .hub import resolve_file
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -236,3 +237,79 @@ def save_state_dict(
     with open(os.path.join(directory, SAFE_WEIGHTS_INDEX_NAME), "w", encoding="utf-8") as f:
         json.dump(index, f, indent=2, sort_keys=True)
     return [*names, SAFE_WEIGHTS_INDEX_NAME]
+
+
+# -- a model's checkpoint ---------------------------------------------------------------------------
+
+
+def load_checkpoint(
+    path_or_id: str | os.PathLike, *, use_safetensors: bool | None = None, **hub: Any
+) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint: single or sharded safetensors, else a legacy .bin
+    (`use_safetensors`: True safetensors only, False .bin only)."""
+    formats = [
+        (SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, load_safetensors),
+        (PT_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME, load_torch_bin),
+    ]
+    if use_safetensors is not None:
+        formats = formats[:1] if use_safetensors else formats[1:]
+    for index_name, single_name, loader in formats:
+        single = resolve_file(path_or_id, single_name, optional=True, **hub)
+        if single:
+            return loader(single)
+        index = resolve_file(path_or_id, index_name, optional=True, **hub)
+        if index:
+            weight_map = read_index(index)
+            state_dict: dict[str, torch.Tensor] = {}
+            for shard in sorted(set(weight_map.values())):
+                shard_path = resolve_file(path_or_id, shard, optional=True, **hub)
+                if shard_path is None:
+                    raise CheckpointError(f"{index_name} lists {shard}, which is missing from {path_or_id}")
+                state_dict.update(loader(shard_path))
+            return state_dict
+    expected = " or ".join(name for pair in formats for name in pair[:2][::-1])
+    hint = "" if use_safetensors is None else f" (use_safetensors={use_safetensors} limits the search to those)"
+    raise CheckpointError(
+        f"no weights found in {os.fspath(path_or_id)}: expected {expected}{hint}. "
+        "Save the model with save_pretrained() or check the path"
+    )
+
+
+def rename_legacy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Old TF-converted checkpoints call LayerNorm parameters gamma/beta."""
+    out = {}
+    for key, value in state_dict.items():
+        if "LayerNorm" in key:
+            key = re.sub(r"\.gamma$", ".weight", key)
+            key = re.sub(r"\.beta$", ".bias", key)
+        out[key] = value
+    return out
+
+
+
+def match_prefix(state_dict: dict[str, torch.Tensor], expected: set[str], prefix: str) -> dict[str, torch.Tensor]:
+    """Accept checkpoints saved with or without the base-model prefix (`bert.`)."""
+    if not prefix:
+        return state_dict
+    dot = prefix + "."
+    model_has = any(k.startswith(dot) for k in expected)
+    ckpt_has = any(k.startswith(dot) for k in state_dict)
+    if model_has and not ckpt_has:  # base-model checkpoint into a model with a head
+        return {(dot + k if dot + k in expected else k): v for k, v in state_dict.items()}
+    if not model_has and ckpt_has:  # checkpoint with a head into the base model
+        return {(k[len(dot) :] if k.startswith(dot) else k): v for k, v in state_dict.items()}
+    return state_dict
+
+
+
+def dedupe_shared(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage: keep the first name of tensors that alias each other."""
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    out = {}
+    for name, tensor in state_dict.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and key in seen:
+            continue
+        seen[key] = name
+        out[name] = tensor.detach()
+    return out

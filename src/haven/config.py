@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .errors import ConfigError
 from .hub.mixin import PushToHubMixin
+from .loading import CONFIG_OPTIONS, HUB_OPTIONS, NOT_CONFIG_KEYS, local_path, take_options
 
 CONFIG_NAME = "config.json"
+
+logger = logging.getLogger(__name__)
 
 # Keys every config has, with the reference library's defaults.
 _COMMON_DEFAULTS: dict[str, Any] = {
@@ -35,6 +40,8 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 
 # Keys that describe a config file, not the model; never stored as attributes.
 _DROPPED_ON_LOAD = {"model_type", "transformers_version", "haven_version", "_name_or_path"}
+
+_LABEL_KEYS = ("num_labels", "id2label", "label2id")
 
 
 class PretrainedConfig(PushToHubMixin):
@@ -55,19 +62,60 @@ class PretrainedConfig(PushToHubMixin):
         merged.update(kwargs)
         for key, value in merged.items():
             setattr(self, key, value)
+        if id2label is None:
+            num_labels = 2 if num_labels is None else num_labels
+        elif num_labels is not None and num_labels != len(id2label):
+            # a file's stale num_labels: its id2label wins, as in the reference
+            logger.warning("num_labels=%s disagrees with id2label (%d labels); using id2label", num_labels, len(id2label))
+            num_labels = None
+        self._set_labels(num_labels, id2label, label2id)
+
+    def _set_labels(self, num_labels: int | None, id2label: Any, label2id: Any) -> None:
+        """Labels from explicit values: `id2label` wins over `num_labels` (they must agree when both
+        are given); without `label2id`, it is the inverse of the (new) `id2label`."""
         if id2label is not None:
             if not isinstance(id2label, dict):
                 raise ConfigError(f"id2label must be a mapping of class index to name, got {type(id2label).__name__}")
             try:
-                self.id2label = {int(k): str(v) for k, v in id2label.items()}
+                id2label = {int(k): str(v) for k, v in id2label.items()}
             except ValueError as err:
                 raise ConfigError(f"id2label keys must be integers (as strings in JSON): {err}") from None
-        else:
-            self.num_labels = 2 if num_labels is None else num_labels
+            if num_labels is not None and num_labels != len(id2label):
+                raise ConfigError(
+                    f"num_labels={num_labels} disagrees with the {len(id2label)} labels of id2label; pass one of them"
+                )
+            self.id2label = id2label
+            self.label2id = {v: k for k, v in id2label.items()}
+        elif num_labels is not None:
+            self.num_labels = num_labels
         if label2id is not None:
             self.label2id = {str(k): int(v) for k, v in label2id.items()}
-        else:
-            self.label2id = {v: k for k, v in self.id2label.items()}
+
+    # -- overrides (from_pretrained's keyword arguments) -------------------------------------------
+
+    def unknown_keys(self, overrides: dict[str, Any]) -> list[str]:
+        """The keys of `overrides` that are not attributes of this config (nor label settings)."""
+        amap = type(self).attribute_map
+        return [k for k in overrides if k not in self.__dict__ and k not in amap and k not in _LABEL_KEYS]
+
+    def update_from_kwargs(self, overrides: dict[str, Any]) -> None:
+        """Set config attributes from keyword arguments, as `from_pretrained(..., num_labels=5)` does.
+
+        Only attributes the config has (its class's defaults, or keys of the loaded config.json)
+        may be set; anything else is a TypeError. Explicit labels beat the file's: `num_labels=5`
+        on a 2-label config gives LABEL_0..LABEL_4 (as the reference does), `id2label` replaces the
+        labels (and `label2id`, unless that is given too)."""
+        unknown = self.unknown_keys(overrides)
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}: they are neither loading options "
+                f"(haven.loading.OPTIONS) nor attributes of {type(self).__name__}"
+            )
+        rest = dict(overrides)
+        labels = [rest.pop(k, None) for k in _LABEL_KEYS]
+        for key, value in rest.items():
+            setattr(self, key, value)
+        self._set_labels(*labels)
 
     # -- aliases (attribute_map) -------------------------------------------------------------------
 
@@ -102,7 +150,7 @@ class PretrainedConfig(PushToHubMixin):
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model_type": self.model_type} if self.model_type else {}
         for key, value in self.__dict__.items():
-            if key.startswith("_"):
+            if key.startswith("_") or key in NOT_CONFIG_KEYS:
                 continue
             if key == "id2label":
                 value = {str(k): v for k, v in value.items()}
@@ -121,28 +169,28 @@ class PretrainedConfig(PushToHubMixin):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> PretrainedConfig:
+        """A config from a config.json's contents (a related `model_type`, say camembert into
+        RobertaConfig, is allowed, as upstream), then `overrides` (see `update_from_kwargs`).
+        Loading options an older Haven wrote into config.json (`device_map`...) are dropped."""
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
-        declared = data.get("model_type")
-        if cls.model_type and declared and declared != cls.model_type:
-            # Loading a related config (say camembert into RobertaConfig) is allowed, as upstream.
-            pass
-        return cls(**{**data, **overrides})
+        config = cls(**{k: v for k, v in data.items() if k not in NOT_CONFIG_KEYS})
+        config.update_from_kwargs(overrides)
+        return config
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> PretrainedConfig:
         return cls.from_dict(read_config_dict(path))
 
     @classmethod
-    def from_pretrained(
-        cls, path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
-    ) -> PretrainedConfig:
-        """Read `config.json` from a local directory, a file, or a hub repository id."""
-        hub_kwargs = {k: kwargs.pop(k) for k in ("token", "cache_dir", "local_files_only") if k in kwargs}
-        path = resolve_config_file(path_or_id, revision=revision, **hub_kwargs)
-        config = cls.from_dict(read_config_dict(path), **kwargs)
-        config._name_or_path = str(path_or_id)
-        return config
+    def from_pretrained(cls, path_or_id: str | os.PathLike, **kwargs: Any) -> PretrainedConfig:
+        """Read `config.json` from a local directory, a file, or a hub repository id.
+
+        Keyword arguments: the hub options (`revision`, `token`, `cache_dir`, `local_files_only`,
+        `force_download`, `subfolder`), `return_unused_kwargs`, and config attributes to override
+        (`num_labels=3`); anything else is a TypeError, or with `return_unused_kwargs=True`
+        returned as `(config, unused)`."""
+        return load_config(path_or_id, kwargs, lambda data, path: cls)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         if os.path.isfile(save_directory):
@@ -160,6 +208,26 @@ class PretrainedConfig(PushToHubMixin):
 
     def __hash__(self) -> int:  # configs are mutable; identity hash keeps them usable as dict keys
         return id(self)
+
+
+def load_config(
+    path_or_id: str | os.PathLike,
+    kwargs: dict[str, Any],
+    choose: Callable[[dict[str, Any], str], type[PretrainedConfig]],
+) -> Any:
+    """The shared body of `PretrainedConfig.from_pretrained` and `AutoConfig.from_pretrained`:
+    `choose(data, path)` picks the config class from the file's contents."""
+    kwargs = dict(kwargs)
+    return_unused = kwargs.pop("return_unused_kwargs", False)
+    opts = take_options(kwargs, CONFIG_OPTIONS)
+    path_or_id = local_path(path_or_id, opts.get("subfolder"))
+    path = resolve_config_file(path_or_id, **{k: opts[k] for k in HUB_OPTIONS if k in opts})
+    data = read_config_dict(path)
+    config = choose(data, path).from_dict(data)
+    unused = {k: kwargs.pop(k) for k in config.unknown_keys(kwargs)} if return_unused else {}
+    config.update_from_kwargs(kwargs)
+    config._name_or_path = str(path_or_id)
+    return (config, unused) if return_unused else config
 
 
 def resolve_config_file(path_or_id: str | os.PathLike, **hub_kwargs: Any) -> str:

@@ -14,6 +14,9 @@ Subclasses declare:
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import logging
 import os
 import re
@@ -26,27 +29,40 @@ import torch
 from torch import nn
 
 from .checkpoint import (
-    PT_WEIGHTS_INDEX_NAME,
-    PT_WEIGHTS_NAME,
-    SAFE_WEIGHTS_INDEX_NAME,
-    SAFE_WEIGHTS_NAME,
-    load_safetensors,
-    load_torch_bin,
-    read_index,
+    dedupe_shared,
+    load_checkpoint,
+    match_prefix,
     release_mapped_pages,
+    rename_legacy,
     save_state_dict,
 )
 from .config import PretrainedConfig
 from .errors import CheckpointError, ConfigError
 from .fastpath import Linear, forget_plain_plans
-from .hub import resolve_file
 from .hub.mixin import PushToHubMixin
+from .loading import LATER, LoadOptions, local_path
 
 logger = logging.getLogger(__name__)
 
 _LAY_OUT_LOCK = threading.Lock()  # two pipelines preparing one model at once lay it out once
 
-_HUB_KWARGS = ("token", "cache_dir", "local_files_only", "force_download")
+
+class LayerLoop:
+    """Mixed into the modules that run a stack of layers (encoder stacks, decoder models): each
+    layer goes through `call_layer`, which checkpoints it when gradient checkpointing is on
+    (`PreTrainedModel.gradient_checkpointing_enable`), the module trains and grad is enabled."""
+
+    gradient_checkpointing: bool = False
+    checkpoint_fn: Any = None
+    training: bool
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether layers are checkpointed in this call."""
+        return self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+
+    def call_layer(self, layer: Any, *args: Any) -> Any:
+        return self.checkpoint_fn(layer, *args) if self.checkpointing else layer(*args)
 
 
 class PreTrainedModel(nn.Module, PushToHubMixin):
@@ -117,15 +133,118 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
                 return p.dtype
         return torch.get_default_dtype()
 
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        seen: set[int] = set()
-        total = 0
-        for name, p in self.named_parameters():
-            if id(p) in seen or (exclude_embeddings and "embed" in name):
-                continue
-            seen.add(id(p))
-            total += p.numel()
-        return total
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Number of parameters, each shared one counted once; `only_trainable`: those that
+        require grad; `exclude_embeddings`: without the weights of the `nn.Embedding` modules
+        (token, position, token-type tables; a tied output layer shares the token table)."""
+        embedding_weights = {
+            id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)
+        } if exclude_embeddings else set()
+        return sum(
+            p.numel()
+            for p in self.parameters()  # shared parameters appear once
+            if id(p) not in embedding_weights and (p.requires_grad or not only_trainable)
+        )
+
+    # -- resizing the vocabulary ----------------------------------------------------------------------
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Give the token embeddings (and the output layer, tied or not) `new_num_tokens` rows,
+        rounded up to a multiple of `pad_to_multiple_of`; `config.vocab_size` follows. Returns
+        the input embedding module.
+
+        Rows kept keep their values (and the parameters keep their identity, so ties and
+        optimizers holding them stay valid); rows removed are dropped from the end. New rows,
+        as the reference does by default (`mean_resizing=True`), are drawn around the mean of
+        the old rows (a normal with 1e-9 x their covariance), and a new output bias is the old
+        bias's mean; with `mean_resizing=False` they get the model's random init."""
+        embeddings = self.get_input_embeddings()
+        if not isinstance(embeddings, nn.Embedding):
+            raise TypeError(f"{type(self).__name__} has no nn.Embedding token table to resize")
+        if pad_to_multiple_of is not None:
+            if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
+                raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+            n = embeddings.num_embeddings if new_num_tokens is None else new_num_tokens
+            new_num_tokens = -(-n // pad_to_multiple_of) * pad_to_multiple_of
+        if new_num_tokens is None:
+            return embeddings
+        if not isinstance(new_num_tokens, int) or new_num_tokens < 1:
+            raise ValueError(f"new_num_tokens must be a positive integer, got {new_num_tokens!r}")
+        output = self.get_output_embeddings()
+        resized: set[int] = set()
+        for param, kind in (
+            (embeddings.weight, "rows"),
+            (getattr(output, "weight", None), "rows"),
+            (getattr(output, "bias", None), "bias"),
+        ):
+            if param is not None and id(param) not in resized:  # tied parameters are resized once
+                resized.add(id(param))
+                self._resize_rows(param, new_num_tokens, kind, mean_resizing)
+        embeddings.num_embeddings = new_num_tokens
+        if embeddings.padding_idx is not None and embeddings.padding_idx >= new_num_tokens:
+            embeddings.padding_idx = None
+        if output is not None and hasattr(output, "out_features"):
+            output.out_features = new_num_tokens
+        forget_plain_plans(*self.modules())
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.forget_packed()
+        self.config.vocab_size = new_num_tokens
+        self.tie_weights()
+        return embeddings
+
+    def _resize_rows(self, param: nn.Parameter, n: int, kind: str, mean_resizing: bool) -> None:
+        """Resize `param` along its first dimension in place (its `.data` is replaced)."""
+        old = param.data
+        keep = min(n, old.shape[0])
+        new = old.new_empty((n, *old.shape[1:]))
+        new[:keep] = old[:keep]
+        added = n - keep
+        if added:
+            with torch.no_grad():
+                if kind == "bias":
+                    new[keep:] = old.float().mean() if mean_resizing else 0.0
+                elif mean_resizing:
+                    new[keep:] = _draw_around_mean(old, added)
+                else:
+                    new[keep:].normal_(0.0, getattr(self.config, "initializer_range", 0.02))
+        param.data = new
+
+    # -- gradient checkpointing ------------------------------------------------------------------------
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Recompute each layer's activations during the backward pass instead of keeping them
+        (less memory, one more forward per layer), in training mode with gradients enabled.
+        `gradient_checkpointing_kwargs` go to `torch.utils.checkpoint.checkpoint` (default
+        `use_reentrant=False`). Decoders then run without a KV cache while training, as the
+        reference does (`use_cache=True` is turned off with a warning)."""
+        from torch.utils.checkpoint import checkpoint
+
+        kwargs = {"use_reentrant": False} if gradient_checkpointing_kwargs is None else dict(gradient_checkpointing_kwargs)
+        self._set_gradient_checkpointing(functools.partial(checkpoint, **kwargs))
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Keep activations again (see `gradient_checkpointing_enable`)."""
+        self._set_gradient_checkpointing(None)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(isinstance(m, LayerLoop) and m.gradient_checkpointing for m in self.modules())
+
+    # the names transformers 5.25 prefers
+    activation_checkpointing_enable = gradient_checkpointing_enable
+    activation_checkpointing_disable = gradient_checkpointing_disable
+    is_activation_checkpointing = is_gradient_checkpointing
+
+    def _set_gradient_checkpointing(self, checkpoint_fn: Any) -> None:
+        loops = [m for m in self.modules() if isinstance(m, LayerLoop)]
+        if not loops:
+            raise ValueError(f"{type(self).__name__} has no layer stack to checkpoint")
+        for loop in loops:
+            loop.gradient_checkpointing = checkpoint_fn is not None
+            loop.checkpoint_fn = checkpoint_fn
 
     def _apply(self, fn, *args, **kwargs):
         """Every move or cast (`.to()`, `.half()`, `.cuda()`...) goes through here: a decoder's
@@ -179,45 +298,58 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
 
     @classmethod
     def from_pretrained(
-        cls,
-        path_or_id: str | os.PathLike,
-        *,
-        config: PretrainedConfig | None = None,
-        dtype: torch.dtype | str | None = None,
-        revision: str | None = None,
-        device: str | torch.device | None = None,
-        ignore_mismatched_sizes: bool = False,
-        output_loading_info: bool = False,
-        **kwargs: Any,
+        cls, path_or_id: str | os.PathLike, *, config: PretrainedConfig | None = None, **kwargs: Any
     ) -> PreTrainedModel:
         """Load a checkpoint directory or hub repository.
 
-        `dtype`: None / "auto" keep the checkpoint's dtype; a torch dtype (or its name) casts.
-        Extra keyword arguments override config values (`num_labels=3`, `output_attentions=True`).
+        Keyword arguments are of three kinds, as in the reference library:
+        - loading options (`dtype`, `device_map`, `revision`, `output_loading_info`,
+          `ignore_mismatched_sizes`...): `haven.loading.OPTIONS` says what Haven does with each,
+          and refuses (NotImplementedError) what it cannot honour, such as `load_in_4bit`;
+        - config attributes to override (`num_labels=3`, `output_attentions=True`);
+        - arguments of the model class (`add_pooling_layer=False`).
+        Anything else is a TypeError. `dtype`: None / "auto" keep the checkpoint's dtype.
         """
-        if dtype is None:
-            dtype = kwargs.pop("torch_dtype", None)
-        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
-        hub["revision"] = revision
-        if config is None:
-            config = cls.config_class.from_pretrained(path_or_id, **hub, **kwargs)
-        else:
-            for key, value in kwargs.items():
-                setattr(config, key, value)
-        state_dict = load_checkpoint(path_or_id, **hub)
+        opts = LoadOptions.take(kwargs)
+        init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _init_parameters(cls)}
+        path = local_path(path_or_id, opts.subfolder)
+        config = (
+            copy.deepcopy(config) if config is not None else cls.config_class.from_pretrained(path, **opts.hub)
+        )
+        unknown = config.unknown_keys(kwargs)
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.from_pretrained() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}: "
+                f"they are not loading options (haven.loading.OPTIONS), attributes of {type(config).__name__}, "
+                f"nor arguments of {cls.__name__}"
+            )
+        config.update_from_kwargs(kwargs)
+        if getattr(config, "quantization_config", None):
+            raise NotImplementedError(
+                f"{path_or_id} holds quantized weights (config.json has quantization_config): {LATER}; "
+                "use a float16/bfloat16/float32 checkpoint"
+            )
+        state_dict = load_checkpoint(path, use_safetensors=opts.use_safetensors, **opts.hub)
+        if opts.disable_mmap:
+            state_dict = {k: v.clone() for k, v in state_dict.items()}
 
         with torch.device("meta"), _skip_reset_parameters():
-            model = cls(config)
-        info = model.load_weights(state_dict, ignore_mismatched_sizes=ignore_mismatched_sizes)
-        target = _parse_dtype(dtype)
+            model = cls(config, **init_kwargs)
+        info = model.load_weights(state_dict, ignore_mismatched_sizes=opts.ignore_mismatched_sizes)
+        target = _parse_dtype(opts.dtype)
         if target is not None and target != model.dtype:
             model = model.to(target)
-        if device is not None:
-            model = model.to(device)
+        if opts.device is not None:
+            model = model.to(opts.device)
         model.name_or_path = str(path_or_id)
-        model._load_generation_config(path_or_id, hub)
+        if opts.generation_config is None:
+            model._load_generation_config(path, opts.hub)
+        elif callable(getattr(model, "generate", None)):
+            model.generation_config = opts.generation_config
+        else:
+            raise ValueError(f"{cls.__name__} does not generate text; leave generation_config out")
         model.eval()
-        return (model, info) if output_loading_info else model
+        return (model, info) if opts.output_loading_info else model
 
     def lay_out_weights(self) -> None:
         """Re-lay a float32 CPU model's weights for inference where its modules know how (their
@@ -245,9 +377,9 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         self, state_dict: dict[str, torch.Tensor], *, ignore_mismatched_sizes: bool = False
     ) -> dict[str, list[str]]:
         """Assign `state_dict` into this (possibly meta) model. Returns missing/unexpected keys."""
-        state_dict = self.sanitize(_rename_legacy(state_dict))
+        state_dict = self.sanitize(rename_legacy(state_dict))
         expected = {k: v for k, v in self.state_dict(keep_vars=True).items()}
-        state_dict = _match_prefix(state_dict, set(expected), self.base_model_prefix)
+        state_dict = match_prefix(state_dict, set(expected), self.base_model_prefix)
 
         tied = set(self._tied_weights_keys) if getattr(self.config, "tie_word_embeddings", True) else set()
         mismatched = []
@@ -259,7 +391,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
                         f"from its config expects {tuple(expected[key].shape)}. The config and weights do not "
                         "belong together; pass ignore_mismatched_sizes=True to re-initialise such weights"
                     )
-                mismatched.append(key)
+                mismatched.append((key, tuple(tensor.shape), tuple(expected[key].shape)))
                 del state_dict[key]
         for key in tied:
             state_dict.pop(key, None)  # shared with its source; assigned by tie_weights
@@ -273,8 +405,17 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         self.tie_weights()
 
         unexpected = [k for k in unexpected if not _matches(k, self._ignore_unexpected)]
-        reported_missing = [k for k in missing if not _matches(k, self._ignore_missing)]
+        resized = {key for key, _, _ in mismatched}
+        reported_missing = [k for k in missing if k not in resized and not _matches(k, self._ignore_missing)]
         name = type(self).__name__
+        if mismatched:
+            logger.warning(
+                "Some weights of %s were re-initialized because their shape in the checkpoint differs from the "
+                "model's (ignore_mismatched_sizes=True): %s. You should probably TRAIN this model on a downstream "
+                "task before using it for predictions.",
+                name,
+                _preview([f"{key}: checkpoint {old} -> model {new}" for key, old, new in mismatched]),
+            )
         if unexpected:
             logger.warning("Some checkpoint weights were not used by %s: %s", name, _preview(unexpected))
         if reported_missing:
@@ -284,7 +425,11 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
                 name,
                 _preview(reported_missing),
             )
-        return {"missing_keys": reported_missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
+        return {
+            "missing_keys": reported_missing,
+            "unexpected_keys": unexpected,
+            "mismatched_keys": [key for key, _, _ in mismatched],
+        }
 
     def _materialize(self, missing: list[str], dtype: torch.dtype) -> None:
         """Give missing (still meta) parameters real memory and a random init."""
@@ -337,74 +482,17 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             self.generation_config.save_pretrained(save_directory)
         if state_dict is None:
             state_dict = self.state_dict()
-        state_dict = _dedupe_shared(state_dict)
+        state_dict = dedupe_shared(state_dict)
         return ["config.json", *save_state_dict(state_dict, save_directory, max_shard_size)]
 
 
 # -- helpers ------------------------------------------------------------------------------------------
 
 
-def load_checkpoint(path_or_id: str | os.PathLike, **hub: Any) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint: single or sharded safetensors, else a legacy .bin."""
-    for index_name, single_name, loader in (
-        (SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, load_safetensors),
-        (PT_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME, load_torch_bin),
-    ):
-        single = resolve_file(path_or_id, single_name, optional=True, **hub)
-        if single:
-            return loader(single)
-        index = resolve_file(path_or_id, index_name, optional=True, **hub)
-        if index:
-            weight_map = read_index(index)
-            state_dict: dict[str, torch.Tensor] = {}
-            for shard in sorted(set(weight_map.values())):
-                shard_path = resolve_file(path_or_id, shard, optional=True, **hub)
-                if shard_path is None:
-                    raise CheckpointError(f"{index_name} lists {shard}, which is missing from {path_or_id}")
-                state_dict.update(loader(shard_path))
-            return state_dict
-    raise CheckpointError(
-        f"no weights found in {os.fspath(path_or_id)}: expected {SAFE_WEIGHTS_NAME}, {SAFE_WEIGHTS_INDEX_NAME} "
-        f"or {PT_WEIGHTS_NAME}. Save the model with save_pretrained() or check the path"
-    )
-
-
-def _rename_legacy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Old TF-converted checkpoints call LayerNorm parameters gamma/beta."""
-    out = {}
-    for key, value in state_dict.items():
-        if "LayerNorm" in key:
-            key = re.sub(r"\.gamma$", ".weight", key)
-            key = re.sub(r"\.beta$", ".bias", key)
-        out[key] = value
-    return out
-
-
-def _match_prefix(state_dict: dict[str, torch.Tensor], expected: set[str], prefix: str) -> dict[str, torch.Tensor]:
-    """Accept checkpoints saved with or without the base-model prefix (`bert.`)."""
-    if not prefix:
-        return state_dict
-    dot = prefix + "."
-    model_has = any(k.startswith(dot) for k in expected)
-    ckpt_has = any(k.startswith(dot) for k in state_dict)
-    if model_has and not ckpt_has:  # base-model checkpoint into a model with a head
-        return {(dot + k if dot + k in expected else k): v for k, v in state_dict.items()}
-    if not model_has and ckpt_has:  # checkpoint with a head into the base model
-        return {(k[len(dot) :] if k.startswith(dot) else k): v for k, v in state_dict.items()}
-    return state_dict
-
-
-def _dedupe_shared(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses shared storage: keep the first name of tensors that alias each other."""
-    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
-    out = {}
-    for name, tensor in state_dict.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if tensor.numel() and key in seen:
-            continue
-        seen[key] = name
-        out[name] = tensor.detach()
-    return out
+def _init_parameters(cls: type) -> set[str]:
+    """Names of the keyword arguments a model class takes besides its config."""
+    params = inspect.signature(cls.__init__).parameters
+    return {n for n, p in params.items() if n not in ("self", "config") and p.kind is not p.VAR_KEYWORD}
 
 
 def _matches(key: str, patterns: list[str]) -> bool:
@@ -443,6 +531,21 @@ def _reset_unless_meta(original):
             original(self)
 
     return reset_parameters
+
+
+def _draw_around_mean(old: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` rows from a normal around the mean of `old`'s rows with 1e-9 x their covariance
+    (so new tokens start where an average token is), or the mean itself when that covariance is
+    not positive definite."""
+    rows = old.float()
+    mean = rows.mean(0)
+    centered = rows - mean
+    covariance = 1e-9 * (centered.T @ centered) / rows.shape[0]
+    try:
+        dist = torch.distributions.MultivariateNormal(mean, covariance_matrix=covariance)
+    except ValueError:  # not positive definite
+        return mean.expand(count, -1).to(old.dtype)
+    return dist.sample((count,)).to(old.dtype)
 
 
 def _on_meta(module: nn.Module) -> bool:
