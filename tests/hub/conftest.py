@@ -1,5 +1,5 @@
 """Shared fixtures of the hub client tests: a user on the session's `hub_server`, and an
-environment (HAVEN_ENDPOINT, HAVEN_TOKEN, a private HAVEN_HOME) pointing Haven's client at it."""
+environment (HAVEN_ENDPOINT, HAVEN_TOKEN, a private HAVEN_HOME and HF_HOME) pointing Haven's client at it."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def hub_user(hub_server) -> tuple[str, str]:
 def hub(hub_server, hub_user, tmp_path, monkeypatch) -> HubEnv:
     user, token = hub_user
     home = tmp_path / "haven-home"
-    for name in ("HF_TOKEN", "HAVEN_OFFLINE", "HF_ENDPOINT"):
+    for name in ("HF_TOKEN", "HAVEN_OFFLINE", "HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # never the real ~/.cache (cache, HF's token file)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HAVEN_ENDPOINT", hub_server.url)
     monkeypatch.setenv("HAVEN_TOKEN", token)
