@@ -7,6 +7,7 @@ and its linear layer under the checkpoint's name (`lm_head`, `score`), so one fo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -17,13 +18,19 @@ from ..fastpath import call, lay_out_transposed, plain_plan
 from ..layers import KVCache
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
+logger = logging.getLogger(__name__)
+
 
 def decoder_flags(
     model: torch.nn.Module, use_cache: bool | None, hidden: bool | None, attentions: bool | None
 ) -> tuple[bool, bool, bool]:
     """(use_cache, want hidden states, want attention weights): call values, else the config's;
-    the cache is off while training unless asked for."""
+    the cache is off while training unless asked for, and always while layers are checkpointed
+    (turned off with a warning, as the reference does)."""
     cfg = model.config
+    if use_cache and model.checkpointing:
+        logger.warning("use_cache=True is incompatible with gradient checkpointing while training; using use_cache=False")
+        use_cache = False
     return (
         (cfg.use_cache and not model.training) if use_cache is None else use_cache,
         cfg.output_hidden_states if hidden is None else hidden,
@@ -61,10 +68,15 @@ def run_stack(
             x = plain_block(x, tensors, *block_args, B, T)
         x = x.view(B, T, C)
     else:
+        if cache is not None and model.checkpointing:
+            raise ValueError(
+                "gradient checkpointing recomputes each block in the backward pass, so it cannot write a KV cache: "
+                "pass no past_key_values while training, or call model.eval() / gradient_checkpointing_disable()"
+            )
         for block in blocks:
             if want_hidden:
                 hidden.append(x)
-            x, w = block(x, *block_args, want_weights)
+            x, w = model.call_layer(block, x, *block_args, want_weights)
             if want_weights:
                 weights.append(w)
     if cache is not None:

@@ -4,7 +4,7 @@ per-call flags, losses, attention, the layer stack, and the task heads' forwards
 The base models (`BertModel`, `DistilBertModel`, `RobertaModel`) mix in `EncoderModel`: each has
 `embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)` and a layer stack named as
 in the checkpoint (`encoder`, `transformer`; `stack_name` says which). The task heads mix in
-`MaskedLMHead`, `SequenceClassifierHead` or `TokenClassifierHead`: each family's head class holds
+`MaskedLMHead`, `SequenceClassifierHead`, `TokenClassifierHead` or `QuestionAnsweringHead`: each family's head class holds
 its base model under `base_model_prefix` and its own layers under the checkpoint's names (`cls`,
 `lm_head`, `vocab_projector`, `classifier` ...) and says how final hidden states become logits
 (`head_logits`, `classify`); the mixin's `forward` / `logits_at` (with the padding-free paths of `packing.py`) do the rest.
@@ -12,6 +12,7 @@ its base model under `base_model_prefix` and its own layers under the checkpoint
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -19,9 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..errors import InputTooLongError
+from ..errors import ConfigError, InputTooLongError
 from ..layers import attention, padding_mask
-from ..outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from ..modeling import LayerLoop
+from ..outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    ModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from .packing import first_token_states, selected_states
 
 # -- checks, flags, losses -------------------------------------------------------------------------
@@ -109,6 +117,19 @@ def per_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.to(logits.device).view(-1))
 
 
+def span_loss(
+    start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor
+) -> torch.Tensor:
+    """Extractive QA loss: the mean of the start and end cross-entropies over the (B, T) logits.
+    Positions outside the input (say a answer truncated away) are clamped to T and ignored."""
+    T = start_logits.shape[1]
+    losses = [
+        F.cross_entropy(logits, positions.to(logits.device).reshape(-1).clamp(0, T), ignore_index=T)
+        for logits, positions in ((start_logits, start_positions), (end_logits, end_positions))
+    ]
+    return (losses[0] + losses[1]) / 2
+
+
 def move_decoder_bias(state_dict: dict[str, torch.Tensor], head: str) -> dict[str, torch.Tensor]:
     """Some exports keep only the decoder's copy of the MLM output bias (`{head}.decoder.bias`);
     Haven's parameter is `{head}.bias` (the decoder's is tied to it)."""
@@ -145,11 +166,12 @@ def self_attention(
     return y.transpose(1, 2).reshape(B, Tq, C), weights  # (B, Tq, C)
 
 
-class EncoderStack(nn.Module):
+class EncoderStack(LayerLoop, nn.Module):
     """The layer stack (`layer.N`), with optional per-layer hidden states and attentions.
 
     Each layer is called as `layer(x, mask, output_attentions, first_only) -> (x, weights)` and
-    implements `forward_packed` for the padding-free paths of `packing.py`."""
+    implements `forward_packed` for the padding-free paths of `packing.py`; both go through
+    `call_layer` (gradient checkpointing)."""
 
     def __init__(self, layers: list[nn.Module]):
         super().__init__()
@@ -169,7 +191,7 @@ class EncoderStack(nn.Module):
         attentions = [] if output_attentions else None
         last = len(self.layer) - 1
         for i, layer in enumerate(self.layer):
-            x, weights = layer(x, mask, output_attentions, first_token_only and i == last)
+            x, weights = self.call_layer(layer, x, mask, output_attentions, first_token_only and i == last)
             if hidden_states is not None:
                 hidden_states.append(x)
             if attentions is not None:
@@ -334,3 +356,56 @@ class SequenceClassifierHead(EncoderHead):
         logits = self.classify(first)  # (B, num_labels)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
+
+
+@dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class QuestionAnsweringHead(EncoderHead):
+    """Extractive question answering: `qa_outputs` maps each final hidden state to a start and
+    an end logit (the class may define `span_logits(h)` to add dropout first)."""
+
+    qa_outputs: nn.Linear
+
+    @staticmethod
+    def check_labels(config: PretrainedConfig) -> None:
+        if config.num_labels != 2:
+            raise ConfigError(
+                f"a question-answering head scores a start and an end per token, so it needs num_labels=2, "
+                f"got {config.num_labels}; load it without num_labels / id2label"
+            )
+
+    def span_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.qa_outputs(h)  # (..., 2)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> QuestionAnsweringModelOutput | tuple:
+        _, _, return_dict = resolve_flags(self.config, None, None, return_dict)
+        out = self.base(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+            output_hidden_states, output_attentions, return_dict=True,
+        )  # fmt: skip
+        logits = self.span_logits(out.last_hidden_state)  # (B, T, 2)
+        start_logits, end_logits = logits[..., 0].contiguous(), logits[..., 1].contiguous()  # (B, T) each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        output = QuestionAnsweringModelOutput(loss, start_logits, end_logits, out.hidden_states, out.attentions)
+        return finish(output, return_dict)

@@ -24,6 +24,7 @@ from ._encoder import (
     EncoderModel,
     EncoderStack,
     MaskedLMHead,
+    QuestionAnsweringHead,
     SequenceClassifierHead,
     TokenClassifierHead,
     absolute_positions,
@@ -337,6 +338,18 @@ class BertForTokenClassification(TokenClassifierHead, BertPreTrainedModel):
         self.post_init()
 
 
+class BertForQuestionAnswering(QuestionAnsweringHead, BertPreTrainedModel):
+    """`qa_outputs` on every token: start and end logits (RoBERTa's QA head too)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.check_labels(config)
+        self.num_labels = config.num_labels
+        self._add_base_model(add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+
 AUTO = {
     "bert": {
         "config": BertConfig,
@@ -344,5 +357,6 @@ AUTO = {
         "masked-lm": BertForMaskedLM,
         "sequence-classification": BertForSequenceClassification,
         "token-classification": BertForTokenClassification,
+        "question-answering": BertForQuestionAnswering,
     }
 }

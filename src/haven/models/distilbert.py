@@ -19,6 +19,7 @@ from ._encoder import (
     EncoderModel,
     EncoderStack,
     MaskedLMHead,
+    QuestionAnsweringHead,
     SequenceClassifierHead,
     TokenClassifierHead,
     absolute_positions,
@@ -229,6 +230,21 @@ class DistilBertForTokenClassification(TokenClassifierHead, DistilBertPreTrained
         self.post_init()
 
 
+class DistilBertForQuestionAnswering(QuestionAnsweringHead, DistilBertPreTrainedModel):
+    """dropout (`qa_dropout`) -> `qa_outputs` on every token: start and end logits."""
+
+    def __init__(self, config: DistilBertConfig):
+        super().__init__(config)
+        self.check_labels(config)
+        self.distilbert = DistilBertModel(config)
+        self.qa_outputs = nn.Linear(config.dim, config.num_labels)
+        self.dropout = nn.Dropout(config.qa_dropout)
+        self.post_init()
+
+    def span_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.qa_outputs(self.dropout(h))  # (..., 2)
+
+
 AUTO = {
     "distilbert": {
         "config": DistilBertConfig,
@@ -236,5 +252,6 @@ AUTO = {
         "masked-lm": DistilBertForMaskedLM,
         "sequence-classification": DistilBertForSequenceClassification,
         "token-classification": DistilBertForTokenClassification,
+        "question-answering": DistilBertForQuestionAnswering,
     }
 }

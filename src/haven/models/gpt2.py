@@ -18,7 +18,7 @@ from ..errors import ConfigError, InputTooLongError
 from ..fastpath import call, register_plain
 from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
-from ..modeling import PreTrainedModel
+from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs, decoder_flags, run_stack
 
@@ -238,7 +238,7 @@ class GPT2PreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
 
-class GPT2Model(GPT2PreTrainedModel):
+class GPT2Model(LayerLoop, GPT2PreTrainedModel):
     def __init__(self, config: GPT2Config):
         super().__init__(config)
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)

@@ -29,7 +29,7 @@ from ..layers import (
     rope_parameters,
     rotate,
 )
-from ..modeling import PreTrainedModel
+from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs, decoder_flags, run_stack
 
@@ -244,7 +244,7 @@ class LlamaPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
 
-class LlamaModel(LlamaPreTrainedModel):
+class LlamaModel(LayerLoop, LlamaPreTrainedModel):
     """The decoder stack; returns the final normed hidden states."""
 
     def __init__(self, config: LlamaConfig):

@@ -88,7 +88,7 @@ def packed_states(
     h = p.pack(x)  # (N, C)
     last = len(encoder.layer) - 1
     for i, layer in enumerate(encoder.layer):
-        h = layer.forward_packed(h, p, rows if i == last else None, row_batch)
+        h = encoder.call_layer(layer.forward_packed, h, p, rows if i == last else None, row_batch)
     return h
 
 

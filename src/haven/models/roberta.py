@@ -18,6 +18,7 @@ from ._encoder import MaskedLMHead, SequenceClassifierHead, check_length
 from .bert import (
     BertConfig,
     BertEmbeddings,
+    BertForQuestionAnswering,
     BertForTokenClassification,
     BertModel,
     BertPreTrainedModel,
@@ -150,6 +151,10 @@ class RobertaForTokenClassification(RobertaPreTrainedModel, BertForTokenClassifi
     """BERT's token classifier over `roberta` (tensors `classifier.weight`, `classifier.bias`)."""
 
 
+class RobertaForQuestionAnswering(RobertaPreTrainedModel, BertForQuestionAnswering):
+    """BERT's QA head over `roberta` (tensors `qa_outputs.weight`, `qa_outputs.bias`)."""
+
+
 # CamemBERT and XLM-RoBERTa: the same modules under their own names and config classes.
 
 
@@ -169,6 +174,10 @@ class CamembertForTokenClassification(RobertaForTokenClassification):
     config_class = CamembertConfig
 
 
+class CamembertForQuestionAnswering(RobertaForQuestionAnswering):
+    config_class = CamembertConfig
+
+
 class XLMRobertaModel(RobertaModel):
     config_class = XLMRobertaConfig
 
@@ -185,9 +194,16 @@ class XLMRobertaForTokenClassification(RobertaForTokenClassification):
     config_class = XLMRobertaConfig
 
 
+class XLMRobertaForQuestionAnswering(RobertaForQuestionAnswering):
+    config_class = XLMRobertaConfig
+
+
 def _auto_entry(*classes: type) -> dict[str, type]:
     return dict(
-        zip(("config", "model", "masked-lm", "sequence-classification", "token-classification"), classes)
+        zip(
+            ("config", "model", "masked-lm", "sequence-classification", "token-classification", "question-answering"),
+            classes,
+        )
     )
 
 
@@ -198,6 +214,7 @@ AUTO = {
         RobertaForMaskedLM,
         RobertaForSequenceClassification,
         RobertaForTokenClassification,
+        RobertaForQuestionAnswering,
     ),
     "camembert": _auto_entry(
         CamembertConfig,
@@ -205,6 +222,7 @@ AUTO = {
         CamembertForMaskedLM,
         CamembertForSequenceClassification,
         CamembertForTokenClassification,
+        CamembertForQuestionAnswering,
     ),
     "xlm-roberta": _auto_entry(
         XLMRobertaConfig,
@@ -212,5 +230,6 @@ AUTO = {
         XLMRobertaForMaskedLM,
         XLMRobertaForSequenceClassification,
         XLMRobertaForTokenClassification,
+        XLMRobertaForQuestionAnswering,
     ),
 }
