@@ -10,7 +10,10 @@ Public names are imported lazily so `import haven` (and the CLI) stays fast.
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
+from pathlib import Path
 from typing import Any
 
 __version__ = "0.1.0"
@@ -24,6 +27,7 @@ _EXPORTS = {
     "AutoModelForMaskedLM": "auto",
     "AutoModelForSequenceClassification": "auto",
     "AutoModelForTokenClassification": "auto",
+    "AutoModelForQuestionAnswering": "auto",
     "AutoModelForCausalLM": "auto",
     "AutoTokenizer": "tokenizer",
     "Tokenizer": "tokenizer",
@@ -37,11 +41,41 @@ _EXPORTS = {
     "ModelCard": "hub.card",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# The tokenizer class names checkpoints and scripts use: named entry points to the one Tokenizer.
+_TOKENIZER_CLASSES = (
+    "PreTrainedTokenizerFast BertTokenizer BertTokenizerFast DistilBertTokenizer DistilBertTokenizerFast "
+    "RobertaTokenizer RobertaTokenizerFast CamembertTokenizer CamembertTokenizerFast XLMRobertaTokenizer "
+    "XLMRobertaTokenizerFast GPT2Tokenizer GPT2TokenizerFast LlamaTokenizer LlamaTokenizerFast"
+)
+_EXPORTS.update(dict.fromkeys(_TOKENIZER_CLASSES.split(), "tokenization.named"))
+
+
+
+@functools.cache
+def _model_classes() -> dict[str, str]:
+    """The config and model classes of every architecture (`BertForMaskedLM` ...), as each
+    haven/models/*.py lists them in its AUTO table: class name -> module. Read from the source,
+    so `import haven` stays free of torch and a class added to a table is exported at once."""
+    found: dict[str, str] = {}
+    for path in sorted((Path(__file__).parent / "models").glob("[!_]*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "AUTO" for t in node.targets):
+                called = {id(n.func) for n in ast.walk(node.value) if isinstance(n, ast.Call)}
+                for n in ast.walk(node.value):
+                    if isinstance(n, ast.Name) and id(n) not in called:
+                        found.setdefault(n.id, f"models.{path.stem}")
+    return found
+
+
+def _all_names() -> list[str]:
+    return ["__version__", *_EXPORTS, *(n for n in _model_classes() if n not in _EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    if name == "__all__":
+        return _all_names()
+    module = _EXPORTS.get(name) or _model_classes().get(name)
     if module is None:
         raise AttributeError(f"module 'haven' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
@@ -50,4 +84,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted(_all_names())

@@ -27,7 +27,7 @@ from .tokenization.encoding import (
     to_tensors,
 )
 from .tokenization.files import SPECIAL_NAMES, VERY_LARGE_INTEGER, profile_for, token_content, token_options
-from .tokenization.loading import load_files
+from .tokenization.loading import BOS_EOS_FAMILIES, LoadedFiles, load_files
 from .tokenization.saving import save_tokenizer
 from .tokenization.special import SpecialTokensMixin
 
@@ -109,26 +109,36 @@ class Tokenizer(SpecialTokensMixin, PushToHubMixin):
         cls, path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
     ) -> Tokenizer:
         """Load from a model directory or hub id. Keyword arguments override tokenizer_config.json
-        (`padding_side="left"`, `model_max_length=512`, `pad_token="<pad>"` ...)."""
-        loaded = load_files(path_or_id, revision, kwargs)
-        tok = cls(
+        (`padding_side="left"`, `model_max_length=512`, `pad_token="<pad>"`, `add_prefix_space=True`,
+        `do_lower_case=False` ...); unknown ones raise TypeError."""
+        loaded = load_files(path_or_id, revision, kwargs, **cls._entry_point())
+        tok = cls.__new__(cls)
+        tok._init_loaded(loaded, os.fspath(path_or_id))
+        return tok
+
+    @classmethod
+    def _entry_point(cls) -> dict[str, Any]:
+        """What a named entry point (`BertTokenizer` ...) asks of the loader; nothing here."""
+        return {}
+
+    def _init_loaded(self, loaded: LoadedFiles, name_or_path: str) -> None:
+        Tokenizer.__init__(
+            self,
             loaded.backend,
             config=loaded.config,
             special_tokens=loaded.special,
             extra_special_tokens=loaded.extra,
             tokenizer_class=loaded.tokenizer_class,
-            name_or_path=os.fspath(path_or_id),
+            name_or_path=name_or_path,
         )
         config, family = loaded.config, loaded.profile.family
-        if family in ("llama", "gpt2", "generic") and (
-            "add_bos_token" in config or "add_eos_token" in config
-        ):
-            tok._bos_eos_post_processor(bool(config.get("add_bos_token")), bool(config.get("add_eos_token")))
-        elif not loaded.from_tokenizer_json and family == "camembert":
-            tok._camembert_post_processor()
+        if family in BOS_EOS_FAMILIES and ("add_bos_token" in config or "add_eos_token" in config):
+            self._bos_eos_post_processor(bool(config.get("add_bos_token")), bool(config.get("add_eos_token")))
+        elif not loaded.from_tokenizer_json and family in ("camembert", "xlmroberta"):
+            self._camembert_post_processor()
         elif loaded.backend.post_processor is None:
-            tok._bos_eos_post_processor(False, False)
-        return tok
+            self._bos_eos_post_processor(False, False)
+        self._tokenizer.encode_special_tokens = bool(config.get("split_special_tokens", False))
 
     def _bos_eos_post_processor(self, add_bos: bool, add_eos: bool) -> None:
         """`[bos] A [eos]` / `[bos] A [eos] [bos] B [eos]`, second text with type id 1."""
@@ -168,7 +178,13 @@ class Tokenizer(SpecialTokensMixin, PushToHubMixin):
         return self._tokenizer.get_vocab_size(with_added_tokens=False)
 
     def get_vocab(self) -> dict[str, int]:
+        """token -> id for the whole vocabulary, added tokens included."""
         return self._tokenizer.get_vocab(with_added_tokens=True)
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        """The same dict as `get_vocab()` (a fresh copy each time, as in the reference)."""
+        return self.get_vocab()
 
     def get_added_vocab(self) -> dict[str, int]:
         return {t.content: i for i, t in sorted(self._tokenizer.get_added_tokens_decoder().items())}

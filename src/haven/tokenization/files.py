@@ -39,7 +39,7 @@ _BERT_SPECIALS = {
 class Profile:
     """What a reference `tokenizer_class` implies: legacy format, inputs, default special tokens."""
 
-    family: str  # wordpiece | roberta | gpt2 | camembert | llama | generic
+    family: str  # wordpiece | roberta | gpt2 | camembert | xlmroberta | llama | generic
     model_input_names: list[str]
     specials: dict[str, str] = field(default_factory=dict)
     padding_side: str = "right"
@@ -51,6 +51,7 @@ PROFILES = {
     "distilbert": Profile("wordpiece", PLAIN_INPUTS, _BERT_SPECIALS),
     "roberta": Profile("roberta", PLAIN_INPUTS, _ROBERTA_SPECIALS),
     "camembert": Profile("camembert", PLAIN_INPUTS, _ROBERTA_SPECIALS, mask_options={"lstrip": True}),
+    "xlmroberta": Profile("xlmroberta", PLAIN_INPUTS, _ROBERTA_SPECIALS),
     "gpt2": Profile(
         "gpt2", PLAIN_INPUTS, dict.fromkeys(("unk_token", "bos_token", "eos_token"), "<|endoftext|>")
     ),
@@ -186,17 +187,24 @@ def spm_control_tokens(proto) -> list[str]:
     return [p.piece for p in proto.pieces if p.type == _SPM_CONTROL]
 
 
-def build_camembert(path: str, config: dict[str, Any]):
-    """CamemBERT's fairseq layout over a sentencepiece model: 4 fairseq tokens, the pieces, <mask>."""
+def build_fairseq_spm(path: str, config: dict[str, Any], layout: str):
+    """A sentencepiece Unigram model in fairseq's id layout, as CamemBERT and XLM-RoBERTa use it.
+
+    camembert:  <s>NOTUSED <pad> </s>NOTUSED <unk> <unk>NOTUSED, the pieces after sentencepiece's
+                own <unk>, then <mask>.
+    xlmroberta: <s> <pad> </s> <unk>, the pieces after sentencepiece's <unk> <s> </s>, then <mask>.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     proto = _read_spm(path)
-    pad = token_content(config.get("pad_token")) or "<pad>"
-    unk = token_content(config.get("unk_token")) or "<unk>"
-    mask = token_content(config.get("mask_token")) or "<mask>"
-    vocab = [("<s>NOTUSED", 0.0), (pad, 0.0), ("</s>NOTUSED", 0.0), (unk, 0.0), ("<unk>NOTUSED", -100.0)]
-    vocab += [(p.piece, p.score) for p in proto.pieces[1:]]  # piece 0 is sentencepiece's own <unk>
-    vocab.append((mask, 0.0))
+    name = {k: token_content(config.get(f"{k}_token")) or v for k, v in _FAIRSEQ_DEFAULTS.items()}
+    if layout == "camembert":
+        vocab = [("<s>NOTUSED", 0.0), (name["pad"], 0.0), ("</s>NOTUSED", 0.0), (name["unk"], 0.0)]
+        vocab += [("<unk>NOTUSED", -100.0)] + [(p.piece, p.score) for p in proto.pieces[1:]]
+    else:
+        vocab = [(name["bos"], 0.0), (name["pad"], 0.0), (name["eos"], 0.0), (name["unk"], 0.0)]
+        vocab += [(p.piece, p.score) for p in proto.pieces[3:]]
+    vocab.append((name["mask"], 0.0))
     tok = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
     if proto.normalizer_spec.precompiled_charsmap:
         tok.normalizer = normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap)
@@ -208,7 +216,10 @@ def build_camembert(path: str, config: dict[str, Any]):
         ]
     )
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=scheme)
-    return tok, spm_control_tokens(proto)
+    return tok, spm_control_tokens(proto) if layout == "camembert" else []
+
+
+_FAIRSEQ_DEFAULTS = {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>", "mask": "<mask>"}
 
 
 def spm_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
@@ -286,8 +297,8 @@ def build_legacy(files: dict[str, str], config: dict[str, Any], profile: Profile
             files["vocab.json"], files["merges.txt"], config, roberta=family == "roberta"
         ), []
     if spm is not None:
-        if family == "camembert":
-            return build_camembert(spm, config)
+        if family in ("camembert", "xlmroberta"):
+            return build_fairseq_spm(spm, config, family)
         return build_spm_bpe(spm, config)
     if "vocab.txt" in files:
         return build_wordpiece(files["vocab.txt"], config, unk_token or "[UNK]"), []

@@ -4,6 +4,7 @@ settings apply. `Tokenizer.from_pretrained` turns the result into a `Tokenizer`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,18 +21,22 @@ from .files import (
     token_content,
     token_options,
 )
+from .options import HUB_KWARGS, apply_backend_options, check_options
 
-HUB_KWARGS = ("token", "cache_dir", "local_files_only", "endpoint", "force_download")
 # model_type of config.json -> tokenizer class, for old directories whose tokenizer_config.json names none
 _CLASS_OF_MODEL_TYPE = {
     "bert": "BertTokenizer",
     "distilbert": "BertTokenizer",  # as the reference maps it
     "roberta": "RobertaTokenizer",
     "camembert": "CamembertTokenizer",
+    "xlm-roberta": "XLMRobertaTokenizer",
     "gpt2": "GPT2Tokenizer",
     "llama": "LlamaTokenizer",
     "mistral": "LlamaTokenizer",
 }
+
+# Families whose BOS/EOS placement follows add_bos_token / add_eos_token.
+BOS_EOS_FAMILIES = ("llama", "gpt2", "generic")
 
 
 @dataclass
@@ -47,15 +52,41 @@ class LoadedFiles:
     from_tokenizer_json: bool
 
 
-def load_files(path_or_id: str | os.PathLike, revision: str | None, kwargs: dict[str, Any]) -> LoadedFiles:
-    """Read tokenizer.json or the legacy files plus the configs; `kwargs` override the config."""
-    from tokenizers import Tokenizer as Backend
-
+def load_files(
+    path_or_id: str | os.PathLike,
+    revision: str | None,
+    kwargs: dict[str, Any],
+    *,
+    tokenizer_class: str | None = None,
+    json_only: bool = False,
+) -> LoadedFiles:
+    """Read tokenizer.json or the legacy files plus the configs of a directory or hub id;
+    `kwargs` override the config. `tokenizer_class` (a named entry point such as
+    `BertTokenizer`) wins over the one the files name; `json_only` reads tokenizer.json only."""
+    check_options(kwargs)
     hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
 
     def resolve(name: str) -> str | None:
         return resolve_file(path_or_id, name, revision=revision, optional=True, **hub_kwargs)
 
+    return read_files(
+        resolve, kwargs, os.fspath(path_or_id), tokenizer_class=tokenizer_class, json_only=json_only
+    )
+
+
+def read_files(
+    resolve: Callable[[str], str | None],
+    kwargs: dict[str, Any],
+    where: str,
+    *,
+    tokenizer_class: str | None = None,
+    json_only: bool = False,
+) -> LoadedFiles:
+    """`load_files` over any `resolve(file name) -> local path or None` (a directory, a hub
+    repository, or the files given to a named tokenizer's constructor)."""
+    from tokenizers import Tokenizer as Backend
+
+    check_options(kwargs)
     config = read_json(resolve("tokenizer_config.json"))
     special_map = read_json(resolve("special_tokens_map.json"))
     template_path = resolve("chat_template.jinja")
@@ -66,11 +97,18 @@ def load_files(path_or_id: str | os.PathLike, revision: str | None, kwargs: dict
         named = {t["name"]: t["template"] for t in config["chat_template"]}
         config["chat_template"] = named.get("default", next(iter(named.values()), None))
     config.update({k: v for k, v in kwargs.items() if k not in SPECIAL_NAMES})
+    if tokenizer_class:
+        config["tokenizer_class"] = tokenizer_class
     tokenizer_class = config.get("tokenizer_class")
     if not tokenizer_class:
         model_type = read_json(resolve("config.json")).get("model_type")
         tokenizer_class = _CLASS_OF_MODEL_TYPE.get(model_type)
     profile = profile_for(tokenizer_class)
+    if profile.family not in BOS_EOS_FAMILIES and ("add_bos_token" in kwargs or "add_eos_token" in kwargs):
+        raise TokenizerError(
+            f"add_bos_token / add_eos_token apply to GPT-2, Llama and generic tokenizers, not to {tokenizer_class}, "
+            "whose template places its special tokens; drop them"
+        )
 
     special: dict[str, str | None] = dict(profile.specials)
     for source in (special_map, config, kwargs):
@@ -95,17 +133,23 @@ def load_files(path_or_id: str | os.PathLike, revision: str | None, kwargs: dict
                 f"cannot parse {tokenizer_json}: {e}; the file is damaged or not a `tokenizers` tokenizer.json "
                 "(re-save it, or delete it to fall back to vocab.txt / vocab.json + merges.txt / *.model)"
             ) from e
+    elif json_only:
+        raise TokenizerError(
+            f"no tokenizer.json in {where!r}: PreTrainedTokenizerFast reads only that file. "
+            "Use AutoTokenizer (or the model's tokenizer class) to build one from vocab files"
+        )
     else:
         files = local_files(resolve, LEGACY_FILES)
         backend, legacy_extra = build_legacy(files, config, profile, special.get("unk_token"))
         if backend is None:
             raise TokenizerError(
-                f"no tokenizer files in {os.fspath(path_or_id)!r}: looked for tokenizer.json, "
+                f"no tokenizer files in {where!r}: looked for tokenizer.json, "
                 + ", ".join(LEGACY_FILES[:-1])
                 + f" and {LEGACY_FILES[-1]}"
             )
         extra = extra or legacy_extra
         add_config_tokens(backend, config)
+    backend = apply_backend_options(backend, kwargs, config)
     return LoadedFiles(backend, config, special, extra, tokenizer_class, profile, tokenizer_json is not None)
 
 
