@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -70,17 +71,25 @@ def _fails_with_one_line(proc: subprocess.CompletedProcess, *words: str) -> None
 
 @pytest.fixture
 def cli(hub_server, tmp_path):
+    """`haven` against the session's hub, with a HOME, git config and caches of its own. The git config has
+    NO credential helper: `haven login` alone must make git work."""
     user = unique_name("cli")
     token = hub_server.create_user(user)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HAVEN_", "HF_TOKEN", "GIT_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HAVEN_", "HF_", "GIT_", "XDG_"))}
     git_config = tmp_path / "gitconfig"
-    git_config.write_text(f"[credential]\n\thelper = store --file {tmp_path / 'git-credentials'}\n"
-                          "[user]\n\tname = t\n\temail = t@example.com\n")
+    git_config.write_text("[user]\n\tname = t\n\temail = t@example.com\n")
     env.update(HAVEN_ENDPOINT=hub_server.url, HAVEN_HOME=str(tmp_path / "home"), HAVEN_DISABLE_PROGRESS_BARS="1",
+               HOME=str(tmp_path / "user-home"), HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_XET="1",
                GIT_CONFIG_GLOBAL=str(git_config), GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
     runner = Cli(env, tmp_path)
     runner.user, runner.token, runner.url = user, token, hub_server.url
+    runner.git_config = git_config
     return runner
+
+
+def git(cli, *args: str, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], env=cli.env, cwd=cwd or cli.cwd, capture_output=True, text=True,
+                          input=stdin, timeout=120)
 
 
 def test_every_command_has_help(cli):
@@ -95,26 +104,75 @@ def test_login_whoami_git_credential_and_logout(cli, tmp_path):
     _fails_with_one_line(cli("whoami", ok=False, proc=True), "haven login")
     _fails_with_one_line(cli("login", "--token", "hv_wrong", ok=False), "token")
     assert f"as {cli.user}" in cli("login", "--no-git-credential", stdin=cli.token + "\n", proc=True).stdout  # token on stdin
-    out = cli("login", "--token", cli.token).stdout
-    assert f"as {cli.user}" in out and "git credential stored" in out
+    assert "credential" not in cli.git_config.read_text()  # --no-git-credential: git config untouched
+    out = cli("login", "--token", cli.token, proc=True).stdout
+    assert f"as {cli.user}" in out and "git credential helper registered" in out
     assert (tmp_path / "home" / "token").read_text().strip() == cli.token
+    assert cli.token not in cli.git_config.read_text()  # git config names the helper, never the token
     assert cli("whoami", proc=True).stdout.startswith(cli.user)
     assert cli.json("whoami")["name"] == cli.user
 
-    # git now authenticates on its own: clone a private repository
+    # git authenticates through Haven's helper (no other helper exists): clone a private repo, push to it
     repo = f"{cli.user}/{unique_name('git')}"
     cli("repo", "create", repo, "--private")
     (tmp_path / "f.txt").write_text("from git\n")
     cli("upload", repo, str(tmp_path / "f.txt"))
-    clone = subprocess.run(["git", "clone", "-q", f"{cli.url}/{repo}", str(tmp_path / "clone")], env=cli.env,
-                           capture_output=True, text=True, timeout=120)
+    clone = git(cli, "clone", "-q", f"{cli.url}/{repo}", str(tmp_path / "clone"))
     assert clone.returncode == 0, clone.stderr
     assert (tmp_path / "clone" / "f.txt").read_text() == "from git\n"
+    (tmp_path / "clone" / "g.txt").write_text("pushed\n")
+    git(cli, "add", "g.txt", cwd=tmp_path / "clone")
+    git(cli, "commit", "-q", "-m", "push from git", cwd=tmp_path / "clone")
+    push = git(cli, "push", "-q", "origin", "HEAD:main", cwd=tmp_path / "clone")
+    assert push.returncode == 0, push.stderr
+    from haven.hub.client import HubClient
+
+    with HubClient(cli.url, cli.token) as client:
+        assert "g.txt" in client.list_repo_files(repo)
+
+    # what git itself hands out: the token for the hub, nothing for another host
+    hub = urlsplit(cli.url)
+    got = git(cli, "credential", "fill", stdin=f"protocol={hub.scheme}\nhost={hub.netloc}\n\n")
+    assert got.returncode == 0 and f"password={cli.token}" in got.stdout.splitlines(), got.stderr
+    other = git(cli, "credential", "fill", stdin="protocol=https\nhost=elsewhere.example\n\n")
+    assert cli.token not in other.stdout and other.returncode != 0  # no helper answers; prompting is off
+    other_port = git(cli, "credential", "fill", stdin=f"protocol={hub.scheme}\nhost={hub.hostname}:1\n\n")
+    assert cli.token not in other_port.stdout
 
     assert "removed" in cli("logout", proc=True).stdout
     assert not (tmp_path / "home" / "token").exists()
-    assert cli.token not in (tmp_path / "git-credentials").read_text()
+    assert "haven" not in cli.git_config.read_text()
+    denied = git(cli, "clone", "-q", f"{cli.url}/{repo}", str(tmp_path / "clone-after-logout"))
+    assert denied.returncode != 0
     _fails_with_one_line(cli("whoami", ok=False), "haven login")
+
+
+def test_git_credential_helper_protocol(cli, tmp_path):
+    """`haven auth git-credential` run as git runs it: key=value lines in, answer out."""
+    hub = urlsplit(cli.url)
+    cli("login", "--token", cli.token, "--no-git-credential")
+
+    def helper(action: str, request: str, *extra: str) -> str:
+        return cli("auth", "git-credential", *extra, action, stdin=request, proc=True).stdout
+
+    ask = f"protocol={hub.scheme}\nhost={hub.netloc}\npath={cli.user}/x.git\n\n"
+    assert helper("get", ask).splitlines() == ["username=haven", f"password={cli.token}"]
+    assert helper("get", ask, "--username", "me").splitlines() == ["username=me", f"password={cli.token}"]
+    assert helper("get", f"protocol=https\nhost={hub.netloc}\n\n") == ""  # another protocol
+    assert helper("get", "protocol=http\nhost=other.example\n\n") == ""  # another host
+    assert helper("get", ask, "--endpoint", "http://other.example") == ""  # registered for another hub
+    assert helper("frobnicate", ask) == ""  # unknown actions are ignored, as the protocol asks
+
+    helper("erase", f"protocol={hub.scheme}\nhost=other.example\npassword={cli.token}\n\n")
+    assert (tmp_path / "home" / "token").exists()  # not ours to erase
+    helper("erase", f"protocol={hub.scheme}\nhost={hub.netloc}\npassword=hv_something_else\n\n")
+    assert (tmp_path / "home" / "token").exists()  # another credential was rejected, not Haven's token
+    helper("erase", f"protocol={hub.scheme}\nhost={hub.netloc}\nusername=x\npassword={cli.token}\n\n")
+    assert not (tmp_path / "home" / "token").exists()  # git rejected Haven's token: forgotten
+    assert helper("get", ask) == ""
+    helper("store", f"protocol={hub.scheme}\nhost={hub.netloc}\nusername=x\npassword={cli.token}\n\n")
+    assert (tmp_path / "home" / "token").read_text().strip() == cli.token  # a working token typed into git
+    assert cli("whoami").stdout.startswith(cli.user)
 
 
 def test_repo_create_ls_delete(cli):

@@ -17,9 +17,7 @@ Read at call time (so a test or a long-lived process can change them):
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
-from urllib.parse import urlsplit
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
@@ -127,47 +125,3 @@ def delete_token() -> bool:
         return True
     except FileNotFoundError:
         return False
-
-
-# -- git credentials --------------------------------------------------------------------------------
-
-
-def _credential_description(endpoint: str, username: str | None = None, password: str | None = None) -> str:
-    parts = urlsplit(endpoint)
-    lines = [f"protocol={parts.scheme}", f"host={parts.netloc}"]
-    if username is not None:
-        lines.append(f"username={username}")
-    if password is not None:
-        lines.append(f"password={password}")
-    return "\n".join(lines) + "\n\n"
-
-
-def git_credential_helpers() -> list[str]:
-    """The credential helpers git is configured with (empty: git would store nothing)."""
-    try:
-        out = subprocess.run(
-            ["git", "config", "--get-all", "credential.helper"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line for line in out.stdout.splitlines() if line.strip()]
-
-
-def git_credential_approve(endpoint: str, username: str, token: str) -> bool:
-    """Hand the token to git's credential helpers for `endpoint`. False if git is missing."""
-    return _git_credential("approve", _credential_description(endpoint, username, token))
-
-
-def git_credential_reject(endpoint: str) -> bool:
-    """Ask git's credential helpers to forget what they hold for `endpoint`."""
-    return _git_credential("reject", _credential_description(endpoint))
-
-
-def _git_credential(action: str, description: str) -> bool:
-    try:
-        proc = subprocess.run(
-            ["git", "credential", action], input=description, capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0

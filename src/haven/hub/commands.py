@@ -1,4 +1,4 @@
-"""`haven login | logout | whoami | repo create|delete|ls | upload | download`.
+"""`haven login | logout | auth git-credential | whoami | repo create|delete|ls | upload | download`.
 
 Each command prints what it did, exits non-zero with a one-line reason on failure (HavenError
 is turned into that line by `haven.cli`), and prints JSON with `--json` where output is data.
@@ -17,15 +17,29 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    login = sub.add_parser("login", help="store a token for the hub (and a git credential)",
-                           description="Check a token against the hub, store it for later sessions, and hand it to "
-                           "git's credential helper so `git clone/push` of hub repos just work.")
+    login = sub.add_parser("login", help="store a token for the hub (and make git use it)",
+                           description="Check a token against the hub, store it for later sessions, and register "
+                           "Haven as git's credential helper for the hub's URL (global git config) so `git "
+                           "clone/push` of hub repos just work, with no other credential helper needed.")
     login.add_argument("--token", help="the access token (asked for when omitted; also read from stdin)")
-    login.add_argument("--no-git-credential", action="store_true", help="do not store a git credential")
+    login.add_argument("--no-git-credential", action="store_true", help="do not register the git credential helper")
     login.set_defaults(func=cmd_login)
 
-    logout = sub.add_parser("logout", help="forget the stored token (and the git credential)")
+    logout = sub.add_parser("logout", help="forget the stored token (and the git credential helper)")
     logout.set_defaults(func=cmd_logout)
+
+    auth = sub.add_parser("auth", help="credential plumbing for other tools (git)")
+    auth_sub = auth.add_subparsers(dest="auth_command", metavar="ACTION")
+    helper = auth_sub.add_parser(
+        "git-credential", help="git's credential helper for the hub (registered by `haven login`)",
+        description="Speaks git's credential helper protocol: reads key=value lines on stdin; for `get` about the "
+        "hub's URL prints username= and password= (the token); other hosts get nothing. `haven login` registers "
+        "it for the hub's URL only; `haven logout` removes it.")
+    helper.add_argument("action", help="get, store or erase (others are ignored, as git's protocol asks)")
+    helper.add_argument("--endpoint", help="the hub URL this helper answers for (default: HAVEN_ENDPOINT)")
+    helper.add_argument("--username", default="haven", help="user name to give git (the hub only checks the token)")
+    helper.set_defaults(func=cmd_git_credential)
+    auth.set_defaults(func=lambda args: auth.print_help() or 2)
 
     whoami = sub.add_parser("whoami", help="show the account behind the token in use")
     whoami.add_argument("--json", action="store_true", help="print the hub's answer as JSON")
@@ -116,7 +130,8 @@ def _print_json(data: Any) -> None:
 @_one_line
 def cmd_login(args: argparse.Namespace) -> int:
     from ..errors import HubAuthError
-    from .auth import get_endpoint, git_credential_approve, git_credential_helpers, save_token
+    from . import git_credential
+    from .auth import get_endpoint, save_token
 
     token = args.token
     if not token:
@@ -131,25 +146,39 @@ def cmd_login(args: argparse.Namespace) -> int:
     role = (((me.get("auth") or {}).get("accessToken") or {}).get("role")) or "unknown"
     print(f"Logged in to {endpoint} as {me.get('name')} (token role: {role}); token saved to {path}")
     if not args.no_git_credential:
-        if not git_credential_helpers():
-            print("git has no credential helper configured, so git will not remember the token; run "
-                  "`git config --global credential.helper store` and log in again to use git with the hub")
-        elif git_credential_approve(endpoint, me.get("name") or "user", token):
-            print(f"git credential stored for {endpoint}")
+        if git_credential.register(endpoint, me.get("name") or "haven"):
+            print(f"git credential helper registered for {endpoint} (global git config): git clone/push there "
+                  "use this token")
         else:
-            print("could not store a git credential (is git installed?)")
+            print("could not register a git credential helper (is git installed?); git will ask for a password: "
+                  "give the token")
     return 0
 
 
 @_one_line
 def cmd_logout(args: argparse.Namespace) -> int:
-    from .auth import delete_token, get_endpoint, git_credential_reject
+    from . import git_credential
+    from .auth import delete_token, get_endpoint
 
+    endpoint = get_endpoint()
     had = delete_token()
-    git_credential_reject(get_endpoint())
     print("Logged out: stored token removed" if had else "No stored token (nothing to do)")
+    if git_credential.unregister(endpoint):
+        print(f"git credential helper for {endpoint} removed")
+    git_credential.reject_elsewhere(endpoint)
     if os.environ.get("HAVEN_TOKEN") or os.environ.get("HF_TOKEN"):
         print("note: HAVEN_TOKEN/HF_TOKEN is still set in the environment and will keep being used")
+    return 0
+
+
+@_one_line
+def cmd_git_credential(args: argparse.Namespace) -> int:
+    """git's credential helper protocol (see `git_credential`); prints nothing for other hosts."""
+    from . import git_credential
+    from .auth import get_endpoint
+
+    request = git_credential.parse_request(sys.stdin)
+    sys.stdout.write(git_credential.answer(args.action, request, args.endpoint or get_endpoint(), args.username))
     return 0
 
 
