@@ -231,3 +231,35 @@ def test_upload_and_download(cli, tmp_path):
     offline = Cli({**cli.env, "HAVEN_OFFLINE": "1", "HAVEN_ENDPOINT": "http://127.0.0.1:9"}, tmp_path)
     assert Path(offline("download", repo, "config.json", proc=True).stdout.strip()).read_text() == '{"a": 1}'
     _fails_with_one_line(offline("download", repo, "nope.bin", ok=False), "HAVEN_OFFLINE")
+
+
+# Runs `haven ARGS` with the server's packages unimportable, as on an install without the extra.
+_WITHOUT_SERVER = """
+import importlib.abc, sys
+BLOCKED = {"fastapi", "sqlalchemy", "pygit2", "uvicorn"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Block())
+from haven.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("args", [
+    ["serve", "--port", "1"],
+    ["admin", "create-user", "someone"],
+    ["admin", "create-token", "someone"],
+    ["admin", "create-org", "someorg"],
+])
+def test_server_commands_without_the_server_extra_name_it(tmp_path, args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_SERVER, *args, "--data", str(tmp_path / "data")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"haven {args[0]}: ") and "pip install 'haven[server]'" in line
+    assert not (tmp_path / "data").exists()  # nothing was created on the way to the error

@@ -7,7 +7,33 @@ The admin commands work on the data directory (or `--db-url`) directly; no serve
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
+
+# What `pip install 'haven[server]'` brings (import names, and those they pull in).
+SERVER_PACKAGES = frozenset({
+    "fastapi", "starlette", "pydantic", "uvicorn", "sqlalchemy", "alembic", "pygit2", "markdown_it", "multipart",
+    "python_multipart", "jinja2",
+})
+
+
+def needs_server_extra(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Without the server's packages, say which extra to install (one line, exit 2) instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ModuleNotFoundError as err:
+            missing = (err.name or "").partition(".")[0]
+            if missing not in SERVER_PACKAGES:
+                raise
+            print(f"haven {args.command}: the hub server needs packages this install lacks ({missing}); install "
+                  "them with: pip install 'haven[server]'", file=sys.stderr)
+            return 2
+
+    return wrapper
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +94,7 @@ def open_db(args: argparse.Namespace):
     return settings, db.make_sessionmaker(db.make_engine(settings.db_url))
 
 
+@needs_server_extra
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -94,6 +121,7 @@ def _run(args: argparse.Namespace, action) -> int:
     return 0
 
 
+@needs_server_extra
 def cmd_create_user(args: argparse.Namespace) -> int:
     from . import auth
 
@@ -104,12 +132,14 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
+@needs_server_extra
 def cmd_create_token(args: argparse.Namespace) -> int:
     from . import auth
 
     return _run(args, lambda session: auth.create_token(session, args.user, args.role, args.name))
 
 
+@needs_server_extra
 def cmd_create_org(args: argparse.Namespace) -> int:
     from . import auth
 
