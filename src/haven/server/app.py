@@ -88,7 +88,7 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"request body over {limit >> 20} MB: this route takes small JSON bodies")
 
 
-API_MODULES = ["users", "repos", "search", "commits", "lfs", "files", "git"]
+API_MODULES = ["docs", "users", "repos", "search", "commits", "lfs", "files", "git"]  # docs before /api/{plural}
 OPTIONAL_MODULES = ["haven.server.api.inference", "haven.server.web.routes"]
 
 
@@ -110,7 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     from . import storage
 
     settings.prepare()
-    app = FastAPI(title="Haven hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app = FastAPI(title="Haven hub", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
     app.state.settings = settings
     app.add_middleware(BodyLimit)
     app.state.engine = db.make_engine(settings.db_url)
