@@ -150,3 +150,54 @@ def test_dataset_repo_clone_and_push(hub_server, account, tmp_path):
     git(env, "commit", "-q", "-m", "test split", cwd=work)
     git(env, "push", "-q", "origin", "main", cwd=work)
     assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == [".gitattributes", "test.csv", "train.csv"]
+
+
+BAD_CARD = "---\nlicense: mit\ntags: [unclosed\n---\n# Model\n"
+
+
+def test_push_of_readme_with_invalid_metadata_is_refused_like_a_commit(hub_server, account, tmp_path):
+    import base64
+    import json
+
+    import httpx
+
+    user, token, env, api = account
+    repo_id = f"{user}/{unique_name('card')}"
+    api.create_repo(repo_id)
+    before = api.model_info(repo_id).sha
+    # the commit API refuses the file (a raw NDJSON commit, without the client's validate-yaml)
+    lines = [
+        {"key": "header", "value": {"summary": "card"}},
+        {"key": "file", "value": {"path": "README.md", "content": base64.b64encode(BAD_CARD.encode()).decode(),
+                                  "encoding": "base64"}},
+    ]
+    r = httpx.post(
+        f"{hub_server.url}/api/models/{repo_id}/commit/main",
+        content="\n".join(json.dumps(line) for line in lines).encode(),
+        headers={"authorization": f"Bearer {token}", "content-type": "application/x-ndjson"},
+    )
+    assert r.status_code == 400
+    message = r.json()["error"]
+    assert message.startswith("README.md has invalid metadata")
+    # validate-yaml (what the client asks before uploading a README) gives the same message
+    v = httpx.post(f"{hub_server.url}/api/validate-yaml", json={"content": BAD_CARD, "repoType": "model"})
+    assert v.status_code == 400 and v.json()["errors"][0]["message"] == message
+
+    # git push of the same file: refused by the hook, with the same message
+    work = tmp_path / "clone"
+    git(env, "clone", "-q", remote(hub_server, repo_id, token, user), str(work))
+    (work / "README.md").write_text(BAD_CARD)
+    git(env, "add", "README.md", cwd=work)
+    git(env, "commit", "-q", "-m", "bad card", cwd=work)
+    result = git(env, "push", "origin", "main", cwd=work, check=False)
+    assert result.returncode != 0
+    shown = "\n".join(line.removeprefix("remote: ").rstrip() for line in result.stderr.splitlines())
+    assert "Push rejected by the hub" in shown
+    assert f"  - {message}" in shown
+    assert api.model_info(repo_id).sha == before
+
+    # a valid card pushes
+    (work / "README.md").write_text("---\nlicense: mit\nlanguage: [fr]\n---\n# Model\n")
+    git(env, "commit", "-q", "-a", "-m", "good card", cwd=work)
+    git(env, "push", "-q", "origin", "main", cwd=work)
+    assert api.model_info(repo_id).card_data.language == ["fr"]

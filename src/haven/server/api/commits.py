@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from .. import storage
+from ..storage.hooks.card_metadata import CARD_PATH, card_error
 from . import index, lfsrefs
 from .common import ApiError, json_or_empty, load_repo, raw_ref, repo_url, session_scope
 from .repos import repo_type_of
@@ -31,10 +32,9 @@ async def validate_yaml(request: Request):
     content = body.get("content")
     if not isinstance(content, str):
         raise ApiError(400, "missing 'content': the README.md text to validate")
-    try:
-        index.parse_front_matter(content)
-    except ValueError as err:
-        return JSONResponse({"errors": [{"message": str(err)}], "warnings": []}, status_code=400)
+    error = card_error(content.encode())
+    if error:
+        return JSONResponse({"errors": [{"message": error}], "warnings": []}, status_code=400)
     return {"errors": [], "warnings": []}
 
 
@@ -167,7 +167,11 @@ class NdjsonCommit:
         if not isinstance(path, str) or not path:
             raise ApiError(400, f"line {lineno} ({key}) needs a non-empty 'path'")
         if key == "file":
-            self.ops.append(_file_op(path, value, lineno))
+            op = _file_op(path, value, lineno)
+            error = card_error(op.content) if path.strip("/") == CARD_PATH else None
+            if error:
+                raise ApiError(400, error)
+            self.ops.append(op)
         elif key == "lfsFile":
             oid = value.get("oid")
             if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str):

@@ -24,13 +24,22 @@ def parse_front_matter(text: str) -> dict | None:
             try:
                 data = yaml.safe_load("\n".join(lines[1:i]))
             except yaml.YAMLError as err:
-                raise ValueError(f"invalid YAML in the model card's metadata: {err}") from err
+                raise ValueError(f"invalid YAML in the model card's metadata{_where(err)}") from err
             if data is None:
                 return {}
             if not isinstance(data, dict):
                 raise ValueError("the model card's metadata must be a YAML mapping (key: value)")
             return data
     return None
+
+
+def _where(err: yaml.YAMLError) -> str:
+    """` at line L, column C: problem` on one line (L counts README.md's lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = " ".join(str(getattr(err, "problem", None) or err).split())
+    if mark is None:
+        return f": {problem}"
+    return f" at line {mark.line + 2}, column {mark.column + 1}: {problem}"
 
 
 def card_error(content: bytes) -> str | None:
@@ -47,6 +56,6 @@ def card_error(content: bytes) -> str | None:
     except ValueError as err:
         return (
             f"{CARD_PATH} has invalid metadata ({err}). Fix the YAML block between the leading "
-            "'---' lines (it must be a mapping of key: value), or remove it."
+            "'---' lines, or remove it."
         )
     return None

@@ -11,11 +11,14 @@ Refuses (before any ref moves):
   a symlink pointing outside the repository or into `.git`, and submodules (gitlinks): clones
   of a hub repository must not write outside their folder, and the hub serves plain files;
 - updates of refs other than branches (refs/heads/*) and tags (refs/tags/*);
-- deleting the default branch (HAVEN_DEFAULT_BRANCH, default "main").
+- deleting the default branch (HAVEN_DEFAULT_BRANCH, default "main");
+- a new README.md at a branch tip whose card metadata (YAML front matter) is invalid, with the
+  message the commit API gives for the same file (`card_metadata.card_error`).
 
 Run by `git receive-pack` (under `git http-backend`) with the pushed objects still in quarantine;
-stdin has one "<old> <new> <ref>" line per updated ref. Uses only the standard library and `git`,
-and is run by path (not imported), so keep it self-contained.
+stdin has one "<old> <new> <ref>" line per updated ref. Run by path (not imported) with the
+server's interpreter: it uses the standard library, `git`, and its sibling `card_metadata.py`
+(standard library and PyYAML), shared with the commit API.
 """
 
 import os
@@ -23,6 +26,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from card_metadata import CARD_PATH, card_error
 
 ZERO = "0" * 40
 ALLOWED_REFS = ("refs/heads/", "refs/tags/")
@@ -138,6 +143,21 @@ def missing_lfs_objects(blobs: list[tuple[str, str, int]], objects: Path) -> lis
     return missing
 
 
+def card_errors(tips: list[str], new_blobs: set[str]) -> list[str]:
+    """Why the README.md at branch `tips` cannot be a card, for READMEs this push adds."""
+    errors = []
+    for tip in tips:
+        found = subprocess.run(["git", "rev-parse", "-q", "--verify", f"{tip}:{CARD_PATH}"],
+                               capture_output=True, text=True)
+        sha = found.stdout.strip()
+        if found.returncode or sha not in new_blobs:
+            continue
+        error = card_error(read_objects([sha])[0])
+        if error and error not in errors:
+            errors.append(error)
+    return errors
+
+
 def main() -> int:
     limit = int(os.environ.get("HAVEN_MAX_GIT_BLOB", 10 * 1024 * 1024))
     default = os.environ.get("HAVEN_DEFAULT_BRANCH", "main")
@@ -154,6 +174,8 @@ def main() -> int:
             errors.append(f"refusing to delete the default branch {default!r}.")
     blobs, trees = new_objects(tips) if tips else ([], [])
     errors += bad_names(trees)
+    branch_tips = [new for _old, new, ref in updates if new != ZERO and ref.startswith("refs/heads/")]
+    errors += card_errors(branch_tips, {sha for sha, _, _ in blobs})
     big = sorted((path, size) for _, path, size in blobs if size > limit)
     for path, size in big:
         errors.append(f"{path} is {human(size)}; files larger than {human(limit)} must be stored with git-lfs.")
