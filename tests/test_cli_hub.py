@@ -12,6 +12,7 @@ from pathlib import Path
 from unittest import mock
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from fixtures.server import unique_name
@@ -263,3 +264,47 @@ def test_server_commands_without_the_server_extra_name_it(tmp_path, args):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"haven {args[0]}: ") and "pip install 'haven[server]'" in line
     assert not (tmp_path / "data").exists()  # nothing was created on the way to the error
+
+
+def _advises_a_command(line: str) -> None:
+    """A command-line error names commands, options or variables, never Python calls or keyword arguments."""
+    for python in ("HubClient", "()", "token=", "repo_type=", "local_files_only"):
+        assert python not in line, line
+
+
+def test_cli_errors_advise_commands_not_python(cli, tmp_path):
+    # not logged in
+    for args in (["whoami"], ["repo", "create", "x"], ["upload", "x", str(tmp_path)]):
+        proc = cli(*args, ok=False, proc=args == ["whoami"])
+        _fails_with_one_line(proc, "haven login")
+        _advises_a_command(proc.stderr)
+    # a bad token, at login and in the environment
+    proc = cli("login", "--token", "hv_wrong", ok=False, proc=True)
+    _fails_with_one_line(proc, "rejected this token", "haven login --token")
+    _advises_a_command(proc.stderr)
+    wrong = Cli({**cli.env, "HAVEN_TOKEN": "hv_wrong"}, tmp_path)
+    proc = wrong("repo", "ls", ok=False)
+    _fails_with_one_line(proc, "haven login", "HAVEN_TOKEN")
+    _advises_a_command(proc.stderr)
+
+    cli("login", "--token", cli.token, "--no-git-credential")
+    # a repository that does not exist (or is private to someone else)
+    proc = cli("download", f"{cli.user}/nothing-here", "config.json", ok=False, proc=True)
+    _fails_with_one_line(proc, "not found", "haven login")
+    _advises_a_command(proc.stderr)
+    # a revision or a file that does not exist: where to look, as a command or a page
+    repo = f"{cli.user}/{unique_name('errs')}"
+    (tmp_path / "a.txt").write_text("a")
+    cli("upload", repo, str(tmp_path / "a.txt"))
+    proc = cli("download", repo, "a.txt", "--revision", "nope", ok=False)
+    _fails_with_one_line(proc, "'nope'", f"git ls-remote {cli.url}/{repo}")
+    _advises_a_command(proc.stderr)
+    proc = cli("download", repo, "b.txt", ok=False)
+    listing = f"{cli.url}/api/models/{repo}/tree/main?recursive=true"
+    _fails_with_one_line(proc, "'b.txt'", listing)
+    _advises_a_command(proc.stderr)
+    # ... and what they point at does list the refs and the files
+    assert [f["path"] for f in httpx.get(listing).json() if f["type"] == "file"] == [".gitattributes", "a.txt"]
+    listed = subprocess.run(["git", "ls-remote", f"{cli.url}/{repo}"], env=cli.env, capture_output=True, text=True,
+                            timeout=60)
+    assert "refs/heads/main" in listed.stdout, listed.stderr

@@ -27,8 +27,8 @@ def _response(status: int, code: str | None = None, body: dict | None = None) ->
     [
         (404, "RepoNotFound", None, RepositoryNotFoundError, "haven login"),
         (401, "RepoNotFound", None, RepositoryNotFoundError, "owner/name"),  # private + anonymous, as the Hub does
-        (404, "RevisionNotFound", None, RevisionNotFoundError, "list_repo_refs"),
-        (404, "EntryNotFound", "f.bin", EntryNotFoundError, "list_repo_files"),
+        (404, "RevisionNotFound", None, RevisionNotFoundError, "git ls-remote"),
+        (404, "EntryNotFound", "f.bin", EntryNotFoundError, "tree/main"),
         (404, None, "f.bin", EntryNotFoundError, "f.bin"),
         (403, "GatedRepo", None, GatedRepoError, "access"),
         (401, None, None, HubAuthError, "HAVEN_TOKEN"),
@@ -50,3 +50,26 @@ def test_gated_is_a_repository_error_and_all_are_oserrors():
     with pytest.raises(OSError):
         raise_for_status(_response(404, "RepoNotFound"), repo_id="me/x")
     raise_for_status(_response(200), repo_id="me/x")  # success passes through
+
+
+@pytest.mark.parametrize(
+    ("url", "web", "api"),
+    [
+        ("http://hub.test/me/x/resolve/main/f.bin", "http://hub.test/me/x", "http://hub.test/api/models/me/x"),
+        ("http://hub.test/datasets/me/x/resolve/v1/f.bin", "http://hub.test/datasets/me/x",
+         "http://hub.test/api/datasets/me/x"),
+        ("http://hub.test/api/datasets/me/x/revision/v1", "http://hub.test/datasets/me/x",
+         "http://hub.test/api/datasets/me/x"),
+    ],
+)
+def test_not_found_errors_point_at_a_command_and_a_listing(url, web, api):
+    """What to run or open, for models and datasets alike; never a Python call (the CLI prints these)."""
+    def raised(code: str, filename: str | None) -> str:
+        response = httpx.Response(404, headers={"x-error-code": code}, request=httpx.Request("HEAD", url))
+        with pytest.raises(HubError) as info:
+            raise_for_status(response, repo_id="me/x", revision="v1", filename=filename)
+        return str(info.value)
+
+    assert f"`git ls-remote {web}`" in raised("RevisionNotFound", None)
+    assert f"{api}/tree/v1?recursive=true" in raised("EntryNotFound", "f.bin")
+    assert "HubClient" not in raised("RevisionNotFound", None) + raised("EntryNotFound", "f.bin")

@@ -141,7 +141,15 @@ def cmd_login(args: argparse.Namespace) -> int:
         raise HubAuthError("no token given: pass --token, or paste one when asked")
     endpoint = get_endpoint()
     with _client(token=token) as client:
-        me = client.whoami()
+        try:
+            me = client.whoami()
+        except HubAuthError as err:
+            if err.status != 401:
+                raise
+            raise HubAuthError(
+                f"{endpoint} rejected this token: it is wrong, expired or revoked. Create a token on the hub and run "
+                "`haven login --token <token>` again", status=401,
+            ) from None
     path = save_token(token)
     role = (((me.get("auth") or {}).get("accessToken") or {}).get("role")) or "unknown"
     print(f"Logged in to {endpoint} as {me.get('name')} (token role: {role}); token saved to {path}")

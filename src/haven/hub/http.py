@@ -235,21 +235,23 @@ def raise_for_status(
         )
     if code == "RevisionNotFound":
         raise RevisionNotFoundError(
-            f"revision {revision!r} does not exist in {repo}. List branches and tags with "
-            f"`HubClient().list_repo_refs({repo_id!r})` and pass one of them, or a commit sha{suffix}",
+            f"revision {revision!r} does not exist in {repo}. Use an existing branch, tag or commit sha; "
+            f"`git ls-remote {_web_prefix(where, repo_id)}` lists the branches and tags{suffix}",
             **kwargs,
         )
     if code == "EntryNotFound" or (status == 404 and filename is not None):
         what = f"{filename!r}" if filename else "the path"
         raise EntryNotFoundError(
             f"{what} does not exist in {repo} at revision {revision or 'main'!r}. Check the file name; "
-            f"`HubClient().list_repo_files({repo_id!r})` lists what is there{suffix}",
+            f"{_api_prefix(where, repo_id)}/tree/{quote_rev(revision or 'main')}?recursive=true lists what is "
+            f"there{suffix}",
             **kwargs,
         )
     if status == 401:
         raise HubAuthError(
             f"the hub at {_origin(where)} rejected the credentials for this {action}: the token is missing, "
-            f"wrong or expired. Run `haven login` or set HAVEN_TOKEN to a valid token{suffix}",
+            f"wrong or expired. Run `haven login` with a valid token (or correct HAVEN_TOKEN / HF_TOKEN if one is "
+            f"set: they come first){suffix}",
             **kwargs,
         )
     if status == 403:
@@ -267,6 +269,22 @@ def raise_for_status(
             **kwargs,
         )
     raise HubError(f"{action} failed with HTTP {status} at {where}{suffix}", **kwargs)
+
+
+def _kind(url: str) -> str:
+    """`datasets/`, `spaces/` or `` (models): the kind of repository a request URL is about."""
+    path = httpx.URL(url).path if url else ""
+    return next((f"{k}/" for k in ("datasets", "spaces") if path.startswith((f"/{k}/", f"/api/{k}/"))), "")
+
+
+def _web_prefix(url: str, repo_id: str | None) -> str:
+    """The repository's web and git URL: `{endpoint}/{id}` or `{endpoint}/datasets/{id}`."""
+    return f"{_origin(url)}/{_kind(url)}{repo_id or ''}"
+
+
+def _api_prefix(url: str, repo_id: str | None) -> str:
+    """The repository's API URL: `{endpoint}/api/models/{id}` or `{endpoint}/api/datasets/{id}`."""
+    return f"{_origin(url)}/api/{_kind(url) or 'models/'}{repo_id or ''}"
 
 
 def _origin(url: str) -> str:

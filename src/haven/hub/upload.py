@@ -237,8 +237,8 @@ def _preupload(session: HubSession, api: str, repo_id: str, revision: str, adds:
         except HubError as err:
             if isinstance(err, RevisionNotFoundError):
                 raise RevisionNotFoundError(
-                    f"branch {revision!r} does not exist in {repo_id!r}: create it first with "
-                    f"HubClient().create_branch({repo_id!r}, {revision!r})",
+                    f"branch {revision!r} does not exist in {repo_id!r}: create it first (`HubClient()."
+                    f"create_branch({repo_id!r}, {revision!r})`; `haven upload --revision` creates it for you)",
                     status=err.status,
                 ) from None
             raise
