@@ -108,6 +108,18 @@ def infer_task(model: Any) -> str:
     )
 
 
+# Arguments of pipeline() that are for from_pretrained, not for the task.
+LOADING_ARGS = (
+    "dtype",
+    "device_map",
+    "revision",
+    "token",
+    "cache_dir",
+    "local_files_only",
+    "trust_remote_code",
+)
+
+
 def pipeline(
     task: str | None = None,
     model: Any = None,
@@ -121,9 +133,10 @@ def pipeline(
     """Build the pipeline of `task` around `model` (a directory, a hub id or a loaded model).
 
     `tokenizer` defaults to the one stored with the model. `device`: None/"cpu"/-1, a GPU index
-    or "cuda:0". `dtype` casts the weights ("float16", torch.bfloat16 ...). Other keyword
-    arguments are the task's defaults (`top_k=3`, `aggregation_strategy="simple"` ...), and
-    `token` / `cache_dir` / `local_files_only` / `model_kwargs` go to the loaders.
+    or "cuda:0". Loading arguments go to the model's `from_pretrained`: `dtype` (or its old name
+    `torch_dtype`), `device_map`, `revision`, `token`, `cache_dir`, `local_files_only`,
+    `trust_remote_code` and anything in `model_kwargs={...}`; what it refuses is raised as is.
+    Other keyword arguments are the task's defaults (`top_k=3`, `aggregation_strategy="simple"` ...).
     """
     if model is None:
         raise PipelineError(
@@ -133,16 +146,38 @@ def pipeline(
     if task is None:
         task = infer_task(model)
     task = normalize_task(task)
-    hub = {k: kwargs.pop(k) for k in ("token", "cache_dir", "local_files_only") if k in kwargs}
-    model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
     if "torch_dtype" in kwargs:
+        if dtype is not None:
+            raise PipelineError("pass dtype= or its old name torch_dtype=, not both")
         dtype = kwargs.pop("torch_dtype")
+    given = {"dtype": dtype, "revision": revision, **{k: kwargs.pop(k) for k in LOADING_ARGS if k in kwargs}}
+    loading = {k: v for k, v in given.items() if v is not None}
+    model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
+    if "torch_dtype" in model_kwargs:
+        model_kwargs["dtype"] = model_kwargs.pop("torch_dtype")
+    twice = sorted(set(loading) & set(model_kwargs))
+    if twice:
+        raise PipelineError(
+            f"{', '.join(twice)} given both to pipeline() and in model_kwargs; pass each once"
+        )
+    if device is not None and "device_map" in loading | model_kwargs:
+        raise PipelineError(
+            "device= and device_map= both place the model; pass one (device='cuda:0', or device_map='auto')"
+        )
     cls = pipeline_class(task)
 
     source = None
     if isinstance(model, (str, os.PathLike)):
         source = model
-        model = _load_model(task, model, dtype=dtype, revision=revision, hub=hub, model_kwargs=model_kwargs)
+        model = _load_model(task, model, {**loading, **model_kwargs})
+    elif loading.keys() - {"token", "cache_dir", "local_files_only", "revision"} or model_kwargs:
+        named = sorted(
+            (loading.keys() - {"token", "cache_dir", "local_files_only", "revision"}) | set(model_kwargs)
+        )
+        raise PipelineError(
+            f"{', '.join(named)} are loading arguments, but model= is an already loaded model: load it with "
+            "them (AutoModel...from_pretrained(path, ...)) or pass model= as a directory or hub id"
+        )
     if tokenizer is None:
         tokenizer = source if source is not None else getattr(model, "name_or_path", None)
         if tokenizer is None:
@@ -150,22 +185,19 @@ def pipeline(
     if isinstance(tokenizer, (str, os.PathLike)):
         from ..tokenizer import AutoTokenizer
 
-        tok_kwargs = {"revision": revision} if revision is not None and isinstance(source, str) else {}
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **tok_kwargs, **hub)
+        tok_kwargs = {k: loading[k] for k in ("token", "cache_dir", "local_files_only") if k in loading}
+        if "revision" in loading and isinstance(source, str):
+            tok_kwargs["revision"] = loading["revision"]
+        if "trust_remote_code" in loading:
+            tok_kwargs["trust_remote_code"] = loading["trust_remote_code"]
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **tok_kwargs)
     return cls(model, tokenizer, task=task, device=device, batch_size=batch_size, **kwargs)
 
 
-def _load_model(
-    task: str, path_or_id: Any, *, dtype: Any, revision: str | None, hub: dict, model_kwargs: dict
-) -> Any:
+def _load_model(task: str, path_or_id: Any, loading: dict[str, Any]) -> Any:
     from .. import auto
 
     auto_class = getattr(auto, TASKS[task][1])
-    loading = {**hub, **model_kwargs}
-    if dtype is not None:
-        loading["dtype"] = dtype
-    if revision is not None:
-        loading["revision"] = revision
     model, info = auto_class.from_pretrained(path_or_id, output_loading_info=True, **loading)
     missing = info.get("missing_keys") or []
     if missing and task != "feature-extraction" and task != "sentence-similarity":
