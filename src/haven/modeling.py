@@ -158,8 +158,8 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         Rows kept keep their values (and the parameters keep their identity, so ties and
         optimizers holding them stay valid); rows removed are dropped from the end. New rows,
         as the reference does by default (`mean_resizing=True`), are drawn around the mean of
-        the old rows (a normal with 1e-9 x their covariance), and a new output bias is the old
-        bias's mean; with `mean_resizing=False` they get the model's random init."""
+        the old rows (a normal with 1e-9 x their covariance), and new output biases are 0 (what
+        transformers 5.25 gives); with `mean_resizing=False` new rows get the model's random init."""
         embeddings = self.get_input_embeddings()
         if not isinstance(embeddings, nn.Embedding):
             raise TypeError(f"{type(self).__name__} has no nn.Embedding token table to resize")
@@ -205,7 +205,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         if added:
             with torch.no_grad():
                 if kind == "bias":
-                    new[keep:] = old.float().mean() if mean_resizing else 0.0
+                    new[keep:] = 0.0
                 elif mean_resizing:
                     new[keep:] = _draw_around_mean(old, added)
                 else:
