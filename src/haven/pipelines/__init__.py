@@ -45,6 +45,10 @@ TASKS: dict[str, tuple[str, str]] = {
     "feature-extraction": ("feature_extraction:FeatureExtractionPipeline", "AutoModel"),
     "sentence-similarity": ("sentence_similarity:SentenceSimilarityPipeline", "AutoModel"),
     "text-generation": ("text_generation:TextGenerationPipeline", "AutoModelForCausalLM"),
+    "zero-shot-classification": (
+        "zero_shot_classification:ZeroShotClassificationPipeline",
+        "AutoModelForSequenceClassification",
+    ),
 }
 
 TASK_ALIASES = {

@@ -41,7 +41,7 @@ def _add_run(subparsers: Any) -> None:
     parser.add_argument(
         "task",
         help="fill-mask, text-classification (sentiment-analysis), token-classification (ner), "
-        "feature-extraction, sentence-similarity, text-generation",
+        "feature-extraction, sentence-similarity, text-generation, zero-shot-classification",
     )
     parser.add_argument(
         "inputs",
@@ -59,6 +59,23 @@ def _add_run(subparsers: Any) -> None:
         dest="aggregation_strategy",
         choices=["none", "simple", "first", "max", "average"],
         help="token-classification grouping",
+    )
+    parser.add_argument(
+        "--candidate-labels",
+        dest="candidate_labels",
+        help='zero-shot-classification labels, comma-separated ("sports, politics")',
+    )
+    parser.add_argument(
+        "--hypothesis-template",
+        dest="hypothesis_template",
+        help='zero-shot-classification hypothesis, {} for the label (default "This example is {}.")',
+    )
+    parser.add_argument(
+        "--multi-label",
+        dest="multi_label",
+        action="store_true",
+        default=None,
+        help="zero-shot-classification: score each label on its own",
     )
     parser.add_argument("--max-new-tokens", type=int, dest="max_new_tokens", help="text-generation length")
     parser.add_argument("--device", help="cpu (default), cuda, cuda:0 ...")
@@ -81,8 +98,12 @@ def run_command(args: argparse.Namespace) -> int:
         options["top_k"] = args.top_k
     if args.aggregation_strategy is not None:
         options["aggregation_strategy"] = args.aggregation_strategy
-    if args.max_new_tokens is not None:
-        options["max_new_tokens"] = args.max_new_tokens
+    for name in ("max_new_tokens", "candidate_labels", "hypothesis_template", "multi_label"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if task == "zero-shot-classification" and "candidate_labels" not in options:
+        print("haven run: zero-shot-classification needs --candidate-labels", file=sys.stderr)
+        return 2
     pipe = pipeline(
         task,
         model=args.model,
