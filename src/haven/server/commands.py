@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(serve)
     serve.add_argument("--public-url", default=None, help="base URL clients use (HAVEN_PUBLIC_URL)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument(
+        "--demo", action="store_true",
+        help="publish the demo models installed here (user 'demo') once the hub is up; existing repos are kept",
+    )
     serve.set_defaults(func=cmd_serve)
 
     admin = sub.add_parser("admin", help="manage users, tokens and organizations of a hub's data dir")
@@ -100,9 +104,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
 
-    settings, _ = open_db(args)
+    settings, sessionmaker = open_db(args)
     app = create_app(settings)
     print(f"haven hub at {settings.public_url} (data: {settings.data_dir})", file=sys.stderr, flush=True)
+    if args.demo:
+        from . import demo
+
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        demo.seed_in_background(sessionmaker, f"http://{host}:{settings.port}")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_keep_alive=30)
     return 0
 
