@@ -8,10 +8,10 @@ import time
 
 import pytest
 import torch
-from fixtures.server import start_server, stop_server
 from huggingface_hub import HfApi
 from sqlalchemy import select
 
+from fixtures.server import start_server, stop_server
 from haven.server import demo
 
 REPO = "demo/all-MiniLM-L6-v2"
