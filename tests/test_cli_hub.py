@@ -95,7 +95,7 @@ def git(cli, *args: str, cwd: Path | None = None, stdin: str | None = None) -> s
 
 def test_every_command_has_help(cli):
     for args in (["login"], ["logout"], ["whoami"], ["repo", "create"], ["repo", "delete"], ["repo", "ls"],
-                 ["upload"], ["download"]):
+                 ["upload"], ["download"], ["auth", "git-credential"]):
         out = cli(*args, "--help").stdout
         assert out.startswith("usage: haven " + " ".join(args))
     assert cli("download", "--help", proc=True).stdout.startswith("usage: haven download")
