@@ -8,6 +8,7 @@ assigned.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -265,7 +266,7 @@ class KVCache:
             self.values.clear()
             return
         raise ValueError(
-            f"past_key_values holds {self.length} cached tokens for a batch of {held} but this call has a "
+            f"the cache holds {self.length} cached tokens for a batch of {held} but this call has a "
             f"batch of {batch}; pass the same rows as the call that filled it, or a new cache (None)"
         )
 
@@ -285,6 +286,20 @@ class KVCache:
 # -- rotary position embeddings (decoders) --------------------------------------------------------------
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+
+
+def cache_argument(cache: KVCache | None, kwargs: dict[str, Any], *, only_cache: bool = True) -> KVCache | None:
+    """The KV cache a call was given: `cache` (the reference's name since transformers 5.25) or
+    `past_key_values`, its older name, popped from `kwargs`. With `only_cache`, any other leftover
+    keyword is refused: a forward never ignores what it is told."""
+    older = kwargs.pop("past_key_values", None)
+    if only_cache and kwargs:
+        raise TypeError(f"unexpected keyword arguments for a decoder call: {', '.join(sorted(kwargs))}")
+    if older is None:
+        return cache
+    if cache is not None:
+        raise TypeError("pass the KV cache once: `cache=` (`past_key_values=` is its older name)")
+    return older
 
 
 def rope_parameters(config) -> dict:

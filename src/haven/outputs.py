@@ -1,7 +1,9 @@
 """Model outputs: dataclasses that also behave like the reference library's ModelOutput.
 
 `out.logits`, `out["logits"]`, `out[0]` (the first field that is not None), `out.to_tuple()`,
-`dict(out)` and `**out` all work, so code written against the reference carries over.
+`dict(out)` and `**out` all work, so code written against the reference carries over. A decoder's
+KV cache is the field `cache`, as in the reference since transformers 5.25; `out.past_key_values`,
+its older name, still reads it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ class ModelOutput:
     def __len__(self) -> int:
         return len(self.keys())
 
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup fails: the cache's older name
+        if name == "past_key_values" and "cache" in self.__dataclass_fields__:
+            return self.cache
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
 
 Tensor = torch.Tensor
 Tensors = tuple[torch.Tensor, ...]
@@ -51,7 +59,7 @@ Tensors = tuple[torch.Tensor, ...]
 class BaseModelOutput(ModelOutput):
     last_hidden_state: Tensor | None = None
     pooler_output: Tensor | None = None
-    past_key_values: Any = None
+    cache: Any = None
     hidden_states: Tensors | None = None
     attentions: Tensors | None = None
 
@@ -84,6 +92,6 @@ class TokenClassifierOutput(ModelOutput):
 class CausalLMOutput(ModelOutput):
     loss: Tensor | None = None
     logits: Tensor | None = None
-    past_key_values: Any = None
+    cache: Any = None
     hidden_states: Tensors | None = None
     attentions: Tensors | None = None

@@ -43,7 +43,7 @@ def _forward(step: Step, ids: torch.Tensor, length: int) -> torch.Tensor:
     out = step.model(
         ids,
         attention_mask=step.mask[:, :length] if step.mask is not None else None,
-        past_key_values=step.cache,
+        cache=step.cache,
         use_cache=step.cache is not None,
         logits_to_keep=1,
     )

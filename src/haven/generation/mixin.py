@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import GenerationError, InputTooLongError
+from ..layers import cache_argument
 from .config import DEFAULTS, GENERATION_CONFIG_NAME, GenerationConfig
 from .decoding import Step, beam_search, sample_loop
 from .logits_process import build_processors
@@ -166,8 +167,9 @@ class GenerationMixin:
         output object with `return_dict_in_generate=True`.
 
         Keyword arguments are GenerationConfig fields (`max_new_tokens=50, do_sample=True,
-        top_p=0.9`...) or model inputs (`attention_mask`, `past_key_values` to continue a
-        previous call's cache: pass the previous sequences plus the new tokens as input_ids).
+        top_p=0.9`...) or model inputs (`attention_mask`, `cache` (or its older name
+        `past_key_values`) to continue a previous call's cache: pass the previous sequences plus
+        the new tokens as input_ids).
         """
         input_ids = kwargs.pop("input_ids", None) if inputs is None else inputs
         if input_ids is None:
@@ -176,12 +178,12 @@ class GenerationMixin:
             input_ids = input_ids[None]
         gc, model_kwargs, given = self._resolve_config(generation_config, kwargs)
         attention_mask = model_kwargs.pop("attention_mask", None)
-        cache = model_kwargs.pop("past_key_values", None)
+        cache = cache_argument(model_kwargs.pop("cache", None), model_kwargs, only_cache=False)
         model_kwargs.pop("token_type_ids", None)  # decoder-only models have no segments
         if model_kwargs:
             raise GenerationError(
                 f"generate() got unknown arguments {sorted(model_kwargs)}: they are neither GenerationConfig "
-                "fields nor model inputs (input_ids, attention_mask, past_key_values)"
+                "fields nor model inputs (input_ids, attention_mask, cache)"
             )
         device = self.device
         input_ids = input_ids.to(device)
@@ -275,7 +277,7 @@ class GenerationMixin:
                 scores=tuple(step.scores) if step.record_scores else None,
                 logits=tuple(step.logits) if step.record_logits else None,
                 beam_indices=beam_indices,
-                past_key_values=cache,
+                cache=cache,
             )
 
         eos = torch.tensor(eos_ids, device=device) if eos_ids else None
@@ -298,7 +300,7 @@ class GenerationMixin:
             sequences=sequences,
             scores=tuple(step.scores) if step.record_scores else None,
             logits=tuple(step.logits) if step.record_logits else None,
-            past_key_values=cache,
+            cache=cache,
         )
 
     @staticmethod

@@ -20,7 +20,7 @@ class GenerateDecoderOnlyOutput(ModelOutput):
     logits: tuple[torch.Tensor, ...] | None = None
     attentions: Any = None
     hidden_states: Any = None
-    past_key_values: Any = None
+    cache: Any = None
 
 
 @dataclass
@@ -36,4 +36,4 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     beam_indices: torch.Tensor | None = None
     attentions: Any = None
     hidden_states: Any = None
-    past_key_values: Any = None
+    cache: Any = None

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..config import PretrainedConfig
 from ..fastpath import call, lay_out_transposed, plain_plan
-from ..layers import KVCache
+from ..layers import KVCache, cache_argument
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def run_stack(
         if cache is not None and model.checkpointing:
             raise ValueError(
                 "gradient checkpointing recomputes each block in the backward pass, so it cannot write a KV cache: "
-                "pass no past_key_values while training, or call model.eval() / gradient_checkpointing_disable()"
+                "pass no cache while training, or call model.eval() / gradient_checkpointing_disable()"
             )
         for block in blocks:
             if want_hidden:
@@ -86,7 +86,7 @@ def run_stack(
         hidden.append(x)
     out = BaseModelOutput(
         last_hidden_state=x,
-        past_key_values=cache if use_cache else None,
+        cache=cache if use_cache else None,
         hidden_states=tuple(hidden) if want_hidden else None,
         attentions=tuple(weights) if want_weights else None,
     )
@@ -97,19 +97,19 @@ def check_inputs(
     input_ids: torch.Tensor | None,
     inputs_embeds: torch.Tensor | None,
     attention_mask: torch.Tensor | None,
-    past_key_values: KVCache | None,
+    cache: KVCache | None,
     use_cache: bool,
 ) -> tuple[int, int, int, KVCache | None]:
     """Validate a decoder call; returns (batch, new tokens, cached tokens, the cache to write)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids or inputs_embeds")
     B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
-    if past_key_values is not None and not isinstance(past_key_values, KVCache):
+    if cache is not None and not isinstance(cache, KVCache):
         raise TypeError(
-            f"past_key_values must be a haven.layers.KVCache (got {type(past_key_values).__name__}); "
-            "pass the `past_key_values` a previous call returned, or None"
+            f"cache must be a haven.layers.KVCache (got {type(cache).__name__}); "
+            "pass the `cache` a previous call returned, or None"
         )
-    cache = past_key_values if past_key_values is not None else (KVCache() if use_cache else None)
+    cache = cache if cache is not None else (KVCache() if use_cache else None)
     if cache is not None:
         cache.check_batch(B)
     past = cache.length if cache is not None else 0
@@ -179,7 +179,7 @@ class CausalLMHead:
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        cache: KVCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -193,7 +193,7 @@ class CausalLMHead:
             input_ids,
             attention_mask,
             position_ids,
-            past_key_values,
+            cache_argument(cache, kwargs),
             inputs_embeds,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
@@ -205,7 +205,7 @@ class CausalLMHead:
         out = CausalLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=base.past_key_values,
+            cache=base.cache,
             hidden_states=base.hidden_states,
             attentions=base.attentions,
         )
@@ -221,7 +221,7 @@ class LastTokenClassifierHead:
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        cache: KVCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -234,7 +234,7 @@ class LastTokenClassifierHead:
             input_ids,
             attention_mask,
             position_ids,
-            past_key_values,
+            cache_argument(cache, kwargs),
             inputs_embeds,
             use_cache=False,
             output_hidden_states=output_hidden_states,

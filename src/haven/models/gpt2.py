@@ -20,7 +20,14 @@ from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
-from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs, decoder_flags, run_stack
+from ._decoder import (
+    CausalLMHead,
+    LastTokenClassifierHead,
+    cache_argument,
+    check_inputs,
+    decoder_flags,
+    run_stack,
+)
 
 
 class GPT2Config(PretrainedConfig):
@@ -256,7 +263,7 @@ class GPT2Model(LayerLoop, GPT2PreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        cache: KVCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -266,7 +273,9 @@ class GPT2Model(LayerLoop, GPT2PreTrainedModel):
     ) -> BaseModelOutput | tuple:
         cfg = self.config
         flags = decoder_flags(self, use_cache, output_hidden_states, output_attentions)
-        B, T, past, cache = check_inputs(input_ids, inputs_embeds, attention_mask, past_key_values, flags[0])
+        B, T, past, cache = check_inputs(
+            input_ids, inputs_embeds, attention_mask, cache_argument(cache, kwargs), flags[0]
+        )
         if past + T > cfg.n_positions:
             raise InputTooLongError(
                 f"{past + T} tokens ({past} cached + {T} new) exceed this GPT-2's context window of "

@@ -31,7 +31,14 @@ from ..layers import (
 )
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
-from ._decoder import CausalLMHead, LastTokenClassifierHead, check_inputs, decoder_flags, run_stack
+from ._decoder import (
+    CausalLMHead,
+    LastTokenClassifierHead,
+    cache_argument,
+    check_inputs,
+    decoder_flags,
+    run_stack,
+)
 
 
 class LlamaConfig(PretrainedConfig):
@@ -267,7 +274,7 @@ class LlamaModel(LayerLoop, LlamaPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        cache: KVCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -276,7 +283,9 @@ class LlamaModel(LayerLoop, LlamaPreTrainedModel):
         **kwargs: Any,
     ) -> BaseModelOutput | tuple:
         flags = decoder_flags(self, use_cache, output_hidden_states, output_attentions)
-        B, T, past, cache = check_inputs(input_ids, inputs_embeds, attention_mask, past_key_values, flags[0])
+        B, T, past, cache = check_inputs(
+            input_ids, inputs_embeds, attention_mask, cache_argument(cache, kwargs), flags[0]
+        )
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, C)
         known_max = None
         if position_ids is None:
