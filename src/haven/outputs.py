@@ -89,6 +89,15 @@ class TokenClassifierOutput(ModelOutput):
 
 
 @dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: Tensor | None = None
+    start_logits: Tensor | None = None
+    end_logits: Tensor | None = None
+    hidden_states: Tensors | None = None
+    attentions: Tensors | None = None
+
+
+@dataclass
 class CausalLMOutput(ModelOutput):
     loss: Tensor | None = None
     logits: Tensor | None = None

@@ -12,7 +12,6 @@ its base model under `base_model_prefix` and its own layers under the checkpoint
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -26,7 +25,7 @@ from ..modeling import LayerLoop
 from ..outputs import (
     BaseModelOutput,
     MaskedLMOutput,
-    ModelOutput,
+    QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -356,15 +355,6 @@ class SequenceClassifierHead(EncoderHead):
         logits = self.classify(first)  # (B, num_labels)
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         return finish(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
-
-
-@dataclass
-class QuestionAnsweringModelOutput(ModelOutput):
-    loss: torch.Tensor | None = None
-    start_logits: torch.Tensor | None = None
-    end_logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class QuestionAnsweringHead(EncoderHead):
