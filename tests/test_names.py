@@ -228,3 +228,12 @@ def test_vocab_is_the_reference_dict(request, fixture):
     assert ours.get_vocab() == ref.get_vocab()
     ours.vocab["not-a-token"] = 1  # a copy, as the reference's
     assert "not-a-token" not in ours.vocab
+
+
+@pytest.mark.parametrize("fixture", ["bert_tokenizer_dir", "gpt2_legacy_tokenizer_dir", "llama_tokenizer_dir"])
+def test_auto_tokenizer_gives_the_named_class(request, fixture):
+    directory = request.getfixturevalue(fixture)
+    ours = haven.AutoTokenizer.from_pretrained(directory)
+    ref = transformers.AutoTokenizer.from_pretrained(directory)
+    assert type(ours).__name__ == type(ref).__name__
+    assert isinstance(ours, getattr(haven, type(ref).__name__)) and isinstance(ours, Tokenizer)

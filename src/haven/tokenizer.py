@@ -560,7 +560,8 @@ class Tokenizer(SpecialTokensMixin, PushToHubMixin):
 
 
 class AutoTokenizer:
-    """`AutoTokenizer.from_pretrained(dir_or_id)` -> `Tokenizer` (there is one tokenizer class)."""
+    """`AutoTokenizer.from_pretrained(dir_or_id)` -> a `Tokenizer`, as the named entry point of the
+    class the files name when Haven has one (`BertTokenizer` ...: still the one Tokenizer)."""
 
     def __init__(self) -> None:
         raise TypeError("use AutoTokenizer.from_pretrained(path_or_id)")
@@ -569,4 +570,10 @@ class AutoTokenizer:
     def from_pretrained(
         path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
     ) -> Tokenizer:
-        return Tokenizer.from_pretrained(path_or_id, revision=revision, **kwargs)
+        from .tokenization.named import NAMED_TOKENIZERS
+
+        loaded = load_files(path_or_id, revision, kwargs)
+        cls = NAMED_TOKENIZERS.get((loaded.tokenizer_class or "").removesuffix("Fast"), Tokenizer)
+        tok = cls.__new__(cls)
+        tok._init_loaded(loaded, os.fspath(path_or_id))
+        return tok
