@@ -49,11 +49,7 @@ def check_options(kwargs: dict[str, Any]) -> None:
             "trust_remote_code=True is refused: Haven never runs code from a repository. "
             "Load a tokenizer saved as tokenizer.json (or vocab files) instead"
         )
-    if kwargs.get("use_fast") is False:
-        raise TokenizerError(
-            "use_fast=False asks for a slow Python tokenizer; Haven has only fast ones (as transformers 5), "
-            "which give the same ids. Drop use_fast=False"
-        )
+    # use_fast: True or False, the one tokenizer, as in transformers 5 (which also has no slow one)
     if "use_auth_token" in kwargs:
         raise TypeError("use_auth_token= is the old name; pass token=... instead")
     kwargs.pop("trust_remote_code", None)
