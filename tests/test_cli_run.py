@@ -49,3 +49,22 @@ def test_errors_say_what_to_do(bert_masked_lm_dir, tmp_path):
     assert out.returncode == 1 and "config.json" in out.stderr and "Traceback" not in out.stderr
     help_text = haven("run", "--help").stdout
     assert "--top-k" in help_text and "--json" in help_text
+
+
+def test_errors_name_the_commands_flags_not_python_arguments(gpt2_dir):
+    """A runtime error says `lower max_new_tokens`; on the command line that is --max-new-tokens."""
+    out = haven("run", "text-generation", "-m", gpt2_dir, "hello there", "--max-new-tokens", "100000")
+    assert out.returncode == 1
+    assert "--max-new-tokens" in out.stderr, out.stderr
+    assert "max_new_tokens" not in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_as_flags_rewrites_keyword_arguments_only():
+    from haven.pipelines.commands import as_flags
+
+    flags = {"top_k": "--top-k", "dtype": "--dtype", "model": "--model", "max_new_tokens": "--max-new-tokens"}
+    assert as_flags("pass dtype=float16 or `top_k=5`", flags) == "pass --dtype float16 or --top-k 5"
+    assert as_flags("lower max_new_tokens.", flags) == "lower --max-new-tokens."
+    # plain English words stay words; flags already written as flags stay as they are
+    assert as_flags("the model and its dtype; --top-k 3", flags) == "the model and its dtype; --top-k 3"

@@ -17,14 +17,6 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Cycles outside src/haven/hub/ that are known and owned by other areas; each entry is one strongly
-# connected component. Remove an entry once its cycle is gone (the test then insists it stays gone).
-KNOWN_CYCLES: list[frozenset[str]] = [
-    # pipelines/base.py imports PipelineError from pipelines/__init__.py, which imports .base lazily.
-    frozenset({"haven.pipelines", "haven.pipelines.base"}),
-]
-
-
 def package_modules(root: Path = SRC) -> dict[str, tuple[Path, bool]]:
     """{dotted module name: (file, is_package)} for every .py file of the haven package."""
     found = {}
@@ -161,10 +153,7 @@ def test_hub_client_has_no_import_cycles():
     assert not hub, "import cycles in haven.hub: " + " | ".join(_describe(c, graph) for c in hub)
 
 
-def test_package_has_no_import_cycles_beyond_the_known_ones():
+def test_package_has_no_import_cycles():
     graph = import_graph(package_modules())
     cycles = strongly_connected(graph)
-    new = [c for c in cycles if c not in KNOWN_CYCLES]
-    assert not new, "import cycles: " + " | ".join(_describe(c, graph) for c in new)
-    fixed = [sorted(c) for c in KNOWN_CYCLES if c not in cycles]
-    assert not fixed, f"these known cycles are gone; remove them from KNOWN_CYCLES: {fixed}"
+    assert not cycles, "import cycles: " + " | ".join(_describe(c, graph) for c in cycles)

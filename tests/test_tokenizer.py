@@ -9,8 +9,9 @@ import torch
 import transformers
 
 from fixtures.tokenizers import LEGACY_TOKENIZER_FIXTURES, TOKENIZER_FIXTURES
+from haven import AutoTokenizer
 from haven.errors import TokenizerError
-from haven.tokenizer import AutoTokenizer, BatchEncoding, Tokenizer
+from haven.tokenizer import BatchEncoding, Tokenizer
 
 ALL = TOKENIZER_FIXTURES + LEGACY_TOKENIZER_FIXTURES
 

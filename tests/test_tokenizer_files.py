@@ -13,9 +13,10 @@ import torch
 import transformers
 
 from fixtures.tokenizers import LLAMA_CHAT_TEMPLATE, TOKENIZER_FIXTURES
+from haven import AutoTokenizer
 from haven.errors import TokenizerError
 from haven.hub.mixin import PushToHubMixin
-from haven.tokenizer import AutoTokenizer, Tokenizer
+from haven.tokenizer import Tokenizer
 
 TEXTS = ["Hello <mask> world!", "Bonjour [MASK] le monde, ça va ?", "naïve café 東京 😀", "x"]
 PAIRS = ["the second text", "le deuxième texte", "y", "zut alors"]

@@ -7,8 +7,8 @@ import pytest
 import transformers
 
 from fixtures.server import unique_name
+from haven import AutoTokenizer
 from haven.errors import HubError
-from haven.tokenizer import AutoTokenizer
 from hub.helpers import reference_pointed_at
 
 TEXTS = ["Bonjour le monde !", "naïve café 東京 😀", "x"]

@@ -7,8 +7,8 @@ import pytest
 import transformers
 
 from fixtures.tokenizers import LEGACY_TOKENIZER_FIXTURES, TOKENIZER_FIXTURES
+from haven import AutoTokenizer
 from haven.errors import TokenizerError
-from haven.tokenizer import AutoTokenizer
 
 WORDS = ["Hello", "world", "café", "naïve", "Montréal", "東京"]
 TEXT = "Hello  world, café naïve [MASK] <mask> <s>"

@@ -29,7 +29,7 @@ _EXPORTS = {
     "AutoModelForTokenClassification": "auto",
     "AutoModelForQuestionAnswering": "auto",
     "AutoModelForCausalLM": "auto",
-    "AutoTokenizer": "tokenizer",
+    "AutoTokenizer": "tokenization.named",
     "Tokenizer": "tokenizer",
     "BatchEncoding": "tokenizer",
     "pipeline": "pipelines",

@@ -34,6 +34,10 @@ class InputTooLongError(HavenError, ValueError):
     """An input is longer than the model's context window."""
 
 
+class PipelineError(HavenError, ValueError):
+    """An input or option a pipeline cannot handle; the message says what to pass instead."""
+
+
 class GenerationError(HavenError, ValueError):
     """Inconsistent generation arguments."""
 

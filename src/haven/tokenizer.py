@@ -31,7 +31,7 @@ from .tokenization.loading import BOS_EOS_FAMILIES, LoadedFiles, load_files
 from .tokenization.saving import save_tokenizer
 from .tokenization.special import SpecialTokensMixin
 
-__all__ = ["AutoTokenizer", "BatchEncoding", "Tokenizer"]
+__all__ = ["BatchEncoding", "Tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -557,23 +557,3 @@ class Tokenizer(SpecialTokensMixin, PushToHubMixin):
         new = object.__new__(type(self))
         new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
         return new
-
-
-class AutoTokenizer:
-    """`AutoTokenizer.from_pretrained(dir_or_id)` -> a `Tokenizer`, as the named entry point of the
-    class the files name when Haven has one (`BertTokenizer` ...: still the one Tokenizer)."""
-
-    def __init__(self) -> None:
-        raise TypeError("use AutoTokenizer.from_pretrained(path_or_id)")
-
-    @staticmethod
-    def from_pretrained(
-        path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
-    ) -> Tokenizer:
-        from .tokenization.named import NAMED_TOKENIZERS
-
-        loaded = load_files(path_or_id, revision, kwargs)
-        cls = NAMED_TOKENIZERS.get((loaded.tokenizer_class or "").removesuffix("Fast"), Tokenizer)
-        tok = cls.__new__(cls)
-        tok._init_loaded(loaded, os.fspath(path_or_id))
-        return tok

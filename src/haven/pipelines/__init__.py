@@ -14,13 +14,9 @@ import os
 import warnings
 from typing import Any
 
-from ..errors import HavenError
+from ..errors import PipelineError
 
 __all__ = ["Pipeline", "PipelineError", "TASKS", "TASK_ALIASES", "pipeline", "supported_tasks"]
-
-
-class PipelineError(HavenError, ValueError):
-    """An input or option a pipeline cannot handle; the message says what to pass instead."""
 
 
 def __getattr__(name: str) -> Any:  # `Pipeline` imports torch: load it only when asked for
@@ -187,7 +183,7 @@ def pipeline(
         if tokenizer is None:
             raise PipelineError("the model object does not say where it came from; pass tokenizer= as well")
     if isinstance(tokenizer, (str, os.PathLike)):
-        from ..tokenizer import AutoTokenizer
+        from ..tokenization.named import AutoTokenizer
 
         tok_kwargs = {k: loading[k] for k in ("token", "cache_dir", "local_files_only") if k in loading}
         if "revision" in loading and isinstance(source, str):

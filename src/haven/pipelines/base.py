@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from . import PipelineError
+from ..errors import PipelineError
 
 # Model inputs the base pads; anything else in the features is left for postprocess.
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_ids")

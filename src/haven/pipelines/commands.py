@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
+
+from ..errors import HavenError
 
 
 class _IntermixedParser(argparse.ArgumentParser):
@@ -82,10 +85,33 @@ def _add_run(subparsers: Any) -> None:
     parser.add_argument("--dtype", help="float32, float16, bfloat16")
     parser.add_argument("--batch-size", type=int, default=1, dest="batch_size")
     parser.add_argument("--json", action="store_true", help="compact JSON on one line (default: indented)")
-    parser.set_defaults(func=run_command)
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help"}
+    parser.set_defaults(func=run_command, flags=flags)
+
+
+def as_flags(message: str, flags: dict[str, str]) -> str:
+    """Runtime errors name Python keyword arguments (`lower max_new_tokens`, `pass dtype=...`);
+    say them as this command's flags. A bare word is rewritten only when it cannot be English
+    (it has an underscore); `name=value` always is."""
+    names = "|".join(map(re.escape, sorted(flags, key=len, reverse=True)))
+
+    def flag(m: re.Match) -> str:
+        if m[2] is None and "_" not in m[1]:
+            return m[0]
+        return flags[m[1]] + (f" {m[2]}" if m[2] else "")
+
+    return re.sub(rf"`?(?<![-\w])({names})(?:=([^\s,;`)]*))?(?!\w)`?", flag, message)
 
 
 def run_command(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except HavenError as err:
+        print(f"haven run: {as_flags(str(err), args.flags)}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     from . import normalize_task, pipeline
 
     task = normalize_task(args.task)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from . import PipelineError
+from ..errors import PipelineError
 from .base import Pipeline
 
 

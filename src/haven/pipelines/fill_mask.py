@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from . import PipelineError
+from ..errors import PipelineError
 from .base import Pipeline
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from . import PipelineError
+from ..errors import PipelineError
 from .base import Pipeline
 
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")

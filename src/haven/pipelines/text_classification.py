@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from . import PipelineError
+from ..errors import PipelineError
 from .base import Pipeline
 
 FUNCTIONS = ("softmax", "sigmoid", "none")

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from . import PipelineError
+from ..errors import PipelineError
 from .base import Pipeline
 
 # Applied when neither the call nor the model's generation config sets them (sampling ones only when sampling).

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import PipelineError
+from ..errors import PipelineError
 from .base import Pipeline
 
 STRATEGIES = ("none", "simple", "first", "max", "average")

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from . import PipelineError
+from ..errors import PipelineError
 from .base import Pipeline
 
 DEFAULT_TEMPLATE = "This example is {}."

@@ -18,7 +18,7 @@ import os
 from typing import Any, ClassVar
 
 from ..tokenizer import Tokenizer
-from .loading import read_files
+from .loading import load_files, read_files
 
 
 class NamedTokenizer(Tokenizer):
@@ -134,3 +134,21 @@ NAMED_TOKENIZERS = {
         LlamaTokenizer,
     )
 }
+
+
+class AutoTokenizer:
+    """`AutoTokenizer.from_pretrained(dir_or_id)` -> a `Tokenizer`, as the named entry point of the
+    class the files name when Haven has one (`BertTokenizer` ...: still the one Tokenizer)."""
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoTokenizer.from_pretrained(path_or_id)")
+
+    @staticmethod
+    def from_pretrained(
+        path_or_id: str | os.PathLike, *, revision: str | None = None, **kwargs: Any
+    ) -> Tokenizer:
+        loaded = load_files(path_or_id, revision, kwargs)
+        cls = NAMED_TOKENIZERS.get((loaded.tokenizer_class or "").removesuffix("Fast"), Tokenizer)
+        tok = cls.__new__(cls)
+        tok._init_loaded(loaded, os.fspath(path_or_id))
+        return tok
