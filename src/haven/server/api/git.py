@@ -90,36 +90,25 @@ async def _spool(request: Request):
     return chunks()
 
 
-@router.get("/datasets/{ns}/{name}/info/refs")
-async def refs_dataset(request: Request, ns: str, name: str) -> Response:
-    return await _git(request, "dataset", ns, name, "info/refs")
+def _endpoint(repo_type: str, action: str):
+    async def endpoint(request: Request, ns: str, name: str) -> Response:
+        return await _git(request, repo_type, ns, name, action)
+
+    return endpoint
 
 
-@router.get("/{ns}/{name}/info/refs")
-async def refs_model(request: Request, ns: str, name: str) -> Response:
-    return await _git(request, "model", ns, name, "info/refs")
-
-
-# Only the two smart-HTTP service paths: other POSTs under a repo-shaped path (`/models/{id}`,
-# `/v1/...`) belong to other routes, or to none.
-@router.post("/datasets/{ns}/{name}/git-upload-pack")
-async def upload_pack_dataset(request: Request, ns: str, name: str) -> Response:
-    return await _git(request, "dataset", ns, name, "git-upload-pack")
-
-
-@router.post("/datasets/{ns}/{name}/git-receive-pack")
-async def receive_pack_dataset(request: Request, ns: str, name: str) -> Response:
-    return await _git(request, "dataset", ns, name, "git-receive-pack")
-
-
-@router.post("/{ns}/{name}/git-upload-pack")
-async def upload_pack_model(request: Request, ns: str, name: str) -> Response:
-    return await _git(request, "model", ns, name, "git-upload-pack")
-
-
-@router.post("/{ns}/{name}/git-receive-pack")
-async def receive_pack_model(request: Request, ns: str, name: str) -> Response:
-    return await _git(request, "model", ns, name, "git-receive-pack")
+# Only the smart-HTTP paths: other POSTs under a repo-shaped path (`/models/{id}`, `/v1/...`)
+# belong to other routes, or to none. Datasets first: `/datasets/x/info/refs` is not a model.
+for _prefix, _type in (("/datasets", "dataset"), ("", "model")):
+    router.add_api_route(
+        f"{_prefix}/{{ns}}/{{name}}/info/refs", _endpoint(_type, "info/refs"), methods=["GET"],
+        name=f"git_refs_{_type}",
+    )
+    for _service in SERVICES:
+        router.add_api_route(
+            f"{_prefix}/{{ns}}/{{name}}/{_service}", _endpoint(_type, _service), methods=["POST"],
+            name=f"git_{_service.removeprefix('git-').replace('-', '_')}_{_type}",
+        )
 
 
 __all__ = ["router"]
