@@ -22,9 +22,11 @@ endef
 system-serve:
 	@command -v git >/dev/null || $(call apt,git)
 
-# The tests also drive git-lfs, and start their own PostgreSQL on 127.0.0.1.
+# The tests also drive git-lfs and Debian's chromium (the web pages, through Playwright), and
+# start their own PostgreSQL on 127.0.0.1.
 system-test: system-serve
 	@command -v git-lfs >/dev/null || $(call apt,git-lfs)
+	@test -x /usr/bin/chromium || $(call apt,chromium)
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  $(call apt,postgresql)
 	@git lfs install --skip-repo >/dev/null
