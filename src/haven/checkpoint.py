@@ -14,7 +14,6 @@ import json
 import mmap
 import os
 import re
-import struct
 import sys
 import weakref
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 
 from .errors import CheckpointError
 from .hub import resolve_file
+from .safetensors_header import METADATA_KEY, read_header
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -44,56 +44,16 @@ _DTYPES = {
     "F8_E5M2": torch.float8_e5m2,
 }
 
-_MAX_HEADER = 100 * 1024 * 1024
-
 # storages that are private (copy-on-write) mappings of weight files made by load_safetensors
 _mapped_storages: weakref.WeakSet = weakref.WeakSet()
 
 
 def read_safetensors_header(path: str) -> tuple[dict[str, Any], int]:
-    """(header dict, byte offset where tensor data starts); raises CheckpointError if malformed."""
+    """(header dict, byte offset where tensor data starts), validated to the format's rules
+    (`haven.safetensors_header`); raises CheckpointError if malformed."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path} is truncated ({size} bytes): not a safetensors file; re-download it")
-        (n,) = struct.unpack("<Q", head)
-        if n > min(_MAX_HEADER, size - 8):
-            raise CheckpointError(
-                f"{path} is not a valid safetensors file (header length {n} exceeds the file size {size}); "
-                "it is truncated or corrupt: re-download or re-save it"
-            )
-        raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{path} has a corrupt safetensors header; re-download or re-save it") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} has a corrupt safetensors header; re-download or re-save it")
-    data_start = 8 + n
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            begin, stop = info["data_offsets"]
-            dtype, shape = info["dtype"], info["shape"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: entry {name!r} in the header is malformed") from None
-        if dtype not in _DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-        numel = 1
-        for dim in shape:
-            numel *= dim
-        if stop - begin != numel * _DTYPES[dtype].itemsize:
-            raise CheckpointError(f"{path}: tensor {name!r} has a size that does not match its shape {shape}")
-        end = max(end, stop)
-    if data_start + end > size:
-        raise CheckpointError(
-            f"{path} is truncated: its header describes {data_start + end} bytes but the file has {size}; "
-            "the download or save was interrupted — re-download or re-save it"
-        )
-    return header, data_start
+        return read_header(f, size, path)
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -105,8 +65,13 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     _mapped_storages.add(storage)
     tensors: dict[str, torch.Tensor] = {}
     for name, info in header.items():
-        if name == "__metadata__":
+        if name == METADATA_KEY:
             continue
+        if info["dtype"] not in _DTYPES:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has dtype {info['dtype']}, which Haven cannot load "
+                f"(it loads {', '.join(_DTYPES)}); convert the checkpoint to one of those"
+            )
         dtype = _DTYPES[info["dtype"]]
         begin, stop = info["data_offsets"]
         offset = data_start + begin
