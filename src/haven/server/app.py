@@ -1,10 +1,12 @@
 """The hub server's application factory (FastAPI).
 
 `create_app(settings)` wires the database, the storage library (bare git repositories and the
-LFS object store under `settings.data_dir`) and the route modules in `haven.server.api`.
-Optional areas are mounted when their modules exist: `haven.server.api.inference` and
-`haven.server.web.routes`, each exposing `setup(app)` or a FastAPI `router` (they are included
-after the API routes, so they cannot shadow them).
+LFS object store under `settings.data_dir`) and the route modules in `haven.server.api`, each
+included explicitly. New areas (web pages, inference) add their router to `API_MODULES` (after
+the API routes, so they cannot shadow them).
+
+Middleware, outermost first: `SecurityHeaders` (nosniff on every response), `CleanPath`
+(400 for control characters in a path, before any route or header sees them), `BodyLimit`.
 """
 
 from __future__ import annotations
@@ -19,28 +21,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import db
 from .api import unsupported
+from .api.bodies import MAX_YAML_BODY
 from .api.common import ApiError, NoSuchRoute, error_response
 from .settings import Settings
 
 log = logging.getLogger("haven.server")
 
-# storage exception class name -> (HTTP status, X-Error-Code)
-STORAGE_ERRORS = {
-    "RepoExistsError": (409, None),
-    "RepoNotFound": (404, "RepoNotFound"),
-    "RevisionNotFound": (404, "RevisionNotFound"),
-    "EntryNotFound": (404, "EntryNotFound"),
-    "StaleParentError": (412, None),
-    "ConcurrentUpdateError": (409, None),
-    "InvalidPathError": (400, None),
-    "LfsObjectMissing": (422, None),
-    "LfsVerifyError": (400, None),
-}
-
 MAX_BODY = 16 << 20  # any request body, except the routes below that bound their own
 OWN_LIMITS = re.compile(  # LFS object PUT, NDJSON commit, git packs
     r"^/api/lfs/objects/|^/api/(models|datasets)/[^/]+/[^/]+/commit/|/git-(receive|upload)-pack$"
 )
+SMALL_LIMITS = {"/api/validate-yaml": MAX_YAML_BODY}  # routes whose bodies are smaller still
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class BodyLimit:
@@ -56,7 +48,7 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or OWN_LIMITS.search(scope["path"]):
             return await self.app(scope, receive, send)
-        limit = self.limit
+        limit = SMALL_LIMITS.get(scope["path"], self.limit)
         for key, value in scope.get("headers", ()):
             if key == b"content-length" and value.isdigit() and int(value) > limit:
                 return await error_response(_too_large(limit))(scope, receive, send)
@@ -85,24 +77,57 @@ class BodyLimit:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"request body over {limit >> 20} MB: this route takes small JSON bodies")
+    size = f"{limit >> 20} MB" if limit >= 1 << 20 else f"{limit >> 10} KB"
+    return ApiError(413, f"request body over {size}: this route takes small JSON bodies")
 
 
-API_MODULES = ["docs", "users", "repos", "search", "commits", "lfs", "files", "git"]  # docs before /api/{plural}
-OPTIONAL_MODULES = ["haven.server.api.inference", "haven.server.web.routes"]
+class CleanPath:
+    """ASGI middleware: a path with a control character (NUL, CR, LF ... once percent-decoded)
+    is answered 400 here. No repository, file or branch name holds one, and such a character
+    must never reach a response header (the server would drop the connection instead)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and CONTROL.search(scope.get("path", "")):
+            err = ApiError(
+                400,
+                "the URL path holds a control character (NUL, CR, LF ...): no name on this hub has "
+                "one; check how the path was built and percent-encoded",
+            )
+            return await error_response(err)(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
-def storage_error_to_api(err: Exception) -> ApiError:
-    message = getattr(err, "message", None) or str(err)
-    if isinstance(getattr(err, "status", None), int):
-        return ApiError(err.status, message, getattr(err, "code", None))
-    for cls in type(err).__mro__:
-        if cls.__name__ in STORAGE_ERRORS:
-            status, code = STORAGE_ERRORS[cls.__name__]
-            break
-    else:
-        status, code = 400, None
-    return ApiError(status, message, code)
+class SecurityHeaders:
+    """ASGI middleware: `X-Content-Type-Options: nosniff` on every response, so no browser
+    guesses a runnable type from a body (file routes add their own sandboxing CSP)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+API_MODULES = ["docs", "users", "repos", "refs", "search", "commits", "lfs", "files", "git"]  # docs before /api/{plural}
+
+
+def storage_error_to_api(err) -> ApiError:
+    """Every storage error carries its HTTP status and X-Error-Code."""
+    return ApiError(err.status, getattr(err, "message", None) or str(err), err.code)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -113,6 +138,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Haven hub", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)
     app.state.settings = settings
     app.add_middleware(BodyLimit)
+    app.add_middleware(CleanPath)
+    app.add_middleware(SecurityHeaders)
     app.state.engine = db.make_engine(settings.db_url)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
     app.state.lfs = storage.LfsStore(settings.data_dir / "lfs")
@@ -153,25 +180,10 @@ def create_app(settings: Settings) -> FastAPI:
         return error_response(ApiError(err.status_code, message, headers=dict(err.headers or {})))
 
     @app.get("/api/health")
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop: it answers even when every worker thread is busy
         return {"status": "ok"}
 
     for name in API_MODULES:
         module = importlib.import_module(f"haven.server.api.{name}")
         app.include_router(module.router)
-    for name in OPTIONAL_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and (name == err.name or name.startswith(err.name + ".")):
-                continue  # that area (or its package) is not built yet
-            log.exception("could not load %s; serving without it", name)
-            continue
-        except Exception:
-            log.exception("could not load %s; serving without it", name)
-            continue
-        if hasattr(module, "setup"):
-            module.setup(app)
-        elif hasattr(module, "router"):
-            app.include_router(module.router)
     return app

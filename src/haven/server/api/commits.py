@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
-import json
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import storage
+from ..storage.attributes import is_lfs_tracked
 from ..storage.hooks.card_metadata import CARD_PATH, card_error
 from . import index, lfsrefs
-from .common import ApiError, json_or_empty, load_repo, raw_ref, repo_url, session_scope
-from .repos import repo_type_of
+from .bodies import PreuploadBody, SafeJsonRoute, ValidateYamlBody, parse_json
+from .common import ApiError, load_repo, raw_ref, repo_url, session_scope
+from .deps import WritableRepo, repo_type_of
 
-router = APIRouter()
+router = APIRouter(route_class=SafeJsonRoute)
 LFS_THRESHOLD = 10 * 1024 * 1024  # files at least this large go through LFS, as on the Hub
 MAX_REGULAR_FILE = LFS_THRESHOLD  # a larger regular file in an NDJSON commit is refused
 MAX_LINE = (MAX_REGULAR_FILE + 2) // 3 * 4 + 64 * 1024  # base64 of the largest file + JSON
@@ -25,36 +26,15 @@ MAX_COMMIT_BODY = 256 << 20  # regular files travel base64 inside the NDJSON bod
 
 
 @router.post("/api/validate-yaml")
-async def validate_yaml(request: Request):
-    from fastapi.responses import JSONResponse
-
-    body = await json_or_empty(request)
-    content = body.get("content")
-    if not isinstance(content, str):
-        raise ApiError(400, "missing 'content': the README.md text to validate")
-    error = card_error(content.encode())
+def validate_yaml(body: ValidateYamlBody):
+    """Check a README's YAML front matter (in a worker thread; the body is at most 1 MB)."""
+    error = card_error(body.content.encode())
     if error:
         return JSONResponse({"errors": [{"message": error}], "warnings": []}, status_code=400)
     return {"errors": [], "warnings": []}
 
 
 # -- preupload ------------------------------------------------------------------------------------
-
-
-def lfs_tracked(gitattributes: str, path: str) -> bool:
-    """Whether `.gitattributes` text routes `path` through LFS."""
-    helper = getattr(getattr(storage, "attributes", None), "is_lfs_tracked", None)
-    if helper is not None:
-        return bool(helper(gitattributes, path))
-    name = path.rsplit("/", 1)[-1]
-    for line in gitattributes.splitlines():
-        parts = line.split()
-        if len(parts) < 2 or parts[0].startswith("#") or "filter=lfs" not in parts[1:]:
-            continue
-        pattern = parts[0]
-        if fnmatch.fnmatchcase(path if "/" in pattern else name, pattern.lstrip("/")):
-            return True
-    return False
 
 
 def looks_binary(sample: bytes) -> bool:
@@ -68,58 +48,42 @@ def looks_binary(sample: bytes) -> bool:
 
 
 @router.post("/api/{plural}/{ns}/{name}/preupload/{rest:path}")
-async def preupload(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
-    body = await json_or_empty(request)
-    return await run_in_threadpool(_preupload, request, plural, ns, name, body)
-
-
-def _preupload(request: Request, plural: str, ns: str, name: str, body: dict) -> dict:
-    files = body.get("files")
-    if not isinstance(files, list):
-        raise ApiError(400, "missing 'files': a list of {path, sample, size}")
-    with session_scope(request) as (session, p):
-        repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-        rev = raw_ref(request, repo.repo_id, "preupload")
-        st = request.app.state.repos
+def preupload(request: Request, repo: WritableRepo, rest: str, body: PreuploadBody) -> dict:
+    rev = raw_ref(request, repo.repo_id, "preupload")
+    st = request.app.state.repos
+    try:
+        sha = st.resolve(repo.type, repo.repo_id, rev)
+    except storage.RevisionNotFound:
+        sha = None  # a branch about to be created: nothing to compare against
+    attrs = ""
+    if sha:
         try:
-            sha = st.resolve(repo.type, repo.repo_id, rev)
-        except storage.RevisionNotFound:
-            sha = None  # a branch about to be created: nothing to compare against
-        attrs = ""
+            attrs = st.read_blob(repo.type, repo.repo_id, sha, ".gitattributes").decode("utf-8", "replace")
+        except storage.EntryNotFound:
+            attrs = ""
+    out = []
+    for f in body.files:
+        path, size = f.path, f.size or 0
+        try:
+            sample = base64.b64decode(f.sample)
+        except (binascii.Error, ValueError) as err:
+            raise ApiError(400, f"'sample' of {path!r} is not valid base64") from err
+        if size == 0:
+            mode = "regular"
+        elif size >= LFS_THRESHOLD or is_lfs_tracked(attrs, path) or looks_binary(sample[:512]):
+            mode = "lfs"
+        else:
+            mode = "regular"
+        item = {"path": path, "uploadMode": mode, "shouldIgnore": False}
         if sha:
             try:
-                attrs = st.read_blob(repo.type, repo.repo_id, sha, ".gitattributes").decode(
-                    "utf-8", "replace"
-                )
-            except storage.EntryNotFound:
-                attrs = ""
-        out = []
-        for f in files:
-            if not isinstance(f, dict) or not isinstance(f.get("path"), str):
-                raise ApiError(400, "each entry of 'files' needs a 'path'")
-            path, size = f["path"], f.get("size") or 0
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise ApiError(400, f"'size' of {path!r} must be a non-negative integer (bytes)")
-            try:
-                sample = base64.b64decode(f.get("sample") or "")
-            except (binascii.Error, ValueError) as err:
-                raise ApiError(400, f"'sample' of {path!r} is not valid base64") from err
-            if size == 0:
-                mode = "regular"
-            elif size >= LFS_THRESHOLD or lfs_tracked(attrs, path) or looks_binary(sample[:512]):
-                mode = "lfs"
-            else:
-                mode = "regular"
-            item = {"path": path, "uploadMode": mode, "shouldIgnore": False}
-            if sha:
-                try:
-                    entry = st.entry(repo.type, repo.repo_id, sha, path)
-                except (storage.EntryNotFound, storage.InvalidPathError):
-                    entry = None
-                if entry is not None and entry.type == "file":
-                    item["oid"] = entry.lfs.oid if entry.lfs else entry.oid
-            out.append(item)
-        return {"files": out, "commitOid": sha}
+                entry = st.entry(repo.type, repo.repo_id, sha, path)
+            except (storage.EntryNotFound, storage.InvalidPathError):
+                entry = None
+            if entry is not None and entry.type == "file":
+                item["oid"] = entry.lfs.oid if entry.lfs else entry.oid
+        out.append(item)
+    return {"files": out, "commitOid": sha}
 
 
 # -- commit ---------------------------------------------------------------------------------------
@@ -130,8 +94,7 @@ class NdjsonCommit:
 
     Only decoded operations are kept, never the raw body; ApiError(400/413/422) on any defect."""
 
-    def __init__(self, lfs):
-        self.lfs = lfs
+    def __init__(self):
         self.header: dict | None = None
         self.ops: list = []
         self.lineno = 0
@@ -148,11 +111,9 @@ class NdjsonCommit:
                 f"{MAX_REGULAR_FILE // (1 << 20)} MB must be uploaded with LFS (lfsFile)",
             )
         try:
-            item = json.loads(line)
-        except ValueError as err:
-            raise ApiError(
-                400, f"malformed NDJSON at line {lineno}: {err}; send one JSON object per line"
-            ) from err
+            item = parse_json(line)
+        except ApiError as err:
+            raise ApiError(400, f"malformed NDJSON at line {lineno}: {err.message}; send one JSON object per line") from err
         if not isinstance(item, dict) or "key" not in item or not isinstance(item.get("value"), dict):
             raise ApiError(400, f'line {lineno} must be an object {{"key": ..., "value": {{...}}}}')
         key, value = item["key"], item["value"]
@@ -167,21 +128,13 @@ class NdjsonCommit:
         if not isinstance(path, str) or not path:
             raise ApiError(400, f"line {lineno} ({key}) needs a non-empty 'path'")
         if key == "file":
-            op = _file_op(path, value, lineno)
-            error = card_error(op.content) if path.strip("/") == CARD_PATH else None
-            if error:
-                raise ApiError(400, error)
-            self.ops.append(op)
+            self.ops.append(_file_op(path, value, lineno))  # a card is checked in a worker (_commit)
         elif key == "lfsFile":
             oid = value.get("oid")
             if value.get("algo", "sha256") != "sha256" or not isinstance(oid, str):
                 raise ApiError(400, f"line {lineno}: lfsFile needs algo 'sha256' and an 'oid'")
-            size = value.get("size")
-            if size is None:
-                if not self.lfs.has(oid):
-                    raise ApiError(422, f"LFS object {oid} of {path!r} was never uploaded: upload it first")
-                size = self.lfs.size(oid)
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            size = value.get("size")  # None: read from the store once the caller may reference it
+            if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
                 raise ApiError(400, f"line {lineno}: lfsFile 'size' must be a non-negative integer")
             self.ops.append(storage.AddLfsFile(path=path, oid=oid, size=size))
         elif key == "deletedFile":
@@ -200,9 +153,9 @@ class NdjsonCommit:
         return self.header, self.ops
 
 
-def parse_ndjson(raw: bytes, lfs) -> tuple[dict, list]:
+def parse_ndjson(raw: bytes) -> tuple[dict, list]:
     """(header, storage operations) from a whole NDJSON commit body; ApiError on any defect."""
-    parser = NdjsonCommit(lfs)
+    parser = NdjsonCommit()
     for line in raw.split(b"\n"):
         parser.feed(line)
     return parser.finish()
@@ -236,7 +189,7 @@ def _file_op(path: str, value: dict, lineno: int) -> storage.AddFile:
 async def commit(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
     if request.query_params.get("create_pr") in ("1", "true", "True"):
         raise ApiError(400, "pull requests are not supported by this hub: commit to a branch instead")
-    parser = NdjsonCommit(request.app.state.lfs)
+    parser = NdjsonCommit()
     pending, total = bytearray(), 0
     async for chunk in request.stream():
         total += len(chunk)
@@ -268,15 +221,13 @@ def _commit(request: Request, plural: str, ns: str, name: str, parser: NdjsonCom
         repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
         branch = raw_ref(request, repo.repo_id, "commit")
         header, ops = parser.finish()
+        for op in ops:
+            if isinstance(op, storage.AddFile) and op.path.strip("/") == CARD_PATH:
+                error = card_error(op.content)
+                if error:
+                    raise ApiError(400, error)
+        ops = _with_lfs_sizes(session, p, repo, ops, request.app.state.lfs)
         lfs_paths = {op.oid: op.path for op in ops if isinstance(op, storage.AddLfsFile)}
-        allowed = lfsrefs.grantable(session, p, repo.id, lfs_paths)
-        for oid, path in lfs_paths.items():
-            if oid not in allowed and request.app.state.lfs.has(oid):
-                raise ApiError(
-                    422,
-                    f"LFS object {oid} of {path!r} was not uploaded to {repo.repo_id}: upload it "
-                    "through this repository's LFS batch API first",
-                )
         summary = header.get("summary") or ""
         if not isinstance(summary, str) or not summary.strip():
             summary = "Upload files with haven"
@@ -305,3 +256,25 @@ def _commit(request: Request, plural: str, ns: str, name: str, parser: NdjsonCom
             index.refresh(session, st, repo)
         url = f"{repo_url(request, repo.type, repo.repo_id)}/commit/{oid}"
         return {"commitOid": oid, "commitUrl": url, "commitMessage": summary, "branch": quote(branch)}
+
+
+def _with_lfs_sizes(session, p, repo, ops: list, lfs) -> list:
+    """`ops` with every lfsFile checked: its object must be one the caller may reference from
+    this repository (uploaded through it, or readable through another). Any other oid gets the
+    same 422 whether the hub stores it elsewhere or never saw it, so a commit reveals nothing
+    about other repositories. A missing size is read from the store."""
+    oids = {op.oid for op in ops if isinstance(op, storage.AddLfsFile)}
+    allowed = lfsrefs.grantable(session, p, repo.id, oids) if oids else set()
+    out = []
+    for op in ops:
+        if isinstance(op, storage.AddLfsFile):
+            if op.oid not in allowed or not lfs.has(op.oid):
+                raise ApiError(
+                    422,
+                    f"LFS object {op.oid} of {op.path!r} was not uploaded to {repo.repo_id}: upload it "
+                    "through this repository's LFS batch API first",
+                )
+            if op.size is None:
+                op = storage.AddLfsFile(path=op.path, oid=op.oid, size=lfs.size(op.oid))
+        out.append(op)
+    return out

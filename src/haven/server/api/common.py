@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import Depends, Request
@@ -16,6 +14,8 @@ from .. import auth
 from ..db import Repo
 
 REPO_TYPES = {"models": "model", "datasets": "dataset"}  # URL plural -> repo_type
+# On every response that carries user content: nothing in it may run, load or navigate.
+SANDBOX = "default-src 'none'; sandbox"
 
 
 class BigFileResponse(FileResponse):
@@ -51,11 +51,16 @@ class NoSuchRoute(ApiError):
         super().__init__(404, "no such route")
 
 
+def header_safe(text: str, limit: int = 500) -> str:
+    """`text` as a header value: printable ASCII only (others become '?'), at most `limit` chars."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
+
+
 def error_response(err: ApiError) -> JSONResponse:
     headers = dict(err.headers)
     if err.code:
         headers["X-Error-Code"] = err.code
-        headers["X-Error-Message"] = err.message.encode("ascii", "replace").decode()[:500]
+        headers["X-Error-Message"] = header_safe(err.message)
     return JSONResponse({**err.extra, "error": err.message}, status_code=err.status, headers=headers)
 
 
@@ -89,10 +94,6 @@ def get_principal(request: Request, session: Session = Depends(get_session, scop
         return auth.authenticate(session, request.headers.get("authorization"))
     except auth.AuthError as err:
         raise ApiError(401, str(err), headers={"WWW-Authenticate": 'Bearer realm="haven"'}) from err
-
-
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-PrincipalDep = Annotated[auth.Principal, Depends(get_principal)]
 
 
 def require_user(p: auth.Principal) -> auth.Principal:
@@ -172,7 +173,7 @@ def plural(repo_type: str) -> str:
     return repo_type + "s"
 
 
-# -- helpers for async routes that read a body first ---------------------------------------------
+# -- helpers for async routes that read a body first (bodies.py parses it) ---------------------------------------------
 
 
 MAX_JSON_BODY = 16 << 20  # JSON requests (preupload, batch, settings ...) are small
@@ -190,24 +191,6 @@ async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
             raise ApiError(413, f"request body over {limit >> 20} MB: send less per request")
         parts.append(chunk)
     return b"".join(parts)
-
-
-async def json_body(request: Request, limit: int = MAX_JSON_BODY):
-    """The parsed JSON body (any JSON value), bounded by `limit`; ValueError if it is not JSON."""
-    return json.loads(await read_body(request, limit))
-
-
-async def json_or_empty(request: Request) -> dict:
-    raw = await read_body(request)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as err:
-        raise ApiError(400, f"the request body is not valid JSON: {err}") from err
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return body
 
 
 class session_scope:

@@ -4,12 +4,20 @@ Headers the client reads: `X-Repo-Commit` (the resolved sha), `ETag` (git blob s
 sha256 for LFS files), `X-Linked-Etag` and `X-Linked-Size` for LFS files, `Content-Length`.
 `Range: bytes=N-` answers 206 with `Content-Range`. LFS content streams from disk
 (`FileResponse`, sendfile-style chunks), never through memory.
+
+User content never runs on the hub's origin: every file response carries
+`Content-Security-Policy: default-src 'none'; sandbox` and `X-Content-Type-Options: nosniff`,
+and only types a browser shows without running anything (`INLINE_TYPES`) are served inline;
+everything else (HTML, SVG, JavaScript, XML ...) is an attachment. The file name goes into
+`Content-Disposition` per RFC 6266 / 5987: an ASCII fallback and the UTF-8 name percent-encoded.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import re
+import unicodedata
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import update
@@ -18,10 +26,25 @@ from starlette.concurrency import run_in_threadpool
 from .. import storage
 from ..db import Repo
 from . import lfsrefs
-from .common import ApiError, BigFileResponse, load_repo, raw_tail, session_scope
+from .common import SANDBOX, ApiError, BigFileResponse, load_repo, raw_tail, session_scope
 
 router = APIRouter()
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# types a browser displays without running scripts; any other type is served as an attachment
+INLINE_TYPES = frozenset({
+    "text/plain", "text/markdown", "text/csv", "application/json",
+    "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "audio/mpeg", "audio/wav",
+    "audio/x-wav", "audio/ogg", "audio/flac", "video/mp4", "video/webm",
+})
+
+
+def content_disposition(filename: str, media_type: str) -> str:
+    """`inline` or `attachment`, with an ASCII `filename` fallback and the exact name in
+    `filename*` (RFC 6266 / 5987), so no byte outside printable ASCII reaches the header."""
+    kind = "inline" if media_type in INLINE_TYPES else "attachment"
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    ascii_name = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in ascii_name).strip()
+    return f"{kind}; filename=\"{ascii_name or 'download'}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _counted(repo_type: str, path: str) -> bool:
@@ -68,7 +91,8 @@ def _resolve(request: Request, repo_type: str, ns: str, name: str):
     else:
         headers["ETag"] = f'"{entry.oid}"'
     ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    headers["Content-Disposition"] = f"inline; filename*=UTF-8''{path.rsplit('/', 1)[-1]}"
+    headers["Content-Disposition"] = content_disposition(path.rsplit("/", 1)[-1], ctype)
+    headers["Content-Security-Policy"] = SANDBOX
     return rtype, repo_id, sha, path, entry, headers, ctype
 
 

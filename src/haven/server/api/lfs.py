@@ -19,12 +19,13 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import auth
 from . import lfsrefs
+from .bodies import read_json
 from .common import (
+    SANDBOX,
     ApiError,
     BigFileResponse,
     find_repo,
     get_principal,
-    json_body,
     load_repo,
     repo_url,
     session_scope,
@@ -33,7 +34,9 @@ from .common import (
 router = APIRouter()
 LFS_JSON = "application/vnd.git-lfs+json"
 OID_RE = re.compile(r"^[0-9a-f]{64}$")
-HREF_TTL = 3600
+# Signed transfer links (upload/download hrefs) live this long: tokens can be revoked, and a link
+# it produced keeps working only until it expires. A transfer that started in time finishes.
+HREF_TTL = 15 * 60
 HASH_BATCH = 4 << 20
 
 
@@ -95,9 +98,7 @@ def _batch_plan(request: Request, repo_type: str, ns: str, name: str, operation:
 
 async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Response:
     try:
-        body = await json_body(request)
-    except ValueError:
-        return _lfs_error(400, "the batch request is not valid JSON")
+        body = await read_json(request)
     except ApiError as err:
         return _lfs_error(err.status, err.message)
     if not isinstance(body, dict) or body.get("operation") not in ("upload", "download"):
@@ -172,16 +173,15 @@ async def _verify(request: Request, repo_type: str, ns: str, name: str) -> Respo
     except ApiError as err:
         return _lfs_error(err.status, err.message, err.headers, err.code)
     try:
-        body = await json_body(request)
-        oid, size = body["oid"], int(body["size"])
+        body = await read_json(request)
     except ApiError as err:
         return _lfs_error(err.status, err.message)
-    except (ValueError, KeyError, TypeError):
-        return _lfs_error(400, "verify needs a JSON body {oid, size}")
+    if not _valid(body):
+        return _lfs_error(400, "verify needs a JSON body {oid: 64 hex digits, size: bytes}")
+    oid, size = body["oid"], body["size"]
     lfs = request.app.state.lfs
-    if not (isinstance(oid, str) and OID_RE.match(oid) and lfs.has(oid)):
-        return _lfs_error(404, f"object {oid} was not uploaded")
-    if not await run_in_threadpool(_listed, request, pk, oid):
+    # one answer whether the object is stored for another repository or nowhere (no oracle)
+    if not (await run_in_threadpool(_listed, request, pk, oid) and lfs.has(oid)):
         return _lfs_error(404, f"object {oid} was not uploaded to {repo_id}")
     if lfs.size(oid) != size:
         return _lfs_error(422, f"object {oid} has size {lfs.size(oid)}, not {size}")
@@ -286,7 +286,8 @@ async def download_object(request: Request, oid: str, size: int) -> Response:
     lfs = request.app.state.lfs
     if not lfs.has(oid) or not await run_in_threadpool(_listed, request, repo_pk, oid):
         raise ApiError(404, f"object {oid} does not exist on this hub", "EntryNotFound")
-    return BigFileResponse(lfs.path(oid), media_type="application/octet-stream", headers={"ETag": f'"{oid}"'})
+    headers = {"ETag": f'"{oid}"', "Content-Security-Policy": SANDBOX, "Content-Disposition": "attachment"}
+    return BigFileResponse(lfs.path(oid), media_type="application/octet-stream", headers=headers)
 
 
 __all__ = ["router", "git_repo_access", "get_principal"]

@@ -1,4 +1,4 @@
-"""Repositories: create, delete, move, settings, info, tree, paths-info, refs, branches, tags, commits."""
+"""Repositories: create, delete, move, settings, info, tree, paths-info (refs and commits: refs.py)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,27 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import auth
+from .. import auth, storage
 from ..db import Org, Repo, User, utcnow
 from . import index
+from .bodies import SafeJsonRoute, read_json_object
 from .common import (
-    REPO_TYPES,
     ApiError,
-    NoSuchRoute,
     find_repo,
     get_principal,
     get_session,
-    json_or_empty,
     load_repo,
     raw_ref,
     raw_tail,
     repo_not_found,
     repo_url,
     require_user,
-    session_scope,
 )
+from .deps import repo_type_of
 
-router = APIRouter()
+router = APIRouter(route_class=SafeJsonRoute)
 TREE_PAGE = 1000
 TREE_PAGE_EXPANDED = 100
-COMMITS_PAGE = 50
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -42,12 +39,6 @@ def iso(dt: datetime | None) -> str | None:
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def repo_type_of(plural: str) -> str:
-    if plural not in REPO_TYPES:
-        raise NoSuchRoute()  # /api/spaces/..., /api/users/NAME/likes ...
-    return REPO_TYPES[plural]
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -366,18 +357,13 @@ def repo_url_api(request: Request, repo: Repo) -> str:
 
 
 @router.post("/api/{plural}/{ns}/{name}/paths-info/{rest:path}")
-async def paths_info(
-    request: Request,
-    plural: str,
-    ns: str,
-    name: str,
-    rest: str,
-) -> list:
+async def paths_info(request: Request, plural: str, ns: str, name: str, rest: str) -> list:
+    """Reads a JSON or form body (the client sends a form), then works in a worker thread."""
     from starlette.concurrency import run_in_threadpool
 
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
-        body = await json_or_empty(request)
+        body = await read_json_object(request)
         paths, expand = body.get("paths", []), bool(body.get("expand"))
     else:
         form = await request.form()
@@ -385,7 +371,9 @@ async def paths_info(
         expand = str(form.get("expand", "")).lower() in ("1", "true")
     if isinstance(paths, str):
         paths = [paths]
-    return await run_in_threadpool(_paths_info, request, plural, ns, name, list(paths), expand)
+    if not isinstance(paths, list) or not all(isinstance(x, str) for x in paths):
+        raise ApiError(400, "'paths' must be a list of file paths (strings)")
+    return await run_in_threadpool(_paths_info, request, plural, ns, name, paths, expand)
 
 
 def _paths_info(request: Request, plural: str, ns: str, name: str, paths: list[str], expand: bool) -> list:
@@ -399,11 +387,9 @@ def _paths_info(request: Request, plural: str, ns: str, name: str, paths: list[s
         found = []
         for path in paths:
             try:
-                found.append(st.entry(repo.type, repo.repo_id, sha, str(path).strip("/")))
-            except Exception as err:
-                if type(err).__name__ in ("EntryNotFound", "InvalidPathError"):
-                    continue
-                raise
+                found.append(st.entry(repo.type, repo.repo_id, sha, path.strip("/")))
+            except (storage.EntryNotFound, storage.InvalidPathError):
+                continue
         last = (
             st.last_commit_for(repo.type, repo.repo_id, sha, [e.path for e in found])
             if expand and found
@@ -412,150 +398,6 @@ def _paths_info(request: Request, plural: str, ns: str, name: str, paths: list[s
         return [tree_item(e, last) for e in found]
     finally:
         session.close()
-
-
-# -- refs, branches, tags, commits ----------------------------------------------------------------
-
-
-def ref_item(r) -> dict:
-    return {"name": r.name, "ref": r.ref, "targetCommit": r.target_commit}
-
-
-@router.get("/api/{plural}/{ns}/{name}/refs")
-def list_refs(
-    request: Request,
-    plural: str,
-    ns: str,
-    name: str,
-    include_prs: bool = False,
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> dict:
-    repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
-    branches, tags = store(request).refs(repo.type, repo.repo_id)
-    data = {"branches": [ref_item(b) for b in branches], "converts": [], "tags": [ref_item(t) for t in tags]}
-    if include_prs:
-        data["pullRequests"] = []
-    return data
-
-
-async def _with_body(handler, request: Request, plural: str, ns: str, name: str) -> dict:
-    """Read the JSON body on the event loop, then run the blocking `handler` in a worker."""
-    from starlette.concurrency import run_in_threadpool
-
-    body = await json_or_empty(request)
-    return await run_in_threadpool(handler, request, plural, ns, name, body)
-
-
-@router.post("/api/{plural}/{ns}/{name}/branch/{rest:path}")
-async def create_branch(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
-    return await _with_body(_create_branch, request, plural, ns, name)
-
-
-def _create_branch(request: Request, plural: str, ns: str, name: str, body: dict) -> dict:
-    with session_scope(request) as (session, p):
-        repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-        branch = raw_ref(request, repo.repo_id, "branch")
-        st = store(request)
-        branches, _ = st.refs(repo.type, repo.repo_id)
-        if any(b.name == branch for b in branches):
-            raise ApiError(409, f"branch {branch!r} already exists in {repo.repo_id}")
-        start = st.resolve(repo.type, repo.repo_id, body.get("startingPoint") or "main")
-        st.create_branch(repo.type, repo.repo_id, branch, start)
-        return {}
-
-
-@router.delete("/api/{plural}/{ns}/{name}/branch/{rest:path}")
-def delete_branch(
-    request: Request,
-    plural: str,
-    ns: str,
-    name: str,
-    rest: str,
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> dict:
-    repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-    branch = raw_ref(request, repo.repo_id, "branch")
-    if branch == "main":
-        raise ApiError(400, "the main branch cannot be deleted")
-    store(request).delete_branch(repo.type, repo.repo_id, branch)
-    return {}
-
-
-@router.post("/api/{plural}/{ns}/{name}/tag/{rest:path}")
-async def create_tag(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
-    return await _with_body(_create_tag, request, plural, ns, name)
-
-
-def _create_tag(request: Request, plural: str, ns: str, name: str, body: dict) -> dict:
-    with session_scope(request) as (session, p):
-        repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-        rev = raw_ref(request, repo.repo_id, "tag")
-        tag = body.get("tag")
-        if not isinstance(tag, str) or not tag:
-            raise ApiError(400, "missing 'tag': the name of the tag to create")
-        st = store(request)
-        _, tags = st.refs(repo.type, repo.repo_id)
-        if any(t.name == tag for t in tags):
-            raise ApiError(409, f"tag {tag!r} already exists in {repo.repo_id}")
-        sha = st.resolve(repo.type, repo.repo_id, rev)
-        st.create_tag(repo.type, repo.repo_id, tag, sha, body.get("message"))
-        return {}
-
-
-@router.delete("/api/{plural}/{ns}/{name}/tag/{rest:path}")
-def delete_tag(
-    request: Request,
-    plural: str,
-    ns: str,
-    name: str,
-    rest: str,
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> dict:
-    repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-    store(request).delete_tag(repo.type, repo.repo_id, raw_ref(request, repo.repo_id, "tag"))
-    return {}
-
-
-@router.get("/api/{plural}/{ns}/{name}/commits/{rest:path}")
-def list_commits(
-    request: Request,
-    plural: str,
-    ns: str,
-    name: str,
-    rest: str,
-    limit: int = COMMITS_PAGE,
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> Response:
-    from fastapi.responses import JSONResponse
-
-    repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
-    rev = raw_ref(request, repo.repo_id, "commits")
-    page = request.query_params.get("p", "0") or "0"
-    if not page.isdigit():
-        raise ApiError(400, f"invalid page p={page!r}: use a non-negative integer")
-    page = int(page)
-    limit = max(1, min(limit, 1000))
-    commits = store(request).log(repo.type, repo.repo_id, rev, skip=page * limit, limit=limit + 1)
-    items = [
-        {
-            "id": c.id,
-            "authors": [{"user": a} for a in c.authors],
-            "date": iso(c.date),
-            "title": c.title,
-            "message": c.message,
-            "parents": list(c.parents),
-        }
-        for c in commits[:limit]
-    ]
-    headers = {}
-    if len(commits) > limit:
-        url = f"{repo_url_api(request, repo)}/commits/{quote(rev, safe='')}?{urlencode({'p': page + 1, 'limit': limit})}"
-        headers["Link"] = f'<{url}>; rel="next"'
-    return JSONResponse(items, headers=headers)
 
 
 __all__ = [

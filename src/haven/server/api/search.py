@@ -20,7 +20,8 @@ from sqlalchemy import false, or_, select
 from .. import auth
 from ..db import Repo
 from . import index
-from .common import REPO_TYPES, ApiError, NoSuchRoute, PrincipalDep, SessionDep
+from .common import REPO_TYPES, ApiError, NoSuchRoute
+from .deps import CallerDep, SessionDep
 from .repos import info_payload, repo_summary, transformers_info
 
 router = APIRouter()
@@ -272,7 +273,7 @@ def expanded(request: Request, repo: Repo, keys: list[str]) -> dict:
 
 
 @router.get("/api/{plural}")
-def list_repos(request: Request, plural: str, session: SessionDep, p: PrincipalDep) -> JSONResponse:
+def list_repos(request: Request, plural: str, session: SessionDep, p: CallerDep) -> JSONResponse:
     if plural not in REPO_TYPES:
         raise NoSuchRoute()  # /api/spaces, /api/collections ...
     q = request.query_params
