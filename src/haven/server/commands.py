@@ -36,6 +36,48 @@ def needs_server_extra(func: Callable[[argparse.Namespace], int]) -> Callable[[a
     return wrapper
 
 
+# Connection limits and timeouts of `haven serve` (uvicorn), so slow or many clients cannot
+# exhaust the server: flag -> (environment variable, default, help).
+LIMITS = {
+    "limit-concurrency": (
+        "HAVEN_LIMIT_CONCURRENCY", 512, "most connections and requests at once; more are answered 503",
+    ),
+    "timeout-keep-alive": ("HAVEN_TIMEOUT_KEEP_ALIVE", 15, "seconds an idle keep-alive connection stays open"),
+    "max-header-bytes": (
+        "HAVEN_MAX_HEADER_BYTES", 64 * 1024, "largest request line plus headers, in bytes; larger is refused",
+    ),
+    "backlog": ("HAVEN_BACKLOG", 2048, "connections the OS queues before the server accepts them"),
+    "timeout-graceful-shutdown": (
+        "HAVEN_TIMEOUT_GRACEFUL_SHUTDOWN", 30, "seconds running requests get to finish on shutdown",
+    ),
+}
+
+
+def server_limits(args: argparse.Namespace) -> dict[str, int]:
+    """uvicorn keyword arguments from the LIMITS flags (flag over environment over default)."""
+    import os
+
+    out = {}
+    for flag, (env, default, _) in LIMITS.items():
+        value = getattr(args, flag.replace("-", "_"), None)
+        if value is None:
+            raw = os.environ.get(env, "")
+            try:
+                value = int(raw) if raw else default
+            except ValueError:
+                raise SystemExit(f"haven serve: {env}={raw!r} is not an integer") from None
+        if value < 1:
+            raise SystemExit(f"haven serve: --{flag} must be a positive integer, not {value}")
+        out[flag] = value
+    return {
+        "limit_concurrency": out["limit-concurrency"],
+        "timeout_keep_alive": out["timeout-keep-alive"],
+        "h11_max_incomplete_event_size": out["max-header-bytes"],
+        "backlog": out["backlog"],
+        "timeout_graceful_shutdown": out["timeout-graceful-shutdown"],
+    }
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run the hub server")
     serve.add_argument("--host", default=None, help="address to bind (HAVEN_HOST, default 127.0.0.1)")
@@ -43,6 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(serve)
     serve.add_argument("--public-url", default=None, help="base URL clients use (HAVEN_PUBLIC_URL)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    for flag, (env, default, text) in LIMITS.items():
+        serve.add_argument(f"--{flag}", type=int, default=None, help=f"{text} ({env}, default {default})")
     serve.add_argument(
         "--demo", action="store_true",
         help="publish the demo models installed here (user 'demo') once the hub is up; existing repos are kept",
@@ -104,6 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
 
+    limits = server_limits(args)
     settings, sessionmaker = open_db(args)
     app = create_app(settings)
     print(f"haven hub at {settings.public_url} (data: {settings.data_dir})", file=sys.stderr, flush=True)
@@ -112,7 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         demo.seed_in_background(sessionmaker, f"http://{host}:{settings.port}")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_keep_alive=30)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, **limits)
     return 0
 
 
