@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from .db import Membership, Org, Repo, Token, User
 
 TOKEN_PREFIX = "hv_"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")  # always .fullmatch: "$" accepts a final "\n"
 
 
 class AuthError(Exception):
@@ -32,8 +32,9 @@ class AuthError(Exception):
 
 
 def valid_name(name: str) -> bool:
-    """A user, org, namespace or repo name: `^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$`, no `--`/`..`, no `.git`."""
-    return bool(NAME_RE.match(name)) and "--" not in name and ".." not in name and not name.endswith(".git")
+    """A user, org, namespace or repo name: the whole of it matches `[A-Za-z0-9][A-Za-z0-9._-]{0,95}`
+    (no trailing newline), no `--`/`..`, no `.git` ending."""
+    return isinstance(name, str) and bool(NAME_RE.fullmatch(name)) and "--" not in name and ".." not in name and not name.endswith(".git")
 
 
 def hash_token(token: str) -> str:
@@ -129,14 +130,18 @@ def add_member(session: Session, org_name: str, user_name: str, role: str = "wri
 
 
 def token_from_headers(authorization: str | None) -> str | None:
-    """The token in a Bearer or Basic (password) Authorization header, or None."""
+    """The token in a Bearer or Basic (password) Authorization header, or None when there is no
+    header. A header naming a scheme but no credential ("Bearer", "Bearer ") is an AuthError: a
+    client that meant to sign in must not be served as anonymous."""
     if not authorization:
         return None
-    scheme, _, value = authorization.partition(" ")
+    scheme, _, value = authorization.strip().partition(" ")
     scheme = scheme.lower()
     value = value.strip()
     if scheme == "bearer":
-        return value or None
+        if not value:
+            raise AuthError("empty Bearer token: send 'Authorization: Bearer <token>', or no header at all")
+        return value
     if scheme == "basic":
         try:
             decoded = base64.b64decode(value).decode()

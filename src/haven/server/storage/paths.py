@@ -1,4 +1,8 @@
-"""Validation of everything a client names: file paths in commits, repo ids, branch and tag names."""
+"""Validation of everything a client names: file paths in commits, repo ids, branch and tag names.
+
+The rules for names inside a repository (file and folder names, depth, length, branch and tag
+names) live in `hooks/gitnames.py`, shared with the push hook; see its docstring for the bounds.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,10 @@ import re
 import pygit2
 
 from .errors import InvalidNameError, InvalidPathError
+from .hooks.gitnames import has_control, path_error, ref_name_error
 
 REPO_TYPES = {"model": "models", "dataset": "datasets"}
-_ID_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_PATH_BYTES = 4096
-MAX_SEGMENT_BYTES = 255
+_ID_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 def check_repo_type(repo_type: str) -> str:
@@ -27,11 +29,13 @@ def check_repo_type(repo_type: str) -> str:
 
 def repo_id_error(repo_id: str) -> str | None:
     """Why `repo_id` is not a valid "namespace/name", or None if it is."""
+    if not isinstance(repo_id, str):
+        return f"Repo id {repo_id!r} must be a string 'namespace/name'."
     parts = repo_id.split("/")
     if len(parts) != 2:
         return f"Repo id {repo_id!r} must have the form 'namespace/name'."
     for part in parts:
-        if not _ID_PART.match(part):
+        if not _ID_PART.fullmatch(part):
             return (
                 f"Invalid repo id {repo_id!r}: each part must start with a letter or digit and use "
                 "only letters, digits, '-', '_' and '.', at most 96 characters."
@@ -52,33 +56,23 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def normalize_path(path: str) -> str:
-    """Return the canonical form of a file path inside a repo, or raise InvalidPathError.
+    """Return the canonical form of a file path inside a repo, or raise InvalidPathError (400).
 
-    Leading "./" segments are dropped; absolute paths, backslashes, NUL and control characters,
-    empty, "." or ".." segments and any ".git" segment are refused.
+    Leading "./" segments are dropped. Refused: absolute paths; and everything
+    `gitnames.path_error` refuses: backslashes, control characters (C0, DEL, C1), empty, "." or
+    ".." segments, any alias of ".git" (case, HFS+ ignorables, NTFS short names and trailing
+    dots/spaces/streams), segments over 255 bytes, paths over 4096 bytes or 64 components.
     """
     if not isinstance(path, str) or not path:
         raise InvalidPathError("Empty file path: give a path relative to the repository root.")
     if path.startswith("/"):
         raise InvalidPathError(f"Absolute path {path!r}: give a path relative to the repository root.")
-    if "\\" in path:
-        raise InvalidPathError(f"Invalid path {path!r}: use '/' as separator, never '\\'.")
-    if _CONTROL.search(path):
-        raise InvalidPathError(f"Invalid path {path!r}: control characters (NUL, newline...) are not allowed.")
     while path.startswith("./"):
         path = path[2:]
-    if len(path.encode()) > MAX_PATH_BYTES:
-        raise InvalidPathError(f"Path too long ({len(path.encode())} bytes, at most {MAX_PATH_BYTES}).")
-    for segment in path.split("/"):
-        if segment in ("", ".", ".."):
-            raise InvalidPathError(
-                f"Invalid path {path!r}: empty, '.' and '..' segments are not allowed; "
-                "paths must stay inside the repository."
-            )
-        if segment.lower() == ".git":
-            raise InvalidPathError(f"Invalid path {path!r}: '.git' is reserved by git.")
-        if len(segment.encode()) > MAX_SEGMENT_BYTES:
-            raise InvalidPathError(f"Invalid path {path!r}: a segment is longer than 255 bytes.")
+    error = path_error(path)
+    if error:
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        raise InvalidPathError(f"Invalid path {shown!r}: {error}.")
     return path
 
 
@@ -89,13 +83,19 @@ def normalize_folder(path: str) -> str:
 
 
 def check_ref_name(name: str, kind: str = "branch") -> str:
-    """Raise InvalidNameError unless `name` is a valid short branch/tag name ("main", "v1.0")."""
+    """Raise InvalidNameError unless `name` is a valid short branch/tag name ("main", "v1.0"):
+    at most 255 bytes, no control character, and valid for `git check-ref-format`."""
     prefix = "refs/heads/" if kind == "branch" else "refs/tags/"
+    if not isinstance(name, str):
+        raise InvalidNameError(f"Invalid {kind} name {name!r}: give a string.")
+    error = ref_name_error(name)
+    if error:
+        shown = name if len(name) <= 100 else name[:100] + "..."
+        raise InvalidNameError(f"Invalid {kind} name {shown!r}: {error}.")
     bad = (
-        not name
-        or name.startswith(("refs/", "-"))
+        name.startswith(("refs/", "-"))
         or name == "HEAD"
-        or _CONTROL.search(name)
+        or has_control(name)
         or not pygit2.reference_is_valid_name(prefix + name)
     )
     if bad:

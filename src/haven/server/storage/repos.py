@@ -48,13 +48,15 @@ from .errors import (
     StaleParentError,
     StorageError,
 )
+from .journal import Journal
 from .lfs import LfsStore, check_oid, format_pointer, parse_pointer
+from .lifecycle import RepoLifecycle
 from .paths import check_ref_name, check_repo_id, check_repo_type, normalize_folder, normalize_path
 from .trees import TreeEditor, lookup, to_entry, walk
 
 DEFAULT_BRANCH = "main"
-_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-_SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
+_SHORT_SHA = re.compile(r"[0-9a-f]{4,39}")
 _SORT = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
 _CAS_RETRIES = 8  # with backoff 5 ms .. 640 ms: about 1.3 s in all
 
@@ -90,7 +92,7 @@ def _ref_busy(what: str):
         raise ConcurrentUpdateError(f"{what} is being updated by another writer right now; retry.") from None
 
 
-class RepoStore:
+class RepoStore(RepoLifecycle):
     """All repositories under `root`, with LFS content served from `lfs`."""
 
     def __init__(self, root: Path, lfs: LfsStore, *, default_branch: str = DEFAULT_BRANCH):
@@ -99,6 +101,7 @@ class RepoStore:
         self.default_branch = default_branch
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._journal = Journal(self.root / ".journal")
 
     # -- repositories -------------------------------------------------------------------------
 
@@ -134,12 +137,8 @@ class RepoStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def create(self, repo_type: str, repo_id: str, *, author: str, author_email: str = "") -> str:
-        """Create a bare repo whose `main` holds one commit with the default `.gitattributes`.
-        Returns that commit's sha. Raises RepoExistsError, InvalidNameError."""
-        final = self.repo_path(repo_type, repo_id)
-        if final.exists():
-            raise RepoExistsError(f"Repository {repo_id!r} already exists.")
+    def _build(self, final: Path, author: str, author_email: str, repo_id: str) -> str:
+        """Build the repository under `.tmp`, then rename it to `final` in one step."""
         tmp = self._scratch(".tmp")
         try:
             repo = pygit2.init_repository(str(tmp), bare=True, initial_head=self.default_branch)
@@ -160,36 +159,6 @@ class RepoStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return str(sha)
 
-    def delete(self, repo_type: str, repo_id: str) -> None:
-        """Remove a repository (LFS objects stay in the shared store)."""
-        self._open(repo_type, repo_id)  # RepoNotFound unless it is a repository
-        path = self.repo_path(repo_type, repo_id)
-        trash = self._scratch(".trash")
-        try:
-            os.rename(path, trash)
-        except FileNotFoundError:
-            raise RepoNotFound(f"Repository {repo_id!r} not found.") from None
-        shutil.rmtree(trash, ignore_errors=True)
-        try:
-            path.parent.rmdir()  # drop the namespace folder once empty
-        except OSError:
-            pass
-
-    def move(self, repo_type: str, from_id: str, to_id: str) -> None:
-        """Rename a repository. Raises RepoNotFound, RepoExistsError, InvalidNameError."""
-        self._open(repo_type, from_id)
-        src = self.repo_path(repo_type, from_id)
-        dst = self.repo_path(repo_type, to_id)
-        with self._lock(repo_type, from_id):
-            if dst.exists():
-                raise RepoExistsError(f"Repository {to_id!r} already exists.")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(src, dst)
-        try:
-            src.parent.rmdir()
-        except OSError:
-            pass
-
     # -- revisions ---------------------------------------------------------------------------
 
     def _resolve(self, repo: pygit2.Repository, revision: str) -> pygit2.Commit:
@@ -198,7 +167,7 @@ class RepoStore:
             raise missing
         if revision == "HEAD":
             revision = self.default_branch
-        if _FULL_SHA.match(revision):
+        if _FULL_SHA.fullmatch(revision):
             obj = repo.get(revision)
             if obj is not None:
                 try:
@@ -214,7 +183,7 @@ class RepoStore:
                         return ref.peel(pygit2.Commit)
                     except (pygit2.GitError, ValueError):
                         raise missing from None
-        if _SHORT_SHA.match(revision):
+        if _SHORT_SHA.fullmatch(revision):
             try:
                 return repo[revision].peel(pygit2.Commit)
             except (KeyError, ValueError, pygit2.GitError):
