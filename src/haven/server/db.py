@@ -92,6 +92,8 @@ class Repo(Base):
     card_data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     config: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     safetensors: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"parameters", "total"}
+    # files of the head the indexer could not read, and why: {"README.md": "...", "model.safetensors": ...}
+    index_errors: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     @property
     def repo_id(self) -> str:
@@ -105,6 +107,16 @@ class RepoLfsObject(Base):
     __tablename__ = "repo_lfs_objects"
     repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
     oid: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)  # sha256 hex
+
+
+class SafetensorsFacts(Base):
+    """What the indexer learnt from one safetensors file's header, by content: the LFS object's
+    sha256, or the git blob's sha1 for a file kept in git. Written once, never changes."""
+
+    __tablename__ = "safetensors_facts"
+    oid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parameters: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # dtype -> elements; None: unreadable
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)  # why it is unreadable
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -4,18 +4,27 @@ From the head of `main`: the commit sha and date, the model card's YAML front ma
 (`cardData`: tags, library_name, pipeline_tag, license, language, datasets, base_model),
 `config.json` (model_type, architectures -> pipeline_tag when the card names none), and the
 safetensors headers (parameter counts per dtype).
+
+Every read is bounded (the card by its validator, config.json to 1 MB, a safetensors header to
+10 MB and validated by `haven.safetensors_header`), and what a header says is cached by content
+id, so a commit reads only the headers of objects the hub has not indexed before. What cannot be
+read is recorded in `repo.index_errors`; a refresh never fails the request that landed a commit.
 """
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import logging
-import struct
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db import Repo, utcnow
-from ..storage.hooks.card_metadata import parse_front_matter
+from ...errors import CheckpointError
+from ...safetensors_header import parameter_counts, read_header
+from ..db import Repo, SafetensorsFacts, utcnow
+from ..storage.hooks.card_metadata import CARD_PATH, MAX_METADATA_JSON_BYTES, parse_front_matter
 
 log = logging.getLogger("haven.server.index")
 
@@ -38,7 +47,8 @@ ARCH_HEADS = [
 ]
 CONFIG_KEYS = ("architectures", "model_type", "tokenizer_config")
 MAX_CONFIG_BYTES = 1 << 20
-MAX_HEADER_BYTES = 100 << 20
+MAX_HEADER_BYTES = 10 << 20  # a safetensors header over this is indexed as unreadable
+MAX_NAME = 64  # the pipeline_tag and library_name columns
 
 
 def _head(architectures: list | None) -> tuple[str | None, str | None] | None:
@@ -166,41 +176,25 @@ def filter_terms(repo: Repo) -> set[str]:
     return terms
 
 
-def safetensors_params(header: dict) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name, meta in header.items():
-        if name == "__metadata__" or not isinstance(meta, dict):
-            continue
-        n = 1
-        for d in meta.get("shape", []):
-            n *= int(d)
-        counts[meta.get("dtype", "?")] = counts.get(meta.get("dtype", "?"), 0) + n
-    return counts
-
-
-def _read_safetensors_header(fileobj) -> dict | None:
-    if isinstance(fileobj, bytes | bytearray):
-        data = bytes(fileobj)
-        (n,) = struct.unpack("<Q", data[:8])
-        return json.loads(data[8 : 8 + n]) if n <= MAX_HEADER_BYTES else None
-    try:
-        (n,) = struct.unpack("<Q", fileobj.read(8))
-        return json.loads(fileobj.read(n)) if n <= MAX_HEADER_BYTES else None
-    finally:
-        close = getattr(fileobj, "close", None)
-        if close:
-            close()
-
-
 def refresh(session: Session, store, repo: Repo) -> None:
-    """Re-read the head of `main` into `repo`'s index columns. Never raises for bad content."""
+    """Re-read the head of `main` into `repo`'s index columns. Never raises: runs after a ref
+    moved, so a file it cannot read (a corrupt header, a YAML bomb, a huge config) is indexed as
+    unreadable (`repo.index_errors`) and the rest of the index is still written."""
     try:
         sha = store.resolve(repo.type, repo.repo_id, "main")
     except Exception:
         return
     if sha == repo.sha:
         return
+    try:
+        _index_head(session, store, repo, sha)
+    except Exception as err:  # a bug, not bad content: the commit has landed, keep the request alive
+        log.exception("index of %s at %s failed", repo.repo_id, sha)
+        repo.index_errors = {"": f"the index could not be refreshed ({type(err).__name__}); see the server log"}
     repo.sha = sha
+
+
+def _index_head(session: Session, store, repo: Repo, sha: str) -> None:
     try:
         log_entries = store.log(repo.type, repo.repo_id, sha, limit=1)
         repo.last_modified = log_entries[0].date.replace(tzinfo=None) if log_entries else utcnow()
@@ -211,57 +205,134 @@ def refresh(session: Session, store, repo: Repo) -> None:
     except Exception:
         entries = []
     files = {e.path: e for e in entries if e.type == "file"}
+    errors: dict[str, str] = {}
 
-    card: dict = {}
-    if "README.md" in files:
-        try:
-            text = store.read_blob(repo.type, repo.repo_id, sha, "README.md").decode("utf-8", "replace")
-            card = parse_front_matter(text) or {}
-        except Exception as err:
-            log.info("model card of %s not indexed: %s", repo.repo_id, err)
-    config = None
-    if repo.type == "model" and "config.json" in files and files["config.json"].size <= MAX_CONFIG_BYTES:
-        try:
-            _, content = store.open_file(repo.type, repo.repo_id, sha, "config.json")
-            raw = content if isinstance(content, bytes) else _read_all(content)
-            loaded = json.loads(raw)
-            config = {k: loaded[k] for k in CONFIG_KEYS if k in loaded} if isinstance(loaded, dict) else {}
-        except Exception as err:
-            log.info("config.json of %s not indexed: %s", repo.repo_id, err)
-            config = {}
-    pipeline = card.get("pipeline_tag") if isinstance(card.get("pipeline_tag"), str) else None
+    card = _card(store, repo, sha, files, errors)
+    config = _config(store, repo, sha, files, errors) if repo.type == "model" else None
+    pipeline = _short(card, "pipeline_tag", errors)
     if pipeline is None and config:
         pipeline = pipeline_from_architectures(config.get("architectures"))
-    library = card.get("library_name") if isinstance(card.get("library_name"), str) else None
+    library = _short(card, "library_name", errors)
     if library is None and config is not None:
         library = "transformers"
+    params = safetensors_parameters(session, store, repo, sha, files, errors)
 
-    params: dict[str, int] = {}
-    for path in files:
-        if path.endswith(".safetensors"):
-            try:
-                _, content = store.open_file(repo.type, repo.repo_id, sha, path)
-                header = _read_safetensors_header(content)
-                for dtype, n in safetensors_params(header or {}).items():
-                    params[dtype] = params.get(dtype, 0) + n
-            except Exception as err:
-                log.info("safetensors header of %s/%s not read: %s", repo.repo_id, path, err)
-
-    repo.card_data = _jsonable(card) if card else None
+    repo.card_data = card or None
     repo.config = config if config is not None else ({} if repo.type == "model" else None)
     repo.pipeline_tag = pipeline
     repo.library_name = library
     repo.tags = build_tags(card, config, list(files), library, pipeline, repo.type)
     repo.safetensors = {"parameters": params, "total": sum(params.values())} if params else None
+    repo.index_errors = errors or None
 
 
-def _read_all(fileobj) -> bytes:
+def _card(store, repo: Repo, sha: str, files: dict, errors: dict[str, str]) -> dict:
+    """The card's metadata, bounded by the validator (`card_metadata`); {} when unreadable."""
+    if CARD_PATH not in files:
+        return {}
     try:
-        return fileobj.read()
+        text = store.read_blob(repo.type, repo.repo_id, sha, CARD_PATH).decode("utf-8", "replace")
+        return parse_front_matter(text) or {}
+    except Exception as err:
+        errors[CARD_PATH] = f"metadata not indexed: {err}"
+        log.info("model card of %s not indexed: %s", repo.repo_id, err)
+        return {}
+
+
+def _config(store, repo: Repo, sha: str, files: dict, errors: dict[str, str]) -> dict | None:
+    """config.json's CONFIG_KEYS; None without a config.json, {} when it cannot be read."""
+    entry = files.get("config.json")
+    if entry is None:
+        return None
+    if entry.size > MAX_CONFIG_BYTES:
+        errors["config.json"] = f"not indexed: {entry.size} bytes, over the {MAX_CONFIG_BYTES}-byte limit"
+        return {}
+    try:
+        _, content = store.open_file(repo.type, repo.repo_id, sha, "config.json")
+        raw = content if isinstance(content, bytes) else _read_all(content, MAX_CONFIG_BYTES)
+        loaded = json.loads(raw)
+        config = {k: loaded[k] for k in CONFIG_KEYS if k in loaded} if isinstance(loaded, dict) else {}
+        size = len(json.dumps(config, allow_nan=False))
+    except Exception as err:  # JSON errors, NaN, nesting beyond the recursion limit, a missing object
+        errors["config.json"] = f"not indexed: {str(err)[:200]}"
+        log.info("config.json of %s not indexed: %s", repo.repo_id, err)
+        return {}
+    if size > MAX_METADATA_JSON_BYTES:
+        errors["config.json"] = f"not indexed: its indexed keys take {size} bytes, over {MAX_METADATA_JSON_BYTES}"
+        return {}
+    return config
+
+
+def _short(card: dict, key: str, errors: dict[str, str]) -> str | None:
+    """A card value stored in a short column (pipeline_tag, library_name); None if it does not fit."""
+    value = card.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NAME:
+        errors.setdefault(CARD_PATH, f"{key} ignored: it must be a string of at most {MAX_NAME} characters")
+        return None
+    return value
+
+
+def safetensors_parameters(
+    session: Session, store, repo: Repo, sha: str, files: dict, errors: dict[str, str]
+) -> dict[str, int]:
+    """Elements per dtype over the head's `*.safetensors` files; {} when any is unreadable (a
+    partial count would mislead). Each header is read once per content id, then cached in
+    `safetensors_facts`: later commits read only headers they have not seen."""
+    keys: dict[str, list[str]] = {}
+    for path, entry in files.items():
+        if path.endswith(".safetensors"):
+            keys.setdefault(entry.lfs.oid if entry.lfs else entry.oid, []).append(path)
+    known: dict[str, SafetensorsFacts] = {}
+    ids = sorted(keys)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        rows = session.scalars(select(SafetensorsFacts).where(SafetensorsFacts.oid.in_(chunk)))
+        known.update((row.oid, row) for row in rows)
+    params: dict[str, int] = {}
+    complete = True
+    for key, paths in keys.items():
+        facts = known.get(key) or _read_facts(session, store, repo, sha, key, paths[0])
+        if facts.parameters is None:
+            complete = False
+            for path in paths:
+                errors[path] = f"header not indexed: {facts.error}"
+            continue
+        for dtype, n in facts.parameters.items():  # each path counts, as each is a file of the repo
+            params[dtype] = params.get(dtype, 0) + n * len(paths)
+    return params if complete else {}
+
+
+def _read_facts(session: Session, store, repo: Repo, sha: str, key: str, path: str) -> SafetensorsFacts:
+    """Read one header (at most MAX_HEADER_BYTES) and remember what it says; a missing LFS object
+    or an I/O error is reported but not remembered (it may be there next time)."""
+    try:
+        entry, content = store.open_file(repo.type, repo.repo_id, sha, path)
+        f = io.BytesIO(content) if isinstance(content, bytes) else content
+        try:
+            header, _ = read_header(f, entry.size, path, max_header=MAX_HEADER_BYTES)
+        finally:
+            f.close()
+    except CheckpointError as err:
+        facts = SafetensorsFacts(oid=key, parameters=None, error=str(err)[:500])
+    except Exception as err:
+        log.info("safetensors header of %s/%s not read: %s", repo.repo_id, path, err)
+        return SafetensorsFacts(oid=key, parameters=None, error=f"could not be read ({type(err).__name__})")
+    else:
+        facts = SafetensorsFacts(oid=key, parameters=parameter_counts(header), error=None)
+    values = {"oid": facts.oid, "parameters": facts.parameters, "error": facts.error}
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):  # a concurrent refresh may have stored it first
+        insert = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
+        session.execute(insert(SafetensorsFacts).values(**values).on_conflict_do_nothing())
+    else:
+        session.merge(SafetensorsFacts(**values))
+    return facts
+
+
+def _read_all(fileobj, limit: int) -> bytes:
+    try:
+        return fileobj.read(limit + 1)
     finally:
         fileobj.close()
-
-
-def _jsonable(value):
-    """YAML can hold dates and other non-JSON values; turn them into strings."""
-    return json.loads(json.dumps(value, default=str))

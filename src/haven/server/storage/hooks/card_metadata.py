@@ -1,36 +1,169 @@
 """The model/dataset card's metadata: the YAML block between the leading `---` lines of README.md.
 
 One validator for every way a README.md reaches a hub: the NDJSON commit API, `POST
-/api/validate-yaml` and the git pre-receive hook (which runs this file's folder as a script
-folder and imports it as `card_metadata`; so: standard library and PyYAML only).
+/api/validate-yaml`, the git pre-receive hook (which runs this file's folder as a script
+folder and imports it as `card_metadata`; so: standard library and PyYAML only), and the
+indexer, which stores what `parse_front_matter` returns.
+
+Bounded, so that no card can freeze or bloat the hub:
+- the YAML block is at most MAX_FRONT_MATTER_BYTES (256 KB);
+- it nests at most MAX_DEPTH levels, aliases included, and may not refer to itself;
+- with every alias expanded it holds at most MAX_EXPANDED values and characters (a few hundred
+  bytes of nested aliases would otherwise expand to hundreds of megabytes);
+- as JSON (what the hub stores and lists) it is at most MAX_METADATA_JSON_BYTES (64 KB).
+The YAML is parsed with libyaml when PyYAML has it (several times faster than pure Python).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from typing import Any
+
 import yaml
 
 CARD_PATH = "README.md"
+MAX_FRONT_MATTER_BYTES = 256 * 1024
+MAX_METADATA_JSON_BYTES = 64 * 1024
+MAX_DEPTH = 64
+MAX_EXPANDED = 4 * MAX_METADATA_JSON_BYTES
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CLOSING = re.compile(r"^[^\S\n]*---[^\S\n]*$", re.M)
 
 
 def parse_front_matter(text: str) -> dict | None:
-    """The YAML mapping between leading `---` lines of a card, or None when there is none.
+    """The card's metadata as JSON-ready data (string keys; dates, non-finite numbers and sets
+    as strings or lists), or None when README.md has no front matter.
 
-    Raises ValueError when the block is present but is not a YAML mapping."""
-    lines = text.lstrip("\ufeff").splitlines()
+    Raises ValueError when the block is present but is not a YAML mapping, or breaks a bound
+    (module docstring)."""
+    block = _front_matter_block(text.lstrip("\ufeff"))
+    if block is None:
+        return None
+    size = len(block.encode("utf-8", "surrogatepass"))
+    if size > MAX_FRONT_MATTER_BYTES:
+        raise ValueError(f"the YAML block is {_kb(size)}, over the {_kb(MAX_FRONT_MATTER_BYTES)} limit")
+    data = load_yaml(block)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError("the model card's metadata must be a YAML mapping (key: value)")
+    data = jsonable(data)
+    size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_METADATA_JSON_BYTES:
+        raise ValueError(
+            f"the metadata is {_kb(size)} as JSON, over the {_kb(MAX_METADATA_JSON_BYTES)} limit: "
+            "keep long content (evaluation tables, prose) in the card's body"
+        )
+    return data
+
+
+def _front_matter_block(text: str) -> str | None:
+    """The text between a first line `---` and the next `---` line; None without both. Looks
+    no further than the size limit allows, then only for whether a closing line exists."""
+    head = text[: MAX_FRONT_MATTER_BYTES + 1024]  # the block, its two `---` lines, some slack
+    lines = head.splitlines()
     if not lines or lines[0].strip() != "---":
         return None
-    for i in range(1, len(lines)):
+    complete = len(lines) if len(head) == len(text) else len(lines) - 1  # the last may be cut
+    for i in range(1, complete):
         if lines[i].strip() == "---":
-            try:
-                data = yaml.safe_load("\n".join(lines[1:i]))
-            except yaml.YAMLError as err:
-                raise ValueError(f"invalid YAML in the model card's metadata{_where(err)}") from err
-            if data is None:
-                return {}
-            if not isinstance(data, dict):
-                raise ValueError("the model card's metadata must be a YAML mapping (key: value)")
-            return data
+            return "\n".join(lines[1:i])
+    if complete < len(lines) and _CLOSING.search(text, len(head) - len(lines[-1])):
+        raise ValueError(f"the YAML block is over the {_kb(MAX_FRONT_MATTER_BYTES)} limit")
     return None
+
+
+def load_yaml(text: str) -> Any:
+    """One YAML document, refused (ValueError) when nested too deeply, when an alias refers to
+    itself, or when it expands to over MAX_EXPANDED values and characters."""
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:  # the pure-Python composer recurses per level
+            raise ValueError(f"the YAML is nested deeper than {MAX_DEPTH} levels") from None
+        if node is None:
+            return None
+        _measure(node, 0, {}, set())
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        raise ValueError(f"invalid YAML in the model card's metadata{_where(err)}") from err
+    finally:
+        loader.dispose()
+
+
+def _measure(node: yaml.Node, depth: int, done: dict[int, tuple[int, int]], active: set[int]) -> tuple[int, int]:
+    """(values + characters, height) of `node` with aliases expanded; shared nodes are measured
+    once, so this costs as much as the YAML text, not as its expansion."""
+    key = id(node)
+    if key in done:
+        units, height = done[key]
+    elif key in active:
+        raise ValueError("a YAML alias refers to the mapping or list that contains it")
+    else:
+        active.add(key)
+        units, height = 1, 0
+        if isinstance(node, yaml.ScalarNode):
+            units += len(node.value)
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
+            for child in children:
+                if depth + 1 > MAX_DEPTH:
+                    raise ValueError(f"the YAML is nested deeper than {MAX_DEPTH} levels")
+                child_units, child_height = _measure(child, depth + 1, done, active)
+                units += child_units
+                height = max(height, child_height + 1)
+                if units > MAX_EXPANDED:
+                    raise ValueError(
+                        f"the YAML expands to over {MAX_EXPANDED} values and characters once its "
+                        "aliases (*name) are expanded"
+                    )
+        active.discard(key)
+        done[key] = (units, height)
+    if depth + height > MAX_DEPTH:
+        raise ValueError(f"the YAML is nested deeper than {MAX_DEPTH} levels once its aliases are expanded")
+    return units, height
+
+
+def jsonable(value: Any) -> Any:
+    """YAML data as JSON data: keys as strings (`true`, `null`, `2024-01-31`), dates and
+    non-finite floats as strings, sets as sorted lists, bytes as text. Expects bounded data
+    (`load_yaml`)."""
+    if isinstance(value, dict):
+        return {_key(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(v) for v in value), key=str)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)  # dates, datetimes
+
+
+def _key(key: Any) -> str:
+    return json.dumps(key) if isinstance(key, bool) or key is None else _text(str(key))
+
+
+def _text(value: str) -> str:
+    """`value`, with unpaired surrogates (YAML "\\ud800" escapes) replaced: they cannot be sent as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
 
 
 def _where(err: yaml.YAMLError) -> str:
