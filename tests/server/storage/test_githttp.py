@@ -189,6 +189,12 @@ def _crafted_push(env, work: Path, entries: list[tuple[str, str, bytes | str]]):
         ([("100644", "a\\b.txt", b"x")], "not a valid file name"),
         ([("100644", "new\nline", b"x")], "not a valid file name"),
         ([("160000", "sub", "1" * 40)], "sub is a submodule"),
+        ([("120000", "b", b"."), ("120000", "a", b"b/..")], "a is a symlink to 'b/..', which leads outside"),
+        ([("120000", "b", b"cfg/.."), ("120000", "a", b"b/b/b/../..")], "a is a symlink to 'b/b/b/../..'"),
+        ([("120000", "x", b"y"), ("120000", "y", b"x")], "(or loops)"),
+        ([("120000", "b", b"."), ("120000", "g", b"b/.GIT")], "g is a symlink to 'b/.GIT'"),
+        ([("100644", "c1\x85.txt", b"x")], "not a valid file name: control characters"),
+        ([("040000", "cfg2", "\t")], "not a valid file name"),
         ([("040000", ".git", "config")], "hasDotgit"),  # git's own fsck
         ([("040000", "cfg2", "..")], "hasDotdot"),  # git's own fsck
     ],
@@ -207,7 +213,8 @@ def test_push_of_links_inside_the_repo_accepted(setup):
     store, harness, env, tmp = setup
     work = tmp / "work"
     run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
-    result = _crafted_push(env, work, [("120000", "latest.json", b"cfg/config.json"), ("100644", "ünï cødé.txt", b"u")])
+    result = _crafted_push(env, work, [("120000", "latest.json", b"cfg/config.json"), ("100644", "ünï cødé.txt", b"u"),
+                                       ("120000", "here", b"cfg/.."), ("120000", "via", b"here/cfg/config.json")])
     assert result.returncode == 0, result.stderr
     assert store.read_blob("model", RID, "main", "latest.json") == b"cfg/config.json"
     assert store.read_blob("model", RID, "main", "ünï cødé.txt") == b"u"
@@ -353,3 +360,35 @@ def test_concurrent_pushes_and_api_commits_lose_nothing(setup):
 
 def git_ls(store: RepoStore) -> list[str]:
     return [e.path for e in store.list_tree("model", RID, "main", recursive=True) if e.type == "file"]
+
+
+def _nested_tree(env, work: Path, depth: int) -> str:
+    """A tree holding d/d/.../f.txt, `depth` components in all, built with plumbing."""
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], input=b"x", cwd=work, env=env,
+                          capture_output=True, check=True).stdout.decode().strip()
+    entry = f"100644 blob {blob}\tf.txt"
+    for _ in range(depth - 1):
+        sha = subprocess.run(["git", "mktree"], input=(entry + "\n").encode(), cwd=work, env=env,
+                             capture_output=True, check=True).stdout.decode().strip()
+        entry = f"040000 tree {sha}\td"
+    return subprocess.run(["git", "mktree"], input=(entry + "\n").encode(), cwd=work, env=env,
+                          capture_output=True, check=True).stdout.decode().strip()
+
+
+def test_push_bounds_on_depth_and_ref_names(setup):
+    """The commit API's bounds hold for pushes: 64 components per path, 250 bytes per ref name."""
+    store, harness, env, tmp = setup
+    work = tmp / "work"
+    run(env, "clone", "-q", f"{harness.url}/models/{RID}.git", str(work))
+    before = store.resolve("model", RID, "main")
+    deep = run(env, "commit-tree", _nested_tree(env, work, 65), "-p", "HEAD", "-m", "deep", cwd=work).stdout.strip()
+    result = run(env, "push", "origin", f"{deep}:refs/heads/main", cwd=work, check=False)
+    assert result.returncode != 0 and "at most 64 components" in result.stderr, result.stderr
+    assert store.resolve("model", RID, "main") == before
+    ok = run(env, "commit-tree", _nested_tree(env, work, 64), "-p", "HEAD", "-m", "ok", cwd=work).stdout.strip()
+    run(env, "push", "-q", "origin", f"{ok}:refs/heads/main", cwd=work)
+    assert store.resolve("model", RID, "main") == ok
+    result = run(env, "push", "origin", f"{ok}:refs/heads/{'b' * 251}", cwd=work, check=False)
+    assert result.returncode != 0 and "longer than 250 bytes" in result.stderr, result.stderr
+    run(env, "push", "-q", "origin", f"{ok}:refs/heads/{'b' * 250}", cwd=work)
+    assert store.resolve("model", RID, "b" * 250) == ok

@@ -48,6 +48,7 @@ from .errors import (
     StaleParentError,
     StorageError,
 )
+from .hooks.gitnames import ref_name_error
 from .journal import Journal
 from .lfs import LfsStore, check_oid, format_pointer, parse_pointer
 from .lifecycle import RepoLifecycle
@@ -305,7 +306,11 @@ class RepoStore(RepoLifecycle):
         """
         repo = self._open(repo_type, repo_id)
         ref_name = branch if branch.startswith("refs/") else f"refs/heads/{check_ref_name(branch)}"
-        if not ref_name.startswith(("refs/heads/", "refs/pr/")) or not pygit2.reference_is_valid_name(ref_name):
+        if (
+            not ref_name.startswith(("refs/heads/", "refs/pr/"))
+            or ref_name_error(ref_name)
+            or not pygit2.reference_is_valid_name(ref_name)
+        ):
             raise InvalidNameError(f"Invalid branch {branch!r}: commits go to a branch (or refs/pr/N).")
         text = (message or "").strip() or "Update files"
         if description and description.strip():

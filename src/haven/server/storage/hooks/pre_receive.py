@@ -6,11 +6,14 @@ Refuses (before any ref moves):
 - an LFS pointer whose object is not in the hub's LFS store (HAVEN_LFS_OBJECTS, the
   `objects/` folder of the store; skipped when unset): git-lfs uploads objects before the
   push, so this only catches pushes made without git-lfs or with its upload skipped;
-- a file or folder name the commit API would refuse (backslash, control characters, a segment
-  over 255 bytes; `.git`, `.` and `..` are refused earlier by git's own receive.fsckObjects),
-  a symlink pointing outside the repository or into `.git`, and submodules (gitlinks): clones
-  of a hub repository must not write outside their folder, and the hub serves plain files;
-- updates of refs other than branches (refs/heads/*) and tags (refs/tags/*);
+- a file or folder name the commit API would refuse, by the same rules (`gitnames.py`: git's
+  `.git` aliases, backslash, control characters, a segment over 255 bytes, a name that is not
+  UTF-8), a path over 4096 bytes or 64 components at a pushed tip, a symlink that leads outside
+  the repository or into `.git` once every link on its way is followed (`b -> .` then
+  `a -> b/..` escapes), and submodules (gitlinks): clones of a hub repository must not write
+  outside their folder, and the hub serves plain files;
+- updates of refs other than branches (refs/heads/*) and tags (refs/tags/*), and branch or tag
+  names over 250 bytes or with control characters;
 - deleting the default branch (HAVEN_DEFAULT_BRANCH, default "main");
 - a new README.md at a branch tip whose card metadata (YAML front matter) is invalid, with the
   message the commit API gives for the same file (`card_metadata.card_error`).
@@ -18,7 +21,7 @@ Refuses (before any ref moves):
 Run by `git receive-pack` (under `git http-backend`) with the pushed objects still in quarantine;
 stdin has one "<old> <new> <ref>" line per updated ref. Run by path (not imported) with the
 server's interpreter: it uses the standard library, `git`, and its sibling `card_metadata.py`
-(standard library and PyYAML), shared with the commit API.
+(standard library and PyYAML) and `gitnames.py` (standard library), shared with the commit API.
 """
 
 import os
@@ -28,12 +31,13 @@ import sys
 from pathlib import Path
 
 from card_metadata import CARD_PATH, card_error
+from gitnames import component_error, is_hfs_dotgit, is_ntfs_dotgit, path_error, ref_name_error
 
 ZERO = "0" * 40
 ALLOWED_REFS = ("refs/heads/", "refs/tags/")
 POINTER = re.compile(rb"^version https://git-lfs\S*\noid sha256:([0-9a-f]{64})\nsize (\d+)\n", re.M)
 MAX_POINTER = 1024
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_LINK_HOPS = 40  # links followed while resolving one path, as Linux's limit
 
 
 def human(size: int) -> str:
@@ -80,52 +84,99 @@ def read_objects(shas: list[str]) -> list[bytes]:
     return contents
 
 
-def tree_entries(raw: bytes, hash_bytes: int) -> list[tuple[str, str, str]]:
-    """(mode, name, sha) of a raw git tree: entries are b"<mode> <name>\\0<binary sha>"."""
+def tree_entries(raw: bytes, hash_bytes: int) -> list[tuple[str, bytes, str]]:
+    """(mode, raw name, sha) of a raw git tree: entries are b"<mode> <name>\\0<binary sha>"."""
     entries, pos = [], 0
     while pos < len(raw):
         space = raw.index(b" ", pos)
         nul = raw.index(b"\0", space)
         sha = raw[nul + 1 : nul + 1 + hash_bytes].hex()
-        entries.append((raw[pos:space].decode(), raw[space + 1 : nul].decode("utf-8", "replace"), sha))
+        entries.append((raw[pos:space].decode(), raw[space + 1 : nul], sha))
         pos = nul + 1 + hash_bytes
     return entries
 
 
-def link_escapes(folder: str, target: str) -> bool:
-    """Whether a symlink in `folder` pointing at `target` leaves the repository or enters .git."""
-    if target.startswith("/") or "\\" in target:
-        return True
-    parts = [p for p in folder.split("/") if p]
-    for segment in target.split("/"):
-        if segment == "..":
-            if not parts:
-                return True
-            parts.pop()
-        elif segment not in ("", "."):
-            if segment.lower() == ".git":
-                return True
-            parts.append(segment)
-    return False
-
-
-def bad_names(trees: list[tuple[str, str]]) -> list[str]:
-    """Reasons to refuse entries of the new trees: names, submodules, escaping symlinks."""
-    errors, links = [], []
+def bad_names(trees: list[tuple[str, str]]) -> tuple[list[str], bool]:
+    """Reasons to refuse entries of the new trees (names, submodules), and whether they add a symlink."""
+    errors, new_links = [], False
     for (sha, folder), raw in zip(trees, read_objects([sha for sha, _ in trees])):
-        for mode, name, entry_sha in tree_entries(raw, len(sha) // 2):
+        for mode, raw_name, _entry_sha in tree_entries(raw, len(sha) // 2):
+            name = raw_name.decode("utf-8", "replace")
             path = f"{folder}/{name}" if folder else name
-            if "\\" in name or CONTROL.search(name) or len(name.encode()) > 255:
-                errors.append(f"{path!r} is not a valid file name (no backslash or control characters, "
-                              "at most 255 bytes a segment).")
+            try:
+                error = component_error(raw_name.decode("utf-8"))
+            except UnicodeDecodeError:
+                error = "the name is not valid UTF-8"
+            if error:
+                errors.append(f"{path!r} is not a valid file name: {error}.")
             elif mode == "160000":
                 errors.append(f"{path} is a submodule; the hub stores plain files only.")
             elif mode == "120000":
-                links.append((path, folder, entry_sha))
-    for (path, folder, _), target in zip(links, read_objects([sha for _, _, sha in links])):
-        if link_escapes(folder, target.decode("utf-8", "replace")):
-            errors.append(f"{path} is a symlink to {target.decode('utf-8', 'replace')!r}, outside the "
-                          "repository; replace it with the file itself.")
+                new_links = True
+    return errors, new_links
+
+
+def resolve_link(path: str, links: dict[str, str]) -> list[str] | None:
+    """Where the symlink at `path` leads, as path components, following every link on the way;
+    None if it leaves the repository, enters `.git`, or loops."""
+    hops = 0
+
+    def follow(folder: list[str], target: str) -> list[str] | None:
+        nonlocal hops
+        if target.startswith("/") or "\\" in target:
+            return None
+        parts = list(folder)
+        for segment in target.split("/"):
+            if segment in ("", "."):
+                continue
+            if segment == "..":
+                if not parts:
+                    return None
+                parts.pop()
+                continue
+            if is_hfs_dotgit(segment) or is_ntfs_dotgit(segment):
+                return None
+            parts.append(segment)
+            here = "/".join(parts)
+            if here in links:
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    return None
+                parts = follow(parts[:-1], links[here])
+                if parts is None:
+                    return None
+        return parts
+
+    return follow(path.split("/")[:-1], links[path])
+
+
+def tip_errors(tip: str, check_links: bool) -> list[str]:
+    """Paths over the length and depth bounds at `tip`, and (with `check_links`) its symlinks
+    that lead outside the repository."""
+    listed = subprocess.run(["git", "ls-tree", "-r", "-z", "--full-tree", f"{tip}^{{tree}}"], capture_output=True)
+    if listed.returncode:  # a tag of a blob or tree: nothing is checked out from it
+        return []
+    listing = listed.stdout
+    errors, links = [], {}
+    for item in listing.split(b"\0"):
+        if not item:
+            continue
+        meta, _, raw_path = item.partition(b"\t")
+        mode, _, sha = meta.decode().split(" ")
+        path = raw_path.decode("utf-8", "replace")
+        if len(raw_path) > 4096 or path.count("/") >= 64:
+            error = path_error(path)
+            if error:
+                errors.append(f"{path[:200]!r}...: {error}.")
+        if check_links and mode == "120000":
+            links[path] = sha
+    if links:
+        targets = read_objects(list(links.values()))
+        links = {path: target.decode("utf-8", "replace") for path, target in zip(links, targets)}
+        for path, target in links.items():
+            if resolve_link(path, links) is None:
+                errors.append(f"{path} is a symlink to {target!r}, which leads outside the repository "
+                              "(or loops); replace it with the file itself.")
     return errors
 
 
@@ -168,12 +219,17 @@ def main() -> int:
     for _old, new, ref in updates:
         if not ref.startswith(ALLOWED_REFS):
             errors.append(f"refusing to update {ref}: only branches (refs/heads/*) and tags can be pushed.")
+        elif new != ZERO and ref_name_error(ref.split("/", 2)[2]):
+            errors.append(f"refusing to create {ref[:120]}: {ref_name_error(ref.split('/', 2)[2])}.")
         if new != ZERO:
             tips.append(new)
         elif ref == f"refs/heads/{default}":
             errors.append(f"refusing to delete the default branch {default!r}.")
     blobs, trees = new_objects(tips) if tips else ([], [])
-    errors += bad_names(trees)
+    name_errors, new_links = bad_names(trees)
+    errors += name_errors
+    for tip in dict.fromkeys(tips):
+        errors += [e for e in tip_errors(tip, new_links) if e not in errors]
     branch_tips = [new for _old, new, ref in updates if new != ZERO and ref.startswith("refs/heads/")]
     errors += card_errors(branch_tips, {sha for sha, _, _ in blobs})
     big = sorted((path, size) for _, path, size in blobs if size > limit)
