@@ -53,7 +53,7 @@ LIMITS = {
 }
 
 
-def server_limits(args: argparse.Namespace) -> dict[str, int]:
+def server_limits(args: argparse.Namespace) -> dict[str, int | str]:
     """uvicorn keyword arguments from the LIMITS flags (flag over environment over default)."""
     import os
 
@@ -70,6 +70,7 @@ def server_limits(args: argparse.Namespace) -> dict[str, int]:
             raise SystemExit(f"haven serve: --{flag} must be a positive integer, not {value}")
         out[flag] = value
     return {
+        "http": "h11",  # the parser that enforces max-header-bytes (httptools buffers any header size)
         "limit_concurrency": out["limit-concurrency"],
         "timeout_keep_alive": out["timeout-keep-alive"],
         "h11_max_incomplete_event_size": out["max-header-bytes"],
