@@ -1,0 +1,155 @@
+"""The models and datasets lists: the API's own query parsing, visibility and filtering
+(`api.search`), plus what a page adds: facet counts, the web's sort names, and page numbers.
+
+The URL takes the API's query names (`pipeline_tag`, `library`, `dataset`, `language`,
+`license`, `filter`, `author`, `search`), so `/models?pipeline_tag=fill-mask&license=mit` and
+`/api/models?pipeline_tag=fill-mask&license=mit` select the same repositories. Facet counts are
+taken over the repositories the viewer may see that match the current query, so a private repo
+never shows in a count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from sqlalchemy.orm import Session
+from starlette.datastructures import QueryParams
+
+from .. import auth
+from ..api import index, search
+from ..api.common import ApiError
+from ..db import Repo
+
+PAGE_SIZE = 30
+# web sort name -> (API sort, label); "trending" is most downloads (this hub keeps no trend score)
+SORTS = {
+    "trending": ("downloads", "Trending (most downloads)"),
+    "downloads": ("downloads", "Most downloads"),
+    "likes": ("likes", "Most likes"),
+    "modified": ("lastModified", "Recently updated"),
+    "created": ("createdAt", "Recently created"),
+}
+FILTERS = {  # facet -> (URL parameter, heading)
+    "pipeline_tag": ("pipeline_tag", "Tasks"),
+    "library": ("library", "Libraries"),
+    "dataset": ("dataset", "Datasets"),
+    "language": ("language", "Languages"),
+    "license": ("license", "Licenses"),
+    "filter": ("filter", "Other tags"),
+}
+MODEL_FACETS = ("pipeline_tag", "library", "dataset", "language", "license", "filter")
+DATASET_FACETS = ("language", "license", "filter")
+PAGE_PARAMS = ("search", "author", "sort", "p")
+
+
+@dataclass
+class Listing:
+    repos: list[Repo]
+    total: int
+    page: int
+    pages: int
+    sort: str
+    facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    selected: list[tuple[str, str]] = field(default_factory=list)  # (parameter, value)
+
+
+def _card_list(card: dict, key: str) -> list[str]:
+    return index._as_list(card.get(key))
+
+
+def facet_values(repo: Repo) -> dict[str, set[str]]:
+    """The filter values that select `repo`, per facet (each one, used as its URL parameter,
+    selects the repo through `api.search`)."""
+    card = repo.card_data or {}
+    languages = set(_card_list(card, "language"))
+    licenses = set(_card_list(card, "license"))
+    values: dict[str, set[str]] = {"language": languages, "license": licenses}
+    named: set[str] = {f"license:{v}" for v in licenses} | {f"language:{v}" for v in languages}
+    if repo.type == "model":
+        datasets = set(_card_list(card, "datasets"))
+        values["pipeline_tag"] = {repo.pipeline_tag} if repo.pipeline_tag else set()
+        values["library"] = {repo.library_name} if repo.library_name else set()
+        values["dataset"] = datasets
+        named |= languages | {f"dataset:{v}" for v in datasets} | values["pipeline_tag"] | values["library"]
+    values["filter"] = {t for t in repo.tags or [] if t not in named and not t.startswith("base_model:")}
+    return values
+
+
+def tag_link(repo: Repo, tag: str) -> tuple[str, str]:
+    """(URL parameter, value) of the list filter that a repository's tag stands for."""
+    if repo.type == "model":
+        if tag == repo.pipeline_tag:
+            return "pipeline_tag", tag
+        if tag == repo.library_name:
+            return "library", tag
+        if tag.startswith("dataset:"):
+            return "dataset", tag.removeprefix("dataset:")
+        if tag in _card_list(repo.card_data or {}, "language"):
+            return "language", tag
+    for prefix in ("license", "language"):
+        if tag.startswith(prefix + ":"):
+            return prefix, tag.removeprefix(prefix + ":")
+    return "filter", tag
+
+
+def _api_params(params: QueryParams, plural: str) -> tuple[list[tuple[str, str]], str, int]:
+    """The API query for a page's URL, its web sort name and its page number."""
+    facets = MODEL_FACETS if plural == "models" else DATASET_FACETS
+    known = PAGE_PARAMS + tuple(FILTERS[f][0] for f in facets)
+    for name in params.keys():
+        if name not in known:
+            raise ApiError(400, f"unknown filter {name!r} for /{plural}: use {', '.join(known)}")
+    sort = params.get("sort") or "trending"
+    if sort not in SORTS:
+        raise ApiError(400, f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
+    raw_page = params.get("p") or "1"
+    if not raw_page.isdigit() or int(raw_page) < 1:
+        raise ApiError(400, f"page p={raw_page!r} is not a page number: use 1, 2, ...")
+    query = [(k, v) for k, v in params.multi_items() if k not in ("sort", "p") and v]
+    return query + [("sort", SORTS[sort][0])], sort, int(raw_page)
+
+
+def list_repos(session: Session, viewer: auth.Principal, plural: str, params: QueryParams) -> Listing:
+    """One page of the repos of `plural` that the viewer may see and the URL's query selects."""
+    query, sort, page = _api_params(params, plural)
+    lq = search.parse_query(QueryParams(query), plural)
+    matched = [r for r in session.scalars(search._statement(lq, viewer)) if search._selected(r, lq)]
+    counts: dict[str, Counter] = {name: Counter() for name in FILTERS}
+    for repo in matched:
+        for facet, values in facet_values(repo).items():
+            counts[facet].update(values)
+    names = MODEL_FACETS if plural == "models" else DATASET_FACETS
+    facets = {name: sorted(counts[name].items(), key=lambda kv: (-kv[1], kv[0]))[:40] for name in names}
+    selected = [(k, v) for k, v in params.multi_items() if k in {FILTERS[n][0] for n in names} and v]
+    pages = max(1, -(-len(matched) // PAGE_SIZE))
+    chunk = matched[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    return Listing(chunk, len(matched), page, pages, sort, facets, selected)
+
+
+def top(session: Session, viewer: auth.Principal, plural: str, sort: str, limit: int = 10) -> list[Repo]:
+    """The first `limit` repos the viewer may see, by an API sort (downloads, lastModified ...)."""
+    lq = search.parse_query(QueryParams({"sort": sort, "limit": str(limit)}), plural)
+    return list(session.scalars(search._statement(lq, viewer).limit(limit)))
+
+
+def owned(session: Session, viewer: auth.Principal, namespace: str, plural: str) -> list[Repo]:
+    """The repos of `namespace` the viewer may see, recently updated first."""
+    lq = search.parse_query(QueryParams({"author": namespace, "sort": "lastModified"}), plural)
+    return list(session.scalars(search._statement(lq, viewer)))
+
+
+def url_with(path: str, params: QueryParams, *, add: tuple[str, str] | None = None,
+             drop: tuple[str, str] | None = None, sort: str | None = None, page: int | None = None) -> str:
+    """`path` with the current query changed: a filter added or dropped, another sort or page
+    (changing filters or sort goes back to page 1)."""
+    items = [(k, v) for k, v in params.multi_items() if v and (k, v) != drop]
+    if add and add not in items:
+        items.append(add)
+    if sort is not None:
+        items = [(k, v) for k, v in items if k != "sort"] + ([("sort", sort)] if sort != "trending" else [])
+    items = [(k, v) for k, v in items if k != "p"]
+    if page and page > 1:
+        items.append(("p", str(page)))
+    return f"{path}?{urlencode(items)}" if items else path
