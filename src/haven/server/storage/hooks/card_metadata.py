@@ -8,8 +8,9 @@ indexer, which stores what `parse_front_matter` returns.
 Bounded, so that no card can freeze or bloat the hub:
 - the YAML block is at most MAX_FRONT_MATTER_BYTES (256 KB);
 - it nests at most MAX_DEPTH levels, aliases included, and may not refer to itself;
-- with every alias expanded it holds at most MAX_EXPANDED values and characters (a few hundred
-  bytes of nested aliases would otherwise expand to hundreds of megabytes);
+- with every alias expanded it holds at most MAX_VALUES values and MAX_CHARS characters (a few
+  hundred bytes of nested aliases would otherwise expand to hundreds of megabytes), which also
+  bounds the time spent building it;
 - as JSON (what the hub stores and lists) it is at most MAX_METADATA_JSON_BYTES (64 KB).
 The YAML is parsed with libyaml when PyYAML has it (several times faster than pure Python).
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import yaml
@@ -27,10 +27,10 @@ CARD_PATH = "README.md"
 MAX_FRONT_MATTER_BYTES = 256 * 1024
 MAX_METADATA_JSON_BYTES = 64 * 1024
 MAX_DEPTH = 64
-MAX_EXPANDED = 4 * MAX_METADATA_JSON_BYTES
+MAX_VALUES = 20_000  # each takes at least two bytes of JSON: more could not fit in 64 KB anyway
+MAX_CHARS = 4 * MAX_METADATA_JSON_BYTES
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_CLOSING = re.compile(r"^[^\S\n]*---[^\S\n]*$", re.M)
 
 
 def parse_front_matter(text: str) -> dict | None:
@@ -71,14 +71,27 @@ def _front_matter_block(text: str) -> str | None:
     for i in range(1, complete):
         if lines[i].strip() == "---":
             return "\n".join(lines[1:i])
-    if complete < len(lines) and _CLOSING.search(text, len(head) - len(lines[-1])):
+    if complete < len(lines) and _has_closing_line(text, len(head) - len(lines[-1])):
         raise ValueError(f"the YAML block is over the {_kb(MAX_FRONT_MATTER_BYTES)} limit")
     return None
 
 
+def _has_closing_line(text: str, pos: int) -> bool:
+    """Whether a `---` line starts at or after `pos` (linear: str.find, each line looked at once)."""
+    while (i := text.find("---", pos)) >= 0:
+        start = text.rfind("\n", 0, i) + 1
+        end = text.find("\n", i)
+        end = len(text) if end < 0 else end
+        if text[start:end].strip() == "---":
+            return True
+        pos = end + 1
+    return False
+
+
 def load_yaml(text: str) -> Any:
     """One YAML document, refused (ValueError) when nested too deeply, when an alias refers to
-    itself, or when it expands to over MAX_EXPANDED values and characters."""
+    itself, or when it expands to over MAX_VALUES values or MAX_CHARS characters."""
+    _count_events(text)
     loader = _Loader(text)
     try:
         try:
@@ -95,37 +108,56 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def _measure(node: yaml.Node, depth: int, done: dict[int, tuple[int, int]], active: set[int]) -> tuple[int, int]:
-    """(values + characters, height) of `node` with aliases expanded; shared nodes are measured
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
+
+
+def _count_events(text: str) -> None:
+    """Refuse a document with over MAX_VALUES values before building it (building costs far
+    more than parsing); each value or alias is at least one value once expanded."""
+    parser = _Loader(text)
+    try:
+        count = 0
+        while parser.check_event():
+            count += isinstance(parser.get_event(), _NODE_EVENTS)
+            if count > MAX_VALUES:
+                raise ValueError(f"the YAML holds over {MAX_VALUES} values")
+    except yaml.YAMLError as err:
+        raise ValueError(f"invalid YAML in the model card's metadata{_where(err)}") from err
+    finally:
+        parser.dispose()
+
+
+def _measure(node: yaml.Node, depth: int, done: dict[int, tuple[int, int, int]], active: set[int]) -> tuple[int, int, int]:
+    """(values, characters, height) of `node` with aliases expanded; shared nodes are measured
     once, so this costs as much as the YAML text, not as its expansion."""
     key = id(node)
     if key in done:
-        units, height = done[key]
+        values, chars, height = done[key]
     elif key in active:
         raise ValueError("a YAML alias refers to the mapping or list that contains it")
     else:
         active.add(key)
-        units, height = 1, 0
+        values, chars, height = 1, 0, 0
         if isinstance(node, yaml.ScalarNode):
-            units += len(node.value)
+            chars = len(node.value)
         else:
             children = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
             for child in children:
                 if depth + 1 > MAX_DEPTH:
                     raise ValueError(f"the YAML is nested deeper than {MAX_DEPTH} levels")
-                child_units, child_height = _measure(child, depth + 1, done, active)
-                units += child_units
+                child_values, child_chars, child_height = _measure(child, depth + 1, done, active)
+                values, chars = values + child_values, chars + child_chars
                 height = max(height, child_height + 1)
-                if units > MAX_EXPANDED:
+                if values > MAX_VALUES or chars > MAX_CHARS:
                     raise ValueError(
-                        f"the YAML expands to over {MAX_EXPANDED} values and characters once its "
+                        f"the YAML holds over {MAX_VALUES} values or {MAX_CHARS} characters once its "
                         "aliases (*name) are expanded"
                     )
         active.discard(key)
-        done[key] = (units, height)
+        done[key] = (values, chars, height)
     if depth + height > MAX_DEPTH:
         raise ValueError(f"the YAML is nested deeper than {MAX_DEPTH} levels once its aliases are expanded")
-    return units, height
+    return values, chars, height
 
 
 def jsonable(value: Any) -> Any:
