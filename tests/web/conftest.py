@@ -93,6 +93,8 @@ class Site:
     weights_v1: bytes
     weights_v2: bytes
     hostile_commit: str
+    stranger_token: str  # a signed-in user with no access to the owner's private repos
+    hostile_file: str = HOSTILE_FILE
 
 
 def _card(meta: dict, body: str) -> bytes:
@@ -140,4 +142,5 @@ def site(hub_server) -> Site:
     ds_meta = {"language": ["fr"], "license": "cc-by-4.0", "task_categories": ["text-classification"]}
     api.upload_file(path_or_fileobj=_card(ds_meta, "# Reviews\n"), path_in_repo="README.md", repo_id=ds,
                     repo_type="dataset")
-    return Site(hub_server.url, owner, token, api, first, second, v1, v2, hostile_commit)
+    stranger = hub_server.create_user(unique_name("stranger"))
+    return Site(hub_server.url, owner, token, api, first, second, v1, v2, hostile_commit, stranger)

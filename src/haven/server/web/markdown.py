@@ -113,6 +113,6 @@ def highlight_file(path: str, text: str) -> str:
 @functools.cache
 def pygments_css() -> str:
     """Pygments' token colours for light pages, and a dark set under prefers-color-scheme."""
-    light = HtmlFormatter(style="default").get_style_defs(f".{CODE_CLASS}, .card pre")
-    dark = HtmlFormatter(style="monokai").get_style_defs(f".{CODE_CLASS}, .card pre")
+    light = HtmlFormatter(style="default").get_style_defs([f".{CODE_CLASS}", ".card pre"])
+    dark = HtmlFormatter(style="monokai").get_style_defs([f".{CODE_CLASS}", ".card pre"])
     return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"

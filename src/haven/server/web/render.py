@@ -97,15 +97,9 @@ class Viewer:
     authentication; later a session cookie gives the same principal."""
 
     def __init__(self, principal: auth.Principal):
-        self.principal = principal
-
-    @property
-    def signed_in(self) -> bool:
-        return not self.principal.anonymous
-
-    @property
-    def name(self) -> str:
-        return self.principal.name
+        self.principal = principal  # for access checks, inside the request's session
+        self.name = principal.name  # kept as plain values: error pages render after a rollback
+        self.signed_in = not principal.anonymous
 
 
 def page(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
