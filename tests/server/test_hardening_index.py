@@ -259,14 +259,31 @@ def test_a_few_aliases_are_fine():
         ("a: " + "[" * 80 + "]" * 80, "nested deeper than 64"),
         ("x: " + "a" * (300 * 1024), "256 KB limit"),
         ("\n".join(f"k{i}: {'v' * 60}" for i in range(1500)), "64 KB limit"),
+        ("a: [" + ",".join(["1"] * 120_000) + "]", "over 20000 values"),
     ],
-    ids=["self-alias", "very-deep", "deep", "block-over-256KB", "json-over-64KB"],
+    ids=["self-alias", "very-deep", "deep", "block-over-256KB", "json-over-64KB", "many-values"],
 )
 def test_bounds_refused_with_a_message(yaml_text, words):
     start = time.monotonic()
     error = card_error(f"---\n{yaml_text}\n---\nbody\n".encode())
     assert time.monotonic() - start < 1.5
     assert error and words in error and error.startswith("README.md has invalid metadata")
+
+
+def test_huge_readme_judged_fast():
+    """A 15 MB README (the size limit of a regular file is 10 MB; validate-yaml takes a body)."""
+    start = time.monotonic()
+    error = card_error(("---\n" + "a: b\n" * 3_000_000 + "---\n").encode())
+    assert error and "256 KB limit" in error
+    assert card_error(("---\n" + "x" * 15_000_000).encode()) is None  # no closing line: no metadata
+    assert time.monotonic() - start < 1
+
+
+def test_many_unreadable_files_named_up_to_a_bound(hub):
+    bad = _hostile_safetensors()
+    hub.commit(*(storage.AddFile(path=f"w{i:03}.safetensors", content=bad + bytes([i % 256])) for i in range(60)))
+    repo = hub.refresh()
+    assert len(repo.index_errors) == index.MAX_ERRORS + 1 and "10 more" in repo.index_errors["..."]
 
 
 def test_long_body_without_front_matter_is_fine():

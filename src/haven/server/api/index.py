@@ -49,6 +49,7 @@ CONFIG_KEYS = ("architectures", "model_type", "tokenizer_config")
 MAX_CONFIG_BYTES = 1 << 20
 MAX_HEADER_BYTES = 10 << 20  # a safetensors header over this is indexed as unreadable
 MAX_NAME = 64  # the pipeline_tag and library_name columns
+MAX_ERRORS = 50  # files named in repo.index_errors
 
 
 def _head(architectures: list | None) -> tuple[str | None, str | None] | None:
@@ -223,6 +224,10 @@ def _index_head(session: Session, store, repo: Repo, sha: str) -> None:
     repo.library_name = library
     repo.tags = build_tags(card, config, list(files), library, pipeline, repo.type)
     repo.safetensors = {"parameters": params, "total": sum(params.values())} if params else None
+    if len(errors) > MAX_ERRORS:
+        kept = dict(list(errors.items())[:MAX_ERRORS])
+        kept["..."] = f"{len(errors) - MAX_ERRORS} more files not indexed"
+        errors = kept
     repo.index_errors = errors or None
 
 
