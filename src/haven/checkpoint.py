@@ -146,8 +146,12 @@ def read_index(path: str) -> dict[str, str]:
         with open(path, encoding="utf-8") as f:
             index = json.load(f)
         weight_map = index["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (ValueError, RecursionError, KeyError, TypeError):  # ValueError: bad JSON, bad UTF-8, huge ints
         raise CheckpointError(f"{path} is not a valid shard index (needs a 'weight_map' object)") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(
+            f"{path} is not a valid shard index: 'weight_map' must map tensor names to shard file names"
+        )
     for shard in set(weight_map.values()):
         if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):
             raise CheckpointError(f"{path} names a shard outside the checkpoint: {shard!r}")
