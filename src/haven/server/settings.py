@@ -3,9 +3,36 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+DEFAULT_MAX_LFS_OBJECT = 50 * 10**9  # 50 GB per file, as the public Hub
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+class SettingsError(ValueError):
+    """A setting (flag or HAVEN_* variable) has a value the server cannot use."""
+
+
+def parse_size(value: int | str, name: str) -> int:
+    """Bytes from an int or a string such as "50GB", "500M", "2GiB", "1048576" (k/M/G/T are powers
+    of 1000, Ki/Mi/Gi/Ti of 1024). Raises SettingsError naming the setting."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _SIZE.fullmatch(str(value).strip())
+        if not match:
+            raise SettingsError(f"{name}={value!r} is not a size: give bytes, or a number with KB, MB, GB, TB "
+                                "(or KiB, MiB, GiB, TiB), e.g. 50GB.")
+        unit = (match.group(2) or "").lower().removesuffix("b")
+        size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1:
+        raise SettingsError(f"{name}={value!r} must be at least 1 byte.")
+    return size
 
 
 @dataclass
@@ -18,6 +45,7 @@ class Settings:
     public_url: str = ""  # base URL clients use; default http://host:port
     db_url: str = ""  # SQLAlchemy URL; default sqlite:///DATA/haven.db (WAL mode)
     secret: str = ""  # HMAC key for signed LFS hrefs; generated under DATA when unset
+    max_lfs_object: int = DEFAULT_MAX_LFS_OBJECT  # bytes; larger LFS uploads are refused (413)
 
     @classmethod
     def load(
@@ -29,6 +57,7 @@ class Settings:
         public_url: str | None = None,
         db_url: str | None = None,
         secret: str | None = None,
+        max_lfs_object: int | str | None = None,
     ) -> Settings:
         env = os.environ
         data = Path(data_dir or env.get("HAVEN_DATA") or "./haven-data").expanduser().resolve()
@@ -39,6 +68,9 @@ class Settings:
             public_url=public_url or env.get("HAVEN_PUBLIC_URL") or "",
             db_url=db_url or env.get("HAVEN_DB_URL") or "",
             secret=secret or env.get("HAVEN_SECRET") or "",
+            max_lfs_object=parse_size(
+                max_lfs_object or env.get("HAVEN_MAX_LFS_OBJECT") or DEFAULT_MAX_LFS_OBJECT, "HAVEN_MAX_LFS_OBJECT"
+            ),
         )
         if not settings.public_url:
             shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

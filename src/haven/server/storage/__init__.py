@@ -12,6 +12,10 @@ Interface (the HTTP layer codes against exactly this):
       .repo_path(type, id) -> Path        .exists(type, id) -> bool
       .create(type, id, author=) -> sha   initial commit on main with the default .gitattributes
       .delete(type, id)                   .move(type, from_id, to_id)
+      with .creating(type, id, author=) as sha / .deleting(type, id) / .moving(type, from, to):
+          the caller commits its database row inside the block; an exception undoes the step
+      .recover(is_listed) -> [str]        at start: settle steps a killed process left half done
+                                          (is_listed(type, id) -> bool asks the database)
       .resolve(type, id, revision) -> sha branch, tag, full/short sha, "refs/pr/1", "HEAD"
       .list_tree(type, id, commit, path="", recursive=False) -> [TreeEntry]   (pre-order)
       .entry(type, id, commit, path) -> TreeEntry        ("" = the root folder)
@@ -28,9 +32,9 @@ Interface (the HTTP layer codes against exactly this):
     Commit ops: AddFile(path, content), AddLfsFile(path, oid, size), DeleteFile(path),
     DeleteFolder(path), CopyFile(src_path, path, src_revision=None).
 
-    LfsStore(root, tmp_dir=None, fsync=False)
+    LfsStore(root, tmp_dir=None, fsync=False, max_object_size=50 GB)
       .has(oid) .size(oid) .path(oid) .open(oid) .put(oid, size, chunks) await .put_async(...)
-      .put_file(path) -> (oid, size)
+      .put_file(path) -> (oid, size)   .check_size(size) (413 over the limit)   .sweep_tmp() at start
 
     githttp.run_http_backend(repo_root, path_info, method, query, headers, body, *,
                              remote_user, allow_push, on_push=None) -> (status, headers, body_iter)
@@ -46,15 +50,18 @@ Interface (the HTTP layer codes against exactly this):
 
     attributes.is_lfs_tracked(gitattributes_text, path) -> bool; attributes.DEFAULT_GITATTRIBUTES
     paths.normalize_path(path), paths.check_repo_id(id), paths.repo_id_error(id) -> str | None
+    hooks/gitnames.py: the name rules (path components, depth, length, ref names), shared with
+      the push hook; every write path (NDJSON commits, uploads, Xet) goes through normalize_path.
 
 Errors: every StorageError has `.message`, `.status` (HTTP) and `.code` (X-Error-Code or None):
 RepoExistsError 409 (RefExistsError: branch/tag exists, 409), RepoNotFound 404, RevisionNotFound
 404, EntryNotFound 404, StaleParentError 412, ConcurrentUpdateError 409, InvalidPathError 400
-(InvalidNameError: bad repo id / ref name, 400), LfsObjectMissing 422, LfsVerifyError 400; a plain
-StorageError (e.g. deleting the default branch) is 400.
+(InvalidNameError: bad repo id / ref name, 400), LfsObjectMissing 422, LfsVerifyError 400,
+LfsTooLargeError 413, attributes.GitattributesError 400; a plain StorageError (e.g. deleting the
+default branch) is 400.
 """
 
-from . import attributes, githttp, paths  # submodules as attributes
+from . import attributes, githttp, lifecycle, paths  # submodules as attributes
 from .datatypes import (
     AddFile,
     AddLfsFile,
@@ -73,6 +80,7 @@ from .errors import (
     InvalidNameError,
     InvalidPathError,
     LfsObjectMissing,
+    LfsTooLargeError,
     LfsVerifyError,
     RefExistsError,
     RepoExistsError,
@@ -87,7 +95,7 @@ from .repos import DEFAULT_BRANCH, RepoStore
 __all__ = [
     "AddFile", "AddLfsFile", "CommitInfo", "CopyFile", "DeleteFile", "DeleteFolder", "LfsInfo",
     "Operation", "RefInfo", "TreeEntry", "ConcurrentUpdateError", "EntryNotFound", "InvalidNameError",
-    "InvalidPathError", "LfsObjectMissing", "LfsVerifyError", "RefExistsError", "RepoExistsError",
+    "InvalidPathError", "LfsObjectMissing", "LfsTooLargeError", "LfsVerifyError", "RefExistsError", "RepoExistsError",
     "RepoNotFound", "RevisionNotFound", "StaleParentError", "StorageError", "LfsStore", "RepoStore",
-    "DEFAULT_BRANCH", "format_pointer", "parse_pointer", "attributes", "githttp", "paths",
+    "DEFAULT_BRANCH", "format_pointer", "parse_pointer", "attributes", "githttp", "lifecycle", "paths",
 ]

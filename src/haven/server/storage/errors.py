@@ -74,6 +74,12 @@ class LfsObjectMissing(StorageError):
     status = 422
 
 
+class LfsTooLargeError(StorageError):
+    """An LFS object larger than the store's `max_object_size`; refused before any byte is written."""
+
+    status = 413
+
+
 class LfsVerifyError(StorageError):
     """Uploaded bytes do not match the announced sha256 or size; nothing was stored."""
 

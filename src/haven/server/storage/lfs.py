@@ -2,6 +2,9 @@
 
 Layout: `<root>/objects/ab/cd/<sha256>`; uploads stream into `<tmp_dir>` (default `<root>/../tmp`,
 i.e. `DATA/tmp`) while being hashed, and `os.replace` publishes them only if hash and size match.
+An object may hold at most `max_object_size` bytes (default 50 GB): a larger announced size is
+refused (LfsTooLargeError, 413) before anything is written. Uploads cut short by a killed process
+leave their temp file behind: `sweep_tmp()` removes them (call it at start, before serving).
 """
 
 from __future__ import annotations
@@ -10,20 +13,22 @@ import asyncio
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 
-from .errors import LfsObjectMissing, LfsVerifyError
+from .errors import LfsObjectMissing, LfsTooLargeError, LfsVerifyError
 
-_OID = re.compile(r"^[0-9a-f]{64}$")
+_OID = re.compile(r"[0-9a-f]{64}")
 POINTER_VERSION = "https://git-lfs.github.com/spec/v1"
 MAX_POINTER_SIZE = 1024  # git-lfs: pointer files are always smaller than this
 _FLUSH = 4 << 20  # async uploads: write to disk in batches of this many bytes
+DEFAULT_MAX_OBJECT_SIZE = 50 * 10**9  # 50 GB, the public Hub's per-file limit
 
 
 def check_oid(oid: str) -> str:
-    if not isinstance(oid, str) or not _OID.match(oid):
+    if not isinstance(oid, str) or not _OID.fullmatch(oid):
         raise LfsVerifyError(f"Invalid LFS oid {oid!r}: expected 64 lowercase hex digits (sha256).")
     return oid
 
@@ -44,7 +49,7 @@ def parse_pointer(data: bytes) -> tuple[str, int] | None:
             oid = value[7:]
         elif key == "size" and value.isdigit():
             size = int(value)
-    if oid is None or size is None or not _OID.match(oid):
+    if oid is None or size is None or not _OID.fullmatch(oid):
         return None
     return oid, size
 
@@ -101,11 +106,48 @@ class _Upload:
 class LfsStore:
     """sha256-addressed object store under `root` (normally `DATA/lfs`)."""
 
-    def __init__(self, root: Path, *, tmp_dir: Path | None = None, fsync: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        tmp_dir: Path | None = None,
+        fsync: bool = False,
+        max_object_size: int = DEFAULT_MAX_OBJECT_SIZE,
+    ):
         self.root = Path(root)
         self.objects = self.root / "objects"
         self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else self.root.parent / "tmp"
         self.fsync = fsync
+        if not isinstance(max_object_size, int) or max_object_size < 1:
+            raise ValueError(f"max_object_size must be a positive number of bytes, not {max_object_size!r}")
+        self.max_object_size = max_object_size
+
+    def check_size(self, size: int) -> int:
+        """`size` if an object of that many bytes may be stored; LfsVerifyError (400) for a size that
+        is not a non-negative integer, LfsTooLargeError (413) above `max_object_size`."""
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise LfsVerifyError(f"Invalid LFS size {size!r}: expected a non-negative integer.")
+        if size > self.max_object_size:
+            raise LfsTooLargeError(
+                f"Object of {size} bytes is larger than this hub's limit of {self.max_object_size} bytes per "
+                "file: split it (for example into safetensors shards) or ask the admin to raise "
+                "HAVEN_MAX_LFS_OBJECT."
+            )
+        return size
+
+    def sweep_tmp(self) -> int:
+        """Empty `tmp_dir` (DATA/tmp: uploads in progress) of what a killed process left there;
+        returns how many entries were removed. Call it at start, before serving: an upload in
+        progress would lose its file."""
+        removed = 0
+        if self.tmp_dir.is_dir():
+            for leftover in self.tmp_dir.iterdir():
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def path(self, oid: str) -> Path:
         """Where the object lives (whether or not it is stored yet)."""
@@ -133,8 +175,7 @@ class LfsStore:
 
     def _begin(self, oid: str, size: int) -> _Upload | None:
         check_oid(oid)
-        if not isinstance(size, int) or size < 0:
-            raise LfsVerifyError(f"Invalid LFS size {size!r}: expected a non-negative integer.")
+        self.check_size(size)
         if self.has(oid):
             if self.size(oid) != size:
                 raise LfsVerifyError(f"Object {oid} is stored with size {self.size(oid)}, not {size}.")
