@@ -2,8 +2,8 @@
 
 `create_app(settings)` wires the database, the storage library (bare git repositories and the
 LFS object store under `settings.data_dir`) and the route modules in `haven.server.api`, each
-included explicitly. New areas (web pages, inference) add their router to `API_MODULES` (after
-the API routes, so they cannot shadow them).
+included explicitly; the web pages (`haven.server.web`) come last, so their `/{owner}/{name}`
+routes cannot shadow any other. New API areas (inference) add their router to `API_MODULES`.
 
 Middleware, outermost first: `SecurityHeaders` (nosniff on every response), `CleanPath`
 (400 for control characters in a path, before any route or header sees them), `BodyLimit`.
@@ -186,4 +186,7 @@ def create_app(settings: Settings) -> FastAPI:
     for name in API_MODULES:
         module = importlib.import_module(f"haven.server.api.{name}")
         app.include_router(module.router)
+    from .web import routes as web_routes
+
+    app.include_router(web_routes.router)  # last: its `/{owner}/{name}` pages must shadow no other route
     return app
