@@ -142,11 +142,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.state.engine = db.make_engine(settings.db_url)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
-    app.state.lfs = storage.LfsStore(settings.data_dir / "lfs")
+    app.state.lfs = storage.LfsStore(settings.data_dir / "lfs", max_object_size=settings.max_lfs_object)
     app.state.repos = storage.RepoStore(settings.data_dir / "repos", app.state.lfs)
     from .api import lfsrefs
+    from .api.common import find_repo
 
+    # settle what a killed process left: uploads in progress, and repo creates, deletes and moves
+    # half done (the database says which repositories exist)
+    app.state.lfs.sweep_tmp()
     with app.state.sessionmaker() as session:
+        for line in app.state.repos.recover(lambda t, i: find_repo(session, t, i) is not None):
+            log.warning("recovered: %s", line)
         lfsrefs.backfill(session, app.state.repos, settings.data_dir / "lfs")
 
     @app.exception_handler(ApiError)

@@ -85,6 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=None, help="port (HAVEN_PORT, default 8080)")
     _data_args(serve)
     serve.add_argument("--public-url", default=None, help="base URL clients use (HAVEN_PUBLIC_URL)")
+    serve.add_argument(
+        "--max-lfs-object", default=None,
+        help="largest LFS object accepted, e.g. 500MB or 2GiB (HAVEN_MAX_LFS_OBJECT, default 50GB); larger: 413",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     for flag, (env, default, text) in LIMITS.items():
         serve.add_argument(f"--{flag}", type=int, default=None, help=f"{text} ({env}, default {default})")
@@ -130,6 +134,7 @@ def _settings(args: argparse.Namespace):
         port=getattr(args, "port", None),
         public_url=getattr(args, "public_url", None),
         db_url=args.db_url,
+        max_lfs_object=getattr(args, "max_lfs_object", None),
     )
 
 

@@ -133,7 +133,11 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
             continue
         oid, size = obj["oid"], obj["size"]
         item: dict = {"oid": oid, "size": size, "authenticated": True}
-        if operation == "upload":
+        if operation == "upload" and size > lfs.max_object_size:
+            limit = lfs.max_object_size
+            item["error"] = {"code": 413, "message": f"object of {size} bytes is over this hub's limit of "
+                             f"{limit} bytes per LFS object (HAVEN_MAX_LFS_OBJECT)"}
+        elif operation == "upload":
             if not (oid in known and lfs.size(oid) == size):
                 query = auth.signed_query(settings.secret, "upload", oid, size, HREF_TTL, repo=pk)
                 item["actions"] = {
@@ -230,7 +234,7 @@ async def locks_model(ns: str, name: str, rest: str) -> Response:
 def _check(request: Request, action: str, oid: str, size: int) -> int:
     """The repository key a transfer link was signed for; 403 for a bad or expired link."""
     q = request.query_params
-    if not OID_RE.match(oid) or not auth.check_signature(
+    if not OID_RE.fullmatch(oid) or not auth.check_signature(
         request.app.state.settings.secret,
         action,
         oid,

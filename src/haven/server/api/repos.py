@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
@@ -117,14 +118,14 @@ def create_repo(
     if find_repo(session, repo_type, repo_id) is not None:
         raise ApiError(409, f"You already created this {repo_type} repo: {repo_id}", extra={"url": url})
     st = store(request)
-    if st.exists(repo_type, repo_id):  # left over from a crash between storage and DB: adopt it
-        pass
-    else:
-        st.create(repo_type, repo_id, author=p.name)
-    repo = Repo(type=repo_type, namespace=ns, name=name, private=private, created_at=utcnow(), tags=[])
-    session.add(repo)
-    index.refresh(session, st, repo)
-    session.flush()
+    # A git directory with no row was left by a crash of a version before the storage journal:
+    # adopt it. Otherwise the repository is created and kept only if its row is committed.
+    creating = nullcontext() if st.exists(repo_type, repo_id) else st.creating(repo_type, repo_id, author=p.name)
+    with creating:
+        repo = Repo(type=repo_type, namespace=ns, name=name, private=private, created_at=utcnow(), tags=[])
+        session.add(repo)
+        index.refresh(session, st, repo)
+        session.commit()
     return {"url": url, "name": repo_id, "id": repo_id}
 
 
@@ -141,8 +142,13 @@ def delete_repo(
     if "/" in name:
         ns, _, name = name.partition("/")
     repo = load_repo(session, p, repo_type, f"{ns}/{name}", write=True)
-    store(request).delete(repo_type, repo.repo_id)
-    session.delete(repo)
+    try:
+        with store(request).deleting(repo_type, repo.repo_id):  # put back if the row stays
+            session.delete(repo)
+            session.commit()
+    except storage.RepoNotFound:  # a row without its git directory (left by an older version): drop the row
+        session.delete(repo)
+        session.commit()
     return Response(status_code=200)
 
 
@@ -162,8 +168,9 @@ def move_repo(
         raise ApiError(403, f"you ({p.name}) may not move repositories into {new_ns!r}")
     if find_repo(session, repo_type, dst) is not None:
         raise ApiError(409, f"a {repo_type} repo named {dst} already exists")
-    store(request).move(repo_type, src, dst)
-    repo.namespace, repo.name = new_ns, new_name
+    with store(request).moving(repo_type, src, dst):  # renamed back if the row is not
+        repo.namespace, repo.name = new_ns, new_name
+        session.commit()
     return {"url": repo_url(request, repo_type, dst)}
 
 
