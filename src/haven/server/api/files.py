@@ -130,7 +130,7 @@ async def _serve(request: Request, repo_type: str, ns: str, name: str) -> Respon
         return BigFileResponse(lfs.path(entry.lfs.oid), headers=headers, media_type=ctype)
     data = await run_in_threadpool(st.read_blob, rtype, repo_id, sha, path)
     if rng:
-        m = RANGE_RE.match(rng.strip())
+        m = RANGE_RE.fullmatch(rng.strip())
         if not m or (not m.group(1) and not m.group(2)):
             raise ApiError(416, f"unsupported Range {rng!r}: use bytes=START-[END]")
         size = len(data)

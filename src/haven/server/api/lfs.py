@@ -71,7 +71,7 @@ def _valid(obj) -> bool:
     return (
         isinstance(obj, dict)
         and isinstance(obj.get("oid"), str)
-        and OID_RE.match(obj["oid"]) is not None
+        and OID_RE.fullmatch(obj["oid"]) is not None
         and isinstance(obj.get("size"), int)
         and not isinstance(obj.get("size"), bool)
         and obj["size"] >= 0

@@ -131,7 +131,7 @@ def _int(q, name: str, default: int) -> int:
 
 def parse_count(text: str) -> int:
     """A parameter count as the Hub writes it: 125M, 1.5B, 7b, 3000, 2K."""
-    match = COUNT.match(text)
+    match = COUNT.fullmatch(text)
     if not match:
         raise ApiError(400, f"invalid parameter count {text!r}: write a number with an optional K, M, B or T")
     return int(float(match.group(1)) * UNITS[match.group(2).lower()])

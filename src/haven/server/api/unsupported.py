@@ -19,39 +19,39 @@ _BRANCH_INSTEAD = "commit to a branch instead (create_branch, then upload with r
 UNSUPPORTED: list[tuple[re.Pattern, str]] = [
     (re.compile(p), message)
     for p, message in [
-        (_REPO + r"/discussions(/|$)", f"discussions and pull requests are not supported by this hub: {_BRANCH_INSTEAD}"),
-        (_REPO + r"/(like|likers)$", "likes are not supported by this hub"),
-        (r"^/api/users/[^/]+/likes$", "likes are not supported by this hub"),
-        (_REPO + r"/user-access-request(/|$)", "gated repositories and access requests are not supported by this hub"),
-        (_REPO + r"/super-squash(/|$)", "squashing a branch's history is not supported by this hub"),
-        (_REPO + r"/lfs-files(/|$)", "listing or purging LFS files is not supported by this hub: delete files "
+        (_REPO + r"/discussions(/|\Z)", f"discussions and pull requests are not supported by this hub: {_BRANCH_INSTEAD}"),
+        (_REPO + r"/(like|likers)\Z", "likes are not supported by this hub"),
+        (r"^/api/users/[^/]+/likes\Z", "likes are not supported by this hub"),
+        (_REPO + r"/user-access-request(/|\Z)", "gated repositories and access requests are not supported by this hub"),
+        (_REPO + r"/super-squash(/|\Z)", "squashing a branch's history is not supported by this hub"),
+        (_REPO + r"/lfs-files(/|\Z)", "listing or purging LFS files is not supported by this hub: delete files "
          "with a commit (delete_file)"),
-        (_REPO + r"/auth-check$", "auth-check is not supported by this hub: call model_info or dataset_info, "
+        (_REPO + r"/auth-check\Z", "auth-check is not supported by this hub: call model_info or dataset_info, "
          "which answers 404 when you may not read the repository"),
-        (_REPO + r"/duplicate$", "duplicating repositories is not supported by this hub: clone it with git and "
+        (_REPO + r"/duplicate\Z", "duplicating repositories is not supported by this hub: clone it with git and "
          "push to a new repository"),
-        (_REPO + r"/resource-group$", "resource groups are not supported by this hub"),
-        (_REPO + r"/leaderboard$", "leaderboards are not supported by this hub"),
+        (_REPO + r"/resource-group\Z", "resource groups are not supported by this hub"),
+        (_REPO + r"/leaderboard\Z", "leaderboards are not supported by this hub"),
         (_REPO + r"/safetensors-metadata/", "sharded safetensors metadata in one call is not supported by this "
          "hub: read each shard's header (get_safetensors_metadata reads them with range requests)"),
         (_REPO + r"/xet-(read|write)-token/", "this hub does not speak Xet: set HF_HUB_DISABLE_XET=1 so the "
          "client transfers files through LFS"),
-        (r"^/api/spaces(/|$)", "Spaces are not supported by this hub: it hosts models and datasets"),
-        (r"^/api/kernels(/|$)", "kernel repositories are not supported by this hub: it hosts models and datasets"),
-        (r"^/api/buckets(/|$)", "storage buckets are not supported by this hub: use a dataset repository"),
-        (r"^/api/collections(/|$)", "collections are not supported by this hub"),
-        (r"^/api/(jobs|scheduled-jobs)(/|$)", "jobs are not supported by this hub: it runs no compute"),
-        (r"^/api/settings/webhooks(/|$)", "webhooks are not supported by this hub"),
-        (r"^/api/(settings|organizations/[^/]+/settings)/repositories$", "account-wide repository settings are "
+        (r"^/api/spaces(/|\Z)", "Spaces are not supported by this hub: it hosts models and datasets"),
+        (r"^/api/kernels(/|\Z)", "kernel repositories are not supported by this hub: it hosts models and datasets"),
+        (r"^/api/buckets(/|\Z)", "storage buckets are not supported by this hub: use a dataset repository"),
+        (r"^/api/collections(/|\Z)", "collections are not supported by this hub"),
+        (r"^/api/(jobs|scheduled-jobs)(/|\Z)", "jobs are not supported by this hub: it runs no compute"),
+        (r"^/api/settings/webhooks(/|\Z)", "webhooks are not supported by this hub"),
+        (r"^/api/(settings|organizations/[^/]+/settings)/repositories\Z", "account-wide repository settings are "
          "not supported by this hub: set each repository's visibility (update_repo_settings)"),
-        (r"^/api/(users|organizations)/[^/]+/(overview|followers|following|members)$", "user and organization "
+        (r"^/api/(users|organizations)/[^/]+/(overview|followers|following|members)\Z", "user and organization "
          "overviews, followers and member lists are not supported by this hub"),
-        (r"^/api/(papers|daily_papers)(/|$)", "papers are not supported by this hub"),
-        (r"^/api/(models|datasets)-tags-by-type$", "tag catalogs are not supported by this hub: filter "
+        (r"^/api/(papers|daily_papers)(/|\Z)", "papers are not supported by this hub"),
+        (r"^/api/(models|datasets)-tags-by-type\Z", "tag catalogs are not supported by this hub: filter "
          "listings by tag (filter=...) directly"),
     ]
 ]
-NO_NAMESPACE = re.compile(r"^/api/(models|datasets)/[^/]+(/(revision|tree|refs|commits|paths-info)(/.*)?)?$|^/[^/]+/resolve/")
+NO_NAMESPACE = re.compile(r"^/api/(models|datasets)/[^/]+(/(revision|tree|refs|commits|paths-info)(/.*)?)?\Z|^/[^/]+/resolve/")
 
 
 def route_error(method: str, path: str, status: int = 404) -> ApiError:
