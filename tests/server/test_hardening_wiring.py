@@ -8,9 +8,10 @@ import shutil
 
 import httpx
 import pytest
-from fixtures.server import start_server, stop_server, unique_name
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
+
+from fixtures.server import start_server, stop_server, unique_name
 
 LFS_JSON = "application/vnd.git-lfs+json"
 
