@@ -68,9 +68,6 @@ def test_discussions_are_501_through_the_client(account):
 @pytest.mark.parametrize(
     ("call", "feature"),
     [
-        (lambda api, repo: list(api.list_repo_likers(repo)), "likes"),
-        (lambda api, repo: api.unlike(repo), "likes"),
-        (lambda api, repo: list(api.list_liked_repos("someone")), "likes"),
         (lambda api, repo: list(api.list_spaces()), "Spaces"),
         (lambda api, repo: api.space_info("a/b"), "Spaces"),
         (lambda api, repo: list(api.list_collections()), "collections"),

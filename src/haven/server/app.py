@@ -122,7 +122,7 @@ class SecurityHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
-API_MODULES = ["docs", "users", "repos", "refs", "search", "commits", "lfs", "files", "git"]  # docs before /api/{plural}
+API_MODULES = ["docs", "users", "likes", "repos", "refs", "search", "commits", "lfs", "files", "git"]  # docs before /api/{plural}; likes (/api/users/NAME/likes) before repos (/api/{plural}/{ns}/{name})
 
 
 def storage_error_to_api(err) -> ApiError:

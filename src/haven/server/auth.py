@@ -6,6 +6,11 @@ Access: public repos are readable by all; a private repo is visible only to its 
 members of its owning organisation, and admins, and answers exactly like a missing repo to
 everyone else. Writing needs a write token of the owner, an org member (role write or admin),
 or an admin.
+
+Passwords (for the web pages) are hashed with scrypt (`hashlib.scrypt`, OpenSSL) under a
+per-user random salt, the parameters stored with the hash. A browser session is a random id in
+a cookie, stored as its sha256 in `sessions`; it identifies a user to the web pages only (the API
+and git take tokens alone). Revoking a token deletes its row: the next request with it is a 401.
 """
 
 from __future__ import annotations
@@ -17,18 +22,32 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .db import Membership, Org, Repo, Token, User
+from .db import Membership, Org, Repo, Token, User, WebSession, utcnow
 
 TOKEN_PREFIX = "hv_"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")  # always .fullmatch: "$" accepts a final "\n"
+# first path segments of the web pages: no user or organization may take them as a name
+RESERVED_NAMES = frozenset({
+    "api", "models", "datasets", "spaces", "new", "join", "login", "logout", "settings", "organizations",
+    "docs", "static", "-", "admin",
+})
+MIN_PASSWORD, MAX_PASSWORD = 8, 1024
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # 32 MiB and about 0.1 s per hash
+SESSION_DAYS = 30
+LAST_USED_EVERY = timedelta(seconds=60)  # a token's last use is written at most once a minute
 
 
 class AuthError(Exception):
     """A credential was presented but is not valid (-> 401)."""
+
+
+class PasswordError(ValueError):
+    """A password the hub will not store (too short, too long)."""
 
 
 def valid_name(name: str) -> bool:
@@ -62,14 +81,24 @@ class Principal:
 # -- account management (used by `haven admin` and the tests) -------------------------------------
 
 
-def create_user(session: Session, name: str, *, admin: bool = False, fullname: str = "") -> User:
+def _check_new_name(name: str, what: str) -> None:
     if not valid_name(name):
-        raise ValueError(f"invalid user name {name!r}: use letters, digits, '.', '_' or '-' (max 96)")
+        raise ValueError(f"invalid {what} name {name!r}: use letters, digits, '.', '_' or '-' (max 96)")
+    if name.lower() in RESERVED_NAMES:
+        raise ValueError(f"the name {name!r} is reserved for the hub's own pages: choose another")
+
+
+def create_user(
+    session: Session, name: str, *, admin: bool = False, fullname: str = "", password: str | None = None
+) -> User:
+    """A new user; with `password` they can also sign in to the web pages."""
+    _check_new_name(name, "user")
     if session.scalar(select(User).where(User.name == name)) or session.scalar(
         select(Org).where(Org.name == name)
     ):
         raise ValueError(f"the name {name!r} is already taken by a user or an organization")
-    user = User(name=name, is_admin=admin, fullname=fullname or name)
+    user = User(name=name, is_admin=admin, fullname=fullname or name,
+                password_hash=hash_password(password) if password is not None else None)
     session.add(user)
     session.flush()
     return user
@@ -97,10 +126,9 @@ def create_token(session: Session, user_name: str, role: str = "write", name: st
 
 
 def create_org(session: Session, name: str, members: list[str] = ()) -> Org:
-    if not valid_name(name):
-        raise ValueError(f"invalid organization name {name!r}")
     org = session.scalar(select(Org).where(Org.name == name))
     if org is None:
+        _check_new_name(name, "organization")
         if session.scalar(select(User).where(User.name == name)):
             raise ValueError(f"the name {name!r} is already taken by a user")
         org = Org(name=name, fullname=name)
@@ -167,6 +195,14 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     user = session.get(User, row.user_id)
     if user is None:
         raise AuthError("invalid token: its user no longer exists")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
+        row.last_used_at = now  # committed with the request's session
+    return principal_for(session, user, role=row.role, token_name=row.name)
+
+
+def principal_for(session: Session, user: User, *, role: str, token_name: str = "") -> Principal:
+    """The Principal of `user` acting with `role` ("read" | "write"), with their organizations."""
     orgs = {
         org.name: m.role
         for m, org in session.execute(
@@ -175,7 +211,111 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
             .where(Membership.user_id == user.id)
         )
     }
-    return Principal(user=user, role=row.role, token_name=row.name, orgs=orgs)
+    return Principal(user=user, role=role, token_name=token_name, orgs=orgs)
+
+
+# -- passwords ------------------------------------------------------------------------------------
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * r * n * p, dklen=32)
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise PasswordError(f"the password is too short: use at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise PasswordError(f"the password is too long: use at most {MAX_PASSWORD} characters")
+
+
+def hash_password(password: str) -> str:
+    """`scrypt$n$r$p$salt$hash` (base64) for a password that passes the rules."""
+    check_password_rules(password)
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+_DUMMY_HASH: list[str] = []  # computed once, so a missing user costs as long as a wrong password
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """Whether `password` matches `stored` (constant-time compare). A user without a password,
+    or a password over the length limit, never matches, after the same work as a real check."""
+    real = bool(stored)
+    if not real:
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(hash_password("x" * MIN_PASSWORD))
+        stored = _DUMMY_HASH[0]
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        got = _scrypt(password[:MAX_PASSWORD], base64.b64decode(salt), int(n), int(r), int(p))
+    except ValueError:
+        return False
+    return hmac.compare_digest(got, expected) and real and len(password) <= MAX_PASSWORD
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    session.flush()
+
+
+# -- browser sessions ------------------------------------------------------------------------------
+
+
+def create_session(session: Session, user: User) -> str:
+    """A new browser session for `user`; returns the id for the cookie (only its hash is stored)."""
+    sid = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(WebSession(id_hash=hash_token(sid), user_id=user.id, created_at=now, last_seen_at=now,
+                           expires_at=now + timedelta(days=SESSION_DAYS)))
+    session.flush()
+    return sid
+
+
+def find_session(session: Session, sid: str | None) -> WebSession | None:
+    """The live session behind a cookie value, its last use refreshed; None if unknown or expired."""
+    if not sid:
+        return None
+    row = session.scalar(select(WebSession).where(WebSession.id_hash == hash_token(sid)))
+    now = utcnow()
+    if row is None:
+        return None
+    if row.expires_at <= now:
+        session.delete(row)
+        return None
+    if now - row.last_seen_at > LAST_USED_EVERY:
+        row.last_seen_at = now
+    return row
+
+
+def end_sessions(session: Session, user: User, *, keep: WebSession | None = None) -> None:
+    """Sign `user` out everywhere (except the session `keep`), e.g. after a password change."""
+    query = delete(WebSession).where(WebSession.user_id == user.id)
+    if keep is not None:
+        query = query.where(WebSession.id != keep.id)
+    session.execute(query)
+
+
+# -- tokens of a user (the tokens page) -----------------------------------------------------------
+
+
+def user_tokens(session: Session, user: User) -> list[Token]:
+    return list(session.scalars(select(Token).where(Token.user_id == user.id).order_by(Token.created_at.desc())))
+
+
+def revoke_token(session: Session, user: User, token_id: int) -> bool:
+    """Delete one of `user`'s tokens; False when they have no token with that id."""
+    row = session.get(Token, token_id)
+    if row is None or row.user_id != user.id:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
 
 
 # -- authorisation --------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """`haven serve` and `haven admin create-user | create-token | create-org`.
 
+`create-user NAME --password-stdin` reads the user's web password from stdin (never from the
+command line, where other users of the machine could read it).
+
 The admin commands work on the data directory (or `--db-url`) directly; no server needs to run.
 `create-token` prints the token alone on stdout so scripts can capture it.
 """
@@ -89,6 +92,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-lfs-object", default=None,
         help="largest LFS object accepted, e.g. 500MB or 2GiB (HAVEN_MAX_LFS_OBJECT, default 50GB); larger: 413",
     )
+    serve.add_argument(
+        "--no-signup", dest="signup", action="store_false", default=None,
+        help="nobody may create an account at /join; admins create users (HAVEN_SIGNUP=0)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     for flag, (env, default, text) in LIMITS.items():
         serve.add_argument(f"--{flag}", type=int, default=None, help=f"{text} ({env}, default {default})")
@@ -104,6 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     cu.add_argument("name")
     cu.add_argument("--admin", action="store_true", help="the user administers the whole hub")
     cu.add_argument("--fullname", default="")
+    cu.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the user's web password from stdin (one line), so they can sign in at /login",
+    )
     _data_args(cu)
     cu.set_defaults(func=cmd_create_user)
     ct = admin_sub.add_parser("create-token", help="create an access token (printed alone on stdout)")
@@ -135,6 +146,7 @@ def _settings(args: argparse.Namespace):
         public_url=getattr(args, "public_url", None),
         db_url=args.db_url,
         max_lfs_object=getattr(args, "max_lfs_object", None),
+        signup=getattr(args, "signup", None),
     )
 
 
@@ -185,8 +197,17 @@ def _run(args: argparse.Namespace, action) -> int:
 def cmd_create_user(args: argparse.Namespace) -> int:
     from . import auth
 
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            auth.check_password_rules(password)
+        except auth.PasswordError as err:
+            print(f"haven admin: {err} (read from stdin)", file=sys.stderr)
+            return 1
+
     def action(session):
-        auth.create_user(session, args.name, admin=args.admin, fullname=args.fullname)
+        auth.create_user(session, args.name, admin=args.admin, fullname=args.fullname, password=password)
         print(f"created user {args.name}{' (admin)' if args.admin else ''}", file=sys.stderr)
 
     return _run(args, action)

@@ -40,6 +40,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(200), default="")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # "scrypt$n$r$p$salt$hash" (auth.hash_password); None: no password, the user signs in with tokens only
+    password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
 class Org(Base):
@@ -69,6 +71,27 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(8), default="write")  # "read" | "write"
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random id, the table only its sha256."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Like(Base):
+    """A user likes a repository; `repos.likes` is the count of these rows."""
+
+    __tablename__ = "likes"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Repo(Base):

@@ -35,6 +35,16 @@ def parse_size(value: int | str, name: str) -> int:
     return size
 
 
+def parse_bool(value: str, name: str) -> bool:
+    """1/true/yes/on or 0/false/no/off (any case); anything else is a SettingsError naming the setting."""
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={value!r} is not a yes/no value: use 1 or 0 (true/false, yes/no, on/off).")
+
+
 @dataclass
 class Settings:
     """Everything `haven serve` needs. Build it with `Settings.load(...)`."""
@@ -46,6 +56,12 @@ class Settings:
     db_url: str = ""  # SQLAlchemy URL; default sqlite:///DATA/haven.db (WAL mode)
     secret: str = ""  # HMAC key for signed LFS hrefs; generated under DATA when unset
     max_lfs_object: int = DEFAULT_MAX_LFS_OBJECT  # bytes; larger LFS uploads are refused (413)
+    signup: bool = True  # anyone may create an account at /join (--no-signup / HAVEN_SIGNUP=0 turn it off)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry `Secure` when the hub is reached over https."""
+        return self.public_url.lower().startswith("https://")
 
     @classmethod
     def load(
@@ -58,6 +74,7 @@ class Settings:
         db_url: str | None = None,
         secret: str | None = None,
         max_lfs_object: int | str | None = None,
+        signup: bool | None = None,
     ) -> Settings:
         env = os.environ
         data = Path(data_dir or env.get("HAVEN_DATA") or "./haven-data").expanduser().resolve()
@@ -71,6 +88,7 @@ class Settings:
             max_lfs_object=parse_size(
                 max_lfs_object or env.get("HAVEN_MAX_LFS_OBJECT") or DEFAULT_MAX_LFS_OBJECT, "HAVEN_MAX_LFS_OBJECT"
             ),
+            signup=parse_bool(env.get("HAVEN_SIGNUP", "1"), "HAVEN_SIGNUP") if signup is None else signup,
         )
         if not settings.public_url:
             shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

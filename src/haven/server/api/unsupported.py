@@ -20,8 +20,6 @@ UNSUPPORTED: list[tuple[re.Pattern, str]] = [
     (re.compile(p), message)
     for p, message in [
         (_REPO + r"/discussions(/|\Z)", f"discussions and pull requests are not supported by this hub: {_BRANCH_INSTEAD}"),
-        (_REPO + r"/(like|likers)\Z", "likes are not supported by this hub"),
-        (r"^/api/users/[^/]+/likes\Z", "likes are not supported by this hub"),
         (_REPO + r"/user-access-request(/|\Z)", "gated repositories and access requests are not supported by this hub"),
         (_REPO + r"/super-squash(/|\Z)", "squashing a branch's history is not supported by this hub"),
         (_REPO + r"/lfs-files(/|\Z)", "listing or purging LFS files is not supported by this hub: delete files "

@@ -9,15 +9,18 @@ inline script, no frames) and `nosniff`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from .. import auth
+from .. import auth, storage
+from ..api.common import ApiError, NoSuchRoute
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -93,23 +96,48 @@ _env.globals.update(repo_path=repo_path, rev_url=rev_url)
 
 
 class Viewer:
-    """Who is looking. Today: the `Authorization: Bearer` token through the API's own
-    authentication; later a session cookie gives the same principal."""
+    """Who is looking: a signed-in browser session (`web_session`, with the CSRF token its forms
+    carry), or the `Authorization: Bearer` token through the API's own authentication, or nobody
+    (see `sessions.viewing`)."""
 
-    def __init__(self, principal: auth.Principal):
+    def __init__(self, principal: auth.Principal, *, csrf: str = "", web_session=None):
         self.principal = principal  # for access checks, inside the request's session
         self.name = principal.name  # kept as plain values: error pages render after a rollback
+        self.user_id = principal.user.id if principal.user else None
         self.signed_in = not principal.anonymous
+        self.csrf = csrf
+        self.web_session = web_session
 
 
 def page(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
     """Render `template` into an HTML response with the page headers."""
     context.setdefault("viewer", getattr(request.state, "viewer", None))
     context.setdefault("public_url", request.app.state.settings.public_url)
+    context.setdefault("signup", request.app.state.settings.signup)
     html = _env.get_template(template).render(request=request, **context)
     return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    titles = {400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found"}
+    titles = {400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found",
+              429: "Too many tries"}
     return page(request, "error.html", status_code=status, status=status, title=titles.get(status, "Error"), message=message)
+
+
+class WebRoute(APIRoute):
+    """A page route: API and storage errors become HTML error pages with the same status."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except NoSuchRoute:
+                raise
+            except ApiError as err:
+                return error_page(request, err.status, err.message)
+            except storage.StorageError as err:
+                return error_page(request, err.status, getattr(err, "message", None) or str(err))
+
+        return page_handler

@@ -1,7 +1,8 @@
-"""The hub's web pages (read-only): home, lists, repository pages, files, history, profiles.
+"""The hub's web pages: home, lists, repository pages, files, history, profiles, the like button;
+the account pages come from `accounts` (included before the repository routes).
 
-GET routes only, included after the API, git, resolve and LFS routes, and using their access
-rules and storage calls: a page loads a repository through `api.common.load_repo` (a private
+Included after the API, git, resolve and LFS routes, and using their access rules and storage
+calls: a page loads a repository through `api.common.load_repo` (a private
 repo is a 404 to whoever may not see it) and lists through `api.search`. Errors become HTML
 pages with the API's status and message. Paths under `/api/` are left to the API's own
 "no such route" answer. Static assets live under `/-/static/`, a path no user name can take.
@@ -10,23 +11,22 @@ pages with the API's status and message. Paths under `/api/` are left to the API
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
-from fastapi.routing import APIRoute
 from sqlalchemy import select
 
-from .. import storage
-from ..api.common import SANDBOX, ApiError, NoSuchRoute, load_repo, raw_ref, raw_tail, session_scope
+from ..api.common import SANDBOX, ApiError, NoSuchRoute, load_repo, raw_ref, raw_tail
+from ..api.likes import likes_of, set_like
 from ..api.repos import transformers_info
 from ..db import Org, User
-from . import listing
+from . import accounts, listing
 from .cardinfo import card_info
 from .diff import commit_changes
 from .markdown import highlight_file, pygments_css, render_card
-from .render import STATIC, Viewer, error_page, page, repo_path, rev_url
+from .render import STATIC, Viewer, WebRoute, page, repo_path, rev_url
+from .sessions import require_session, viewing
 from .snippets import snippets
 
 MAX_VIEW_BYTES = 1 << 20  # larger text files are offered as raw downloads, not rendered
@@ -35,34 +35,7 @@ MAX_LAST_COMMITS = 200  # tree entries that get their last commit looked up
 RESERVED = {"api"}  # first path segments the API owns
 
 
-class WebRoute(APIRoute):
-    """A page route: API and storage errors become HTML error pages with the same status."""
-
-    def get_route_handler(self) -> Callable:
-        handler = super().get_route_handler()
-
-        async def page_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except NoSuchRoute:
-                raise
-            except ApiError as err:
-                return error_page(request, err.status, err.message)
-            except storage.StorageError as err:
-                return error_page(request, err.status, getattr(err, "message", None) or str(err))
-
-        return page_handler
-
-
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-
-
-@contextmanager
-def viewing(request: Request):
-    """(session, viewer) for a page; the viewer comes from the API's authentication."""
-    with session_scope(request) as (session, principal):
-        request.state.viewer = Viewer(principal)
-        yield session, request.state.viewer
 
 
 def _store(request: Request):
@@ -90,7 +63,11 @@ def home(request: Request) -> Response:
         trending = listing.top(session, viewer.principal, "models", "downloads")
         recent = listing.top(session, viewer.principal, "models", "lastModified")
         datasets = listing.top(session, viewer.principal, "datasets", "lastModified", limit=5)
-        return page(request, "home.html", trending=trending, recent=recent, datasets=datasets)
+        mine = []
+        if viewer.signed_in:
+            mine = [repo for plural in ("models", "datasets")
+                    for repo in listing.owned(session, viewer.principal, viewer.name, plural)]
+        return page(request, "home.html", trending=trending, recent=recent, datasets=datasets, mine=mine)
 
 
 def _list_page(request: Request, plural: str) -> Response:
@@ -138,8 +115,10 @@ def card_page(request: Request, repo_type: str, owner: str, name: str) -> Respon
         html = render_card(card.text, base) if card.text else ""
         info = transformers_info(repo, [e.path for e in files])
         tags = [(tag, listing.tag_link(repo, tag)) for tag in repo.tags or []]
+        liked = viewer.user_id is not None and likes_of(session, viewer.user_id, repo.id)
         return page(
             request, "repo.html", repo=repo, base=base, tab="card", card=card, card_html=html, tags=tags,
+            like={"liked": liked, "viewer": viewer, "next": base},
             snippets=snippets(repo, request.app.state.settings.public_url, (info or {}).get("auto_model")),
             file_count=len(files), used=sum(e.size for e in files),
         )
@@ -248,6 +227,17 @@ def commit_page(request: Request, repo_type: str, owner: str, name: str, sha: st
         )
 
 
+def like_form(request: Request, repo_type: str, owner: str, name: str, csrf: str, action: str) -> Response:
+    """The like button: a CSRF-guarded form POST by a signed-in user; back to the repo page."""
+    if action not in ("like", "unlike"):
+        raise ApiError(400, f"unknown action {action!r}: the like button sends 'like' or 'unlike'")
+    with viewing(request) as (session, viewer):
+        repo = _repo(session, viewer, repo_type, owner, name)
+        require_session(viewer, csrf)
+        set_like(session, viewer.principal.user, repo, action == "like")
+        return RedirectResponse(repo_path(repo), status_code=303)
+
+
 def _register() -> None:
     """The repository routes, datasets first (so /datasets/... never reads as a model's owner)."""
     views = [
@@ -265,6 +255,15 @@ def _register() -> None:
                 f"{prefix}/{{owner}}/{{name}}{suffix}", _bind(view, repo_type, params), methods=["GET"],
                 name=f"{repo_type}_{view.__name__}",
             )
+        router.add_api_route(f"{prefix}/{{owner}}/{{name}}/like", _bind_like(repo_type), methods=["POST"],
+                             name=f"{repo_type}_like")
+
+
+def _bind_like(repo_type: str) -> Callable:
+    def post_like(request: Request, owner: str, name: str, csrf: str = Form(""), action: str = Form("")) -> Response:
+        return like_form(request, repo_type, owner, name, csrf, action)
+
+    return post_like
 
 
 def _bind(view: Callable, repo_type: str, param: str | None) -> Callable:
@@ -288,6 +287,7 @@ def _bind(view: Callable, repo_type: str, param: str | None) -> Callable:
     return plain
 
 
+router.include_router(accounts.router)  # /join, /login, /settings/...: before /{owner}/{name}
 _register()
 
 

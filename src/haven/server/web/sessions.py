@@ -1,0 +1,174 @@
+"""Who is looking at a page, and the guards of the web forms.
+
+- The viewer comes from the session cookie (`haven_session`, HttpOnly, SameSite=Lax, Secure when
+  the public URL is https), else from an `Authorization: Bearer` token. Cookies identify a
+  viewer to the pages only: the API and git read tokens alone, so no cookie can authorise an
+  API write and the API needs no CSRF defence.
+- CSRF: every form carries a `csrf` field. A signed-in user's token is an HMAC of their session
+  (under the hub's secret); the sign-in and sign-up forms, which have no session yet, use a
+  signed double-submit cookie (`haven_csrf`). A form without the right token is refused (403).
+- Sign-in is rate-limited: 10 failures per 15 minutes per client address and per user name
+  answer 429 until the window has room again. The counts live in the server process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi import Request, Response
+from sqlalchemy.orm import Session
+
+from .. import auth
+from ..api.common import ApiError, get_principal
+from ..db import User
+from .render import Viewer
+
+SESSION_COOKIE = "haven_session"
+CSRF_COOKIE = "haven_csrf"
+MAX_FAILURES = 10
+WINDOW = 15 * 60  # seconds
+STALE_FORM = "this form's security token is missing or stale: reload the page and submit the form again"
+
+
+def _settings(request: Request):
+    return request.app.state.settings
+
+
+def _mac(request: Request, *parts: str) -> str:
+    msg = "\n".join(parts).encode()
+    return hmac.new(_settings(request).secret.encode(), msg, hashlib.sha256).hexdigest()
+
+
+@contextmanager
+def viewing(request: Request) -> Iterator[tuple[Session, Viewer]]:
+    """(database session, viewer) for a page, committed when the page renders without error."""
+    session: Session = request.app.state.sessionmaker()
+    try:
+        row = auth.find_session(session, request.cookies.get(SESSION_COOKIE))
+        user = session.get(User, row.user_id) if row is not None else None
+        if user is not None:
+            principal = auth.principal_for(session, user, role="write")
+            viewer = Viewer(principal, csrf=_mac(request, "csrf", row.id_hash), web_session=row)
+        else:
+            viewer = Viewer(get_principal(request, session))
+        request.state.viewer = viewer
+        yield session, viewer
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def require_session(viewer: Viewer, csrf: str) -> None:
+    """A form that changes something: the viewer must be signed in with a browser session and the
+    form must carry that session's CSRF token."""
+    if viewer.web_session is None:
+        raise ApiError(401, "sign in first: this form works for a signed-in browser session")
+    if not hmac.compare_digest(csrf.encode(), viewer.csrf.encode()):
+        raise ApiError(403, STALE_FORM)
+
+
+# -- the sign-in and sign-up forms: a signed double-submit cookie ------------------------------------
+
+
+def anonymous_csrf(request: Request) -> tuple[str, str | None]:
+    """(token for the form, new cookie value or None when the browser already has one)."""
+    cookie = request.cookies.get(CSRF_COOKIE) or ""
+    fresh = None
+    if len(cookie) < 32:
+        cookie = fresh = secrets.token_urlsafe(32)
+    return _mac(request, "anonymous-csrf", cookie), fresh
+
+
+def check_anonymous_csrf(request: Request, csrf: str) -> None:
+    cookie = request.cookies.get(CSRF_COOKIE) or ""
+    if len(cookie) < 32 or not hmac.compare_digest(csrf.encode(), _mac(request, "anonymous-csrf", cookie).encode()):
+        raise ApiError(403, STALE_FORM)
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", httponly=True, samesite="lax", secure=_settings(request).secure_cookies,
+    )
+
+
+def start_session(request: Request, response: Response, session: Session, user: User) -> None:
+    sid = auth.create_session(session, user)
+    set_cookie(request, response, SESSION_COOKIE, sid, auth.SESSION_DAYS * 86400)
+
+
+def end_session(request: Request, response: Response, session: Session, viewer: Viewer) -> None:
+    if viewer.web_session is not None:
+        session.delete(viewer.web_session)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                           secure=_settings(request).secure_cookies)
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after signing in (never another site: no `//host`, no scheme)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+# -- sign-in rate limit ----------------------------------------------------------------------------
+
+
+class LoginLimiter:
+    """Failed sign-ins per key (client address, user name) in a sliding window."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window: float = WINDOW):
+        self.limit, self.window = limit, window
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return times
+
+    def wait(self, keys: list[str]) -> int:
+        """Seconds until each key has room for another try (0: go ahead)."""
+        now = time.monotonic()
+        with self._lock:
+            waits = [self._recent(k, now) for k in keys]
+            return max((int(t[0] + self.window - now) + 1 for t in waits if len(t) >= self.limit), default=0)
+
+    def fail(self, keys: list[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 100_000:  # bound memory: forget what has left the window
+                for key in list(self._failures):
+                    self._recent(key, now)
+            for key in keys:
+                self._failures.setdefault(key, deque()).append(now)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+def limiter(request: Request) -> LoginLimiter:
+    state = request.app.state
+    if not hasattr(state, "login_limiter"):
+        state.login_limiter = LoginLimiter()
+    return state.login_limiter
+
+
+def login_keys(request: Request, name: str) -> list[str]:
+    address = request.client.host if request.client else "unknown"
+    return [f"ip:{address}", f"user:{name.lower()}"]
