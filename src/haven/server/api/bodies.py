@@ -10,12 +10,14 @@ Pydantic validation errors become the 400s clients read (see the app's handler).
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from .common import ApiError, read_body
@@ -99,6 +101,24 @@ class _SafeJsonRequest(Request):
         return self._json
 
 
+def validation_message(errors: list[dict]) -> str:
+    """One line naming every field a validation error is about (`name: Field required; ...`)."""
+    parts = []
+    for e in errors:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+    return "invalid request: " + "; ".join(parts)
+
+
+def validated(model: type[BaseModel], data: Any) -> Any:
+    """`model` validated from `data` read by hand (a form, say): a failure is the same 400 as for
+    a declared body (RequestValidationError, formatted by the app)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise RequestValidationError(err.errors(include_url=False)) from err
+
+
 class SafeJsonRoute(APIRoute):
     """An APIRoute whose JSON body is parsed by `parse_json` in a worker thread."""
 
@@ -140,7 +160,102 @@ class CreateTagBody(BaseModel):
     message: str | None = Field(default=None, description="makes an annotated tag")
 
 
+# -- repositories: the Hub's /api/repos/* and settings bodies. Fields the Hub takes and this hub
+# does not (resourceGroupId, region, a Space's sdk/hardware ...) are refused by name (extra="forbid"),
+# never ignored.
+
+
+def _repo_type(value: str | None) -> str | None:
+    if value is not None and value not in ("model", "dataset"):
+        raise PydanticCustomError(
+            "repo_type", "unsupported repository type {value}: this hub serves 'model' and 'dataset'",
+            {"value": repr(value)},
+        )
+    return value
+
+
+class RepoNameBody(BaseModel):
+    """A repository named the Hub's way: `name` (or `namespace/name`) and `organization`."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, description="the repository name, or namespace/name")
+    organization: str | None = Field(default=None, description="the namespace (default: the caller)")
+    type: str | None = Field(default=None, description="model (default) or dataset")
+
+    _check_type = field_validator("type")(_repo_type)
+
+    def repo_id(self, caller_name: str) -> str:
+        ns, name = self.organization or caller_name, self.name
+        if "/" in name:
+            ns, _, name = name.partition("/")
+        return f"{ns}/{name}"
+
+
+class Visibility(BaseModel):
+    """`visibility` ('public'/'private'), or the older boolean `private`; `visibility` wins."""
+
+    private: bool | None = Field(default=None, description="older clients' form of visibility")
+    visibility: Literal["public", "private"] | None = None
+
+    def is_private(self) -> bool:
+        return self.visibility == "private" if self.visibility is not None else bool(self.private)
+
+
+class CreateRepoBody(RepoNameBody, Visibility):
+    pass
+
+
+class DeleteRepoBody(RepoNameBody):
+    pass
+
+
+class MoveRepoBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fromRepo: str = Field(min_length=1, description="namespace/name of the repository to move")
+    toRepo: str = Field(min_length=1, description="its new namespace/name")
+    type: str | None = Field(default=None, description="model (default) or dataset")
+
+    _check_type = field_validator("type")(_repo_type)
+
+
+class RepoSettingsBody(Visibility):
+    model_config = ConfigDict(extra="forbid")
+    gated: bool | str | None = Field(default=None, description="only false: this hub has no gated repos")
+
+
+class PathsInfoBody(BaseModel):
+    """paths-info: a form (what huggingface_hub sends) or JSON; unknown fields are ignored as the
+    Hub does (the client sends none)."""
+
+    paths: list[str] = Field(default_factory=list, description="file paths in the repository")
+    expand: bool = Field(default=False, description="add each file's last commit")
+
+
+# -- Git LFS (batch API and verify): errors are LFS-shaped ({"message"}), see lfs.LfsRoute
+
+
+class LfsBatchBody(BaseModel):
+    """The batch request as git-lfs and huggingface_hub send it. `transfers` and `ref` are
+    accepted and need nothing: the answer is always the `basic` transfer, which every client
+    speaks, and access is per repository, not per ref."""
+
+    operation: Literal["upload", "download"]
+    objects: list[Any] | None = Field(default=None, description="[{oid, size}]; a bad one gets its own error")
+    transfers: list[str] | None = None
+    ref: dict | None = None
+    hash_algo: str = "sha256"
+
+
+class LfsObjectBody(BaseModel):
+    """verify: the object an upload stored."""
+
+    oid: str = Field(pattern=r"\A[0-9a-f]{64}\z", description="sha256, 64 hex digits")
+    size: NonNegative
+
+
 __all__ = [
     "MAX_JSON_DEPTH", "MAX_YAML_BODY", "json_depth", "parse_json", "read_json", "read_json_object",
-    "SafeJsonRoute", "ValidateYamlBody", "PreuploadFile", "PreuploadBody", "CreateBranchBody", "CreateTagBody",
+    "validation_message", "validated", "SafeJsonRoute", "ValidateYamlBody", "PreuploadFile", "PreuploadBody",
+    "CreateBranchBody", "CreateTagBody", "RepoNameBody", "CreateRepoBody", "DeleteRepoBody", "MoveRepoBody",
+    "RepoSettingsBody", "PathsInfoBody", "LfsBatchBody", "LfsObjectBody",
 ]

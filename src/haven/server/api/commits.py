@@ -1,4 +1,12 @@
-"""Uploads: `POST /api/validate-yaml`, `/preupload/{rev}` and the NDJSON `/commit/{rev}`."""
+"""Uploads: `POST /api/validate-yaml`, `/preupload/{rev}` and the NDJSON `/commit/{rev}`.
+
+The commit route is the one `async` route here: it parses its NDJSON body line by line as it
+arrives (up to 256 MB, regular files base64 inside), which a whole-body JSON route cannot do. The
+caller and the repository are checked (dependencies) before a byte of the body is read; the
+work after the body runs in a worker thread. Once the branch has moved, nothing fails the
+request: LFS objects are listed for the repository before, and the index is refreshed in a
+session of its own after (`index.refresh_apart`).
+"""
 
 from __future__ import annotations
 
@@ -8,24 +16,26 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from .. import storage
+from .. import auth, storage
+from ..db import Repo
 from ..storage.attributes import is_lfs_tracked
 from ..storage.hooks.card_metadata import CARD_PATH, card_error
 from . import index, lfsrefs
 from .bodies import PreuploadBody, SafeJsonRoute, ValidateYamlBody, parse_json
-from .common import ApiError, load_repo, raw_ref, repo_url, session_scope
-from .deps import WritableRepo, repo_type_of
+from .common import ApiError, raw_ref, repo_url
+from .deps import CallerDep, SessionDep, WritableRepo
 
-router = APIRouter(route_class=SafeJsonRoute)
+router = APIRouter(prefix="/api", route_class=SafeJsonRoute)
 LFS_THRESHOLD = 10 * 1024 * 1024  # files at least this large go through LFS, as on the Hub
 MAX_REGULAR_FILE = LFS_THRESHOLD  # a larger regular file in an NDJSON commit is refused
 MAX_LINE = (MAX_REGULAR_FILE + 2) // 3 * 4 + 64 * 1024  # base64 of the largest file + JSON
 MAX_COMMIT_BODY = 256 << 20  # regular files travel base64 inside the NDJSON body, held in memory
 
 
-@router.post("/api/validate-yaml")
+@router.post("/validate-yaml")
 def validate_yaml(body: ValidateYamlBody):
     """Check a README's YAML front matter (in a worker thread; the body is at most 1 MB)."""
     error = card_error(body.content.encode())
@@ -47,7 +57,7 @@ def looks_binary(sample: bytes) -> bool:
     return False
 
 
-@router.post("/api/{plural}/{ns}/{name}/preupload/{rest:path}")
+@router.post("/{plural}/{ns}/{name}/preupload/{rest:path}")
 def preupload(request: Request, repo: WritableRepo, rest: str, body: PreuploadBody) -> dict:
     rev = raw_ref(request, repo.repo_id, "preupload")
     st = request.app.state.repos
@@ -185,10 +195,18 @@ def _file_op(path: str, value: dict, lineno: int) -> storage.AddFile:
     return storage.AddFile(path=path, content=data)
 
 
-@router.post("/api/{plural}/{ns}/{name}/commit/{rest:path}")
-async def commit(request: Request, plural: str, ns: str, name: str, rest: str) -> dict:
+@router.post("/{plural}/{ns}/{name}/commit/{rest:path}")
+async def commit(
+    request: Request, repo: WritableRepo, session: SessionDep, caller: CallerDep, rest: str
+) -> dict:
     if request.query_params.get("create_pr") in ("1", "true", "True"):
         raise ApiError(400, "pull requests are not supported by this hub: commit to a branch instead")
+    await run_in_threadpool(session.commit)  # ends the lookup's transaction: no connection held while the body streams
+    parser = await _read_ndjson(request)
+    return await run_in_threadpool(_commit, request, session, caller, repo, parser)
+
+
+async def _read_ndjson(request: Request) -> NdjsonCommit:
     parser = NdjsonCommit()
     pending, total = bytearray(), 0
     async for chunk in request.stream():
@@ -212,50 +230,51 @@ async def commit(request: Request, plural: str, ns: str, name: str, rest: str) -
             else:
                 parser.feed(line)
     parser.feed(pending)
-    return await run_in_threadpool(_commit, request, plural, ns, name, parser)
+    return parser
 
 
-def _commit(request: Request, plural: str, ns: str, name: str, parser: NdjsonCommit) -> dict:
+def _commit(request: Request, session: Session, p: auth.Principal, repo: Repo, parser: NdjsonCommit) -> dict:
     st = request.app.state.repos
-    with session_scope(request) as (session, p):
-        repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-        branch = raw_ref(request, repo.repo_id, "commit")
-        header, ops = parser.finish()
-        for op in ops:
-            if isinstance(op, storage.AddFile) and op.path.strip("/") == CARD_PATH:
-                error = card_error(op.content)
-                if error:
-                    raise ApiError(400, error)
-        ops = _with_lfs_sizes(session, p, repo, ops, request.app.state.lfs)
-        lfs_paths = {op.oid: op.path for op in ops if isinstance(op, storage.AddLfsFile)}
-        summary = header.get("summary") or ""
-        if not isinstance(summary, str) or not summary.strip():
-            summary = "Upload files with haven"
-        parent = header.get("parentCommit") or None
-        branches, _ = st.refs(repo.type, repo.repo_id)
-        if not any(b.name == branch for b in branches):
-            raise ApiError(
-                404,
-                f"branch {branch!r} not found in {repo.repo_id}: create it first (create_branch), "
-                "commits go to branches only",
-                "RevisionNotFound",
-            )
-        oid = st.commit(
-            repo.type,
-            repo.repo_id,
-            branch,
-            ops,
-            message=summary,
-            description=header.get("description") or "",
-            author=p.name,
-            author_email=p.user.email or f"{p.name}@users.noreply.haven",
-            parent=parent,
+    branch = raw_ref(request, repo.repo_id, "commit")
+    header, ops = parser.finish()
+    for op in ops:
+        if isinstance(op, storage.AddFile) and op.path.strip("/") == CARD_PATH:
+            error = card_error(op.content)
+            if error:
+                raise ApiError(400, error)
+    ops = _with_lfs_sizes(session, p, repo, ops, request.app.state.lfs)
+    lfs_oids = {op.oid for op in ops if isinstance(op, storage.AddLfsFile)}
+    summary = header.get("summary") or ""
+    if not isinstance(summary, str) or not summary.strip():
+        summary = "Upload files with haven"
+    parent = header.get("parentCommit") or None
+    branches, _ = st.refs(repo.type, repo.repo_id)
+    if not any(b.name == branch for b in branches):
+        raise ApiError(
+            404,
+            f"branch {branch!r} not found in {repo.repo_id}: create it first (create_branch), "
+            "commits go to branches only",
+            "RevisionNotFound",
         )
-        lfsrefs.grant(session, repo.id, lfs_paths)
-        if branch == "main":
-            index.refresh(session, st, repo)
-        url = f"{repo_url(request, repo.type, repo.repo_id)}/commit/{oid}"
-        return {"commitOid": oid, "commitUrl": url, "commitMessage": summary, "branch": quote(branch)}
+    # Listed before the branch moves, so no database failure can follow the ref update. Should the
+    # commit then fail, the repository lists objects its writer could reference anyway (grantable).
+    lfsrefs.grant(session, repo.id, lfs_oids)
+    session.commit()
+    oid = st.commit(
+        repo.type,
+        repo.repo_id,
+        branch,
+        ops,
+        message=summary,
+        description=header.get("description") or "",
+        author=p.name,
+        author_email=p.user.email or f"{p.name}@users.noreply.haven",
+        parent=parent,
+    )
+    if branch == "main":
+        index.refresh_apart(request.app.state.sessionmaker, st, repo.type, repo.repo_id)
+    url = f"{repo_url(request, repo.type, repo.repo_id)}/commit/{oid}"
+    return {"commitOid": oid, "commitUrl": url, "commitMessage": summary, "branch": quote(branch)}
 
 
 def _with_lfs_sizes(session, p, repo, ops: list, lfs) -> list:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import Depends, Request
@@ -88,8 +89,10 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_principal(request: Request, session: Session = Depends(get_session, scope="function")) -> auth.Principal:
-    """The caller; a wrong token is a 401 on every route."""
+def get_principal(
+    request: Request, session: Annotated[Session, Depends(get_session, scope="function")]
+) -> auth.Principal:
+    """The caller; a wrong token is a 401 on every route. (Routes take it as `deps.CallerDep`.)"""
     try:
         return auth.authenticate(session, request.headers.get("authorization"))
     except auth.AuthError as err:
@@ -173,7 +176,7 @@ def plural(repo_type: str) -> str:
     return repo_type + "s"
 
 
-# -- helpers for async routes that read a body first (bodies.py parses it) ---------------------------------------------
+# -- helpers for the routes that read their body themselves (bodies.py parses it) -----------------
 
 
 MAX_JSON_BODY = 16 << 20  # JSON requests (preupload, batch, settings ...) are small
@@ -194,7 +197,8 @@ async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
 
 
 class session_scope:
-    """`with session_scope(request) as (session, principal)`: commit on success."""
+    """`with session_scope(request) as (session, principal)`: commit on success. For code outside
+    a route's dependencies (the web pages, git's push hook); routes take `deps.SessionDep`."""
 
     def __init__(self, request: Request):
         self.request = request

@@ -10,6 +10,9 @@ User content never runs on the hub's origin: every file response carries
 and only types a browser shows without running anything (`INLINE_TYPES`) are served inline;
 everything else (HTML, SVG, JavaScript, XML ...) is an attachment. The file name goes into
 `Content-Disposition` per RFC 6266 / 5987: an ASCII fallback and the UTF-8 name percent-encoded.
+
+The routes are plain `def` (git reads and the database run in FastAPI's threadpool); the download
+counter is bumped in the request's session, committed before the response starts.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import update
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from .. import storage
 from ..db import Repo
 from . import lfsrefs
-from .common import SANDBOX, ApiError, BigFileResponse, load_repo, raw_tail, session_scope
+from .common import SANDBOX, ApiError, BigFileResponse, raw_tail
+from .deps import ReadableDataset, ReadableModel, SessionDep
 
 router = APIRouter()
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -52,38 +56,32 @@ def _counted(repo_type: str, path: str) -> bool:
     return path == "config.json" if repo_type == "model" else True
 
 
-def _resolve(request: Request, repo_type: str, ns: str, name: str):
-    """(repo, sha, entry, headers) for a resolve URL, raising the right 404s."""
-    with session_scope(request) as (session, p):
-        repo = load_repo(session, p, repo_type, f"{ns}/{name}")
-        repo_id, rtype, private = repo.repo_id, repo.type, repo.private
-        rev, path = raw_tail(request, repo_id, "resolve")
-        st = request.app.state.repos
-        sha = st.resolve(rtype, repo_id, rev)
-        headers = {
-            "X-Repo-Commit": sha,
-            "Accept-Ranges": "bytes",
-            "Cache-Control": "private" if private else "public",
-        }
-        try:
-            entry = st.entry(rtype, repo_id, sha, path)
-        except (storage.EntryNotFound, storage.InvalidPathError) as err:
-            raise ApiError(
-                404, f"{path} not found in {repo_id} at {rev}", "EntryNotFound", headers=headers
-            ) from err
-        if entry.type != "file":
-            raise ApiError(
-                404, f"{path} is a folder in {repo_id}, not a file", "EntryNotFound", headers=headers
-            )
-        if entry.lfs is not None and not lfsrefs.listed(session, repo.id, [entry.lfs.oid]):
-            # a pointer pushed to an object never uploaded through this repo serves nothing
-            raise ApiError(
-                404,
-                f"the LFS object of {path} was never uploaded to {repo_id}: push it with "
-                "`git lfs push --all` or upload the file again",
-                "EntryNotFound",
-                headers=headers,
-            )
+def _resolve(request: Request, session: Session, repo: Repo):
+    """(sha, path, entry, headers, content type) for a resolve URL, raising the right 404s."""
+    repo_id = repo.repo_id
+    rev, path = raw_tail(request, repo_id, "resolve")
+    st = request.app.state.repos
+    sha = st.resolve(repo.type, repo_id, rev)
+    headers = {
+        "X-Repo-Commit": sha,
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private" if repo.private else "public",
+    }
+    try:
+        entry = st.entry(repo.type, repo_id, sha, path)
+    except (storage.EntryNotFound, storage.InvalidPathError) as err:
+        raise ApiError(404, f"{path} not found in {repo_id} at {rev}", "EntryNotFound", headers=headers) from err
+    if entry.type != "file":
+        raise ApiError(404, f"{path} is a folder in {repo_id}, not a file", "EntryNotFound", headers=headers)
+    if entry.lfs is not None and not lfsrefs.listed(session, repo.id, [entry.lfs.oid]):
+        # a pointer pushed to an object never uploaded through this repo serves nothing
+        raise ApiError(
+            404,
+            f"the LFS object of {path} was never uploaded to {repo_id}: push it with "
+            "`git lfs push --all` or upload the file again",
+            "EntryNotFound",
+            headers=headers,
+        )
     if entry.lfs is not None:
         headers["ETag"] = f'"{entry.lfs.oid}"'
         headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'
@@ -93,32 +91,18 @@ def _resolve(request: Request, repo_type: str, ns: str, name: str):
     ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
     headers["Content-Disposition"] = content_disposition(path.rsplit("/", 1)[-1], ctype)
     headers["Content-Security-Policy"] = SANDBOX
-    return rtype, repo_id, sha, path, entry, headers, ctype
+    return sha, path, entry, headers, ctype
 
 
-def _count(request: Request, repo_type: str, repo_id: str) -> None:
-    ns, _, name = repo_id.partition("/")
-    with session_scope(request) as (session, _p):
-        session.execute(
-            update(Repo)
-            .where(Repo.type == repo_type, Repo.namespace == ns, Repo.name == name)
-            .values(downloads=Repo.downloads + 1)
-        )
-
-
-async def _serve(request: Request, repo_type: str, ns: str, name: str) -> Response:
-    rtype, repo_id, sha, path, entry, headers, ctype = await run_in_threadpool(
-        _resolve, request, repo_type, ns, name
-    )
-    st = request.app.state.repos
+def _serve(request: Request, session: Session, repo: Repo) -> Response:
+    sha, path, entry, headers, ctype = _resolve(request, session, repo)
     lfs = request.app.state.lfs
     if request.method == "HEAD":
         headers["Content-Length"] = str(entry.size)
         return Response(status_code=200, headers=headers, media_type=ctype)
     rng = request.headers.get("range")
-    if not rng or rng.strip() in ("bytes=0-", "bytes=0-0"):
-        if _counted(rtype, path):
-            await run_in_threadpool(_count, request, rtype, repo_id)
+    if (not rng or rng.strip() in ("bytes=0-", "bytes=0-0")) and _counted(repo.type, path):
+        session.execute(update(Repo).where(Repo.id == repo.id).values(downloads=Repo.downloads + 1))
     if entry.lfs is not None:
         if not lfs.has(entry.lfs.oid):
             raise ApiError(
@@ -128,7 +112,7 @@ async def _serve(request: Request, repo_type: str, ns: str, name: str) -> Respon
                 headers=headers,
             )
         return BigFileResponse(lfs.path(entry.lfs.oid), headers=headers, media_type=ctype)
-    data = await run_in_threadpool(st.read_blob, rtype, repo_id, sha, path)
+    data = request.app.state.repos.read_blob(repo.type, repo.repo_id, sha, path)
     if rng:
         m = RANGE_RE.fullmatch(rng.strip())
         if not m or (not m.group(1) and not m.group(2)):
@@ -148,10 +132,10 @@ async def _serve(request: Request, repo_type: str, ns: str, name: str) -> Respon
 
 
 @router.api_route("/datasets/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
-async def resolve_dataset(request: Request, ns: str, name: str, rest: str) -> Response:
-    return await _serve(request, "dataset", ns, name)
+def resolve_dataset(request: Request, repo: ReadableDataset, session: SessionDep, rest: str) -> Response:
+    return _serve(request, session, repo)
 
 
 @router.api_route("/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
-async def resolve_model(request: Request, ns: str, name: str, rest: str) -> Response:
-    return await _serve(request, "model", ns, name)
+def resolve_model(request: Request, repo: ReadableModel, session: SessionDep, rest: str) -> Response:
+    return _serve(request, session, repo)

@@ -195,6 +195,24 @@ def refresh(session: Session, store, repo: Repo) -> None:
     repo.sha = sha
 
 
+def refresh_apart(sessionmaker, store, repo_type: str, repo_id: str) -> None:
+    """`refresh` in a session of its own, for a request whose ref has already moved: whatever
+    fails here (the database included) is logged and rolled back, never raised, and leaves the
+    request's own session untouched. The stored `repo.sha` then still names the old head, which
+    marks the repository for re-indexing: the next repo info read or commit refreshes it."""
+    ns, _, name = repo_id.partition("/")
+    try:
+        with sessionmaker() as session:
+            repo = session.scalar(
+                select(Repo).where(Repo.type == repo_type, Repo.namespace == ns, Repo.name == name)
+            )
+            if repo is not None:
+                refresh(session, store, repo)
+                session.commit()
+    except Exception:
+        log.exception("index of %s not refreshed; it is re-indexed on its next read or commit", repo_id)
+
+
 def _index_head(session: Session, store, repo: Repo, sha: str) -> None:
     try:
         log_entries = store.log(repo.type, repo.repo_id, sha, limit=1)

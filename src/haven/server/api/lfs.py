@@ -12,26 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from .. import auth
+from .. import auth, storage
+from ..db import Repo
 from . import lfsrefs
-from .bodies import read_json
-from .common import (
-    SANDBOX,
-    ApiError,
-    BigFileResponse,
-    find_repo,
-    get_principal,
-    load_repo,
-    repo_url,
-    session_scope,
-)
+from .bodies import LfsBatchBody, LfsObjectBody, SafeJsonRoute, validation_message
+from .common import SANDBOX, ApiError, BigFileResponse, get_principal, repo_url, session_scope
+from .deps import CallerDep, SessionDep, git_repo
 
-router = APIRouter()
 LFS_JSON = "application/vnd.git-lfs+json"
 OID_RE = re.compile(r"^[0-9a-f]{64}$")
 # Signed transfer links (upload/download hrefs) live this long: tokens can be revoked, and a link
@@ -41,20 +37,10 @@ HASH_BATCH = 4 << 20
 
 
 def git_repo_access(request: Request, repo_type: str, ns: str, name: str, *, write: bool):
-    """(repo_id, principal, repo primary key) for git/LFS routes. Anonymous callers get 401 for
-    anything they cannot read or write (git only sends credentials after a 401); others get
-    404/403 as the API does."""
-    name = name[:-4] if name.endswith(".git") else name
+    """(repo_id, principal, repo primary key) for git routes, in a session of its own (see
+    `deps.git_repo` for the answers to anonymous callers)."""
     with session_scope(request) as (session, p):
-        repo = find_repo(session, repo_type, f"{ns}/{name}")
-        visible = repo is not None and auth.can_read(p, repo)
-        if p.anonymous and (not visible or write):
-            raise ApiError(
-                401,
-                "authentication required: use your Haven token as the password",
-                headers={"WWW-Authenticate": 'Basic realm="Haven"'},
-            )
-        repo = load_repo(session, p, repo_type, f"{ns}/{name}", write=write)
+        repo = git_repo(session, p, repo_type, ns, name, write=write)
         return repo.repo_id, p, repo.id
 
 
@@ -65,6 +51,35 @@ def _lfs_error(
     if code:
         headers["X-Error-Code"] = code
     return JSONResponse({"message": message}, status_code=status, media_type=LFS_JSON, headers=headers)
+
+
+class LfsRoute(SafeJsonRoute):
+    """The batch API, verify and locks answer every error in the Git LFS shape (`{"message"}`,
+    `application/vnd.git-lfs+json`), which git-lfs shows to its user: refusals of the caller or
+    repository (401 with `WWW-Authenticate`, 403, 404), invalid or too deep JSON and Pydantic
+    validation errors (400) alike. Other routes answer `{"error"}` (the app's handlers)."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as err:
+                return _lfs_error(err.status, err.message, err.headers, err.code)
+            except storage.StorageError as err:
+                return _lfs_error(err.status, getattr(err, "message", None) or str(err), code=err.code)
+            except RequestValidationError as err:
+                return _lfs_error(400, validation_message(list(err.errors())))
+            except HTTPException as err:
+                detail = err.detail if isinstance(err.detail, str) else "error"
+                return _lfs_error(err.status_code, detail, dict(err.headers or {}))
+
+        return route_handler
+
+
+lfs_router = APIRouter(route_class=LfsRoute)  # /{[datasets/]}{ns}/{name}[.git]/info/lfs/...
+objects_router = APIRouter(prefix="/api/lfs/objects")  # the signed transfer links
 
 
 def _valid(obj) -> bool:
@@ -78,47 +93,37 @@ def _valid(obj) -> bool:
     )
 
 
-def _batch_plan(request: Request, repo_type: str, ns: str, name: str, operation: str, objects: list):
-    """(repo_id, repo key, oids this repo may serve or reference) for a batch request.
+def _batch_repo(repo_type: str) -> Callable[..., Repo]:
+    def batch_repo(ns: str, name: str, body: LfsBatchBody, session: SessionDep, caller: CallerDep) -> Repo:
+        return git_repo(session, caller, repo_type, ns, name, write=body.operation == "upload")
 
-    Uploads of objects already stored and readable by the caller through any repository are
-    listed for this one right away (no re-upload); any other object must be uploaded through
-    this repository, which proves the caller has its bytes."""
-    repo_id, p, pk = git_repo_access(request, repo_type, ns, name, write=operation == "upload")
-    lfs = request.app.state.lfs
-    oids = {o["oid"] for o in objects if _valid(o)}
-    with session_scope(request) as (session, _p):
-        if operation == "download":
-            return repo_id, pk, lfsrefs.listed(session, pk, oids)
-        stored = {oid for oid in oids if lfs.has(oid)}
-        ok = lfsrefs.grantable(session, p, pk, stored)
-        lfsrefs.grant(session, pk, ok)
-        return repo_id, pk, ok
+    return batch_repo
 
 
-async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Response:
-    try:
-        body = await read_json(request)
-    except ApiError as err:
-        return _lfs_error(err.status, err.message)
-    if not isinstance(body, dict) or body.get("operation") not in ("upload", "download"):
-        return _lfs_error(400, "'operation' must be 'upload' or 'download'")
-    if body.get("hash_algo", "sha256") != "sha256":
+def _verify_repo(repo_type: str) -> Callable[..., Repo]:
+    def verify_repo(ns: str, name: str, session: SessionDep, caller: CallerDep) -> Repo:
+        return git_repo(session, caller, repo_type, ns, name, write=True)
+
+    return verify_repo
+
+
+def _batch(request: Request, repo: Repo, body: LfsBatchBody, session: Session, p: auth.Principal) -> Response:
+    """The batch answer. Uploads of objects already stored and readable by the caller through any
+    repository are listed for this one right away (no re-upload); any other object must be
+    uploaded through this repository, which proves the caller has its bytes."""
+    if body.hash_algo != "sha256":
         return _lfs_error(409, "only sha256 objects are supported")
-    operation = body["operation"]
-    requested = body.get("objects") or []
-    if not isinstance(requested, list):
-        return _lfs_error(400, "'objects' must be a list of {oid, size}")
-    try:
-        repo_id, pk, known = await run_in_threadpool(
-            _batch_plan, request, repo_type, ns, name, operation, requested
-        )
-    except ApiError as err:
-        return _lfs_error(err.status, err.message, err.headers, err.code)
-    settings = request.app.state.settings
+    operation, requested = body.operation, body.objects or []
     lfs = request.app.state.lfs
+    oids = {o["oid"] for o in requested if _valid(o)}
+    if operation == "download":
+        known = lfsrefs.listed(session, repo.id, oids)
+    else:
+        known = lfsrefs.grantable(session, p, repo.id, {oid for oid in oids if lfs.has(oid)})
+        lfsrefs.grant(session, repo.id, known)
+    settings = request.app.state.settings
     base = settings.public_url
-    verify_href = f"{repo_url(request, repo_type, repo_id)}.git/info/lfs/verify"
+    verify_href = f"{repo_url(request, repo.type, repo.repo_id)}.git/info/lfs/verify"
     auth_header = request.headers.get("authorization")
     objects = []
     for obj in requested:
@@ -139,7 +144,7 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
                              f"{limit} bytes per LFS object (HAVEN_MAX_LFS_OBJECT)"}
         elif operation == "upload":
             if not (oid in known and lfs.size(oid) == size):
-                query = auth.signed_query(settings.secret, "upload", oid, size, HREF_TTL, repo=pk)
+                query = auth.signed_query(settings.secret, "upload", oid, size, HREF_TTL, repo=repo.id)
                 item["actions"] = {
                     "upload": {
                         "href": f"{base}/api/lfs/objects/{oid}/{size}?{query}",
@@ -150,9 +155,9 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
                 if auth_header:
                     item["actions"]["verify"]["header"] = {"Authorization": auth_header}
         elif oid not in known or not lfs.has(oid):
-            item["error"] = {"code": 404, "message": f"object {oid} does not exist in {repo_id}"}
+            item["error"] = {"code": 404, "message": f"object {oid} does not exist in {repo.repo_id}"}
         else:
-            query = auth.signed_query(settings.secret, "download", oid, size, HREF_TTL, repo=pk)
+            query = auth.signed_query(settings.secret, "download", oid, size, HREF_TTL, repo=repo.id)
             item["actions"] = {
                 "download": {"href": f"{base}/api/lfs/objects/{oid}/{size}?{query}", "expires_in": HREF_TTL}
             }
@@ -160,33 +165,12 @@ async def _batch(request: Request, repo_type: str, ns: str, name: str) -> Respon
     return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type=LFS_JSON)
 
 
-def _listed(request: Request, repo_pk: int, oid: str) -> bool:
-    with request.app.state.sessionmaker() as session:
-        return oid in lfsrefs.listed(session, repo_pk, [oid])
-
-
-def _grant(request: Request, repo_pk: int, oid: str) -> None:
-    with request.app.state.sessionmaker() as session:
-        lfsrefs.grant(session, repo_pk, [oid])
-        session.commit()
-
-
-async def _verify(request: Request, repo_type: str, ns: str, name: str) -> Response:
-    try:
-        repo_id, _p, pk = await run_in_threadpool(git_repo_access, request, repo_type, ns, name, write=True)
-    except ApiError as err:
-        return _lfs_error(err.status, err.message, err.headers, err.code)
-    try:
-        body = await read_json(request)
-    except ApiError as err:
-        return _lfs_error(err.status, err.message)
-    if not _valid(body):
-        return _lfs_error(400, "verify needs a JSON body {oid: 64 hex digits, size: bytes}")
-    oid, size = body["oid"], body["size"]
+def _verify(request: Request, repo: Repo, body: LfsObjectBody, session: Session) -> Response:
+    oid, size = body.oid, body.size
     lfs = request.app.state.lfs
     # one answer whether the object is stored for another repository or nowhere (no oracle)
-    if not (await run_in_threadpool(_listed, request, pk, oid) and lfs.has(oid)):
-        return _lfs_error(404, f"object {oid} was not uploaded to {repo_id}")
+    if not (oid in lfsrefs.listed(session, repo.id, [oid]) and lfs.has(oid)):
+        return _lfs_error(404, f"object {oid} was not uploaded to {repo.repo_id}")
     if lfs.size(oid) != size:
         return _lfs_error(422, f"object {oid} has size {lfs.size(oid)}, not {size}")
     return JSONResponse({"oid": oid, "size": size}, media_type=LFS_JSON)
@@ -197,33 +181,49 @@ def _locks() -> Response:
 
 
 # Both URL forms (`name.git/info/lfs` and `name/info/lfs`) reach the same routes: `{name}` keeps
-# any `.git` suffix, which git_repo_access strips.
-@router.post("/datasets/{ns}/{name}/info/lfs/objects/batch")
-async def batch_dataset(request: Request, ns: str, name: str) -> Response:
-    return await _batch(request, "dataset", ns, name)
+# any `.git` suffix, which deps.git_repo strips.
+@lfs_router.post("/datasets/{ns}/{name}/info/lfs/objects/batch")
+def batch_dataset(
+    request: Request,
+    repo: Annotated[Repo, Depends(_batch_repo("dataset"))],
+    body: LfsBatchBody,
+    session: SessionDep,
+    caller: CallerDep,
+) -> Response:
+    return _batch(request, repo, body, session, caller)
 
 
-@router.post("/{ns}/{name}/info/lfs/objects/batch")
-async def batch_model(request: Request, ns: str, name: str) -> Response:
-    return await _batch(request, "model", ns, name)
+@lfs_router.post("/{ns}/{name}/info/lfs/objects/batch")
+def batch_model(
+    request: Request,
+    repo: Annotated[Repo, Depends(_batch_repo("model"))],
+    body: LfsBatchBody,
+    session: SessionDep,
+    caller: CallerDep,
+) -> Response:
+    return _batch(request, repo, body, session, caller)
 
 
-@router.post("/datasets/{ns}/{name}/info/lfs/verify")
-async def verify_dataset(request: Request, ns: str, name: str) -> Response:
-    return await _verify(request, "dataset", ns, name)
+@lfs_router.post("/datasets/{ns}/{name}/info/lfs/verify")
+def verify_dataset(
+    request: Request, repo: Annotated[Repo, Depends(_verify_repo("dataset"))], body: LfsObjectBody, session: SessionDep
+) -> Response:
+    return _verify(request, repo, body, session)
 
 
-@router.post("/{ns}/{name}/info/lfs/verify")
-async def verify_model(request: Request, ns: str, name: str) -> Response:
-    return await _verify(request, "model", ns, name)
+@lfs_router.post("/{ns}/{name}/info/lfs/verify")
+def verify_model(
+    request: Request, repo: Annotated[Repo, Depends(_verify_repo("model"))], body: LfsObjectBody, session: SessionDep
+) -> Response:
+    return _verify(request, repo, body, session)
 
 
-@router.api_route("/datasets/{ns}/{name}/info/lfs/locks{rest:path}", methods=["GET", "POST"])
+@lfs_router.api_route("/datasets/{ns}/{name}/info/lfs/locks{rest:path}", methods=["GET", "POST"])
 async def locks_dataset(ns: str, name: str, rest: str) -> Response:
     return _locks()
 
 
-@router.api_route("/{ns}/{name}/info/lfs/locks{rest:path}", methods=["GET", "POST"])
+@lfs_router.api_route("/{ns}/{name}/info/lfs/locks{rest:path}", methods=["GET", "POST"])
 async def locks_model(ns: str, name: str, rest: str) -> Response:
     return _locks()
 
@@ -269,8 +269,10 @@ def _update_all(hasher, parts: list[bytes]) -> None:
         hasher.update(part)
 
 
-@router.put("/api/lfs/objects/{oid}/{size}")
-async def upload_object(request: Request, oid: str, size: int) -> Response:
+@objects_router.put("/{oid}/{size}")
+async def upload_object(request: Request, oid: str, size: int, session: SessionDep) -> Response:
+    """Streams the bytes to disk (async: the body is read as it arrives). The session holds no
+    connection until the object is listed for the repository, after the upload."""
     repo_pk = _check(request, "upload", oid, size)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) != size:
@@ -280,18 +282,22 @@ async def upload_object(request: Request, oid: str, size: int) -> Response:
         await _drain_verified(oid, size, request.stream())
     else:
         await lfs.put_async(oid, size, request.stream())
-    await run_in_threadpool(_grant, request, repo_pk, oid)
+    await run_in_threadpool(lfsrefs.grant, session, repo_pk, [oid])
     return Response(status_code=200)
 
 
-@router.get("/api/lfs/objects/{oid}/{size}")
-async def download_object(request: Request, oid: str, size: int) -> Response:
+@objects_router.get("/{oid}/{size}")
+def download_object(request: Request, oid: str, size: int, session: SessionDep) -> Response:
     repo_pk = _check(request, "download", oid, size)
     lfs = request.app.state.lfs
-    if not lfs.has(oid) or not await run_in_threadpool(_listed, request, repo_pk, oid):
+    if not lfs.has(oid) or oid not in lfsrefs.listed(session, repo_pk, [oid]):
         raise ApiError(404, f"object {oid} does not exist on this hub", "EntryNotFound")
     headers = {"ETag": f'"{oid}"', "Content-Security-Policy": SANDBOX, "Content-Disposition": "attachment"}
     return BigFileResponse(lfs.path(oid), media_type="application/octet-stream", headers=headers)
 
 
-__all__ = ["router", "git_repo_access", "get_principal"]
+router = APIRouter()
+router.include_router(lfs_router)
+router.include_router(objects_router)
+
+__all__ = ["router", "git_repo_access", "get_principal", "LfsRoute"]

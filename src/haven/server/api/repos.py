@@ -1,34 +1,38 @@
-"""Repositories: create, delete, move, settings, info, tree, paths-info (refs and commits: refs.py)."""
+"""Repositories: create, delete, move, settings, info, tree, paths-info (refs and commits: refs.py).
+
+Two routers: `/api/repos/...` (create, delete, move: the repository is named in the body) and
+`/api/{plural}/{ns}/{name}...` (the repository is named in the path); `router` holds both.
+"""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from datetime import UTC, datetime
+from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import auth, storage
 from ..db import Org, Repo, User, utcnow
 from . import index
-from .bodies import SafeJsonRoute, read_json_object
-from .common import (
-    ApiError,
-    find_repo,
-    get_principal,
-    get_session,
-    load_repo,
-    raw_ref,
-    raw_tail,
-    repo_not_found,
-    repo_url,
-    require_user,
+from .bodies import (
+    CreateRepoBody,
+    MoveRepoBody,
+    PathsInfoBody,
+    RepoSettingsBody,
+    SafeJsonRoute,
+    read_json_object,
+    validated,
 )
-from .deps import repo_type_of
+from .common import ApiError, find_repo, raw_ref, raw_tail, repo_not_found, repo_url, require_user
+from .deps import CallerDep, ReadableRepo, RepoToDelete, RepoToMove, SessionDep, WritableRepo
 
-router = APIRouter(route_class=SafeJsonRoute)
+repos_router = APIRouter(prefix="/api/repos", route_class=SafeJsonRoute)
+repo_router = APIRouter(prefix="/api/{plural}/{ns}/{name}", route_class=SafeJsonRoute)
 TREE_PAGE = 1000
 TREE_PAGE_EXPANDED = 100
 
@@ -63,16 +67,6 @@ def refresh_index(request: Request, session: Session, repo: Repo) -> None:
 # -- create / delete / move / settings ------------------------------------------------------------
 
 
-def _visibility(body: dict) -> bool:
-    private = body.get("private")
-    visibility = body.get("visibility")
-    if visibility is not None:
-        if visibility not in ("public", "private"):
-            raise ApiError(400, f"invalid visibility {visibility!r}: use 'public' or 'private'")
-        return visibility == "private"
-    return bool(private)
-
-
 def _namespace_exists(session: Session, ns: str) -> bool:
     return bool(
         session.scalar(select(User.id).where(User.name == ns))
@@ -80,26 +74,12 @@ def _namespace_exists(session: Session, ns: str) -> bool:
     )
 
 
-@router.post("/api/repos/create")
-def create_repo(
-    request: Request,
-    body: dict = Body(...),
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> dict:
+@repos_router.post("/create")
+def create_repo(request: Request, body: CreateRepoBody, session: SessionDep, p: CallerDep) -> dict:
     require_user(p)
-    repo_type = body.get("type") or "model"
-    if repo_type not in ("model", "dataset"):
-        raise ApiError(
-            400, f"unsupported repository type {repo_type!r}: this hub serves 'model' and 'dataset'"
-        )
-    name = body.get("name")
-    if not isinstance(name, str) or not name:
-        raise ApiError(400, "missing 'name': the repository name")
-    ns = body.get("organization") or p.name
-    if "/" in name:
-        ns, _, name = name.partition("/")
-    repo_id = f"{ns}/{name}"
+    repo_type = body.type or "model"
+    repo_id = body.repo_id(p.name)
+    ns, _, name = repo_id.partition("/")
     check_repo_id(repo_id)
     if not _namespace_exists(session, ns):
         raise ApiError(404, f"no user or organization named {ns!r}")
@@ -113,7 +93,6 @@ def create_repo(
         raise ApiError(
             403, "this token is read-only: use a token with the 'write' role to create repositories"
         )
-    private = _visibility(body)
     url = repo_url(request, repo_type, repo_id)
     if find_repo(session, repo_type, repo_id) is not None:
         raise ApiError(409, f"You already created this {repo_type} repo: {repo_id}", extra={"url": url})
@@ -122,28 +101,19 @@ def create_repo(
     # adopt it. Otherwise the repository is created and kept only if its row is committed.
     creating = nullcontext() if st.exists(repo_type, repo_id) else st.creating(repo_type, repo_id, author=p.name)
     with creating:
-        repo = Repo(type=repo_type, namespace=ns, name=name, private=private, created_at=utcnow(), tags=[])
+        repo = Repo(
+            type=repo_type, namespace=ns, name=name, private=body.is_private(), created_at=utcnow(), tags=[]
+        )
         session.add(repo)
         index.refresh(session, st, repo)
         session.commit()
     return {"url": url, "name": repo_id, "id": repo_id}
 
 
-@router.delete("/api/repos/delete")
-def delete_repo(
-    request: Request,
-    body: dict = Body(...),
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> Response:
-    repo_type = body.get("type") or "model"
-    name = body.get("name") or ""
-    ns = body.get("organization") or p.name
-    if "/" in name:
-        ns, _, name = name.partition("/")
-    repo = load_repo(session, p, repo_type, f"{ns}/{name}", write=True)
+@repos_router.delete("/delete")
+def delete_repo(request: Request, repo: RepoToDelete, session: SessionDep) -> Response:
     try:
-        with store(request).deleting(repo_type, repo.repo_id):  # put back if the row stays
+        with store(request).deleting(repo.type, repo.repo_id):  # put back if the row stays
             session.delete(repo)
             session.commit()
     except storage.RepoNotFound:  # a row without its git directory (left by an older version): drop the row
@@ -152,42 +122,27 @@ def delete_repo(
     return Response(status_code=200)
 
 
-@router.post("/api/repos/move")
-def move_repo(
-    request: Request,
-    body: dict = Body(...),
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> dict:
-    repo_type = body.get("type") or "model"
-    src, dst = body.get("fromRepo") or "", body.get("toRepo") or ""
-    repo = load_repo(session, p, repo_type, src, write=True)
+@repos_router.post("/move")
+def move_repo(request: Request, repo: RepoToMove, body: MoveRepoBody, session: SessionDep, p: CallerDep) -> dict:
+    src, dst = repo.repo_id, body.toRepo
     check_repo_id(dst)
     new_ns, _, new_name = dst.partition("/")
     if not auth.can_write_namespace(p, new_ns):
         raise ApiError(403, f"you ({p.name}) may not move repositories into {new_ns!r}")
-    if find_repo(session, repo_type, dst) is not None:
-        raise ApiError(409, f"a {repo_type} repo named {dst} already exists")
-    with store(request).moving(repo_type, src, dst):  # renamed back if the row is not
+    if find_repo(session, repo.type, dst) is not None:
+        raise ApiError(409, f"a {repo.type} repo named {dst} already exists")
+    with store(request).moving(repo.type, src, dst):  # renamed back if the row is not
         repo.namespace, repo.name = new_ns, new_name
         session.commit()
-    return {"url": repo_url(request, repo_type, dst)}
+    return {"url": repo_url(request, repo.type, dst)}
 
 
-@router.put("/api/{plural}/{ns}/{name}/settings")
-def update_settings(
-    plural: str,
-    ns: str,
-    name: str,
-    body: dict = Body(...),
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> dict:
-    repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}", write=True)
-    if "private" in body or "visibility" in body:
-        repo.private = _visibility(body)
-    if body.get("gated") not in (None, False):
+@repo_router.put("/settings")
+def update_settings(repo: WritableRepo, body: RepoSettingsBody) -> dict:
+    if body.gated not in (None, False):
         raise ApiError(400, "gated repositories are not supported by this hub")
+    if body.model_fields_set & {"private", "visibility"}:
+        repo.private = body.is_private()
     return {"private": repo.private}
 
 
@@ -263,37 +218,17 @@ def transformers_info(repo: Repo, files: list[str]) -> dict | None:
     return info
 
 
-@router.get("/api/{plural}/{ns}/{name}")
-def repo_info(
-    request: Request,
-    plural: str,
-    ns: str,
-    name: str,
-    blobs: bool = False,
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> dict:
-    return repo_info_at(request, plural, ns, name, None, blobs, session, p)
+@repo_router.get("")
+def repo_info(request: Request, repo: ReadableRepo, session: SessionDep, blobs: bool = False) -> dict:
+    """Repo info at the head of main (and a refresh of the index, should a push have outrun it)."""
+    refresh_index(request, session, repo)
+    sha = store(request).resolve(repo.type, repo.repo_id, "main")
+    return info_payload(request, repo, sha, blobs=blobs)
 
 
-@router.get("/api/{plural}/{ns}/{name}/revision/{rest:path}")
-def repo_info_at(
-    request: Request,
-    plural: str,
-    ns: str,
-    name: str,
-    rest: str | None,
-    blobs: bool = False,
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
-) -> dict:
-    """Repo info at a revision; `rest` None means the default branch (and refreshes the index)."""
-    repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
-    if rest is None:
-        refresh_index(request, session, repo)
-        rev = "main"
-    else:
-        rev = raw_ref(request, repo.repo_id, "revision")  # quoted, or with its slashes unquoted
+@repo_router.get("/revision/{rest:path}")
+def repo_info_at(request: Request, repo: ReadableRepo, rest: str, blobs: bool = False) -> dict:
+    rev = raw_ref(request, repo.repo_id, "revision")  # quoted, or with its slashes unquoted
     sha = store(request).resolve(repo.type, repo.repo_id, rev)
     return info_payload(request, repo, sha, blobs=blobs)
 
@@ -318,21 +253,16 @@ def tree_item(entry, last: dict | None = None) -> dict:
     return item
 
 
-@router.get("/api/{plural}/{ns}/{name}/tree/{rest:path}")
+@repo_router.get("/tree/{rest:path}")
 def list_tree(
     request: Request,
-    plural: str,
-    ns: str,
-    name: str,
+    repo: ReadableRepo,
     rest: str,
     recursive: bool = False,
     expand: bool = False,
     cursor: int = 0,
     limit: int | None = None,
-    session: Session = Depends(get_session, scope="function"),
-    p: auth.Principal = Depends(get_principal),
 ) -> Response:
-    repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
     rev, path = raw_tail(request, repo.repo_id, "tree")
     st = store(request)
     sha = st.resolve(repo.type, repo.repo_id, rev)
@@ -354,8 +284,6 @@ def list_tree(
         tail = f"/{quote(path)}" if path else ""
         url = f"{repo_url_api(request, repo)}/tree/{quote(rev, safe='')}{tail}?{urlencode(query)}"
         headers["Link"] = f'<{url}>; rel="next"'
-    from fastapi.responses import JSONResponse
-
     return JSONResponse(items, headers=headers)
 
 
@@ -363,49 +291,48 @@ def repo_url_api(request: Request, repo: Repo) -> str:
     return f"{request.app.state.settings.public_url}/api/{repo.type}s/{repo.repo_id}"
 
 
-@router.post("/api/{plural}/{ns}/{name}/paths-info/{rest:path}")
-async def paths_info(request: Request, plural: str, ns: str, name: str, rest: str) -> list:
-    """Reads a JSON or form body (the client sends a form), then works in a worker thread."""
-    from starlette.concurrency import run_in_threadpool
-
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("application/json"):
-        body = await read_json_object(request)
-        paths, expand = body.get("paths", []), bool(body.get("expand"))
+async def paths_info_body(request: Request) -> PathsInfoBody:
+    """The paths-info body: a form (huggingface_hub sends `paths=a&paths=b&expand=True`) or JSON,
+    read on the event loop and checked as `PathsInfoBody` (400 naming the field)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        data = await read_json_object(request)
     else:
         form = await request.form()
-        paths = form.getlist("paths")
-        expand = str(form.get("expand", "")).lower() in ("1", "true")
-    if isinstance(paths, str):
-        paths = [paths]
-    if not isinstance(paths, list) or not all(isinstance(x, str) for x in paths):
-        raise ApiError(400, "'paths' must be a list of file paths (strings)")
-    return await run_in_threadpool(_paths_info, request, plural, ns, name, paths, expand)
+        data = {"paths": form.getlist("paths")}
+        if "expand" in form:
+            data["expand"] = form["expand"]
+    if isinstance(data.get("paths"), str):
+        data["paths"] = [data["paths"]]
+    return validated(PathsInfoBody, data)
 
 
-def _paths_info(request: Request, plural: str, ns: str, name: str, paths: list[str], expand: bool) -> list:
-    session: Session = request.app.state.sessionmaker()
-    try:
-        p = get_principal(request, session)
-        repo = load_repo(session, p, repo_type_of(plural), f"{ns}/{name}")
-        rev, _ = raw_tail(request, repo.repo_id, "paths-info")
-        st = store(request)
-        sha = st.resolve(repo.type, repo.repo_id, rev)
-        found = []
-        for path in paths:
-            try:
-                found.append(st.entry(repo.type, repo.repo_id, sha, path.strip("/")))
-            except (storage.EntryNotFound, storage.InvalidPathError):
-                continue
-        last = (
-            st.last_commit_for(repo.type, repo.repo_id, sha, [e.path for e in found])
-            if expand and found
-            else None
-        )
-        return [tree_item(e, last) for e in found]
-    finally:
-        session.close()
+@repo_router.post("/paths-info/{rest:path}", openapi_extra={"requestBody": {"content": {
+    "application/x-www-form-urlencoded": {"schema": PathsInfoBody.model_json_schema()},
+    "application/json": {"schema": PathsInfoBody.model_json_schema()},
+}}})
+def paths_info(
+    request: Request, repo: ReadableRepo, rest: str, body: Annotated[PathsInfoBody, Depends(paths_info_body)]
+) -> list:
+    rev, _ = raw_tail(request, repo.repo_id, "paths-info")
+    st = store(request)
+    sha = st.resolve(repo.type, repo.repo_id, rev)
+    found = []
+    for path in body.paths:
+        try:
+            found.append(st.entry(repo.type, repo.repo_id, sha, path.strip("/")))
+        except (storage.EntryNotFound, storage.InvalidPathError):
+            continue
+    last = (
+        st.last_commit_for(repo.type, repo.repo_id, sha, [e.path for e in found])
+        if body.expand and found
+        else None
+    )
+    return [tree_item(e, last) for e in found]
 
+
+router = APIRouter()
+router.include_router(repos_router)
+router.include_router(repo_router)
 
 __all__ = [
     "router", "repo_not_found", "iso", "repo_summary", "check_repo_id", "refresh_index", "transformers_info",

@@ -24,7 +24,7 @@ from .common import REPO_TYPES, ApiError, NoSuchRoute
 from .deps import CallerDep, SessionDep
 from .repos import info_payload, repo_summary, transformers_info
 
-router = APIRouter()
+router = APIRouter(prefix="/api")
 MAX_PAGE = 1000
 
 COMMON_PARAMS = (
@@ -272,7 +272,7 @@ def expanded(request: Request, repo: Repo, keys: list[str]) -> dict:
     return data
 
 
-@router.get("/api/{plural}")
+@router.get("/{plural}")
 def list_repos(request: Request, plural: str, session: SessionDep, p: CallerDep) -> JSONResponse:
     if plural not in REPO_TYPES:
         raise NoSuchRoute()  # /api/spaces, /api/collections ...

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from .. import auth
-from .common import get_principal, require_user
+from .common import require_user
+from .deps import CallerDep
 
-router = APIRouter()
+router = APIRouter(prefix="/api")
 
 
-@router.get("/api/whoami-v2")
-def whoami(p: auth.Principal = Depends(get_principal)) -> dict:
+@router.get("/whoami-v2")
+def whoami(p: CallerDep) -> dict:
     require_user(p)
     user = p.user
     return {
