@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .db import Membership, Org, Repo, Token, User, WebSession, utcnow
@@ -197,7 +197,9 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
         raise AuthError("invalid token: its user no longer exists")
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
-        row.last_used_at = now  # committed with the request's session
+        # its own short transaction: a request refused later (403, 404 ...) is still a use
+        with session.get_bind().begin() as conn:
+            conn.execute(update(Token).where(Token.id == row.id).values(last_used_at=now))
     return principal_for(session, user, role=row.role, token_name=row.name)
 
 
