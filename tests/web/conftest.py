@@ -144,3 +144,31 @@ def site(hub_server) -> Site:
                     repo_type="dataset")
     stranger = hub_server.create_user(unique_name("stranger"))
     return Site(hub_server.url, owner, token, api, first, second, v1, v2, hostile_commit, stranger)
+
+
+# -- a real browser (Playwright driving Debian's chromium, headless) for the browser tests -------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium for one test module (the tests skip when /usr/bin/chromium is missing)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    yield pg
+    context.close()
