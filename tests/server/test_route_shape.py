@@ -251,6 +251,8 @@ def test_lfs_routes_answer_in_the_lfs_shape(hub):
     assert missing.status_code == 404 and "message" in missing.json()
     verify = client.post("/ada/x.git/info/lfs/verify", json={"oid": "A" * 64, "size": True}, headers=headers)
     assert verify.status_code == 400 and "oid" in verify.json()["message"] and "size" in verify.json()["message"]
+    newline = client.post("/ada/x.git/info/lfs/verify", json={"oid": "a" * 64 + "\n", "size": 1}, headers=headers)
+    assert newline.status_code == 400 and "oid" in newline.json()["message"]
 
 
 def test_a_commit_checks_its_caller_before_reading_the_body(hub):

@@ -249,7 +249,8 @@ class LfsBatchBody(BaseModel):
 class LfsObjectBody(BaseModel):
     """verify: the object an upload stored."""
 
-    oid: str = Field(pattern=r"\A[0-9a-f]{64}\z", description="sha256, 64 hex digits")
+    # `$` is the end of the text in pydantic's (Rust) regex engine: no trailing newline passes
+    oid: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256, 64 hex digits")
     size: NonNegative
 
 
