@@ -51,12 +51,12 @@ def test_errors_say_what_to_do(bert_masked_lm_dir, tmp_path):
     assert "--top-k" in help_text and "--json" in help_text
 
 
-def test_errors_name_the_commands_flags_not_python_arguments(gpt2_dir):
-    """A runtime error says `lower max_new_tokens`; on the command line that is --max-new-tokens."""
-    out = haven("run", "text-generation", "-m", gpt2_dir, "hello there", "--max-new-tokens", "100000")
+def test_errors_name_the_commands_flags_not_python_arguments(bert_masked_lm_dir):
+    """The pipeline says `top_k must be a positive integer`; on the command line that is --top-k."""
+    out = haven("run", "fill-mask", "-m", bert_masked_lm_dir, "a [MASK] day", "--top-k", "0")
     assert out.returncode == 1
-    assert "--max-new-tokens" in out.stderr, out.stderr
-    assert "max_new_tokens" not in out.stderr
+    assert "--top-k must be a positive integer" in out.stderr, out.stderr
+    assert "top_k" not in out.stderr
     assert "Traceback" not in out.stderr
 
 
