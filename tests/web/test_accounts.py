@@ -223,3 +223,28 @@ def test_like_button(hub_server, member, site):
     secret = f"/{site.owner}/secret-model"
     r = client.post(f"{secret}/like", data={"action": "like", "csrf": csrf_of(page, f"{repo}/like")})
     assert r.status_code == 404
+
+
+def test_replaced_and_expired_sessions(hub_server):
+    first, second = unique_name("switch"), unique_name("switch")
+    client = browser(hub_server.url)
+    sign_up(client, first)
+    sign_up(browser(hub_server.url), second)
+    old = client.cookies["haven_session"]
+    assert sign_in(client, second).status_code == 303  # signing in as someone else ends the first session
+    assert httpx.get(f"{hub_server.url}/settings/tokens", cookies={"haven_session": old}).status_code == 303
+    assert f'class="me" href="/{second}"' in client.get("/").text
+    from sqlalchemy import text
+
+    with hub_server._sessionmaker()() as session:  # 30 days pass
+        session.execute(text("UPDATE sessions SET expires_at = '2000-01-01 00:00:00' WHERE user_id = "
+                             "(SELECT id FROM users WHERE name = :n)"), {"n": second})
+        session.commit()
+    r = client.get("/settings/tokens")
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert 'href="/login"' in client.get("/").text
+    sign_in(browser(hub_server.url), second)  # a new session; expired ones are forgotten
+    with hub_server._sessionmaker()() as session:
+        left = session.execute(text("SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id "
+                                    "WHERE u.name = :n"), {"n": second}).scalar()
+    assert left == 1  # only the new one: the two expired rows are gone

@@ -273,6 +273,7 @@ def create_session(session: Session, user: User) -> str:
     """A new browser session for `user`; returns the id for the cookie (only its hash is stored)."""
     sid = secrets.token_urlsafe(32)
     now = utcnow()
+    session.execute(delete(WebSession).where(WebSession.expires_at <= now))  # forget expired sessions
     session.add(WebSession(id_hash=hash_token(sid), user_id=user.id, created_at=now, last_seen_at=now,
                            expires_at=now + timedelta(days=SESSION_DAYS)))
     session.flush()

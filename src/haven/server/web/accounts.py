@@ -34,8 +34,10 @@ def _anonymous_form(request: Request, template: str, status_code: int = 200, hea
     return response
 
 
-def _signed_in_redirect(request: Request, session, user: User, target: str) -> Response:
+def _signed_in_redirect(request: Request, session, viewer: Viewer, user: User, target: str) -> Response:
     response = RedirectResponse(sessions.safe_next(target), status_code=303)
+    if viewer.web_session is not None:  # signing in as someone else ends the session before
+        session.delete(viewer.web_session)
     sessions.start_session(request, response, session, user)
     return response
 
@@ -54,7 +56,7 @@ def join_page(request: Request) -> Response:
 @router.post("/join")
 def join(request: Request, name: str = Form(""), password: str = Form(""), password2: str = Form(""),
          csrf: str = Form("")) -> Response:
-    with viewing(request) as (session, _viewer):
+    with viewing(request) as (session, viewer):
         if not request.app.state.settings.signup:
             raise ApiError(403, SIGNUP_OFF)
         sessions.check_anonymous_csrf(request, csrf)
@@ -64,7 +66,7 @@ def join(request: Request, name: str = Form(""), password: str = Form(""), passw
             user = auth.create_user(session, name.strip(), password=password)
         except ValueError as err:  # PasswordError is one
             return _anonymous_form(request, "join.html", status_code=400, error=str(err), name=name)
-        return _signed_in_redirect(request, session, user, "/")
+        return _signed_in_redirect(request, session, viewer, user, "/")
 
 
 # -- sign-in and sign-out --------------------------------------------------------------------------
@@ -79,7 +81,7 @@ def login_page(request: Request) -> Response:
 @router.post("/login")
 def login(request: Request, name: str = Form(""), password: str = Form(""), csrf: str = Form(""),
           next: str = Form("/")) -> Response:  # noqa: A002 - the form field's name
-    with viewing(request) as (session, _viewer):
+    with viewing(request) as (session, viewer):
         sessions.check_anonymous_csrf(request, csrf)
         limiter, keys = sessions.limiter(request), sessions.login_keys(request, name.strip())
         wait = limiter.wait(keys)
@@ -95,7 +97,7 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), csrf
             return _anonymous_form(request, "login.html", status_code=401, error="wrong user name or password",
                                    name=name, next=sessions.safe_next(next))
         limiter.forget(keys[1])
-        return _signed_in_redirect(request, session, user, next)
+        return _signed_in_redirect(request, session, viewer, user, next)
 
 
 @router.post("/logout")
