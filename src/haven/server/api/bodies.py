@@ -3,8 +3,10 @@
 Every JSON body is parsed by `parse_json`, off the event loop: a nesting deeper than
 `MAX_JSON_DEPTH` is refused (400) before `json.loads` sees it, so 100,000 nested brackets cost a
 linear scan, not a stack overflow. Routes with a Pydantic body get this through `SafeJsonRoute`
-(set as each router's `route_class`); routes that read their body themselves call `read_json`.
-Pydantic validation errors become the 400s clients read (see the app's handler).
+(set as each router's `route_class`); paths-info, which takes a form or JSON, reads its body in a
+dependency (`read_json_object`), and the NDJSON commit parses each line with `parse_json`.
+Pydantic validation errors become the 400s clients read (see the app's handler, and
+`lfs.LfsRoute` for the LFS-shaped ones of the batch API).
 """
 
 from __future__ import annotations
@@ -68,12 +70,6 @@ def parse_json(raw: bytes | str) -> Any:
         raise ApiError(400, too_deep(depth)) from err
     except ValueError as err:
         raise ApiError(400, f"the request body is not valid JSON: {err}") from err
-
-
-async def read_json(request: Request, limit: int | None = None) -> Any:
-    """The request's JSON body (any JSON value), bounded in size and depth, parsed off the loop."""
-    raw = await (read_body(request) if limit is None else read_body(request, limit))
-    return await run_in_threadpool(parse_json, raw)
 
 
 async def read_json_object(request: Request) -> dict:
@@ -255,7 +251,7 @@ class LfsObjectBody(BaseModel):
 
 
 __all__ = [
-    "MAX_JSON_DEPTH", "MAX_YAML_BODY", "json_depth", "parse_json", "read_json", "read_json_object",
+    "MAX_JSON_DEPTH", "MAX_YAML_BODY", "json_depth", "parse_json", "read_json_object",
     "validation_message", "validated", "SafeJsonRoute", "ValidateYamlBody", "PreuploadFile", "PreuploadBody",
     "CreateBranchBody", "CreateTagBody", "RepoNameBody", "CreateRepoBody", "DeleteRepoBody", "MoveRepoBody",
     "RepoSettingsBody", "PathsInfoBody", "LfsBatchBody", "LfsObjectBody",

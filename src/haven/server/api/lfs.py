@@ -25,7 +25,7 @@ from .. import auth, storage
 from ..db import Repo
 from . import lfsrefs
 from .bodies import LfsBatchBody, LfsObjectBody, SafeJsonRoute, validation_message
-from .common import SANDBOX, ApiError, BigFileResponse, get_principal, repo_url, session_scope
+from .common import SANDBOX, ApiError, BigFileResponse, repo_url, session_scope
 from .deps import CallerDep, SessionDep, git_repo
 
 LFS_JSON = "application/vnd.git-lfs+json"
@@ -300,4 +300,4 @@ router = APIRouter()
 router.include_router(lfs_router)
 router.include_router(objects_router)
 
-__all__ = ["router", "git_repo_access", "get_principal", "LfsRoute"]
+__all__ = ["router", "git_repo_access", "LfsRoute"]
