@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import db
 from .api import unsupported
-from .api.bodies import MAX_YAML_BODY
+from .api.bodies import MAX_YAML_BODY, validation_message
 from .api.common import ApiError, NoSuchRoute, error_response
 from .settings import Settings
 
@@ -165,11 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, err: RequestValidationError):
-        parts = []
-        for e in err.errors():
-            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
-        return error_response(ApiError(400, "invalid request: " + "; ".join(parts)))
+        return error_response(ApiError(400, validation_message(err.errors())))
 
     @app.exception_handler(NoSuchRoute)
     async def _no_route(request: Request, _err: NoSuchRoute):

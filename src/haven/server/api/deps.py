@@ -33,7 +33,7 @@ CallerDep = Annotated[auth.Principal, Depends(get_principal)]
 def repo_type_of(plural: str) -> str:
     """`models` -> `model`, `datasets` -> `dataset`; anything else is no route of this hub."""
     if plural not in REPO_TYPES:
-        raise NoSuchRoute()  # /api/spaces/..., /api/users/NAME/likes ...
+        raise NoSuchRoute()  # /api/spaces/..., /api/kernels/...
     return REPO_TYPES[plural]
 
 
