@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import unicodedata
 from urllib.parse import parse_qs, unquote, urlparse
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
+from fixtures.server import health_during as _health_during
 from fixtures.server import unique_name
 
 HEALTH_BUDGET = 0.2  # seconds: /api/health answers within this during every attack
@@ -40,32 +40,6 @@ def ctx(hub_server):
 
 def _auth(ctx) -> dict:
     return {"authorization": f"Bearer {ctx['token']}"}
-
-
-def _health_during(url: str, attack, probes: int = 6) -> list[float]:
-    """Start `attack()` in a thread, then time /api/health from this thread while it runs."""
-    done = threading.Event()
-
-    def run():
-        try:
-            attack()
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    time.sleep(0.3)  # the attack's body is sent and being worked on
-    times = []
-    with httpx.Client(timeout=60) as client:
-        for _ in range(probes):
-            if done.is_set() and times:
-                break
-            start = time.perf_counter()
-            assert client.get(f"{url}/api/health").status_code == 200
-            times.append(time.perf_counter() - start)
-            time.sleep(0.1)
-    thread.join(timeout=120)
-    return times
 
 
 # -- H1: nothing blocks the event loop ------------------------------------------------------------
