@@ -21,7 +21,7 @@ from ..api.common import SANDBOX, ApiError, NoSuchRoute, load_repo, raw_ref, raw
 from ..api.likes import likes_of, set_like
 from ..api.repos import transformers_info
 from ..db import Org, User
-from . import accounts, listing
+from . import accounts, listing, publish
 from .cardinfo import card_info
 from .diff import commit_changes
 from .markdown import highlight_file, pygments_css, render_card
@@ -288,6 +288,7 @@ def _bind(view: Callable, repo_type: str, param: str | None) -> Callable:
 
 
 router.include_router(accounts.router)  # /join, /login, /settings/...: before /{owner}/{name}
+router.include_router(publish.router)  # /new, upload, edit, delete, settings: before /{owner}/{name}
 _register()
 
 
