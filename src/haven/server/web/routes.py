@@ -288,6 +288,7 @@ def _bind(view: Callable, repo_type: str, param: str | None) -> Callable:
 
 
 router.include_router(accounts.router)  # /join, /login, /settings/...: before /{owner}/{name}
+router.include_router(orgs.router)  # /organizations/..., /admin/users: before /{owner}/{name}
 router.include_router(publish.router)  # /new, upload, edit, delete, settings: before /{owner}/{name}
 _register()
 
