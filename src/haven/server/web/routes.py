@@ -21,7 +21,7 @@ from ..api.common import SANDBOX, ApiError, NoSuchRoute, load_repo, raw_ref, raw
 from ..api.likes import likes_of, set_like
 from ..api.repos import transformers_info
 from ..db import Org, User
-from . import accounts, listing, publish
+from . import accounts, listing, orgs, publish
 from .cardinfo import card_info
 from .diff import commit_changes
 from .markdown import highlight_file, pygments_css, render_card
