@@ -57,6 +57,26 @@ def looks_binary(sample: bytes) -> bool:
     return False
 
 
+def gitattributes_at(st, repo: Repo, sha: str | None) -> str:
+    """The text of `.gitattributes` at commit `sha` ("" when there is none, or no commit yet)."""
+    if not sha:
+        return ""
+    try:
+        return st.read_blob(repo.type, repo.repo_id, sha, ".gitattributes").decode("utf-8", "replace")
+    except storage.EntryNotFound:
+        return ""
+
+
+def upload_mode(attrs: str, path: str, size: int, sample: bytes) -> str:
+    """'lfs' or 'regular' for a file about to be uploaded, as the Hub decides: empty files are
+    regular; large files, files `.gitattributes` tracks with LFS and binary files go to LFS."""
+    if size == 0:
+        return "regular"
+    if size >= LFS_THRESHOLD or is_lfs_tracked(attrs, path) or looks_binary(sample[:512]):
+        return "lfs"
+    return "regular"
+
+
 @router.post("/{plural}/{ns}/{name}/preupload/{rest:path}")
 def preupload(request: Request, repo: WritableRepo, rest: str, body: PreuploadBody) -> dict:
     rev = raw_ref(request, repo.repo_id, "preupload")
@@ -65,12 +85,7 @@ def preupload(request: Request, repo: WritableRepo, rest: str, body: PreuploadBo
         sha = st.resolve(repo.type, repo.repo_id, rev)
     except storage.RevisionNotFound:
         sha = None  # a branch about to be created: nothing to compare against
-    attrs = ""
-    if sha:
-        try:
-            attrs = st.read_blob(repo.type, repo.repo_id, sha, ".gitattributes").decode("utf-8", "replace")
-        except storage.EntryNotFound:
-            attrs = ""
+    attrs = gitattributes_at(st, repo, sha)
     out = []
     for f in body.files:
         path, size = f.path, f.size or 0
@@ -78,12 +93,7 @@ def preupload(request: Request, repo: WritableRepo, rest: str, body: PreuploadBo
             sample = base64.b64decode(f.sample)
         except (binascii.Error, ValueError) as err:
             raise ApiError(400, f"'sample' of {path!r} is not valid base64") from err
-        if size == 0:
-            mode = "regular"
-        elif size >= LFS_THRESHOLD or is_lfs_tracked(attrs, path) or looks_binary(sample[:512]):
-            mode = "lfs"
-        else:
-            mode = "regular"
+        mode = upload_mode(attrs, path, size, sample)
         item = {"path": path, "uploadMode": mode, "shouldIgnore": False}
         if sha:
             try:
@@ -234,9 +244,25 @@ async def _read_ndjson(request: Request) -> NdjsonCommit:
 
 
 def _commit(request: Request, session: Session, p: auth.Principal, repo: Repo, parser: NdjsonCommit) -> dict:
-    st = request.app.state.repos
     branch = raw_ref(request, repo.repo_id, "commit")
     header, ops = parser.finish()
+    summary = header.get("summary") or ""
+    if not isinstance(summary, str):
+        summary = ""
+    return commit_files(
+        request, session, p, repo, branch, ops, summary=summary,
+        description=header.get("description") or "", parent=header.get("parentCommit") or None,
+    )
+
+
+def commit_files(
+    request: Request, session: Session, p: auth.Principal, repo: Repo, branch: str, ops: list, *,
+    summary: str, description: str = "", parent: str | None = None,
+) -> dict:
+    """One commit of `ops` on `branch`, by `p`, for the API and the web pages alike: the card is
+    checked, LFS objects must be ones `p` may reference from `repo`, and with `parent` the branch
+    head must still be that commit (StaleParentError otherwise). Returns the API's answer."""
+    st = request.app.state.repos
     for op in ops:
         if isinstance(op, storage.AddFile) and op.path.strip("/") == CARD_PATH:
             error = card_error(op.content)
@@ -244,10 +270,8 @@ def _commit(request: Request, session: Session, p: auth.Principal, repo: Repo, p
                 raise ApiError(400, error)
     ops = _with_lfs_sizes(session, p, repo, ops, request.app.state.lfs)
     lfs_oids = {op.oid for op in ops if isinstance(op, storage.AddLfsFile)}
-    summary = header.get("summary") or ""
-    if not isinstance(summary, str) or not summary.strip():
+    if not summary.strip():
         summary = "Upload files with haven"
-    parent = header.get("parentCommit") or None
     branches, _ = st.refs(repo.type, repo.repo_id)
     if not any(b.name == branch for b in branches):
         raise ApiError(
@@ -266,7 +290,7 @@ def _commit(request: Request, session: Session, p: auth.Principal, repo: Repo, p
         branch,
         ops,
         message=summary,
-        description=header.get("description") or "",
+        description=description,
         author=p.name,
         author_email=p.user.email or f"{p.name}@users.noreply.haven",
         parent=parent,

@@ -74,11 +74,12 @@ def _namespace_exists(session: Session, ns: str) -> bool:
     )
 
 
-@repos_router.post("/create")
-def create_repo(request: Request, body: CreateRepoBody, session: SessionDep, p: CallerDep) -> dict:
+def create_repository(
+    request: Request, session: Session, p: auth.Principal, repo_type: str, repo_id: str, private: bool
+) -> Repo:
+    """A new repository `repo_id` owned by `p`'s namespace or one of its organisations (the API's
+    create and the web's /new): name, namespace, membership and role checked; 409 if it exists."""
     require_user(p)
-    repo_type = body.type or "model"
-    repo_id = body.repo_id(p.name)
     ns, _, name = repo_id.partition("/")
     check_repo_id(repo_id)
     if not _namespace_exists(session, ns):
@@ -101,17 +102,15 @@ def create_repo(request: Request, body: CreateRepoBody, session: SessionDep, p: 
     # adopt it. Otherwise the repository is created and kept only if its row is committed.
     creating = nullcontext() if st.exists(repo_type, repo_id) else st.creating(repo_type, repo_id, author=p.name)
     with creating:
-        repo = Repo(
-            type=repo_type, namespace=ns, name=name, private=body.is_private(), created_at=utcnow(), tags=[]
-        )
+        repo = Repo(type=repo_type, namespace=ns, name=name, private=private, created_at=utcnow(), tags=[])
         session.add(repo)
         index.refresh(session, st, repo)
         session.commit()
-    return {"url": url, "name": repo_id, "id": repo_id}
+    return repo
 
 
-@repos_router.delete("/delete")
-def delete_repo(request: Request, repo: RepoToDelete, session: SessionDep) -> Response:
+def delete_repository(request: Request, session: Session, repo: Repo) -> None:
+    """Delete `repo` (checked writable by the caller): its git directory and its row, together."""
     try:
         with store(request).deleting(repo.type, repo.repo_id):  # put back if the row stays
             session.delete(repo)
@@ -119,22 +118,44 @@ def delete_repo(request: Request, repo: RepoToDelete, session: SessionDep) -> Re
     except storage.RepoNotFound:  # a row without its git directory (left by an older version): drop the row
         session.delete(repo)
         session.commit()
-    return Response(status_code=200)
 
 
-@repos_router.post("/move")
-def move_repo(request: Request, repo: RepoToMove, body: MoveRepoBody, session: SessionDep, p: CallerDep) -> dict:
-    src, dst = repo.repo_id, body.toRepo
+def move_repository(request: Request, session: Session, p: auth.Principal, repo: Repo, dst: str) -> None:
+    """Rename `repo` (checked writable by the caller) to `dst`, in a namespace `p` may write to."""
     check_repo_id(dst)
     new_ns, _, new_name = dst.partition("/")
     if not auth.can_write_namespace(p, new_ns):
         raise ApiError(403, f"you ({p.name}) may not move repositories into {new_ns!r}")
     if find_repo(session, repo.type, dst) is not None:
         raise ApiError(409, f"a {repo.type} repo named {dst} already exists")
-    with store(request).moving(repo.type, src, dst):  # renamed back if the row is not
+    with store(request).moving(repo.type, repo.repo_id, dst):  # renamed back if the row is not
         repo.namespace, repo.name = new_ns, new_name
         session.commit()
-    return {"url": repo_url(request, repo.type, dst)}
+
+
+def set_visibility(repo: Repo, private: bool) -> None:
+    """Make `repo` (checked writable by the caller) private or public."""
+    repo.private = private
+
+
+@repos_router.post("/create")
+def create_repo(request: Request, body: CreateRepoBody, session: SessionDep, p: CallerDep) -> dict:
+    repo_type = body.type or "model"
+    repo_id = body.repo_id(require_user(p).name)
+    create_repository(request, session, p, repo_type, repo_id, body.is_private())
+    return {"url": repo_url(request, repo_type, repo_id), "name": repo_id, "id": repo_id}
+
+
+@repos_router.delete("/delete")
+def delete_repo(request: Request, repo: RepoToDelete, session: SessionDep) -> Response:
+    delete_repository(request, session, repo)
+    return Response(status_code=200)
+
+
+@repos_router.post("/move")
+def move_repo(request: Request, repo: RepoToMove, body: MoveRepoBody, session: SessionDep, p: CallerDep) -> dict:
+    move_repository(request, session, p, repo, body.toRepo)
+    return {"url": repo_url(request, repo.type, body.toRepo)}
 
 
 @repo_router.put("/settings")
@@ -142,7 +163,7 @@ def update_settings(repo: WritableRepo, body: RepoSettingsBody) -> dict:
     if body.gated not in (None, False):
         raise ApiError(400, "gated repositories are not supported by this hub")
     if body.model_fields_set & {"private", "visibility"}:
-        repo.private = body.is_private()
+        set_visibility(repo, body.is_private())
     return {"private": repo.private}
 
 
