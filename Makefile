@@ -62,6 +62,7 @@ bench: $(VENV)/.test
 	$(PY) benchmarks/encoders.py
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/hub.py
+	$(PY) benchmarks/web.py
 
 # Resolve everything afresh from the newest releases in a scratch venv, write the pins, then
 # install them and run the whole suite: a new reference version arrives as one deliberate commit.
