@@ -7,6 +7,12 @@ members of its owning organisation, and admins, and answers exactly like a missi
 everyone else. Writing needs a write token of the owner, an org member (role write or admin),
 or an admin.
 
+Organisation roles: `admin` (manage members, write), `write` (write the org's repos, read its
+private ones), `read` (read its private repos only). An org keeps at least one admin once it has
+one: its last admin cannot leave, be removed or lose the role. Site admins (`users.is_admin`)
+manage every org and can disable a user: a disabled user cannot sign in, their tokens and browser
+sessions are refused, and their repositories stay.
+
 Passwords (for the web pages) are hashed with scrypt (`hashlib.scrypt`, OpenSSL) under a
 per-user random salt, the parameters stored with the hash. A browser session is a random id in
 a cookie, stored as its sha256 in `sessions`; it identifies a user to the web pages only (the API
@@ -36,6 +42,8 @@ RESERVED_NAMES = frozenset({
     "api", "models", "datasets", "spaces", "new", "join", "login", "logout", "settings", "organizations",
     "docs", "static", "-", "admin",
 })
+ORG_ROLES = ("admin", "write", "read")
+DISABLED = "this account is disabled: ask a hub administrator to enable it again"
 MIN_PASSWORD, MAX_PASSWORD = 8, 1024
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # 32 MiB and about 0.1 s per hash
 SESSION_DAYS = 30
@@ -48,6 +56,10 @@ class AuthError(Exception):
 
 class PasswordError(ValueError):
     """A password the hub will not store (too short, too long)."""
+
+
+class MembershipError(ValueError):
+    """An organisation membership change the hub refuses (unknown user, bad role, last admin)."""
 
 
 def valid_name(name: str) -> bool:
@@ -126,31 +138,96 @@ def create_token(session: Session, user_name: str, role: str = "write", name: st
 
 
 def create_org(session: Session, name: str, members: list[str] = ()) -> Org:
+    """The org `name` (created when missing) with `members` added as writers (`haven admin create-org`)."""
     org = session.scalar(select(Org).where(Org.name == name))
     if org is None:
-        _check_new_name(name, "organization")
-        if session.scalar(select(User).where(User.name == name)):
-            raise ValueError(f"the name {name!r} is already taken by a user")
-        org = Org(name=name, fullname=name)
-        session.add(org)
-        session.flush()
+        org = _new_org(session, name, "")
     for member in members:
         add_member(session, name, member)
     return org
 
 
+def _new_org(session: Session, name: str, fullname: str) -> Org:
+    _check_new_name(name, "organization")
+    if session.scalar(select(User).where(User.name == name)):
+        raise ValueError(f"the name {name!r} is already taken by a user")
+    org = Org(name=name, fullname=fullname or name)
+    session.add(org)
+    session.flush()
+    return org
+
+
+def found_org(session: Session, name: str, creator: User, fullname: str = "") -> Org:
+    """A new org (the web's /organizations/new) whose first admin is `creator`; a taken name is an error."""
+    if session.scalar(select(Org).where(Org.name == name)):
+        raise ValueError(f"the name {name!r} is already taken by an organization: choose another")
+    org = _new_org(session, name, fullname)
+    session.add(Membership(org_id=org.id, user_id=creator.id, role="admin"))
+    session.flush()
+    return org
+
+
+def _membership(session: Session, org: Org, user: User) -> Membership | None:
+    return session.scalar(select(Membership).where(Membership.org_id == org.id, Membership.user_id == user.id))
+
+
+def _admin_count(session: Session, org: Org) -> int:
+    return len(session.scalars(
+        select(Membership.id).where(Membership.org_id == org.id, Membership.role == "admin")).all())
+
+
 def add_member(session: Session, org_name: str, user_name: str, role: str = "write") -> None:
+    """Add `user_name` to the org with `role`, or change their role. The last admin keeps the role."""
+    if role not in ORG_ROLES:
+        raise MembershipError(f"invalid role {role!r}: use one of {', '.join(ORG_ROLES)}")
     org = session.scalar(select(Org).where(Org.name == org_name))
+    if org is None:
+        raise MembershipError(f"no organization named {org_name!r}: create it first")
     user = session.scalar(select(User).where(User.name == user_name))
-    if org is None or user is None:
-        raise ValueError(f"unknown organization {org_name!r} or user {user_name!r}")
-    existing = session.scalar(
-        select(Membership).where(Membership.org_id == org.id, Membership.user_id == user.id)
-    )
+    if user is None:
+        raise MembershipError(f"no user named {user_name!r} on this hub: check the name, or ask them to sign up")
+    existing = _membership(session, org, user)
     if existing is None:
         session.add(Membership(org_id=org.id, user_id=user.id, role=role))
     else:
+        if existing.role == "admin" and role != "admin" and _admin_count(session, org) == 1:
+            raise MembershipError(f"{user_name} is the last admin of {org_name}: make another member admin first")
         existing.role = role
+    session.flush()
+
+
+def remove_member(session: Session, org_name: str, user_name: str) -> None:
+    """Take `user_name` out of the org (removed by an admin, or leaving). The last admin stays."""
+    org = session.scalar(select(Org).where(Org.name == org_name))
+    user = session.scalar(select(User).where(User.name == user_name))
+    row = _membership(session, org, user) if org is not None and user is not None else None
+    if row is None:
+        raise MembershipError(f"{user_name!r} is not a member of {org_name!r}")
+    if row.role == "admin" and _admin_count(session, org) == 1:
+        raise MembershipError(
+            f"{user_name} is the last admin of {org_name}: make another member admin before they leave")
+    session.delete(row)
+    session.flush()
+
+
+def org_members(session: Session, org: Org) -> list[tuple[User, str]]:
+    """(user, role) of each member, admins first, then by name."""
+    rows = session.execute(select(User, Membership.role).join(Membership, Membership.user_id == User.id)
+                           .where(Membership.org_id == org.id))
+    order = {role: i for i, role in enumerate(ORG_ROLES)}
+    return sorted(((u, r) for u, r in rows), key=lambda ur: (order.get(ur[1], 9), ur[0].name.lower()))
+
+
+def can_manage_org(p: Principal, org_name: str) -> bool:
+    """Site admins and the org's admins manage its members."""
+    return p.user is not None and (p.user.is_admin or p.orgs.get(org_name) == "admin")
+
+
+def set_disabled(session: Session, user: User, disabled: bool) -> None:
+    """Disable (or enable again) a user: their tokens and sessions stop working; their repos stay."""
+    user.disabled = disabled
+    if disabled:
+        end_sessions(session, user)
     session.flush()
 
 
@@ -195,6 +272,8 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     user = session.get(User, row.user_id)
     if user is None:
         raise AuthError("invalid token: its user no longer exists")
+    if user.disabled:
+        raise AuthError(DISABLED)
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
         # its own short transaction: a request refused later (403, 404 ...) is still a use
@@ -288,7 +367,8 @@ def find_session(session: Session, sid: str | None) -> WebSession | None:
     now = utcnow()
     if row is None:
         return None
-    if row.expires_at <= now:
+    user = session.get(User, row.user_id)
+    if row.expires_at <= now or user is None or user.disabled:  # a disabled user's sessions end too
         session.delete(row)
         return None
     if now - row.last_seen_at > LAST_USED_EVERY:

@@ -39,6 +39,7 @@ class User(Base):
     fullname: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)  # no sign-in, tokens refused; repos stay
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # "scrypt$n$r$p$salt$hash" (auth.hash_password); None: no password, the user signs in with tokens only
     password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
