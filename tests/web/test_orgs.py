@@ -177,6 +177,11 @@ def test_org_roles_decide_access_with_huggingface_hub(hub_server, tmp_path):
     assert repo_id in rc.get(f"/{org}").text
     outsider, oc = _user(hub_server, "outsider")
     assert repo_id not in oc.get(f"/{org}").text and oc.get(f"/{repo_id}").status_code == 404
+    assert repo_id not in oc.get("/models", params={"search": repo_id.split("/")[1]}).text
+    assert repo_id in rc.get("/models", params={"search": repo_id.split("/")[1]}).text
+    # the org's admin writes too
+    admin_api = HfApi(endpoint=hub_server.url, token=new_token(fc, "a", "write"))
+    admin_api.upload_file(path_or_fileobj=b"a\n", path_in_repo="a.txt", repo_id=repo_id)
 
     # promoted to write, the reader uploads; removed, they get 404 on the API and the page
     assert _add(fc, org, reader, "write").status_code == 303
