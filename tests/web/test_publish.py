@@ -108,6 +108,10 @@ def test_upload_text_and_binary_in_one_commit(author):
     assert infos["blob.dat"].lfs.size == len(binary)
     assert open(api.hf_hub_download(repo_id, "blob.dat"), "rb").read() == binary
     assert open(api.hf_hub_download(repo_id, "notes.txt"), "rb").read() == text
+    # drag and drop only enhances the plain file input, from a script the hub serves itself
+    assert 'src="/-/static/upload.js"' in client.get(f"/{repo_id}/upload/main").text
+    js = client.get("/-/static/upload.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     # the commit page escapes the message
     page = client.get(f"/{repo_id}/commit/{commits[0].commit_id}").text
     assert "<b>at once</b>" not in page and "&lt;b&gt;at once&lt;/b&gt;" in page
