@@ -181,6 +181,12 @@ def test_settings_visibility_move_delete(hub_server, author):
     assert r.status_code == 303 and r.headers["location"] == f"/{org}/{short}/settings"
     assert api.repo_exists(f"{org}/{short}") and not api.repo_exists(repo_id)
     url = f"/{org}/{short}/settings"
+    # an org's writers publish files but do not manage its repositories: that is for its admins
+    assert client.get(url).status_code == 403
+    with pytest.raises(Exception, match="403|admin"):
+        api.update_repo_settings(f"{org}/{short}", private=True)
+    assert f'href="/{org}/{short}/settings"' not in client.get(f"/{org}/{short}").text
+    _promote(hub_server, org, name)
     r = post(action="move", new_owner=org, new_name="bad name!")
     assert r.status_code == 400 and "invalid repository id" in r.text
     # delete: the name must be typed
@@ -210,3 +216,11 @@ def test_who_may_publish(hub_server, author):
     # the owner sees the links; the reader does not
     assert "Upload files" in client.get(f"/{name}/{public}").text
     assert "Upload files" not in reader.get(f"/{name}/{public}").text
+
+
+def _promote(hub_server, org: str, user: str) -> None:
+    from haven.server import auth
+
+    with hub_server._sessionmaker()() as session:
+        auth.add_member(session, org, user, role="admin")
+        session.commit()

@@ -423,6 +423,14 @@ def can_write_namespace(p: Principal, namespace: str) -> bool:
     return p.role == "write" and is_member(p, namespace)
 
 
+def can_administer(p: Principal, namespace: str) -> bool:
+    """The caller may change a repository's settings, move or delete it (with a write token): its
+    owner, an admin of its organisation, or a site admin. Writing files needs only `is_member`."""
+    if p.user is None or p.role != "write":
+        return False
+    return p.user.is_admin or namespace == p.user.name or p.orgs.get(namespace) == "admin"
+
+
 # -- signed URLs (LFS transfers that carry no auth header) ----------------------------------------
 
 

@@ -109,8 +109,19 @@ def create_repository(
     return repo
 
 
-def delete_repository(request: Request, session: Session, repo: Repo) -> None:
-    """Delete `repo` (checked writable by the caller): its git directory and its row, together."""
+def require_admin(p: auth.Principal, repo: Repo, action: str) -> None:
+    """403 unless `p` may administer `repo` (settings, move, delete): its owner or an org admin."""
+    if not auth.can_administer(p, repo.namespace):
+        raise ApiError(
+            403,
+            f"you ({p.name}) may not {action} {repo.repo_id}: only its owner or an admin of the "
+            f"organization {repo.namespace!r} can (ask one of them, or for the admin role)",
+        )
+
+
+def delete_repository(request: Request, session: Session, p: auth.Principal, repo: Repo) -> None:
+    """Delete `repo` (visible to the caller): its git directory and its row, together."""
+    require_admin(p, repo, "delete")
     try:
         with store(request).deleting(repo.type, repo.repo_id):  # put back if the row stays
             session.delete(repo)
@@ -121,7 +132,8 @@ def delete_repository(request: Request, session: Session, repo: Repo) -> None:
 
 
 def move_repository(request: Request, session: Session, p: auth.Principal, repo: Repo, dst: str) -> None:
-    """Rename `repo` (checked writable by the caller) to `dst`, in a namespace `p` may write to."""
+    """Rename `repo` (visible to the caller) to `dst`, in a namespace `p` may write to."""
+    require_admin(p, repo, "move")
     check_repo_id(dst)
     new_ns, _, new_name = dst.partition("/")
     if not auth.can_write_namespace(p, new_ns):
@@ -133,8 +145,9 @@ def move_repository(request: Request, session: Session, p: auth.Principal, repo:
         session.commit()
 
 
-def set_visibility(repo: Repo, private: bool) -> None:
-    """Make `repo` (checked writable by the caller) private or public."""
+def set_visibility(p: auth.Principal, repo: Repo, private: bool) -> None:
+    """Make `repo` (visible to the caller) private or public."""
+    require_admin(p, repo, "change the visibility of")
     repo.private = private
 
 
@@ -147,8 +160,8 @@ def create_repo(request: Request, body: CreateRepoBody, session: SessionDep, p: 
 
 
 @repos_router.delete("/delete")
-def delete_repo(request: Request, repo: RepoToDelete, session: SessionDep) -> Response:
-    delete_repository(request, session, repo)
+def delete_repo(request: Request, repo: RepoToDelete, session: SessionDep, p: CallerDep) -> Response:
+    delete_repository(request, session, p, repo)
     return Response(status_code=200)
 
 
@@ -159,11 +172,11 @@ def move_repo(request: Request, repo: RepoToMove, body: MoveRepoBody, session: S
 
 
 @repo_router.put("/settings")
-def update_settings(repo: WritableRepo, body: RepoSettingsBody) -> dict:
+def update_settings(repo: WritableRepo, body: RepoSettingsBody, p: CallerDep) -> dict:
     if body.gated not in (None, False):
         raise ApiError(400, "gated repositories are not supported by this hub")
     if body.model_fields_set & {"private", "visibility"}:
-        set_visibility(repo, body.is_private())
+        set_visibility(p, repo, body.is_private())
     return {"private": repo.private}
 
 

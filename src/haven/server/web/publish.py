@@ -25,7 +25,7 @@ from .. import auth, storage
 from ..api import lfsrefs
 from ..api.commits import MAX_REGULAR_FILE, commit_files, gitattributes_at, upload_mode
 from ..api.common import ApiError, NoSuchRoute, load_repo, raw_ref, raw_tail
-from ..api.repos import create_repository, delete_repository, move_repository, set_visibility
+from ..api.repos import create_repository, delete_repository, move_repository, require_admin, set_visibility
 from ..db import Membership, Org
 from ..storage.hooks.card_metadata import CARD_PATH, card_error
 from . import render
@@ -46,7 +46,13 @@ def can_write(viewer: Viewer | None, repo) -> bool:
     return bool(viewer and viewer.web_session is not None and auth.is_member(viewer.principal, repo.namespace))
 
 
-render._env.globals["can_write"] = can_write  # the repository pages show New/Upload/Edit/Delete/Settings
+def can_administer(viewer: Viewer | None, repo) -> bool:
+    """Whether the page shows the Settings link: the repo's owner or an admin of its organisation."""
+    return bool(can_write(viewer, repo) and auth.can_administer(viewer.principal, repo.namespace))
+
+
+render._env.globals["can_write"] = can_write  # the repository pages show New/Upload/Edit/Delete
+render._env.globals["can_administer"] = can_administer  # ... and Settings
 
 
 def _store(request: Request):
@@ -274,6 +280,7 @@ def settings_page(request: Request, repo_type: str, owner: str, name: str) -> Re
             load_repo(session, viewer.principal, repo_type, f"{owner}/{name}")
             return _login(request)
         repo = _writable(session, viewer, repo_type, owner, name)
+        require_admin(viewer.principal, repo, "manage the settings of")
         return _settings_form(request, session, viewer, repo)
 
 
@@ -290,7 +297,7 @@ def change_settings(request: Request, repo_type: str, owner: str, name: str, act
         if action == "visibility":
             if visibility not in ("public", "private"):
                 raise ApiError(400, "choose the visibility: public or private")
-            set_visibility(repo, visibility == "private")
+            set_visibility(viewer.principal, repo, visibility == "private")
             return _settings_form(request, session, viewer, repo, done=f"{repo.repo_id} is now {visibility}.")
         if action == "move":
             dst = f"{new_owner.strip()}/{new_name.strip()}"
@@ -308,7 +315,7 @@ def change_settings(request: Request, repo_type: str, owner: str, name: str, act
                 return _settings_form(request, session, viewer, repo, 400,
                                       delete_error=f"type {repo.repo_id} exactly to confirm the deletion")
             home = f"/{viewer.name}"
-            delete_repository(request, session, repo)
+            delete_repository(request, session, viewer.principal, repo)
             return RedirectResponse(home, status_code=303)
         raise ApiError(400, f"unknown settings action {action!r}: use visibility, move or delete")
 
