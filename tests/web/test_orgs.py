@@ -248,7 +248,8 @@ def test_admin_disables_a_user(hub_server, tmp_path):
     r = vc.get("/settings/tokens")
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     again = browser(hub_server.url)
-    sign_in(again, victim)
+    r = sign_in(again, victim)  # the right password: refused with the reason, no session
+    assert r.status_code == 403 and "this account is disabled" in r.text
     assert again.get("/settings/tokens").status_code == 303
     assert 'class="me"' not in again.get("/").text
     # their public repo stays, readable by anyone

@@ -97,6 +97,9 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), csrf
             return _anonymous_form(request, "login.html", status_code=401, error="wrong user name or password",
                                    name=name, next=sessions.safe_next(next))
         limiter.forget(keys[1])
+        if user.disabled:  # the right password, for an account an administrator turned off
+            return _anonymous_form(request, "login.html", status_code=403, error=auth.DISABLED,
+                                   name=name, next=sessions.safe_next(next))
         return _signed_in_redirect(request, session, viewer, user, next)
 
 
