@@ -56,7 +56,7 @@ serve: $(VENV)/.serve
 	$(VENV)/bin/haven serve --demo --host $(HOST) --port $(PORT) --data $(DATA)
 
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/encoders.py
