@@ -53,7 +53,7 @@ test: $(VENV)/.test
 	$(PY) -m pytest -q
 
 serve: $(VENV)/.serve
-	$(VENV)/bin/haven serve --demo --host $(HOST) --port $(PORT) --data $(DATA)
+	$(VENV)/bin/haven serve --host $(HOST) --port $(PORT) --data $(DATA)
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests benchmarks tools

@@ -100,8 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flag, (env, default, text) in LIMITS.items():
         serve.add_argument(f"--{flag}", type=int, default=None, help=f"{text} ({env}, default {default})")
     serve.add_argument(
-        "--demo", action="store_true",
-        help="publish the demo models installed here (user 'demo') once the hub is up; existing repos are kept",
+        "--demo", action=argparse.BooleanOptionalAction, default=True,
+        help="on a hub with no repositories, publish the demo organisation (one small model per task) "
+        "once it is up, and print the demo login (default: on; --no-demo turns it off)",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -174,7 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from . import demo
 
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        demo.seed_in_background(sessionmaker, f"http://{host}:{settings.port}")
+        demo.seed_in_background(sessionmaker, settings.data_dir, f"http://{host}:{settings.port}")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, **limits)
     return 0
 
