@@ -52,7 +52,7 @@ def haven(*args: str, data: Path) -> str:
 def start_server(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "haven.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "haven.cli", "serve", "--no-demo", "--host", "127.0.0.1", "--port", str(port),
            "--data", str(data), "--public-url", url, "--log-level", "warning"]
     proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     deadline = time.monotonic() + 60
