@@ -221,7 +221,8 @@ def test_admin_disables_a_user(hub_server, tmp_path):
     private_id = api.create_repo(f"{victim}/{unique_name('mine')}", private=True).repo_id  # git sends the
     api.upload_file(path_or_fileobj=b"mine\n", path_in_repo="m.txt", repo_id=private_id)  # token after a 401
 
-    # only site admins see the list
+    # only site admins see the list, and the link to it in the header
+    assert 'href="/admin/users"' in ac.get("/").text and 'href="/admin/users"' not in vc.get("/").text
     assert vc.get("/admin/users").status_code == 403
     assert browser(hub_server.url).get("/admin/users").status_code == 303
     page = ac.get("/admin/users")

@@ -283,3 +283,17 @@ def test_hostile_content_is_inert(site):
         assert "<script>window.__xss" not in html and "<b>bold</b>" not in html
     blob = get(site, f"/{site.owner}/hostile/blob/main/{quote(site.hostile_file)}").text
     assert "<script>alert(1)</script>" not in blob and "<img src=x" not in blob
+
+
+def test_browsers_get_the_hubs_html_404_for_paths_no_route_serves(hub_server):
+    """A mistyped link (`/a/b/c/d`) is the site's own 404 page for a browser; clients of the API
+    (no text/html in Accept, or any /api/ path) keep the JSON "no such route"."""
+    html = {"accept": "text/html,application/xhtml+xml"}
+    for path in ("/a/b/c/d/e", "/some/repo/no-such-tab"):
+        r = httpx.get(f"{hub_server.url}{path}", headers=html)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        assert "there is no page at" in r.text and "Content-Security-Policy" in r.headers
+        r = httpx.get(f"{hub_server.url}{path}")
+        assert r.status_code == 404 and r.json()["error"].startswith("no such route")
+    r = httpx.get(f"{hub_server.url}/api/no-such-thing", headers=html)
+    assert r.status_code == 404 and r.json()["error"].startswith("no such route")

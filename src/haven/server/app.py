@@ -130,6 +130,17 @@ def storage_error_to_api(err) -> ApiError:
     return ApiError(err.status, getattr(err, "message", None) or str(err), err.code)
 
 
+def _route_error(request: Request, answer: ApiError):
+    """No route: JSON for clients, and for a browser asking for a page outside /api/ the hub's
+    own HTML error page (same status), so a mistyped link looks like the rest of the site."""
+    accept = request.headers.get("accept", "")
+    if request.method == "GET" and "text/html" in accept and not request.url.path.startswith("/api/"):
+        from .web.render import error_page
+
+        return error_page(request, answer.status, f"there is no page at {request.url.path}")
+    return error_response(answer)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The ASGI app for `settings` (expects the database to be migrated: see `db.upgrade`)."""
     from . import storage
@@ -169,7 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(NoSuchRoute)
     async def _no_route(request: Request, _err: NoSuchRoute):
-        return error_response(unsupported.route_error(request.method, request.url.path))
+        return _route_error(request, unsupported.route_error(request.method, request.url.path))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException):
@@ -177,7 +188,7 @@ def create_app(settings: Settings) -> FastAPI:
             answer = unsupported.route_error(request.method, request.url.path, err.status_code)
             if answer.status == 405:
                 answer.headers.update(err.headers or {})  # Allow
-            return error_response(answer)
+            return _route_error(request, answer)
         message = err.detail if isinstance(err.detail, str) else "error"
         return error_response(ApiError(err.status_code, message, headers=dict(err.headers or {})))
 
