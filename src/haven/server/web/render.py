@@ -105,6 +105,7 @@ class Viewer:
         self.name = principal.name  # kept as plain values: error pages render after a rollback
         self.user_id = principal.user.id if principal.user else None
         self.signed_in = not principal.anonymous
+        self.is_admin = bool(principal.user and principal.user.is_admin)
         self.csrf = csrf
         self.web_session = web_session
 
