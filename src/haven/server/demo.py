@@ -244,6 +244,7 @@ def seed_in_background(sessionmaker, data_dir: Path, endpoint: str) -> threading
     token = grant_token(sessionmaker)
 
     def run() -> None:
+        os.environ.setdefault("HAVEN_DISABLE_PROGRESS_BARS", "1")  # a log line per model, no bars
         try:
             wait_until_up(endpoint)
             publish(endpoint, token, say)
