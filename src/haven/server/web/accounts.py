@@ -116,17 +116,10 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 # -- settings: password and tokens -----------------------------------------------------------------
 
 
-def _account(request: Request, viewer: Viewer) -> Response | None:
-    """A redirect to the sign-in page when the viewer has no browser session."""
-    if viewer.web_session is None:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    return None
-
-
 @router.get("/settings/password")
 def password_page(request: Request) -> Response:
     with viewing(request) as (_session, viewer):
-        return _account(request, viewer) or page(request, "password.html")
+        return sessions.sign_in_first(request, viewer) or page(request, "password.html")
 
 
 @router.post("/settings/password")
@@ -155,7 +148,7 @@ def _tokens_page(request: Request, session, viewer: Viewer, status_code: int = 2
 @router.get("/settings/tokens")
 def tokens_page(request: Request) -> Response:
     with viewing(request) as (session, viewer):
-        return _account(request, viewer) or _tokens_page(request, session, viewer)
+        return sessions.sign_in_first(request, viewer) or _tokens_page(request, session, viewer)
 
 
 @router.post("/settings/tokens")

@@ -21,16 +21,10 @@ from .. import auth
 from ..api.common import ApiError
 from ..db import Org, User
 from .render import Viewer, WebRoute, page
-from .sessions import require_session, viewing
+from .sessions import require_session, sign_in_first, viewing
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 FULLNAME_MAX = 200
-
-
-def _sign_in_first(request: Request, viewer: Viewer) -> Response | None:
-    if viewer.web_session is None:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    return None
 
 
 # -- a new organisation ----------------------------------------------------------------------------
@@ -39,7 +33,7 @@ def _sign_in_first(request: Request, viewer: Viewer) -> Response | None:
 @router.get("/organizations/new")
 def new_org_page(request: Request) -> Response:
     with viewing(request) as (_session, viewer):
-        return _sign_in_first(request, viewer) or page(request, "orgs_new.html", name="", fullname="")
+        return sign_in_first(request, viewer) or page(request, "orgs_new.html", name="", fullname="")
 
 
 @router.post("/organizations/new")
@@ -82,7 +76,7 @@ def _members_page(request: Request, session, viewer: Viewer, org: Org, status_co
 def members_page(request: Request, org_name: str) -> Response:
     with viewing(request) as (session, viewer):
         org = _org(session, org_name)
-        return _sign_in_first(request, viewer) or _members_page(request, session, viewer, org)
+        return sign_in_first(request, viewer) or _members_page(request, session, viewer, org)
 
 
 def _change(request: Request, org_name: str, csrf: str, change, *, self_service: bool = False) -> Response:
@@ -135,7 +129,7 @@ def _site_admin(viewer: Viewer) -> None:
 @router.get("/admin/users")
 def users_page(request: Request) -> Response:
     with viewing(request) as (session, viewer):
-        redirect = _sign_in_first(request, viewer)
+        redirect = sign_in_first(request, viewer)
         if redirect:
             return redirect
         _site_admin(viewer)

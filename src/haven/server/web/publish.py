@@ -30,7 +30,7 @@ from ..db import Membership, Org
 from ..storage.hooks.card_metadata import CARD_PATH, card_error
 from . import render
 from .render import Viewer, WebRoute, page, repo_path, rev_url
-from .sessions import require_session, viewing
+from .sessions import require_session, sign_in_first, viewing
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 RESERVED = {"api"}  # first path segments the API owns
@@ -57,10 +57,6 @@ render._env.globals["can_administer"] = can_administer  # ... and Settings
 
 def _store(request: Request):
     return request.app.state.repos
-
-
-def _login(request: Request) -> Response:
-    return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
 
 
 def _writable(session, viewer: Viewer, repo_type: str, owner: str, name: str):
@@ -111,7 +107,7 @@ def _branch_head(request: Request, repo, rev: str) -> str:
 def new_page(request: Request) -> Response:
     with viewing(request) as (session, viewer):
         if viewer.web_session is None:
-            return _login(request)
+            return sign_in_first(request, viewer)
         return page(request, "new.html", owners=_owners(session, viewer), licenses=LICENSES, form={})
 
 
@@ -148,7 +144,7 @@ def upload_page(request: Request, repo_type: str, owner: str, name: str, rest: s
     with viewing(request) as (session, viewer):
         if viewer.web_session is None:
             load_repo(session, viewer.principal, repo_type, f"{owner}/{name}")  # 404 first
-            return _login(request)
+            return sign_in_first(request, viewer)
         repo = _writable(session, viewer, repo_type, owner, name)
         rev = raw_ref(request, repo.repo_id, "upload")
         return page(request, "upload.html", repo=repo, base=repo_path(repo), tab="files", rev=rev,
@@ -207,7 +203,7 @@ def edit_page(request: Request, repo_type: str, owner: str, name: str, rest: str
     with viewing(request) as (session, viewer):
         if viewer.web_session is None:
             load_repo(session, viewer.principal, repo_type, f"{owner}/{name}")
-            return _login(request)
+            return sign_in_first(request, viewer)
         repo = _writable(session, viewer, repo_type, owner, name)
         rev, path = raw_tail(request, repo.repo_id, "edit")
         path = path.strip("/")
@@ -278,7 +274,7 @@ def settings_page(request: Request, repo_type: str, owner: str, name: str) -> Re
     with viewing(request) as (session, viewer):
         if viewer.web_session is None:
             load_repo(session, viewer.principal, repo_type, f"{owner}/{name}")
-            return _login(request)
+            return sign_in_first(request, viewer)
         repo = _writable(session, viewer, repo_type, owner, name)
         require_admin(viewer.principal, repo, "manage the settings of")
         return _settings_form(request, session, viewer, repo)

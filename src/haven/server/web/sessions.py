@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastapi import Request, Response
+from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from .. import auth
@@ -172,3 +173,11 @@ def limiter(request: Request) -> LoginLimiter:
 def login_keys(request: Request, name: str) -> list[str]:
     address = request.client.host if request.client else "unknown"
     return [f"ip:{address}", f"user:{name.lower()}"]
+
+
+def sign_in_first(request: Request, viewer) -> Response | None:
+    """A redirect to the sign-in page (and back here afterwards) when the viewer has no browser
+    session; None when they have one."""
+    if viewer.web_session is None:
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    return None
