@@ -27,7 +27,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from .. import auth
-from ..api.common import ApiError, get_principal
+from ..api.common import ApiError, get_principal, get_session
 from ..db import User
 from .render import Viewer
 
@@ -49,9 +49,9 @@ def _mac(request: Request, *parts: str) -> str:
 
 @contextmanager
 def viewing(request: Request) -> Iterator[tuple[Session, Viewer]]:
-    """(database session, viewer) for a page, committed when the page renders without error."""
-    session: Session = request.app.state.sessionmaker()
-    try:
+    """(database session, viewer) for a page, committed when the page renders without error (the
+    API's own request session)."""
+    with contextmanager(get_session)(request) as session:
         row = auth.find_session(session, request.cookies.get(SESSION_COOKIE))
         user = session.get(User, row.user_id) if row is not None else None
         if user is not None:
@@ -61,12 +61,6 @@ def viewing(request: Request) -> Iterator[tuple[Session, Viewer]]:
             viewer = Viewer(get_principal(request, session))
         request.state.viewer = viewer
         yield session, viewer
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def require_session(viewer: Viewer, csrf: str) -> None:
