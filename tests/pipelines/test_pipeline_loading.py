@@ -80,8 +80,9 @@ def test_loading_arguments_with_a_loaded_model_are_refused(gpt2_dir):
         pipeline("text-generation", model=model, device_map="auto")
 
 
-def test_trust_remote_code_is_refused_by_the_tokenizer(gpt2_dir):
-    from haven.errors import TokenizerError
-
-    with pytest.raises((TokenizerError, NotImplementedError, TypeError, ValueError), match="trust_remote_code"):
-        pipeline("text-generation", model=gpt2_dir, trust_remote_code=True)
+@pytest.mark.parametrize("option", [dict(trust_remote_code=True), dict(load_in_8bit=True),
+                                    dict(attn_implementation="flash_attention_2")])
+def test_loading_options_from_pretrained_refuses_surface_through_pipeline(gpt2_dir, option):
+    """Every loading option goes to from_pretrained, whose refusal reaches the caller as is."""
+    with pytest.raises(NotImplementedError, match=next(iter(option))):
+        pipeline("text-generation", model=gpt2_dir, **option)

@@ -15,6 +15,7 @@ import warnings
 from typing import Any
 
 from ..errors import PipelineError
+from ..loading import HUB_OPTIONS, OPTIONS
 
 __all__ = ["Pipeline", "PipelineError", "TASKS", "TASK_ALIASES", "pipeline", "supported_tasks"]
 
@@ -108,16 +109,10 @@ def infer_task(model: Any) -> str:
     )
 
 
-# Arguments of pipeline() that are for from_pretrained, not for the task.
-LOADING_ARGS = (
-    "dtype",
-    "device_map",
-    "revision",
-    "token",
-    "cache_dir",
-    "local_files_only",
-    "trust_remote_code",
-)
+# Arguments of pipeline() that are for from_pretrained, not for the task: every loading option
+# `haven.loading` knows (from_pretrained honours or refuses each), but `device`, which is the
+# pipeline's own, and `output_loading_info`, which would change what from_pretrained returns.
+LOADING_ARGS = tuple(k for k in OPTIONS if k not in ("device", "output_loading_info"))
 
 
 def pipeline(
@@ -170,10 +165,8 @@ def pipeline(
     if isinstance(model, (str, os.PathLike)):
         source = model
         model = _load_model(task, model, {**loading, **model_kwargs})
-    elif loading.keys() - {"token", "cache_dir", "local_files_only", "revision"} or model_kwargs:
-        named = sorted(
-            (loading.keys() - {"token", "cache_dir", "local_files_only", "revision"}) | set(model_kwargs)
-        )
+    elif loading.keys() - set(HUB_OPTIONS) or model_kwargs:
+        named = sorted((loading.keys() - set(HUB_OPTIONS)) | set(model_kwargs))
         raise PipelineError(
             f"{', '.join(named)} are loading arguments, but model= is an already loaded model: load it with "
             "them (AutoModel...from_pretrained(path, ...)) or pass model= as a directory or hub id"
@@ -185,11 +178,9 @@ def pipeline(
     if isinstance(tokenizer, (str, os.PathLike)):
         from ..tokenization.named import AutoTokenizer
 
-        tok_kwargs = {k: loading[k] for k in ("token", "cache_dir", "local_files_only") if k in loading}
+        tok_kwargs = {k: loading[k] for k in HUB_OPTIONS if k in loading and k != "revision"}
         if "revision" in loading and isinstance(source, str):
             tok_kwargs["revision"] = loading["revision"]
-        if "trust_remote_code" in loading:
-            tok_kwargs["trust_remote_code"] = loading["trust_remote_code"]
         tokenizer = AutoTokenizer.from_pretrained(tokenizer, **tok_kwargs)
     return cls(model, tokenizer, task=task, device=device, batch_size=batch_size, **kwargs)
 
