@@ -77,17 +77,12 @@ def test_each_tiny_model_runs_its_pipeline_as_the_reference_does(demo_hub, monke
     monkeypatch.setenv("HAVEN_ENDPOINT", server.url)
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "haven-home"))
-    text = "Paris is the capital of France."
     for tiny in demo.TINY_MODELS:
-        if tiny.task == "zero-shot-classification":
-            kw = dict(candidate_labels=["politics", "travel"])
-        elif tiny.task == "fill-mask":
-            text = "Paris is the [MASK] of France."
-            kw = {}
-        elif tiny.task == "text-generation":
-            kw = dict(max_new_tokens=5, do_sample=False)
-        else:
-            kw = {}
+        text = "Paris is the [MASK] of France." if tiny.task == "fill-mask" else "Paris is the capital of France."
+        kw = {
+            "zero-shot-classification": dict(candidate_labels=["politics", "travel"]),
+            "text-generation": dict(max_new_tokens=5, do_sample=False),
+        }.get(tiny.task, {})
         got = pipeline(tiny.task, model=tiny.repo_id)(text, **kw)
         ref_dir = api_snapshot(server.url, tiny.repo_id, tmp_path)
         expected = transformers.pipeline(tiny.task, model=ref_dir)(text, **kw)

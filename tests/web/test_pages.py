@@ -40,7 +40,7 @@ def test_pages_carry_a_strict_csp_and_nosniff(site):
         csp = r.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert r.headers["x-content-type-options"] == "nosniff"
-        assert "<script>" not in r.text  # no inline script: JS comes from /-/static/
+        assert re.search(r"<script(?![^>]*\bsrc=)", r.text) is None  # no inline script: JS from /-/static/
     js = get(site, "/-/static/haven.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     css = get(site, "/-/static/pygments.css")
@@ -163,7 +163,6 @@ def test_model_card_page(site):
     assert "from transformers import AutoTokenizer, AutoModelForMaskedLM" in text
     assert f"git clone {site.url}/{site.owner}/tiny-bert" in text
     assert f"haven download {site.owner}/tiny-bert" in text and f"hf download {site.owner}/tiny-bert" in text
-    assert "downloads" in html
 
 
 def test_missing_and_invalid_cards_are_said_plainly(site, hub_server):
