@@ -311,7 +311,8 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         Anything else is a TypeError. `dtype`: None / "auto" keep the checkpoint's dtype.
         """
         opts = LoadOptions.take(kwargs)
-        init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _init_parameters(cls)}
+        init_params = _init_parameters(cls)
+        init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_params}
         path = local_path(path_or_id, opts.subfolder)
         config = (
             copy.deepcopy(config) if config is not None else cls.config_class.from_pretrained(path, **opts.hub)

@@ -62,8 +62,8 @@ def load_files(
 ) -> LoadedFiles:
     """Read tokenizer.json or the legacy files plus the configs of a directory or hub id;
     `kwargs` override the config. `tokenizer_class` (a named entry point such as
-    `BertTokenizer`) wins over the one the files name; `json_only` reads tokenizer.json only."""
-    check_options(kwargs)
+    `BertTokenizer`) wins over the one the files name; `json_only` reads tokenizer.json only.
+    The options are checked by `read_files`, before any file is resolved."""
     hub_kwargs = {k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs}
 
     def resolve(name: str) -> str | None:
