@@ -84,16 +84,16 @@ def get_token(endpoint: str | None = None) -> str | None:
         value = os.environ.get(name, "").strip()
         if value:
             return value
-    token = _read_token(token_path())
+    token = read_token(token_path())
     if token:
         return token
     hf_endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     if (endpoint or get_endpoint()).rstrip("/") == hf_endpoint:
-        return _read_token(hf_token_path())
+        return read_token(hf_token_path())
     return None
 
 
-def _read_token(path: str) -> str | None:
+def read_token(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as f:
             return f.read().strip() or None

@@ -28,9 +28,7 @@ import sys
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from .auth import delete_token, get_token, save_token, token_path
-
-HELPER_MARK = "haven.cli auth git-credential"
+from .auth import delete_token, get_token, read_token, save_token, token_path
 
 
 def parse_request(lines: Iterable[str]) -> dict[str, str]:
@@ -64,20 +62,13 @@ def answer(action: str, request: dict[str, str], endpoint: str, username: str) -
         token = get_token(endpoint)
         return f"username={request.get('username') or username}\npassword={token}\n" if token else ""
     password = request.get("password")
-    stored = _stored_token()
     if action == "store" and password and password != get_token(endpoint):
         save_token(password)
-    elif action == "erase" and stored and password in (None, stored):
-        delete_token()
+    elif action == "erase":
+        stored = read_token(token_path())
+        if stored and password in (None, stored):
+            delete_token()
     return ""
-
-
-def _stored_token() -> str | None:
-    try:
-        with open(token_path(), encoding="utf-8") as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
 
 
 # -- registration in the global git config ------------------------------------------------------------
@@ -113,11 +104,6 @@ def unregister(endpoint: str) -> bool:
         return False
     _git_config("--unset-all", key)
     return True
-
-
-def is_registered(endpoint: str) -> bool:
-    current = _git_config("--get-all", f"credential.{endpoint}.helper")
-    return bool(current and current.returncode == 0 and HELPER_MARK in current.stdout)
 
 
 def reject_elsewhere(endpoint: str) -> None:
