@@ -54,7 +54,7 @@ class HubSession:
 
     def __init__(self, endpoint: str | None = None, token: str | bool | None = None):
         self.endpoint = (endpoint or get_endpoint()).rstrip("/")
-        self.token: str | None = None if token is False else (token if isinstance(token, str) else get_token(self.endpoint))
+        self.token = resolve_token(token, self.endpoint)
         self.stats = {"requests": 0, "bytes_downloaded": 0, "bytes_uploaded": 0}
         self.request_log: collections.deque[tuple[str, str, str | None]] = collections.deque(maxlen=2000)
         self._lock = threading.Lock()
@@ -131,6 +131,13 @@ class HubSession:
             next_url = next_link(response)
 
 
+def resolve_token(token: str | bool | None, endpoint: str) -> str | None:
+    """The token to send: `token` itself, none for `False`, else the configured one for `endpoint`."""
+    if token is False:
+        return None
+    return token if isinstance(token, str) else get_token(endpoint)
+
+
 _shared: dict[tuple[str, str | None], HubSession] = {}
 _shared_lock = threading.Lock()
 
@@ -138,7 +145,7 @@ _shared_lock = threading.Lock()
 def get_session(token: str | bool | None = None, endpoint: str | None = None) -> HubSession:
     """A shared session for the current endpoint and token (reused so connections stay open)."""
     endpoint = (endpoint or get_endpoint()).rstrip("/")
-    resolved = None if token is False else (token if isinstance(token, str) else get_token(endpoint))
+    resolved = resolve_token(token, endpoint)
     key = (endpoint, resolved)
     with _shared_lock:
         session = _shared.get(key)
