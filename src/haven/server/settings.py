@@ -8,7 +8,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MAX_LFS_OBJECT = 50 * 10**9  # 50 GB per file, as the public Hub
+from .storage.lfs import DEFAULT_MAX_OBJECT_SIZE as DEFAULT_MAX_LFS_OBJECT  # 50 GB, as the public Hub
+
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}

@@ -11,7 +11,7 @@ import re
 import pygit2
 
 from .errors import InvalidNameError, InvalidPathError
-from .hooks.gitnames import has_control, path_error, ref_name_error
+from .hooks.gitnames import path_error, ref_name_error
 
 REPO_TYPES = {"model": "models", "dataset": "datasets"}
 _ID_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
@@ -84,7 +84,7 @@ def normalize_folder(path: str) -> str:
 
 def check_ref_name(name: str, kind: str = "branch") -> str:
     """Raise InvalidNameError unless `name` is a valid short branch/tag name ("main", "v1.0"):
-    at most 255 bytes, no control character, and valid for `git check-ref-format`."""
+    at most MAX_REF_BYTES (250) bytes, no control character, and valid for `git check-ref-format`."""
     prefix = "refs/heads/" if kind == "branch" else "refs/tags/"
     if not isinstance(name, str):
         raise InvalidNameError(f"Invalid {kind} name {name!r}: give a string.")
@@ -95,7 +95,6 @@ def check_ref_name(name: str, kind: str = "branch") -> str:
     bad = (
         name.startswith(("refs/", "-"))
         or name == "HEAD"
-        or has_control(name)
         or not pygit2.reference_is_valid_name(prefix + name)
     )
     if bad:
