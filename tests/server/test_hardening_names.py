@@ -191,3 +191,13 @@ def test_an_empty_bearer_token_is_401_not_anonymous(hub, header: bytes):
     assert httpx.get(hub["url"] + info).status_code == 200
     assert _raw_get(hub["url"], info, header) == 401
     assert _raw_get(hub["url"], "/api/whoami-v2", header) == 401
+
+
+@pytest.mark.parametrize("name", ["alice", "alice.GIT", "a--b", "x..y", "-lead", "ok_name.v2", "nl\n", "é"])
+def test_user_names_and_repo_names_follow_one_rule(name):
+    """A user who can be created can own repositories, and the other way round ('alice.GIT' was a
+    valid user name that no repository id could start with)."""
+    from haven.server import auth
+    from haven.server.storage.paths import repo_id_error
+
+    assert auth.valid_name(name) == (repo_id_error(f"{name}/model") is None) == (repo_id_error(f"o/{name}") is None)

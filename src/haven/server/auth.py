@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -34,9 +33,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .db import Membership, Org, Repo, Token, User, WebSession, utcnow
+from .storage.paths import name_error
 
 TOKEN_PREFIX = "hv_"
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")  # always .fullmatch: "$" accepts a final "\n"
 # first path segments of the web pages: no user or organization may take them as a name
 RESERVED_NAMES = frozenset({
     "api", "models", "datasets", "spaces", "new", "join", "login", "logout", "settings", "organizations",
@@ -63,9 +62,8 @@ class MembershipError(ValueError):
 
 
 def valid_name(name: str) -> bool:
-    """A user, org, namespace or repo name: the whole of it matches `[A-Za-z0-9][A-Za-z0-9._-]{0,95}`
-    (no trailing newline), no `--`/`..`, no `.git` ending."""
-    return isinstance(name, str) and bool(NAME_RE.fullmatch(name)) and "--" not in name and ".." not in name and not name.endswith(".git")
+    """A user, org, namespace or repo name, by storage's one rule (`paths.name_error`)."""
+    return name_error(name) is None
 
 
 def hash_token(token: str) -> str:

@@ -27,6 +27,19 @@ def check_repo_type(repo_type: str) -> str:
         ) from None
 
 
+def name_error(part: str) -> str | None:
+    """Why `part` cannot be a user, organization or repository name, or None: the one rule for all
+    of them (a user who could be created but never own a repository would be a trap)."""
+    if not isinstance(part, str) or not _ID_PART.fullmatch(part):
+        return ("each name must start with a letter or digit and use only letters, digits, '-', '_' "
+                "and '.', at most 96 characters")
+    if "--" in part or ".." in part:
+        return "'--' and '..' are not allowed"
+    if part.lower().endswith(".git"):
+        return "a name may not end with '.git'"
+    return None
+
+
 def repo_id_error(repo_id: str) -> str | None:
     """Why `repo_id` is not a valid "namespace/name", or None if it is."""
     if not isinstance(repo_id, str):
@@ -35,15 +48,9 @@ def repo_id_error(repo_id: str) -> str | None:
     if len(parts) != 2:
         return f"Repo id {repo_id!r} must have the form 'namespace/name'."
     for part in parts:
-        if not _ID_PART.fullmatch(part):
-            return (
-                f"Invalid repo id {repo_id!r}: each part must start with a letter or digit and use "
-                "only letters, digits, '-', '_' and '.', at most 96 characters."
-            )
-        if "--" in part or ".." in part:
-            return f"Invalid repo id {repo_id!r}: '--' and '..' are not allowed."
-        if part.lower().endswith(".git"):
-            return f"Invalid repo id {repo_id!r}: a name may not end with '.git'."
+        error = name_error(part)
+        if error:
+            return f"Invalid repo id {repo_id!r}: {error}."
     return None
 
 
