@@ -21,13 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import db
 from .api import unsupported
-from .api.bodies import MAX_YAML_BODY, validation_message
+from .api.bodies import MAX_BODY, MAX_YAML_BODY, validation_message
 from .api.common import ApiError, NoSuchRoute, error_response
 from .settings import Settings
 
 log = logging.getLogger("haven.server")
 
-MAX_BODY = 16 << 20  # any request body, except the routes below that bound their own
 OWN_LIMITS = re.compile(  # LFS object PUT, NDJSON commit, git packs
     r"^/api/lfs/objects/|^/api/(models|datasets)/[^/]+/[^/]+/commit/|/git-(receive|upload)-pack$"
 )

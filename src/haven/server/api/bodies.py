@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from .common import ApiError, read_body
 
 MAX_JSON_DEPTH = 64  # the Hub's request bodies nest 3 or 4 levels
+MAX_BODY = 16 << 20  # any request body, except the routes that bound their own (app.BodyLimit)
 MAX_YAML_BODY = 1 << 20  # validate-yaml: model cards are far under 1 MB
 
 _STEP = np.zeros(256, dtype=np.int8)

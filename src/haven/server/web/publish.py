@@ -18,25 +18,29 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 
 from ...hub.card import ModelCard
 from .. import auth, storage
 from ..api import lfsrefs
+from ..api.bodies import MAX_BODY
 from ..api.commits import MAX_REGULAR_FILE, commit_files, gitattributes_at, upload_mode
 from ..api.common import ApiError, NoSuchRoute, load_repo, raw_ref, raw_tail
-from ..api.repos import create_repository, delete_repository, move_repository, require_admin, set_visibility
-from ..db import Membership, Org
+from ..api.repos import (
+    create_repository,
+    delete_repository,
+    move_repository,
+    require_admin,
+    set_visibility,
+    store,
+)
 from ..storage.hooks.card_metadata import CARD_PATH, card_error
 from . import render
-from .render import Viewer, WebRoute, page, repo_path, rev_url
+from .render import RESERVED, Viewer, WebRoute, page, repo_path, rev_url
 from .sessions import require_session, sign_in_first, viewing
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-RESERVED = {"api"}  # first path segments the API owns
 LICENSES = ["apache-2.0", "mit", "bsd-3-clause", "cc-by-4.0", "cc-by-sa-4.0", "cc0-1.0", "gpl-3.0", "openrail", "other"]
 CHUNK = 1 << 20
-MAX_FORM_UPLOAD = 16 << 20  # the hub refuses larger request bodies on pages (app.MAX_BODY)
 STALE = ("{branch!r} has moved since this page was loaded (someone committed in between): reload the "
          "page, check the latest files, and make your change again")
 
@@ -55,10 +59,6 @@ render._env.globals["can_write"] = can_write  # the repository pages show New/Up
 render._env.globals["can_administer"] = can_administer  # ... and Settings
 
 
-def _store(request: Request):
-    return request.app.state.repos
-
-
 def _writable(session, viewer: Viewer, repo_type: str, owner: str, name: str):
     """The repository if the viewer may change it: 404 if they may not see it, 401/403 otherwise."""
     if repo_type == "model" and owner in RESERVED:
@@ -71,13 +71,8 @@ def _writable(session, viewer: Viewer, repo_type: str, owner: str, name: str):
 
 def _owners(session, viewer: Viewer) -> list[str]:
     """The namespaces the viewer may publish to: themselves and the organisations they write to."""
-    user = viewer.principal.user
-    rows = session.execute(
-        select(Org.name).join(Membership, Membership.org_id == Org.id)
-        .where(Membership.user_id == user.id, Membership.role.in_(("write", "admin")))
-        .order_by(Org.name)
-    )
-    return [user.name, *[name for (name,) in rows]]
+    orgs = viewer.principal.orgs  # org name -> role, read with the viewer
+    return [viewer.name, *sorted(name for name, role in orgs.items() if role in ("write", "admin"))]
 
 
 def _commit(request: Request, session, viewer: Viewer, repo, branch: str, ops: list, *, summary: str,
@@ -93,10 +88,10 @@ def _commit(request: Request, session, viewer: Viewer, repo, branch: str, ops: l
 
 
 def _branch_head(request: Request, repo, rev: str) -> str:
-    branches, _ = _store(request).refs(repo.type, repo.repo_id)
+    branches, _ = store(request).refs(repo.type, repo.repo_id)
     for b in branches:
         if b.name == rev:
-            return _store(request).resolve(repo.type, repo.repo_id, rev)
+            return b.target_commit
     raise ApiError(404, f"no branch {rev!r} in {repo.repo_id}: files can be changed on a branch only")
 
 
@@ -133,7 +128,7 @@ def new_repo(request: Request, owner: str = Form(""), name: str = Form(""), type
             card = str(ModelCard.from_template({"license": license}, model_id=repo.repo_id))
             _commit(request, session, viewer, repo, "main", [storage.AddFile(path=CARD_PATH, content=card.encode())],
                     summary="Add a model card" if type == "model" else "Add a dataset card", description="",
-                    parent=_store(request).resolve(repo.type, repo.repo_id, "main"))
+                    parent=store(request).resolve(repo.type, repo.repo_id, "main"))
         return RedirectResponse(repo_path(repo), status_code=303)
 
 
@@ -148,7 +143,7 @@ def upload_page(request: Request, repo_type: str, owner: str, name: str, rest: s
         repo = _writable(session, viewer, repo_type, owner, name)
         rev = raw_ref(request, repo.repo_id, "upload")
         return page(request, "upload.html", repo=repo, base=repo_path(repo), tab="files", rev=rev,
-                    parent=_branch_head(request, repo, rev), limit=MAX_FORM_UPLOAD)
+                    parent=_branch_head(request, repo, rev), limit=MAX_BODY)
 
 
 def _file_op(request: Request, session, repo, attrs: str, upload: UploadFile):
@@ -184,7 +179,7 @@ def upload_files(request: Request, repo_type: str, owner: str, name: str, rest: 
         files = [f for f in files if f.filename]
         if not files:
             raise ApiError(400, "choose at least one file to upload")
-        attrs = gitattributes_at(_store(request), repo, parent if parent else None)
+        attrs = gitattributes_at(store(request), repo, parent if parent else None)
         ops = [_file_op(request, session, repo, attrs, f) for f in files]
         default = f"Upload {ops[0].path}" if len(ops) == 1 else f"Upload {len(ops)} files"
         _commit(request, session, viewer, repo, rev, ops, summary=message.strip() or default,
@@ -211,13 +206,13 @@ def edit_page(request: Request, repo_type: str, owner: str, name: str, rest: str
         content, exists = "", False
         if path:
             try:
-                entry = _store(request).entry(repo.type, repo.repo_id, parent, path)
+                entry = store(request).entry(repo.type, repo.repo_id, parent, path)
             except storage.EntryNotFound:
                 entry = None
             if entry is not None:
                 if entry.type != "file" or entry.lfs is not None or entry.size > MAX_REGULAR_FILE:
                     raise ApiError(400, f"{path!r} is not a text file this page can edit: upload a new version instead")
-                data = _store(request).read_blob(repo.type, repo.repo_id, parent, path)
+                data = store(request).read_blob(repo.type, repo.repo_id, parent, path)
                 try:
                     content, exists = data.decode("utf-8"), True
                 except UnicodeDecodeError:

@@ -30,7 +30,6 @@ CSP = (
 )
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
@@ -93,6 +92,9 @@ _env = Environment(
 )
 _env.filters.update(size=human_size, count=human_count, ago=ago, date=iso_date, quote=quote)
 _env.globals.update(repo_path=repo_path, rev_url=rev_url)
+
+
+RESERVED = {"api"}  # first path segments the API owns: no model page under them
 
 
 class Viewer:

@@ -19,27 +19,22 @@ from sqlalchemy import select
 
 from ..api.common import SANDBOX, ApiError, NoSuchRoute, load_repo, raw_ref, raw_tail
 from ..api.likes import likes_of, set_like
-from ..api.repos import transformers_info
+from ..api.repos import store, transformers_info
 from ..db import Org, User
 from . import accounts, listing, orgs, publish
 from .cardinfo import card_info
 from .diff import commit_changes
 from .markdown import highlight_file, pygments_css, render_card
-from .render import STATIC, Viewer, WebRoute, page, repo_path, rev_url
+from .render import RESERVED, STATIC, Viewer, WebRoute, page, repo_path, rev_url
 from .sessions import require_session, viewing
 from .snippets import snippets
 
 MAX_VIEW_BYTES = 1 << 20  # larger text files are offered as raw downloads, not rendered
 COMMITS_PAGE = 30
 MAX_LAST_COMMITS = 200  # tree entries that get their last commit looked up
-RESERVED = {"api"}  # first path segments the API owns
 
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-
-
-def _store(request: Request):
-    return request.app.state.repos
 
 
 # -- static assets, home, lists, profiles --------------------------------------------------------
@@ -47,7 +42,7 @@ def _store(request: Request):
 
 @router.get("/-/static/{name}")
 def static(name: str) -> Response:
-    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    headers = {"Cache-Control": "public, max-age=3600"}  # nosniff: app.SecurityHeaders, on every response
     if name == "pygments.css":
         return Response(pygments_css(), media_type="text/css", headers=headers)
     files = {p.name: p for p in STATIC.iterdir()}
@@ -99,14 +94,14 @@ def _repo(session, viewer: Viewer, repo_type: str, owner: str, name: str):
 
 
 def _refs(request: Request, repo) -> dict:
-    branches, tags = _store(request).refs(repo.type, repo.repo_id)
+    branches, tags = store(request).refs(repo.type, repo.repo_id)
     return {"branches": [b.name for b in branches], "tags": [t.name for t in tags]}
 
 
 def card_page(request: Request, repo_type: str, owner: str, name: str) -> Response:
     with viewing(request) as (session, viewer):
         repo = _repo(session, viewer, repo_type, owner, name)
-        st = _store(request)
+        st = store(request)
         sha = st.resolve(repo.type, repo.repo_id, "main")
         files = [e for e in st.list_tree(repo.type, repo.repo_id, sha, "", recursive=True) if e.type == "file"]
         readme = next((e for e in files if e.path == "README.md"), None)
@@ -129,7 +124,7 @@ def tree_page(request: Request, repo_type: str, owner: str, name: str, rest: str
         repo = _repo(session, viewer, repo_type, owner, name)
         rev, path = raw_tail(request, repo.repo_id, "tree")
         path = path.strip("/")
-        st = _store(request)
+        st = store(request)
         sha = st.resolve(repo.type, repo.repo_id, rev)
         entries = st.list_tree(repo.type, repo.repo_id, sha, path)
         entries.sort(key=lambda e: (e.type != "directory", e.path.lower()))
@@ -161,7 +156,7 @@ def blob_page(request: Request, repo_type: str, owner: str, name: str, rest: str
     with viewing(request) as (session, viewer):
         repo = _repo(session, viewer, repo_type, owner, name)
         rev, path = raw_tail(request, repo.repo_id, "blob")
-        st = _store(request)
+        st = store(request)
         sha = st.resolve(repo.type, repo.repo_id, rev)
         entry = st.entry(repo.type, repo.repo_id, sha, path)
         if entry.type == "directory":
@@ -187,8 +182,8 @@ def raw_file(request: Request, repo_type: str, owner: str, name: str, rest: str)
     with viewing(request) as (session, viewer):
         repo = _repo(session, viewer, repo_type, owner, name)
         rev, path = raw_tail(request, repo.repo_id, "raw")
-        data = _store(request).read_blob(repo.type, repo.repo_id, rev, path)
-    headers = {"Content-Security-Policy": SANDBOX, "X-Content-Type-Options": "nosniff"}
+        data = store(request).read_blob(repo.type, repo.repo_id, rev, path)
+    headers = {"Content-Security-Policy": SANDBOX}
     if _is_text(data):
         return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
     filename = quote(path.rsplit("/", 1)[-1], safe="")
@@ -204,7 +199,7 @@ def commits_page(request: Request, repo_type: str, owner: str, name: str, rest: 
         if not raw_page.isdigit() or int(raw_page) < 1:
             raise ApiError(400, f"page p={raw_page!r} is not a page number: use 1, 2, ...")
         number = int(raw_page)
-        st = _store(request)
+        st = store(request)
         found = st.log(repo.type, repo.repo_id, rev, skip=(number - 1) * COMMITS_PAGE, limit=COMMITS_PAGE + 1)
         if not found and number > 1:
             raise ApiError(404, f"the history of {rev!r} has no page {number}: go back to page 1")
@@ -217,7 +212,7 @@ def commits_page(request: Request, repo_type: str, owner: str, name: str, rest: 
 def commit_page(request: Request, repo_type: str, owner: str, name: str, sha: str) -> Response:
     with viewing(request) as (session, viewer):
         repo = _repo(session, viewer, repo_type, owner, name)
-        st = _store(request)
+        st = store(request)
         info = st.log(repo.type, repo.repo_id, sha, limit=1)[0]
         parent = info.parents[0] if info.parents else None
         changes, total = commit_changes(st, repo.type, repo.repo_id, info.id, parent)
