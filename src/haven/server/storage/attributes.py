@@ -165,25 +165,25 @@ class _Pattern:
         self.never = raw.endswith(b"/")  # a folder pattern never matches a file
         self.basename = b"/" not in raw
         if self.basename:
-            self.parts: list[_Segment | None] = [_Segment(raw)]
+            self.glob = _Segment(raw)
             return
         parts: list[_Segment | None] = [None if seg == b"**" else _Segment(seg) for seg in raw.lstrip(b"/").split(b"/")]
         if parts[-1] is None:
             parts[-1:] = [_ANY, None]
-        self.parts = parts
+        self.runs: list[list[_Segment]] = [[]]  # fixed-length runs of segment globs between "**"
+        for part in parts:
+            if part is None:
+                self.runs.append([])
+            else:
+                self.runs[-1].append(part)
 
     def match(self, path: bytes) -> bool:
         if self.never:
             return False
         if self.basename:
-            return self.parts[0].match(path.rsplit(b"/", 1)[-1])
+            return self.glob.match(path.rsplit(b"/", 1)[-1])
         segments = path.split(b"/")
-        runs: list[list[_Segment]] = [[]]  # fixed-length runs of segment globs between "**"
-        for part in self.parts:
-            if part is None:
-                runs.append([])
-            else:
-                runs[-1].append(part)
+        runs = self.runs
 
         def fits(run: list[_Segment], at: int) -> bool:
             return all(glob.match(segments[at + k]) for k, glob in enumerate(run))
