@@ -59,16 +59,13 @@ class RepoLifecycle:
         record = self._journal.add(op="create", type=repo_type, id=repo_id)
         try:
             sha = self._build(final, author, author_email, repo_id)
-        except BaseException:
+            try:
+                yield sha
+            except BaseException:
+                _remove_tree(final)
+                raise
+        finally:
             self._journal.done(record)
-            raise
-        try:
-            yield sha
-        except BaseException:
-            _remove_tree(final)
-            self._journal.done(record)
-            raise
-        self._journal.done(record)
 
     @contextmanager
     def deleting(self, repo_type: str, repo_id: str) -> Iterator[None]:
@@ -78,18 +75,18 @@ class RepoLifecycle:
         trash = self._scratch(".trash")
         record = self._journal.add(op="delete", type=repo_type, id=repo_id, trash=trash.name)
         try:
-            os.rename(path, trash)
-        except FileNotFoundError:
+            try:
+                os.rename(path, trash)
+            except FileNotFoundError:
+                raise RepoNotFound(f"Repository {repo_id!r} not found.") from None
+            try:
+                yield
+            except BaseException:
+                os.rename(trash, path)
+                raise
+            _remove_tree(trash)
+        finally:
             self._journal.done(record)
-            raise RepoNotFound(f"Repository {repo_id!r} not found.") from None
-        try:
-            yield
-        except BaseException:
-            os.rename(trash, path)
-            self._journal.done(record)
-            raise
-        _remove_tree(trash)
-        self._journal.done(record)
         _drop_if_empty(path.parent)
 
     @contextmanager
@@ -98,23 +95,22 @@ class RepoLifecycle:
         self._open(repo_type, from_id)
         src = self.repo_path(repo_type, from_id)
         dst = self.repo_path(repo_type, to_id)
-        with self._lock(repo_type, from_id):
-            if dst.exists():
-                raise RepoExistsError(f"Repository {to_id!r} already exists.")
-            record = self._journal.add(op="move", type=repo_type, id=from_id, to=to_id)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(src, dst)
-            except BaseException:
-                self._journal.done(record)
-                raise
+        record = None
         try:
-            yield
-        except BaseException:
-            os.rename(dst, src)
-            self._journal.done(record)
-            raise
-        self._journal.done(record)
+            with self._lock(repo_type, from_id):
+                if dst.exists():
+                    raise RepoExistsError(f"Repository {to_id!r} already exists.")
+                record = self._journal.add(op="move", type=repo_type, id=from_id, to=to_id)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(src, dst)
+            try:
+                yield
+            except BaseException:
+                os.rename(dst, src)
+                raise
+        finally:
+            if record is not None:
+                self._journal.done(record)
         _drop_if_empty(src.parent)
 
     def recover(self, is_listed: Callable[[str, str], bool]) -> list[str]:
