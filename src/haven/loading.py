@@ -186,6 +186,8 @@ def parse_device(value: Any):
         return parse_device(value[""])
     if isinstance(value, bool):
         raise TypeError("a device, not a bool")
+    if isinstance(value, int):  # an accelerator index, as the reference reads it
+        return torch.device("cuda", value)
     return torch.device(value)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from .. import loading
 from ..errors import PipelineError
 
 # Model inputs the base pads; anything else in the features is left for postprocess.
@@ -38,21 +39,16 @@ MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_
 
 
 def parse_device(device: Any) -> torch.device:
-    """None / "cpu" / -1 -> cpu; an int n >= 0 -> cuda:n; a string or torch.device as given."""
-    if device is None:
+    """None / -1 -> cpu, as pipelines take them; anything else as from_pretrained reads a device
+    ("cpu", "cuda:0", an index n -> cuda:n, a torch.device, "auto")."""
+    if device is None or (isinstance(device, int) and not isinstance(device, bool) and device == -1):
         return torch.device("cpu")
-    if isinstance(device, torch.device):
-        return device
-    if isinstance(device, int):
-        return torch.device("cpu") if device < 0 else torch.device("cuda", device)
-    if isinstance(device, str):
-        try:
-            return torch.device(device)
-        except RuntimeError:
-            pass
-    raise PipelineError(
-        f"device={device!r} is not understood; pass None, 'cpu', -1, a GPU index like 0, or 'cuda:0'"
-    )
+    try:
+        return loading.parse_device(device)
+    except (RuntimeError, TypeError, ValueError, KeyError):
+        raise PipelineError(
+            f"device={device!r} is not understood; pass None, 'cpu', -1, a GPU index like 0, or 'cuda:0'"
+        ) from None
 
 
 class Pipeline:
