@@ -16,7 +16,7 @@ from huggingface_hub import (
     hf_hub_download,
     snapshot_download,
 )
-from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
 from huggingface_hub.file_download import http_get
 
 from fixtures.server import unique_name
@@ -145,6 +145,10 @@ def test_branches_tags_and_refs(owner, uploaded):
     api.upload_file(path_or_fileobj=b"dev only", path_in_repo="dev.txt", repo_id=repo_id, revision="dev")
     api.create_tag(repo_id, tag="v1.0", tag_message="first release")
     api.create_tag(repo_id, tag="v1.0", exist_ok=True)
+    for again in (lambda: api.create_branch(repo_id, branch="dev"), lambda: api.create_tag(repo_id, tag="v1.0")):
+        with pytest.raises(HfHubHTTPError) as exists:
+            again()
+        assert exists.value.response.status_code == 409
     refs = api.list_repo_refs(repo_id)
     branches = {b.name: b.target_commit for b in refs.branches}
     assert set(branches) == {"main", "dev"}

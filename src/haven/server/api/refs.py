@@ -35,10 +35,7 @@ def create_branch(
     request: Request, repo: WritableRepo, rest: str, body: Annotated[CreateBranchBody | None, Body()] = None
 ) -> dict:
     branch = raw_ref(request, repo.repo_id, "branch")
-    st = store(request)
-    branches, _ = st.refs(repo.type, repo.repo_id)
-    if any(b.name == branch for b in branches):
-        raise ApiError(409, f"branch {branch!r} already exists in {repo.repo_id}")
+    st = store(request)  # an existing branch: storage's RefExistsError, 409
     start = st.resolve(repo.type, repo.repo_id, (body and body.startingPoint) or "main")
     st.create_branch(repo.type, repo.repo_id, branch, start)
     return {}
@@ -56,10 +53,7 @@ def delete_branch(request: Request, repo: WritableRepo, rest: str) -> dict:
 @router.post("/tag/{rest:path}")
 def create_tag(request: Request, repo: WritableRepo, rest: str, body: CreateTagBody) -> dict:
     rev = raw_ref(request, repo.repo_id, "tag")
-    st = store(request)
-    _, tags = st.refs(repo.type, repo.repo_id)
-    if any(t.name == body.tag for t in tags):
-        raise ApiError(409, f"tag {body.tag!r} already exists in {repo.repo_id}")
+    st = store(request)  # an existing tag: storage's RefExistsError, 409
     sha = st.resolve(repo.type, repo.repo_id, rev)
     st.create_tag(repo.type, repo.repo_id, body.tag, sha, body.message)
     return {}
