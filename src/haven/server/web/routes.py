@@ -21,7 +21,7 @@ from ..api.common import SANDBOX, ApiError, NoSuchRoute, load_repo, raw_ref, raw
 from ..api.likes import likes_of, set_like
 from ..api.repos import store, transformers_info
 from ..db import Org, User
-from . import accounts, listing, orgs, publish
+from . import accounts, listing, orgs, publish, tensorboard
 from .cardinfo import card_info
 from .diff import commit_changes
 from .markdown import highlight_file, pygments_css, render_card
@@ -115,7 +115,7 @@ def card_page(request: Request, repo_type: str, owner: str, name: str) -> Respon
             request, "repo.html", repo=repo, base=base, tab="card", card=card, card_html=html, tags=tags,
             like={"liked": liked, "viewer": viewer, "next": base},
             snippets=snippets(repo, request.app.state.settings.public_url, (info or {}).get("auto_model")),
-            file_count=len(files), used=sum(e.size for e in files),
+            file_count=len(files), used=sum(e.size for e in files), metrics=tensorboard.has_event_files(files),
         )
 
 
@@ -286,6 +286,7 @@ router.include_router(accounts.router)  # /join, /login, /settings/...: before /
 router.include_router(orgs.router)  # /organizations/..., /admin/users: before /{owner}/{name}
 router.include_router(publish.router)  # /new, upload, edit, delete, settings: before /{owner}/{name}
 _register()
+router.include_router(tensorboard.router)  # after _register: /datasets/{owner}/{name} wins over it
 
 
 @router.get("/{name}")

@@ -1,0 +1,160 @@
+"""The Metrics tab against a live hub: event files written by torch's SummaryWriter (the real
+writer), pushed with huggingface_hub, read back on `/{owner}/{name}/tensorboard`. The values the
+page carries are compared with the values written (as float32, the precision the writer keeps)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from huggingface_hub import HfApi
+
+from fixtures.server import unique_name
+from haven.server.storage.datatypes import LfsInfo, TreeEntry
+from haven.server.web import tensorboard
+
+LOSS = {"alpha": [2.0, 1.5, 1.2, 0.9, 0.8, 0.7, 0.65, 0.6], "beta": [2.2, 1.9, 1.4, 1.1, 0.95]}
+ACCURACY = {"alpha": [0.5, 0.625, 0.75]}  # eval every 3 steps: steps 0, 3, 6
+
+
+def write_runs(root: Path) -> tuple[float, float]:
+    from torch.utils.tensorboard import SummaryWriter
+
+    start = time.time()
+    for run, losses in LOSS.items():
+        writer = SummaryWriter(str(root / "runs" / run))
+        for step, loss in enumerate(losses):
+            writer.add_scalar("train/loss", loss, step)
+        for i, acc in enumerate(ACCURACY.get(run, [])):
+            writer.add_scalar("eval/accuracy", acc, i * 3)
+        writer.add_text("notes", "<img src=x onerror=alert(1)>", 0)  # not a scalar: not charted
+        writer.close()
+    return start, time.time()
+
+
+def page_data(html: str) -> dict:
+    found = re.search(r'<script type="application/json" id="metrics-data">(.*?)</script>', html, re.S)
+    assert found, "the page carries its series as JSON"
+    return json.loads(found.group(1))
+
+
+@pytest.fixture(scope="module")
+def runs_site(hub_server, tmp_path_factory):
+    owner = unique_name("metrics")
+    token = hub_server.create_user(owner)
+    api = HfApi(endpoint=hub_server.url, token=token)
+    folder = tmp_path_factory.mktemp("tb")
+    written = write_runs(folder)
+    repo = api.create_repo(f"{owner}/trained").repo_id
+    api.upload_folder(folder_path=str(folder), repo_id=repo, commit_message="runs")
+    api.upload_file(path_or_fileobj=b"# trained\n", path_in_repo="README.md", repo_id=repo)
+
+    plain = api.create_repo(f"{owner}/plain").repo_id
+    api.upload_file(path_or_fileobj=b"# plain\n", path_in_repo="README.md", repo_id=plain)
+
+    broken = api.create_repo(f"{owner}/broken").repo_id
+    good = next((folder / "runs" / "alpha").iterdir()).read_bytes()
+    api.upload_file(path_or_fileobj=good[:-7], path_in_repo="runs/cut/events.out.tfevents.1.host", repo_id=broken)
+    api.upload_file(path_or_fileobj=b"\x00garbage" * 40, path_in_repo="runs/junk/events.out.tfevents.2.host",
+                    repo_id=broken)
+
+    private = api.create_repo(f"{owner}/hidden-runs", private=True).repo_id
+    api.upload_folder(folder_path=str(folder), repo_id=private)
+    return hub_server.url, owner, token, written
+
+
+def test_page_shows_every_run_and_tag_with_the_written_values(runs_site):
+    url, owner, _, (start, end) = runs_site
+    r = httpx.get(f"{url}/{owner}/trained/tensorboard")
+    assert r.status_code == 200, r.text
+    data = page_data(r.text)
+    assert data["runs"] == ["runs/alpha", "runs/beta"]
+    assert [t["tag"] for t in data["tags"]] == ["eval/accuracy", "train/loss"]  # text summaries are not scalars
+    charts = {t["tag"]: {s["run"]: s["points"] for s in t["series"]} for t in data["tags"]}
+    for run, losses in LOSS.items():
+        points = charts["train/loss"][f"runs/{run}"]
+        assert [p[0] for p in points] == list(range(len(losses)))
+        assert [p[2] for p in points] == [float(np.float32(v)) for v in losses]
+        assert all(start - 1 <= p[1] <= end + 1 for p in points)
+    accuracy = charts["eval/accuracy"]
+    assert list(accuracy) == ["runs/alpha"]
+    assert [(p[0], p[2]) for p in accuracy["runs/alpha"]] == [(3 * i, float(np.float32(v))) for i, v in enumerate(ACCURACY["alpha"])]
+    for tag in ("train/loss", "eval/accuracy"):
+        assert f"<figcaption>{tag}</figcaption>" in r.text
+    # the table read without JavaScript: each run's last value
+    assert "<td>runs/beta</td><td>4</td><td>0.949999988079071</td><td>5</td>" in r.text
+
+
+def test_tab_appears_only_where_event_files_are(runs_site):
+    url, owner, _, _ = runs_site
+    card = httpx.get(f"{url}/{owner}/trained").text
+    assert f'href="/{owner}/trained/tensorboard"' in card
+    plain = httpx.get(f"{url}/{owner}/plain")
+    assert plain.status_code == 200 and "/tensorboard" not in plain.text
+    missing = httpx.get(f"{url}/{owner}/plain/tensorboard")
+    assert missing.status_code == 404
+    assert "holds no TensorBoard event files" in missing.text
+
+
+def test_corrupt_and_truncated_files_give_a_message(runs_site):
+    url, owner, _, _ = runs_site
+    r = httpx.get(f"{url}/{owner}/broken/tensorboard")
+    assert r.status_code == 200, r.text
+    data = page_data(r.text)
+    errors = {e["path"]: e["error"] for e in data["errors"]}
+    assert set(errors) == {"runs/cut/events.out.tfevents.1.host", "runs/junk/events.out.tfevents.2.host"}
+    assert "truncated" in errors["runs/cut/events.out.tfevents.1.host"]
+    assert "runs/junk/events.out.tfevents.2.host" in r.text
+    # the records before the cut are kept: all of alpha's losses but the file's last record
+    loss = {t["tag"]: t for t in data["tags"]}["train/loss"]["series"]
+    assert [s["run"] for s in loss] == ["runs/cut"]
+    assert [p[2] for p in loss[0]["points"]] == [float(np.float32(v)) for v in LOSS["alpha"]]
+
+
+def test_private_runs_and_bad_query(runs_site):
+    url, owner, token, _ = runs_site
+    assert httpx.get(f"{url}/{owner}/hidden-runs/tensorboard").status_code == 404
+    r = httpx.get(f"{url}/{owner}/hidden-runs/tensorboard", headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and page_data(r.text)["runs"] == ["runs/alpha", "runs/beta"]
+    r = httpx.get(f"{url}/{owner}/trained/tensorboard?smoothing=0.5")
+    assert r.status_code == 400 and "smoothing" in r.text
+
+
+class CountingStore:
+    def __init__(self, content: bytes):
+        self.content, self.opened = content, 0
+
+    def open_file(self, repo_type, repo_id, commit, path):
+        self.opened += 1
+        return None, self.content
+
+
+def test_series_are_cached_per_file_content(tmp_path):
+    write_runs(tmp_path)
+    content = next((tmp_path / "runs" / "beta").iterdir()).read_bytes()
+    st = CountingStore(content)
+    tensorboard.CACHE.clear()
+    entry = TreeEntry("file", "runs/beta/events.out.tfevents.9", oid="a" * 40, size=len(content),
+                      lfs=LfsInfo("b" * 64, len(content), 130))
+    first = tensorboard.file_scalars(st, "model", "o/r", "c1", entry)
+    moved = TreeEntry("file", "runs/other/events.out.tfevents.9", oid="a" * 40, size=len(content),
+                      lfs=LfsInfo("b" * 64, len(content), 130))
+    again = tensorboard.file_scalars(st, "model", "o/r", "c2", moved)  # same content at another commit and path
+    assert st.opened == 1 and again is first
+    changed = TreeEntry("file", entry.path, oid="a" * 40, size=len(content), lfs=LfsInfo("c" * 64, len(content), 130))
+    tensorboard.file_scalars(st, "model", "o/r", "c3", changed)
+    assert st.opened == 2
+
+
+def test_without_tensorboard_the_reader_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    path = tmp_path / "events.out.tfevents.1"
+    path.write_bytes(b"")
+    with pytest.raises(tensorboard.ReaderMissing):
+        tensorboard.parse_event_file(str(path))
