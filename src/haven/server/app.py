@@ -29,6 +29,7 @@ log = logging.getLogger("haven.server")
 
 OWN_LIMITS = re.compile(  # LFS object PUT, NDJSON commit, git packs
     r"^/api/lfs/objects/|^/api/(models|datasets)/[^/]+/[^/]+/commit/|/git-(receive|upload)-pack$"
+    r"|^/cas/v1/(xorbs/|shards$)"  # Xet uploads bound their own size (64 MiB)
 )
 SMALL_LIMITS = {"/api/validate-yaml": MAX_YAML_BODY}  # routes whose bodies are smaller still
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -154,6 +155,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
     app.state.lfs = storage.LfsStore(settings.data_dir / "lfs", max_object_size=settings.max_lfs_object)
     app.state.repos = storage.RepoStore(settings.data_dir / "repos", app.state.lfs)
+    from .xet import cas as xet_cas
+
+    xet_cas.install(app)  # the Xet store and its routes (first), and the LFS store serving Xet files
     from .api import lfsrefs
     from .api.common import find_repo
 

@@ -32,8 +32,6 @@ UNSUPPORTED: list[tuple[re.Pattern, str]] = [
         (_REPO + r"/leaderboard\Z", "leaderboards are not supported by this hub"),
         (_REPO + r"/safetensors-metadata/", "sharded safetensors metadata in one call is not supported by this "
          "hub: read each shard's header (get_safetensors_metadata reads them with range requests)"),
-        (_REPO + r"/xet-(read|write)-token/", "this hub does not speak Xet: set HF_HUB_DISABLE_XET=1 so the "
-         "client transfers files through LFS"),
         (r"^/api/spaces(/|\Z)", "Spaces are not supported by this hub: it hosts models and datasets"),
         (r"^/api/kernels(/|\Z)", "kernel repositories are not supported by this hub: it hosts models and datasets"),
         (r"^/api/buckets(/|\Z)", "storage buckets are not supported by this hub: use a dataset repository"),

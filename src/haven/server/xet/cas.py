@@ -1,0 +1,296 @@
+"""The Xet routes: access tokens under /api, and the CAS service (`/v1/...`) the client talks to.
+
+Tokens: `GET /api/{models|datasets}/{ns}/{name}/xet-{read|write}-token/{rev}` answers
+`{"accessToken", "exp", "casUrl"}` and the same in `X-Xet-Access-Token`, `X-Xet-Token-Expiration`,
+`X-Xet-Cas-Url`. A read token needs read access (a private repo is 404 to outsiders, as
+everywhere), a write token write access.
+
+CAS (Bearer: a Xet token; 401 without a valid one, 403 for a read token on an upload):
+- `POST /v1/xorbs/default/{hash}`: the body streams to a spool file while every chunk is decoded
+  and hashed; the Merkle root must equal `{hash}` (400 otherwise, nothing stored). Idempotent.
+- `POST /v1/shards`: every xorb named must be stored, every term's verification hash and size
+  must match the xorb's chunks, the file hash and the sha256 must match the bytes (400 with
+  nothing recorded otherwise). Each file's sha256 becomes servable by the token's repository.
+- `GET /v1/reconstructions/{file_id}` (`Range: bytes=a-b`): terms and signed, expiring fetch URLs
+  for byte ranges of xorbs; only for files the token's repository may serve (404 otherwise).
+- `GET /v1/fetch/{xorb}?range=a-b&exp=..&sig=..`: the bytes a fetch URL names (no token: the
+  URL authorises itself). With an S3 blob store the fetch URL is a presigned GET instead.
+- `GET /v1/chunks/{default|default-merkledb}/{chunk}`: the global dedup query; a shard listing the
+  xorb holding that chunk, its chunk hashes keyed with a fresh key per answer (so only a client
+  holding a chunk can recognise it), or 404.
+Other `/v1` and `/v2` paths are plain 404s (the client falls back to the v1 routes above).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.responses import StreamingResponse
+
+from ..api.common import ApiError, NoSuchRoute
+from ..api.deps import ReadableRepo, SessionDep, WritableRepo
+from ..db import Repo, RepoLfsObject
+from . import tokens
+from .hashing import HashStringError, from_hex, to_hex
+from .shard import ShardError, dedup_shard
+from .store import XetStore, xorb_key
+from .xorb import MAX_XORB_BYTES, XorbError, XorbReader
+
+log = logging.getLogger("haven.server.xet")
+router = APIRouter()
+CAS = "/cas"  # the CAS service's base path (casUrl): its /v1 never meets the inference /v1 routes
+RANGE_RE = re.compile(r"bytes=(\d+)-(\d*)")
+_FLUSH = 4 << 20
+
+
+def _store(request: Request) -> XetStore:
+    return request.app.state.xet
+
+
+def _token_answer(request: Request, repo: Repo, scope: str) -> Response:
+    settings = request.app.state.settings
+    token = tokens.issue(settings.secret, repo.id, scope)
+    exp = tokens.check(settings.secret, token).expires
+    cas_url = settings.public_url + CAS
+    headers = {"X-Xet-Cas-Url": cas_url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(exp),
+               "Cache-Control": "no-store"}
+    body = json.dumps({"accessToken": token, "exp": exp, "casUrl": cas_url})
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get("/api/{plural}/{ns}/{name}/xet-read-token/{rev:path}")
+def read_token(request: Request, repo: ReadableRepo, rev: str) -> Response:
+    return _token_answer(request, repo, "read")
+
+
+@router.get("/api/{plural}/{ns}/{name}/xet-write-token/{rev:path}")
+def write_token(request: Request, repo: WritableRepo, rev: str) -> Response:
+    return _token_answer(request, repo, "write")
+
+
+# -- CAS ------------------------------------------------------------------------------------------
+
+
+def cas_grant(request: Request, session: SessionDep) -> tokens.XetGrant:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "this CAS route needs a Xet token (Authorization: Bearer ...): get one from "
+                       "/api/{models|datasets}/{ns}/{name}/xet-read-token/{rev}")
+    try:
+        grant = tokens.check(request.app.state.settings.secret, token.strip())
+    except tokens.TokenError as err:
+        raise ApiError(401, str(err)) from None
+    if session.get(Repo, grant.repo_pk) is None:
+        raise ApiError(401, "the Xet token's repository no longer exists")
+    return grant
+
+
+Grant = Annotated[tokens.XetGrant, Depends(cas_grant)]
+
+
+def _writer(grant: tokens.XetGrant) -> None:
+    if not grant.can_write:
+        raise ApiError(403, "this Xet token may only read: ask for a write token (xet-write-token)")
+
+
+def _hash(text: str, what: str) -> str:
+    try:
+        from_hex(text)
+    except HashStringError as err:
+        raise ApiError(400, f"{what}: {err}") from None
+    return text
+
+
+@router.post(CAS + "/v1/xorbs/{prefix}/{xorb}")
+async def upload_xorb(request: Request, prefix: str, xorb: str, grant: Grant) -> dict:
+    _writer(grant)
+    if prefix != "default":
+        raise ApiError(400, f"xorb prefix {prefix!r} is unknown: use 'default'")
+    expected = from_hex(_hash(xorb, "xorb hash"))
+    store = _store(request)
+    with store.sessions() as session:
+        if store.has_xorb(session, xorb):
+            async for _ in request.stream():
+                pass
+            return {"was_inserted": False}
+    reader = XorbReader(expected)
+    path, out = store.spool()
+    try:
+        batch: list[bytes] = []
+        size = 0
+
+        def write(parts: list[bytes]) -> None:
+            for part in parts:
+                reader.feed(part)
+                out.write(part)
+
+        async for part in request.stream():
+            batch.append(part)
+            size += len(part)
+            if size > MAX_XORB_BYTES + 1:
+                raise ApiError(413, f"a xorb is at most {MAX_XORB_BYTES >> 20} MiB: split it")
+            if sum(map(len, batch)) >= _FLUSH:
+                await asyncio.to_thread(write, batch)
+                batch = []
+        await asyncio.to_thread(write, batch)
+        out.close()
+        index = await asyncio.to_thread(reader.finish)
+        inserted = await asyncio.to_thread(store.publish_xorb, xorb, path, index, grant.repo_pk)
+    except XorbError as err:
+        log.warning("xorb %s refused: %s", xorb, err)
+        raise ApiError(400, f"xorb {xorb} refused: {err}") from None
+    finally:
+        out.close()
+        path.unlink(missing_ok=True)
+    return {"was_inserted": inserted}
+
+
+@router.head(CAS + "/v1/xorbs/{prefix}/{xorb}")
+def head_xorb(request: Request, prefix: str, xorb: str, grant: Grant, session: SessionDep) -> Response:
+    from .models import XetXorb
+
+    row = session.get(XetXorb, _hash(xorb, "xorb hash"))
+    if prefix != "default" or row is None:
+        return Response(status_code=404)
+    return Response(status_code=200, headers={"Content-Length": str(row.size)})
+
+
+@router.post(CAS + "/v1/shards")
+async def upload_shard(request: Request, grant: Grant) -> dict:
+    _writer(grant)
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > 64 << 20:
+            raise ApiError(413, "a shard is at most 64 MiB: split the upload into several shards")
+    store = _store(request)
+    try:
+        result, records = await asyncio.to_thread(store.register_shard, bytes(body), grant.repo_pk)
+    except ShardError as err:
+        log.warning("shard refused: %s", err)
+        raise ApiError(400, f"shard refused: {err}") from None
+    from ..api import lfsrefs
+
+    with store.sessions() as session:
+        lfsrefs.grant(session, grant.repo_pk, [r.sha256 for r in records])
+        session.commit()
+    return {"result": result}
+
+
+def _servable(session, grant: tokens.XetGrant, sha256: str) -> bool:
+    return session.get(RepoLfsObject, (grant.repo_pk, sha256)) is not None
+
+
+@router.get(CAS + "/v1/reconstructions/{file_id}")
+def reconstruction(request: Request, file_id: str, grant: Grant, session: SessionDep) -> dict:
+    store = _store(request)
+    record = store.file(session, _hash(file_id, "file id"))
+    if record is None or not _servable(session, grant, record.sha256):
+        raise ApiError(404, f"file {file_id} is not in this repository's Xet store")
+    start, end = 0, record.size  # [start, end)
+    rng = request.headers.get("range")
+    if rng:
+        m = RANGE_RE.fullmatch(rng.strip())
+        if not m:
+            raise ApiError(400, f"unsupported Range {rng!r}: use bytes=START-END")
+        start = int(m.group(1))
+        end = min(record.size, int(m.group(2)) + 1) if m.group(2) else record.size
+        if start >= record.size or start >= end:
+            raise ApiError(416, f"Range {rng!r} is outside the file ({record.size} bytes)")
+    settings = request.app.state.settings
+    terms, fetch_info, offset, first = [], {}, 0, None
+    for term in record.terms:
+        t_end = offset + term.unpacked_bytes
+        if t_end <= start or offset >= end:
+            offset = t_end
+            continue
+        index = store.index(session, to_hex(term.xorb))
+        # narrow the term to the chunks that hold [start, end)
+        c0, pos = term.start, offset
+        while pos + index.unpacked_length(c0, c0 + 1) <= start:
+            pos += index.unpacked_length(c0, c0 + 1)
+            c0 += 1
+        if first is None:
+            first = start - pos
+        c1, p = c0, pos
+        while c1 < term.end and p < end:
+            p += index.unpacked_length(c1, c1 + 1)
+            c1 += 1
+        xh = to_hex(term.xorb)
+        terms.append({"hash": xh, "unpacked_length": index.unpacked_length(c0, c1), "range": {"start": c0, "end": c1}})
+        b0, b1 = index.packed_range(c0, c1)
+        url = store.blobs.presigned_url(xorb_key(xh), expires=tokens.FETCH_TTL)
+        if url is None:
+            url = f"{settings.public_url}{CAS}/v1/fetch/{xh}?{tokens.fetch_query(settings.secret, xh, b0, b1 - 1)}"
+        fetch_info.setdefault(xh, []).append(
+            {"range": {"start": c0, "end": c1}, "url": url, "url_range": {"start": b0, "end": b1 - 1}}
+        )
+        offset = t_end
+    return {"offset_into_first_range": first or 0, "terms": terms, "fetch_info": fetch_info}
+
+
+@router.get(CAS + "/v1/fetch/{xorb}")
+def fetch_xorb(request: Request, xorb: str, range: str = "", exp: int = 0, sig: str = "") -> Response:
+    _hash(xorb, "xorb hash")
+    m = re.fullmatch(r"(\d+)-(\d+)", range)
+    if not m or not tokens.check_fetch(request.app.state.settings.secret, xorb, int(m[1]), int(m[2]), exp, sig):
+        raise ApiError(403, "this fetch URL is invalid or has expired: ask for the reconstruction again")
+    lo, hi = int(m[1]), int(m[2])
+    asked = request.headers.get("range")
+    if asked:
+        r = RANGE_RE.fullmatch(asked.strip())
+        if not r or not r[2] or int(r[1]) < lo or int(r[2]) > hi or int(r[1]) > int(r[2]):
+            raise ApiError(416, f"Range {asked!r} is not inside the signed range bytes={lo}-{hi}")
+        lo, hi = int(r[1]), int(r[2])
+    store = _store(request)
+    size = store.blobs.size(xorb_key(xorb))
+    if hi >= size:
+        raise ApiError(416, f"bytes={lo}-{hi} is outside xorb {xorb} ({size} bytes)")
+    headers = {"Content-Range": f"bytes {lo}-{hi}/{size}", "Content-Length": str(hi - lo + 1)}
+    return StreamingResponse(store.blobs.read(xorb_key(xorb), lo, hi + 1), status_code=206, headers=headers,
+                             media_type="application/octet-stream")
+
+
+@router.get(CAS + "/v1/chunks/{prefix}/{chunk}")
+def dedup_query(request: Request, prefix: str, chunk: str, grant: Grant, session: SessionDep) -> Response:
+    if prefix not in ("default", "default-merkledb"):
+        raise ApiError(400, f"chunk prefix {prefix!r} is unknown: use 'default-merkledb'")
+    xorbs = _store(request).dedup_xorbs(session, _hash(chunk, "chunk hash"))
+    if not xorbs:
+        return Response(status_code=404)
+    key = secrets.token_bytes(32)
+    from .hashing import keyed
+
+    for x in xorbs:
+        x.chunks = [(keyed(h, key), s, n) for h, s, n in x.chunks]
+    return Response(dedup_shard(xorbs, key), media_type="application/octet-stream")
+
+
+@router.api_route(CAS + "/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"])
+def no_cas_route() -> None:
+    """Any other CAS path (v2 routes, xorb grants ...) is a plain 404: the client falls back to v1."""
+    raise NoSuchRoute()
+
+
+def install(app) -> None:
+    """Open the Xet store on `app.state`, let the LFS store serve Xet files by sha256, and add the
+    routes (before the API modules: `/api/{plural}/{ns}/{name}/...` routes there are less specific)."""
+    from ..storage.blobs import open_blob_store
+    from .store import XetObjectSource
+
+    settings = app.state.settings
+    blobs = getattr(app.state, "blobs", None) or open_blob_store(None, settings.data_dir)
+    app.state.xet = XetStore(blobs, app.state.sessionmaker, settings.data_dir / "tmp")
+    add_source = getattr(app.state.lfs, "add_source", None)
+    if add_source is not None:
+        add_source(XetObjectSource(app.state.xet))
+    os.makedirs(settings.data_dir / "tmp", exist_ok=True)
+    app.include_router(router)

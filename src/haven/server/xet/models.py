@@ -1,0 +1,48 @@
+"""The Xet store's tables (migration 0007): verified xorbs with their chunk index, files with their
+terms, the chunks the global dedup query can answer for, and the shards received."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db import Base, utcnow
+
+
+class XetXorb(Base):
+    __tablename__ = "xet_xorbs"
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # protocol hex string
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes stored (the upload, as sent)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    unpacked_bytes: Mapped[int] = mapped_column(BigInteger)
+    chunk_index: Mapped[bytes] = mapped_column(LargeBinary)  # xorb.XorbIndex.to_bytes()
+    # the repository whose write token first uploaded it (accounting); NULL once that repo is gone
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="SET NULL"), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class XetFile(Base):
+    __tablename__ = "xet_files"
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # Xet file hash, hex string
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    terms: Mapped[bytes] = mapped_column(LargeBinary)  # store.pack_terms
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class XetDedupChunk(Base):
+    """A chunk eligible for the global dedup query (its hash is 0 mod 1024) and a xorb holding it."""
+
+    __tablename__ = "xet_dedup_chunks"
+    chunk: Mapped[str] = mapped_column(String(64), primary_key=True)
+    xorb: Mapped[str] = mapped_column(ForeignKey("xet_xorbs.hash", ondelete="CASCADE"))
+
+
+class XetShard(Base):
+    __tablename__ = "xet_shards"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="SET NULL"), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

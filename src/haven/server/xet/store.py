@@ -1,0 +1,237 @@
+"""The Xet store: xorbs and shards in the BlobStore (`xet/xorbs/<hash>`, `xet/shards/<sha256>`),
+what they hold in the database (`models`), files reconstructed from xorbs, and the object source
+that lets the LFS store serve a Xet-uploaded file by its sha256 (so git-lfs, the LFS batch API and
+resolve serve it with no Xet code of their own, and no second copy of the bytes is kept).
+
+Everything the server records is verified from bytes it holds: a xorb's hash from its chunks, a
+file's hash, each term's verification hash and size from the xorbs' chunk index, and the file's
+sha256 by reading it back from the xorbs once, when its shard arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .hashing import file_hash, from_hex, to_hex, verification_hash
+from .models import XetDedupChunk, XetFile, XetShard, XetXorb
+from .shard import Shard, ShardError, Term, XorbInfo, parse_shard
+from .xorb import XorbError, XorbIndex, XorbReader, read_chunks
+
+DEDUP_MODULUS = 1024  # a chunk whose hash is 0 mod this is answered by the global dedup query
+_TERM = struct.Struct("<32sIII")  # xorb hash, start, end, unpacked bytes
+
+
+def xorb_key(h: str) -> str:
+    return f"xet/xorbs/{h}"
+
+
+def pack_terms(terms: list[Term]) -> bytes:
+    return b"".join(_TERM.pack(t.xorb, t.start, t.end, t.unpacked_bytes) for t in terms)
+
+
+def unpack_terms(data: bytes) -> list[Term]:
+    return [Term(x, size, start, end) for x, start, end, size in _TERM.iter_unpack(data)]
+
+
+def dedup_eligible(h: bytes) -> bool:
+    return int.from_bytes(h[24:32], "little") % DEDUP_MODULUS == 0
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    hash: str
+    sha256: str
+    size: int
+    terms: list[Term]
+
+
+class XetStore:
+    """Xorbs, shards and files over a BlobStore and the database."""
+
+    def __init__(self, blobs, sessions: sessionmaker, tmp_dir: Path):
+        self.blobs, self.sessions, self.tmp_dir = blobs, sessions, Path(tmp_dir)
+        self._indexes: dict[str, XorbIndex] = {}
+
+    # -- xorbs --------------------------------------------------------------------------------
+
+    def has_xorb(self, session: Session, h: str) -> bool:
+        return session.get(XetXorb, h) is not None
+
+    def spool(self) -> tuple[Path, object]:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="xorb-", dir=self.tmp_dir)
+        return Path(name), os.fdopen(fd, "wb")
+
+    def publish_xorb(self, h: str, spooled: Path, index: XorbIndex, repo_pk: int | None) -> bool:
+        """Store a verified xorb (the spooled upload) and its index; False if it was already here."""
+        with self.sessions() as session:
+            if self.has_xorb(session, h):
+                return False
+            with open(spooled, "rb") as f:
+                size = self.blobs.put(xorb_key(h), iter(lambda: f.read(1 << 20), b""))
+            session.add(XetXorb(hash=h, size=size, chunk_count=len(index), unpacked_bytes=index.unpacked_ends[-1],
+                                chunk_index=index.to_bytes(), repo_id=repo_pk))
+            for ch in index.hashes:
+                if dedup_eligible(ch):
+                    session.merge(XetDedupChunk(chunk=to_hex(ch), xorb=h))
+            session.commit()
+        return True
+
+    def index(self, session: Session, h: str) -> XorbIndex | None:
+        if h not in self._indexes:
+            row = session.get(XetXorb, h)
+            if row is None:
+                return None
+            if len(self._indexes) > 256:
+                self._indexes.clear()
+            self._indexes[h] = XorbIndex.from_bytes(row.chunk_index)
+        return self._indexes[h]
+
+    # -- shards -------------------------------------------------------------------------------
+
+    def register_shard(self, data: bytes, repo_pk: int) -> tuple[int, list[FileRecord]]:
+        """Verify a shard and record its files: (1 registered | 0 already here, the files).
+        ShardError for anything wrong, with nothing recorded."""
+        shard = parse_shard(data)
+        digest = hashlib.sha256(data).hexdigest()
+        with self.sessions() as session:
+            records = [self._verify_file(session, f) for f in shard.files]
+            self._verify_xorb_infos(session, shard)
+            new = [r for r in records if session.get(XetFile, r.hash) is None]
+        for record in new:
+            self._check_sha256(record)
+        with self.sessions() as session:
+            for r in new:
+                if session.get(XetFile, r.hash) is None:
+                    session.add(XetFile(hash=r.hash, sha256=r.sha256, size=r.size, terms=pack_terms(r.terms)))
+                    first = self.index(session, to_hex(r.terms[0].xorb)).hashes[r.terms[0].start] if r.terms else None
+                    if first is not None:
+                        session.merge(XetDedupChunk(chunk=to_hex(first), xorb=to_hex(r.terms[0].xorb)))
+            fresh = session.get(XetShard, digest) is None
+            if fresh:
+                self.blobs.put(f"xet/shards/{digest}", [data])
+                session.add(XetShard(sha256=digest, size=len(data), repo_id=repo_pk))
+            session.commit()
+        return (1 if fresh else 0), records
+
+    def _verify_file(self, session: Session, f) -> FileRecord:
+        name = to_hex(f.file_hash)
+        if f.sha256 is None:
+            raise ShardError(f"file {name} has no sha256 metadata: repositories on this hub store files as "
+                             "LFS pointers, which name the sha256")
+        if f.terms and (f.verification is None or len(f.verification) != len(f.terms)):
+            raise ShardError(f"file {name} has no verification entries: every term needs one")
+        leaves: list[tuple[bytes, int]] = []
+        for i, term in enumerate(f.terms):
+            xh = to_hex(term.xorb)
+            index = self.index(session, xh)
+            if index is None:
+                raise ShardError(f"file {name} names xorb {xh}, which is not on this hub: upload the xorb first")
+            if term.end > len(index):
+                raise ShardError(f"file {name} names chunks [{term.start}, {term.end}) of xorb {xh}, which has "
+                                 f"{len(index)}")
+            hashes = index.hashes[term.start : term.end]
+            if verification_hash(hashes) != f.verification[i]:
+                raise ShardError(f"term {i} of file {name}: the verification hash does not match xorb {xh}'s "
+                                 "chunks")
+            if index.unpacked_length(term.start, term.end) != term.unpacked_bytes:
+                raise ShardError(f"term {i} of file {name} says {term.unpacked_bytes} bytes; those chunks of "
+                                 f"xorb {xh} hold {index.unpacked_length(term.start, term.end)}")
+            for c in range(term.start, term.end):
+                leaves.append((index.hashes[c], index.unpacked_length(c, c + 1)))
+        if file_hash(leaves) != f.file_hash:
+            raise ShardError(f"file {name}: its chunks hash to {to_hex(file_hash(leaves))}, not the file hash named")
+        return FileRecord(name, to_hex(f.sha256), sum(t.unpacked_bytes for t in f.terms), list(f.terms))
+
+    def _verify_xorb_infos(self, session: Session, shard: Shard) -> None:
+        for info in shard.xorbs:
+            if not self.has_xorb(session, to_hex(info.xorb)):
+                raise ShardError(f"the shard lists xorb {to_hex(info.xorb)}, which is not on this hub: upload it first")
+
+    def _check_sha256(self, record: FileRecord) -> None:
+        hasher = hashlib.sha256()
+        for part in self.read_terms(record.terms, 0, record.size):
+            hasher.update(part)
+        if hasher.hexdigest() != record.sha256:
+            raise ShardError(f"file {record.hash}: its bytes hash to sha256 {hasher.hexdigest()}, not the "
+                             f"{record.sha256} its metadata names")
+
+    # -- files --------------------------------------------------------------------------------
+
+    def file(self, session: Session, file_hex: str) -> FileRecord | None:
+        row = session.get(XetFile, file_hex)
+        return None if row is None else FileRecord(row.hash, row.sha256, row.size, unpack_terms(row.terms))
+
+    def file_by_sha256(self, session: Session, oid: str) -> FileRecord | None:
+        row = session.scalars(select(XetFile).where(XetFile.sha256 == oid).limit(1)).first()
+        return None if row is None else FileRecord(row.hash, row.sha256, row.size, unpack_terms(row.terms))
+
+    def read_terms(self, terms: list[Term], start: int, end: int) -> Iterator[bytes]:
+        """Bytes [start, end) of the file these terms make, decoded from the stored xorbs."""
+        offset = 0
+        with self.sessions() as session:
+            indexes = {t.xorb: self.index(session, to_hex(t.xorb)) for t in terms}
+        for term in terms:
+            t_end = offset + term.unpacked_bytes
+            if t_end > start and offset < end:
+                index = indexes[term.xorb]
+                first, last = index.packed_range(term.start, term.end)
+                data = b"".join(self.blobs.read(xorb_key(to_hex(term.xorb)), first, last))
+                pos = offset
+                for chunk in read_chunks(data, term.end - term.start):
+                    c_end = pos + len(chunk)
+                    if c_end > start and pos < end:
+                        yield chunk[max(0, start - pos) : min(len(chunk), end - pos)]
+                    pos = c_end
+            offset = t_end
+            if offset >= end:
+                break
+
+    def dedup_xorbs(self, session: Session, chunk_hex: str) -> list[XorbInfo]:
+        row = session.get(XetDedupChunk, chunk_hex)
+        if row is None:
+            return []
+        xorb = session.get(XetXorb, row.xorb)
+        index = self.index(session, row.xorb)
+        info = XorbInfo(from_hex(row.xorb), len(index), xorb.unpacked_bytes, xorb.size)
+        starts = [0, *index.packed_ends[:-1]]
+        info.chunks = [(h, s, index.unpacked_length(i, i + 1)) for i, (h, s) in enumerate(zip(index.hashes, starts))]
+        return [info]
+
+
+class XetObjectSource:
+    """Xet-uploaded files as LFS objects, by sha256 (the LFS store's ObjectSource protocol)."""
+
+    def __init__(self, store: XetStore):
+        self.store = store
+
+    def _record(self, oid: str) -> FileRecord | None:
+        with self.store.sessions() as session:
+            return self.store.file_by_sha256(session, oid)
+
+    def has(self, oid: str) -> bool:
+        return self._record(oid) is not None
+
+    def size(self, oid: str) -> int:
+        record = self._record(oid)
+        if record is None:
+            raise KeyError(oid)
+        return record.size
+
+    def read(self, oid: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        record = self._record(oid)
+        if record is None:
+            raise KeyError(oid)
+        return self.store.read_terms(record.terms, start, record.size if end is None else end)
+
+
+__all__ = ["XetStore", "XetObjectSource", "FileRecord", "XorbError", "ShardError", "XorbReader"]
