@@ -86,6 +86,9 @@ def _resolve(request: Request, session: Session, repo: Repo):
         headers["ETag"] = f'"{entry.lfs.oid}"'
         headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'
         headers["X-Linked-Size"] = str(entry.lfs.size)
+        from ..xet.cas import xet_headers
+
+        headers.update(xet_headers(request, session, repo, sha, entry.lfs.oid))  # only for files the CAS serves
     else:
         headers["ETag"] = f'"{entry.oid}"'
     ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"

@@ -294,3 +294,15 @@ def install(app) -> None:
         add_source(XetObjectSource(app.state.xet))
     os.makedirs(settings.data_dir / "tmp", exist_ok=True)
     app.include_router(router)
+
+
+def xet_headers(request: Request, session, repo: Repo, sha: str, oid: str) -> dict[str, str]:
+    """`X-Xet-Hash` and the token refresh link for an LFS file the CAS can reconstruct (its bytes
+    arrived through Xet); nothing for any other file, so clients take the plain download path."""
+    record = request.app.state.xet.file_by_sha256(session, oid)
+    if record is None:
+        return {}
+    base = request.app.state.settings.public_url
+    plural = "datasets" if repo.type == "dataset" else "models"
+    refresh = f"{base}/api/{plural}/{repo.repo_id}/xet-read-token/{sha}"
+    return {"X-Xet-Hash": record.hash, "Link": f'<{refresh}>; rel="xet-auth"', "X-Xet-Refresh-Route": refresh}
