@@ -88,7 +88,7 @@ def test_page_shows_every_run_and_tag_with_the_written_values(runs_site):
     for tag in ("train/loss", "eval/accuracy"):
         assert f"<figcaption>{tag}</figcaption>" in r.text
     # the table read without JavaScript: each run's last value
-    assert "<td>runs/beta</td><td>4</td><td>0.949999988079071</td><td>5</td>" in r.text
+    assert "<td>runs/beta</td><td>4</td><td>0.95</td><td>5</td>" in r.text
 
 
 def test_tab_appears_only_where_event_files_are(runs_site):
@@ -158,3 +158,41 @@ def test_without_tensorboard_the_reader_says_so(tmp_path, monkeypatch):
     path.write_bytes(b"")
     with pytest.raises(tensorboard.ReaderMissing):
         tensorboard.parse_event_file(str(path))
+
+
+def debiased_ema(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing, computed here independently of the page's script."""
+    out, last = [], 0.0
+    for n, v in enumerate(values, 1):
+        last = last * weight + (1 - weight) * v
+        out.append(last / (1 - weight**n))
+    return out
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed")
+def test_browser_draws_one_line_per_run(runs_site, page):
+    url, owner, _, _ = runs_site
+    problems = []  # script errors and CSP refusals; the browser's own favicon probe is not the page's
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" and "404" not in m.text else None)
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
+    page.goto(f"{url}/{owner}/trained")
+    page.click("nav.tabs >> text=Metrics")
+    page.wait_for_url("**/tensorboard")
+    loss = page.locator('figure[data-tag="train/loss"] svg path.line')
+    loss.first.wait_for()
+    assert loss.count() == 2
+    assert [loss.nth(i).get_attribute("data-run") for i in range(2)] == ["runs/alpha", "runs/beta"]
+    assert page.locator('figure[data-tag="eval/accuracy"] svg path.line').count() == 1
+    assert page.locator('figure[data-tag="train/loss"] .legend li').all_inner_texts() == ["runs/alpha", "runs/beta"]
+    smoothed = page.evaluate(f"window.havenSmooth({json.dumps(LOSS['alpha'])}, 0.6)")
+    assert smoothed == pytest.approx(debiased_ema(LOSS["alpha"], 0.6), rel=1e-12)
+    before = loss.first.get_attribute("d")
+    page.locator("#m-smoothing").fill("0")
+    assert page.locator("#m-smoothing-value").inner_text() == "0.00"
+    assert loss.first.get_attribute("d") != before
+    assert page.locator('figure[data-tag="train/loss"] path.raw').count() == 0  # no smoothing: raw lines only
+    page.select_option("#m-x", "wall")
+    assert page.locator('figure[data-tag="train/loss"] svg path.line').count() == 2
+    assert not problems and not missing and not page.dialogs
