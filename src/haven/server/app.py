@@ -153,7 +153,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.state.engine = db.make_engine(settings.db_url)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
-    app.state.lfs = storage.LfsStore(settings.data_dir / "lfs", max_object_size=settings.max_lfs_object)
+    from .storage.blobs import open_blob_store
+
+    app.state.blobs = open_blob_store(settings.blob_store, settings.data_dir)  # LFS objects and xorbs
+    app.state.lfs = storage.LfsStore(
+        settings.data_dir / "lfs", max_object_size=settings.max_lfs_object, blobs=app.state.blobs
+    )
     app.state.repos = storage.RepoStore(settings.data_dir / "repos", app.state.lfs)
     from .xet import cas as xet_cas
 

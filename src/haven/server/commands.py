@@ -96,6 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-signup", dest="signup", action="store_false", default=None,
         help="nobody may create an account at /join; admins create users (HAVEN_SIGNUP=0)",
     )
+    serve.add_argument(
+        "--blob-store", default=None,
+        help="where LFS objects and Xet xorbs live: a directory (default: the data directory) or "
+        "s3://bucket/prefix, with endpoint and credentials from the standard AWS settings "
+        "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID ...) (HAVEN_BLOB_STORE)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     for flag, (env, default, text) in LIMITS.items():
         serve.add_argument(f"--{flag}", type=int, default=None, help=f"{text} ({env}, default {default})")
@@ -148,6 +154,7 @@ def _settings(args: argparse.Namespace):
         db_url=args.db_url,
         max_lfs_object=getattr(args, "max_lfs_object", None),
         signup=getattr(args, "signup", None),
+        blob_store=getattr(args, "blob_store", None),
     )
 
 
@@ -166,10 +173,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .storage.blobs import BlobStoreError
 
     limits = server_limits(args)
     settings, sessionmaker = open_db(args)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except BlobStoreError as err:
+        print(f"haven serve: {err}", file=sys.stderr)
+        return 2
     print(f"haven hub at {settings.public_url} (data: {settings.data_dir})", file=sys.stderr, flush=True)
     if args.demo:
         from . import demo

@@ -58,6 +58,7 @@ class Settings:
     secret: str = ""  # HMAC key for signed LFS hrefs; generated under DATA when unset
     max_lfs_object: int = DEFAULT_MAX_LFS_OBJECT  # bytes; larger LFS uploads are refused (413)
     signup: bool = True  # anyone may create an account at /join (--no-signup / HAVEN_SIGNUP=0 turn it off)
+    blob_store: str = ""  # where LFS objects and xorbs live: "" = DATA, a directory, or s3://bucket/prefix
 
     @property
     def secure_cookies(self) -> bool:
@@ -76,6 +77,7 @@ class Settings:
         secret: str | None = None,
         max_lfs_object: int | str | None = None,
         signup: bool | None = None,
+        blob_store: str | None = None,
     ) -> Settings:
         env = os.environ
         data = Path(data_dir or env.get("HAVEN_DATA") or "./haven-data").expanduser().resolve()
@@ -90,6 +92,7 @@ class Settings:
                 max_lfs_object or env.get("HAVEN_MAX_LFS_OBJECT") or DEFAULT_MAX_LFS_OBJECT, "HAVEN_MAX_LFS_OBJECT"
             ),
             signup=parse_bool(env.get("HAVEN_SIGNUP", "1"), "HAVEN_SIGNUP") if signup is None else signup,
+            blob_store=blob_store or env.get("HAVEN_BLOB_STORE") or "",
         )
         if not settings.public_url:
             shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

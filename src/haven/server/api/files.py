@@ -3,7 +3,9 @@
 Headers the client reads: `X-Repo-Commit` (the resolved sha), `ETag` (git blob sha1, or the
 sha256 for LFS files), `X-Linked-Etag` and `X-Linked-Size` for LFS files, `Content-Length`.
 `Range: bytes=N-` answers 206 with `Content-Range`. LFS content streams from disk
-(`FileResponse`, sendfile-style chunks), never through memory.
+(`FileResponse`, sendfile-style chunks), never through memory; with an S3 blob store a GET is a
+302 to a presigned URL of the bucket (the bytes do not pass through Haven, the client sends its
+Range there); objects only an object source holds (Xet files) stream from it.
 
 User content never runs on the hub's origin: every file response carries
 `Content-Security-Policy: default-src 'none'; sandbox` and `X-Content-Type-Options: nosniff`,
@@ -23,6 +25,7 @@ import unicodedata
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -34,6 +37,7 @@ from .deps import ReadableDataset, ReadableModel, SessionDep
 
 router = APIRouter()
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+URL_TTL = 15 * 60  # seconds a presigned download URL (S3 blob store) stays valid
 # types a browser displays without running scripts; any other type is served as an attachment
 INLINE_TYPES = frozenset({
     "text/plain", "text/markdown", "text/csv", "application/json",
@@ -49,6 +53,40 @@ def content_disposition(filename: str, media_type: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
     ascii_name = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in ascii_name).strip()
     return f"{kind}; filename=\"{ascii_name or 'download'}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def byte_range(rng: str, size: int, headers: dict) -> tuple[int, int]:
+    """(start, end inclusive) of a `Range: bytes=...` header over `size` bytes; 416 (with
+    `Content-Range: bytes */size` in `headers`) for a range Haven does not serve."""
+    m = RANGE_RE.fullmatch(rng.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        raise ApiError(416, f"unsupported Range {rng!r}: use bytes=START-[END]")
+    if m.group(1):
+        start = int(m.group(1))
+        end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+    else:  # suffix range: the last N bytes
+        start, end = max(0, size - int(m.group(2))), size - 1
+    if start >= size or start > end:
+        headers["Content-Range"] = f"bytes */{size}"
+        raise ApiError(416, f"Range {rng!r} is outside the file ({size} bytes)", headers=headers)
+    return start, end
+
+
+def stream_object(request: Request, oid: str, headers: dict, media_type: str) -> Response:
+    """An LFS object's bytes (honouring Range): a local file as a FileResponse, else streamed from
+    the LFS store (a source, or a blob store without local files)."""
+    lfs = request.app.state.lfs
+    path = lfs.local_path(oid)
+    if path is not None:
+        return BigFileResponse(path, headers=headers, media_type=media_type)
+    size = lfs.size(oid)
+    rng = request.headers.get("range")
+    if rng and size:
+        start, end = byte_range(rng, size, headers)
+        headers = {**headers, "Content-Range": f"bytes {start}-{end}/{size}", "Content-Length": str(end + 1 - start)}
+        return StreamingResponse(lfs.read(oid, start, end + 1), 206, headers=headers, media_type=media_type)
+    headers = {**headers, "Content-Length": str(size)}
+    return StreamingResponse(lfs.read(oid), headers=headers, media_type=media_type)
 
 
 def _counted(repo_type: str, path: str) -> bool:
@@ -114,21 +152,14 @@ def _serve(request: Request, session: Session, repo: Repo) -> Response:
                 "EntryNotFound",
                 headers=headers,
             )
-        return BigFileResponse(lfs.path(entry.lfs.oid), headers=headers, media_type=ctype)
+        url = lfs.download_url(entry.lfs.oid, expires=URL_TTL, filename=path.rsplit("/", 1)[-1])
+        if url is not None:  # the bucket serves the bytes (and the client's Range) itself
+            return RedirectResponse(url, status_code=302, headers=headers)
+        return stream_object(request, entry.lfs.oid, headers, ctype)
     data = request.app.state.repos.read_blob(repo.type, repo.repo_id, sha, path)
     if rng:
-        m = RANGE_RE.fullmatch(rng.strip())
-        if not m or (not m.group(1) and not m.group(2)):
-            raise ApiError(416, f"unsupported Range {rng!r}: use bytes=START-[END]")
         size = len(data)
-        if m.group(1):
-            start = int(m.group(1))
-            end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-        else:  # suffix range: the last N bytes
-            start, end = max(0, size - int(m.group(2))), size - 1
-        if start >= size or start > end:
-            headers["Content-Range"] = f"bytes */{size}"
-            raise ApiError(416, f"Range {rng!r} is outside the file ({size} bytes)", headers=headers)
+        start, end = byte_range(rng, size, headers)
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         return Response(data[start : end + 1], status_code=206, headers=headers, media_type=ctype)
     return Response(data, headers=headers, media_type=ctype)

@@ -4,7 +4,9 @@
 whose hrefs authorise themselves (HMAC over action, oid, size and expiry), because the Hub
 client PUTs the bytes without any auth header. Uploads stream straight into
 `LfsStore.put_async`, which hashes while writing and keeps the object only if sha256 and
-size match. Anonymous callers of a private or missing repo get 401 (so git-lfs asks for
+size match (with an S3 blob store: into a multipart upload, completed only then). Downloads of
+objects in an S3 blob store are presigned GET URLs of the bucket, so the bytes do not pass
+through Haven; objects an object source produces (Xet files) stream through the signed link. Anonymous callers of a private or missing repo get 401 (so git-lfs asks for
 credentials); signed-in callers who may not see it get 404.
 """
 
@@ -17,7 +19,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -25,8 +27,9 @@ from .. import auth, storage
 from ..db import Repo
 from . import lfsrefs
 from .bodies import LfsBatchBody, LfsObjectBody, SafeJsonRoute, validation_message
-from .common import SANDBOX, ApiError, BigFileResponse, repo_url, session_scope
+from .common import SANDBOX, ApiError, repo_url, session_scope
 from .deps import CallerDep, SessionDep, git_repo
+from .files import stream_object
 
 LFS_JSON = "application/vnd.git-lfs+json"
 OID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -157,10 +160,11 @@ def _batch(request: Request, repo: Repo, body: LfsBatchBody, session: Session, p
         elif oid not in known or not lfs.has(oid):
             item["error"] = {"code": 404, "message": f"object {oid} does not exist in {repo.repo_id}"}
         else:
-            query = auth.signed_query(settings.secret, "download", oid, size, HREF_TTL, repo=repo.id)
-            item["actions"] = {
-                "download": {"href": f"{base}/api/lfs/objects/{oid}/{size}?{query}", "expires_in": HREF_TTL}
-            }
+            href = lfs.download_url(oid, expires=HREF_TTL)
+            if href is None:
+                query = auth.signed_query(settings.secret, "download", oid, size, HREF_TTL, repo=repo.id)
+                href = f"{base}/api/lfs/objects/{oid}/{size}?{query}"
+            item["actions"] = {"download": {"href": href, "expires_in": HREF_TTL}}
         objects.append(item)
     return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type=LFS_JSON)
 
@@ -293,7 +297,10 @@ def download_object(request: Request, oid: str, size: int, session: SessionDep) 
     if not lfs.has(oid) or oid not in lfsrefs.listed(session, repo_pk, [oid]):
         raise ApiError(404, f"object {oid} does not exist on this hub", "EntryNotFound")
     headers = {"ETag": f'"{oid}"', "Content-Security-Policy": SANDBOX, "Content-Disposition": "attachment"}
-    return BigFileResponse(lfs.path(oid), media_type="application/octet-stream", headers=headers)
+    url = lfs.download_url(oid, expires=HREF_TTL)
+    if url is not None:  # a link from before the store moved to S3
+        return RedirectResponse(url, status_code=302, headers=headers)
+    return stream_object(request, oid, headers, "application/octet-stream")
 
 
 router = APIRouter()
