@@ -1,4 +1,4 @@
-"""`haven serve` and `haven admin create-user | create-token | create-org`.
+"""`haven serve` and `haven admin create-user | create-token | create-org | storage`.
 
 `create-user NAME --password-stdin` reads the user's web password from stdin (never from the
 command line, where other users of the machine could read it).
@@ -135,6 +135,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     co.add_argument("--member", action="append", default=[], help="a user to add (repeatable)")
     _data_args(co)
     co.set_defaults(func=cmd_create_org)
+    st = admin_sub.add_parser("storage", help="logical and stored bytes of large files, per repository and hub")
+    _data_args(st)
+    st.add_argument("--blob-store", default=None, help="the hub's --blob-store, if it has one (HAVEN_BLOB_STORE)")
+    st.set_defaults(func=cmd_storage)
     admin.set_defaults(func=lambda args: admin.print_help() or 2)
 
 
@@ -231,6 +235,18 @@ def cmd_create_token(args: argparse.Namespace) -> int:
     from . import auth
 
     return _run(args, lambda session: auth.create_token(session, args.user, args.role, args.name))
+
+
+@needs_server_extra
+def cmd_storage(args: argparse.Namespace) -> int:
+    from .storage.blobs import open_blob_store
+    from .xet.accounting import format_usage, storage_usage
+
+    settings, Session = open_db(args)
+    blobs = open_blob_store(getattr(settings, "blob_store", None) or None, settings.data_dir)
+    with Session() as session:
+        print(format_usage(storage_usage(session, blobs)))
+    return 0
 
 
 @needs_server_extra
