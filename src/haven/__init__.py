@@ -39,6 +39,15 @@ _EXPORTS = {
     "set_seed": "generation",
     "HubClient": "hub.client",
     "ModelCard": "hub.card",
+    "Trainer": "training",
+    "TrainingArguments": "training",
+    "TrainerCallback": "training",
+    "TrainerState": "training",
+    "TrainerControl": "training",
+    "EarlyStoppingCallback": "training",
+    "DataCollatorWithPadding": "training",
+    "default_data_collator": "training",
+    "EvalPrediction": "training",
 }
 
 # The tokenizer class names checkpoints and scripts use: named entry points to the one Tokenizer.
