@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/web.py [--repos 10000] [--rounds 30]
 
 Builds a hub in-process (`create_app` over a fresh data directory, SQLite), indexes `--repos`
-model repositories straight into the database (rows with tags, card data and counts, as the
-indexer writes them; only one of them has a git repository behind it, made through the API), then
+model repositories straight into the database (rows with tags, card data, card text, facet rows
+and counts, as the indexer writes them; only one of them has a git repository behind it, made through the API), then
 times requests with Starlette's TestClient, which runs the app in this process, so the times are
 server time without a network:
 
 - the models list with two filters and a search term (target p95 < 100 ms);
-- the models list unfiltered, and `/api/models` with the same filters, for comparison;
+- the models list unfiltered (facet counts over every visible repo), a search that reads card text,
+  and `/api/models` with the same filters, for comparison;
 - a model page (card rendered from README.md; target p95 < 50 ms).
 
 Prints p50 / p95 / max per page and whether each target is met. There is no peer to compare a
@@ -55,23 +56,35 @@ fill = pipeline("fill-mask", model="bench/bench-model")
 
 
 def fill_index(sessionmaker, n: int, seed: int = 0) -> None:
-    from haven.server.db import Repo
+    from haven.server.api import index
+    from haven.server.db import Repo, RepoFacet
+    from haven.server.web.markdown import plain_text
 
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(tzinfo=None)
+    body = CARD.split("---\n", 2)[2]
     with sessionmaker() as session:
+        repos = []
         for i in range(n):
             task, lic, lang = rng.choice(TASKS), rng.choice(LICENSES), rng.choice(LANGUAGES)
             tags = [task, "transformers", "safetensors", f"license:{lic}", lang, f"dataset:set{i % 40}"]
-            session.add(
+            text = plain_text(f"{body}\nTrained on corpus{i % 500} for {task}.", index.MAX_CARD_TEXT).lower()
+            repos.append(
                 Repo(
                     type="model", namespace=f"org{i % 200}", name=f"model-{i}", private=i % 17 == 0,
                     created_at=now - timedelta(days=i % 900), last_modified=now - timedelta(hours=i),
                     sha="0" * 40, downloads=rng.randrange(100_000), likes=rng.randrange(500),
-                    pipeline_tag=task, library_name="transformers", tags=tags,
+                    pipeline_tag=task, library_name="transformers", tags=tags, card_text=text,
                     card_data={"license": lic, "language": [lang], "datasets": [f"set{i % 40}"]},
                 )
             )
+        session.add_all(repos)
+        session.flush()
+        rows = [  # what the indexer writes (index.write_facets), in one insert
+            {"repo_id": r.id, "type": r.type, "facet": f, "value": v}
+            for r in repos for f, vs in index.facet_values(r).items() for v in vs
+        ]
+        session.execute(RepoFacet.__table__.insert(), rows)
         session.commit()
 
 
@@ -129,6 +142,7 @@ def main() -> int:
         pages = [
             ("/models?pipeline_tag=fill-mask&license=mit&search=model-1", "models list, 2 filters + search", 0.100),
             ("/models", "models list, unfiltered", None),
+            ("/models?search=corpus42", "models list, search in card text", None),
             ("/api/models?pipeline_tag=fill-mask&license=mit&search=model-1&limit=30", "API list, same query", None),
             ("/bench/bench-model", "model page (card)", 0.050),
         ]

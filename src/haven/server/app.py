@@ -173,6 +173,10 @@ def create_app(settings: Settings) -> FastAPI:
         for line in app.state.repos.recover(lambda t, i: find_repo(session, t, i) is not None):
             log.warning("recovered: %s", line)
         lfsrefs.backfill(session, app.state.repos, settings.data_dir / "lfs")
+        from .api import index
+
+        if reindexed := index.reindex_marked(session, app.state.repos):  # after a migration marked them
+            log.warning("re-indexed %d repositories", reindexed)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, err: ApiError):

@@ -14,8 +14,10 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     create_engine,
     event,
@@ -104,7 +106,7 @@ class Repo(Base):
     type: Mapped[str] = mapped_column(String(16), index=True)  # "model" | "dataset"
     namespace: Mapped[str] = mapped_column(String(96), index=True)
     name: Mapped[str] = mapped_column(String(96))
-    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    private: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     sha: Mapped[str] = mapped_column(String(40), default="")
@@ -118,10 +120,24 @@ class Repo(Base):
     safetensors: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"parameters", "total"}
     # files of the head the indexer could not read, and why: {"README.md": "...", "model.safetensors": ...}
     index_errors: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # the card's body as lowercase plain text (Markdown stripped, bounded): what the web search reads
+    card_text: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     @property
     def repo_id(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+class RepoFacet(Base):
+    """One filter value that selects a repository, per list facet (`index.facet_values`): written
+    with the index, so the lists count facets with one GROUP BY instead of reading every repo."""
+
+    __tablename__ = "repo_facets"
+    __table_args__ = (Index("ix_repo_facets_count", "type", "facet", "value", "repo_id"),)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
+    facet: Mapped[str] = mapped_column(String(16), primary_key=True)  # pipeline_tag, library, license ...
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))  # the repo's type (it never changes)
 
 
 class RepoLfsObject(Base):

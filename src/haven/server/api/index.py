@@ -18,12 +18,12 @@ import io
 import json
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ...errors import CheckpointError
 from ...safetensors_header import parameter_counts, read_header
-from ..db import Repo, SafetensorsFacts, utcnow
+from ..db import Repo, RepoFacet, SafetensorsFacts, utcnow
 from ..storage.hooks.card_metadata import CARD_PATH, MAX_METADATA_JSON_BYTES, parse_front_matter
 
 log = logging.getLogger("haven.server.index")
@@ -50,6 +50,8 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_HEADER_BYTES = 10 << 20  # a safetensors header over this is indexed as unreadable
 MAX_NAME = 64  # the pipeline_tag and library_name columns
 MAX_ERRORS = 50  # files named in repo.index_errors
+MAX_CARD_TEXT = 8000  # characters of a card's plain text kept for search
+MAX_FACET_VALUE = 200  # the repo_facets.value column: a longer value is no filter chip
 
 
 def _head(architectures: list | None) -> tuple[str | None, str | None] | None:
@@ -226,7 +228,7 @@ def _index_head(session: Session, store, repo: Repo, sha: str) -> None:
     files = {e.path: e for e in entries if e.type == "file"}
     errors: dict[str, str] = {}
 
-    card = _card(store, repo, sha, files, errors)
+    card, text = _card(store, repo, sha, files, errors)
     config = _config(store, repo, sha, files, errors) if repo.type == "model" else None
     pipeline = _short(card, "pipeline_tag", errors)
     if pipeline is None and config:
@@ -237,6 +239,7 @@ def _index_head(session: Session, store, repo: Repo, sha: str) -> None:
     params = safetensors_parameters(session, store, repo, sha, files, errors)
 
     repo.card_data = card or None
+    repo.card_text = text
     repo.config = config if config is not None else ({} if repo.type == "model" else None)
     repo.pipeline_tag = pipeline
     repo.library_name = library
@@ -247,19 +250,72 @@ def _index_head(session: Session, store, repo: Repo, sha: str) -> None:
         kept["..."] = f"{len(errors) - MAX_ERRORS} more files not indexed"
         errors = kept
     repo.index_errors = errors or None
+    write_facets(session, repo)
 
 
-def _card(store, repo: Repo, sha: str, files: dict, errors: dict[str, str]) -> dict:
-    """The card's metadata, bounded by the validator (`card_metadata`); {} when unreadable."""
+def _card(store, repo: Repo, sha: str, files: dict, errors: dict[str, str]) -> tuple[dict, str | None]:
+    """The card's metadata, bounded by the validator (`card_metadata`; {} when unreadable), and
+    its body as lowercase plain text of at most MAX_CARD_TEXT characters (None without a card)."""
     if CARD_PATH not in files:
-        return {}
+        return {}, None
+    from ..web.markdown import plain_text
+
     try:
         text = store.read_blob(repo.type, repo.repo_id, sha, CARD_PATH).decode("utf-8", "replace")
-        return parse_front_matter(text) or {}
+    except Exception as err:
+        errors[CARD_PATH] = f"not indexed: {err}"
+        log.info("model card of %s not read: %s", repo.repo_id, err)
+        return {}, None
+    plain = plain_text(text, MAX_CARD_TEXT).lower()
+    try:
+        return parse_front_matter(text) or {}, plain
     except Exception as err:
         errors[CARD_PATH] = f"metadata not indexed: {err}"
         log.info("model card of %s not indexed: %s", repo.repo_id, err)
-        return {}
+        return {}, plain
+
+
+def facet_values(repo: Repo) -> dict[str, set[str]]:
+    """The filter values that select `repo`, per list facet (each one, used as its URL parameter
+    of /models or /datasets, selects the repo through `api.search`); values over MAX_FACET_VALUE
+    characters are left out."""
+    card = repo.card_data or {}
+    languages = set(_as_list(card.get("language")))
+    licenses = set(_as_list(card.get("license")))
+    values: dict[str, set[str]] = {"language": languages, "license": licenses}
+    named: set[str] = {f"license:{v}" for v in licenses} | {f"language:{v}" for v in languages}
+    if repo.type == "model":
+        datasets = set(_as_list(card.get("datasets")))
+        values["pipeline_tag"] = {repo.pipeline_tag} if repo.pipeline_tag else set()
+        values["library"] = {repo.library_name} if repo.library_name else set()
+        values["dataset"] = datasets
+        named |= languages | {f"dataset:{v}" for v in datasets} | values["pipeline_tag"] | values["library"]
+    values["filter"] = {t for t in repo.tags or [] if t not in named and not t.startswith("base_model:")}
+    return {facet: {v for v in vs if len(v) <= MAX_FACET_VALUE} for facet, vs in values.items()}
+
+
+def write_facets(session: Session, repo: Repo) -> None:
+    """Replace `repo`'s rows of `repo_facets` with its `facet_values` (the repo must have an id)."""
+    if repo.id is None:
+        session.flush()
+    session.execute(delete(RepoFacet).where(RepoFacet.repo_id == repo.id))
+    rows = [{"repo_id": repo.id, "type": repo.type, "facet": f, "value": v}
+            for f, vs in facet_values(repo).items() for v in sorted(vs)]
+    if rows:
+        session.execute(RepoFacet.__table__.insert(), rows)
+
+
+def reindex_marked(session: Session, store) -> int:
+    """Index every repository marked for it (`sha == ''`: a migration that adds an index column
+    marks them all); returns how many were re-indexed. Run when the server starts."""
+    done = 0
+    for repo in session.scalars(select(Repo).where(Repo.sha == "")).all():
+        refresh(session, store, repo)
+        done += repo.sha != ""
+        if done % 100 == 0:
+            session.commit()
+    session.commit()
+    return done
 
 
 def _config(store, repo: Repo, sha: str, files: dict, errors: dict[str, str]) -> dict | None:

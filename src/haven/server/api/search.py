@@ -3,7 +3,8 @@
 Every parameter is either applied or refused (400 naming what to use): an unknown parameter or
 expand key never yields an unfiltered list, and a parameter or expand key the public Hub knows
 but this hub holds no data for says so. Filtering happens in SQL where the index has a column
-(type, visibility, author, search, pipeline_tag, gated) and in Python for tag-like terms and
+(type, visibility, author, search, pipeline_tag, gated; `search` matches repo ids, as on the Hub,
+and the web's lists also match card text with `in_cards`) and in Python for tag-like terms and
 parameter counts (`filter`, `language`, `license`, `library`, `dataset`, `num_parameters`).
 """
 
@@ -87,7 +88,9 @@ class ListQuery:
     """A listing request, parsed and checked."""
 
     repo_type: str
-    searches: list[str] = field(default_factory=list)
+    searches: list[str] = field(default_factory=list)  # lowercase
+    # search the card's text too (the web's search box); the API's `search` matches ids, as the Hub's
+    in_cards: bool = False
     author: str | None = None
     pipeline_tag: str | None = None
     terms: list[str] = field(default_factory=list)  # each must be among index.filter_terms(repo)
@@ -221,7 +224,9 @@ def _statement(lq: ListQuery, p: auth.Principal):
     if lq.author:
         stmt = stmt.where(Repo.namespace == lq.author)
     for term in lq.searches:
-        stmt = stmt.where((Repo.namespace + "/" + Repo.name).icontains(term, autoescape=True))
+        in_id = (Repo.namespace + "/" + Repo.name).icontains(term, autoescape=True)
+        # card_text is stored lowercase, so a plain LIKE is case-blind on SQLite and PostgreSQL alike
+        stmt = stmt.where(or_(in_id, Repo.card_text.contains(term, autoescape=True)) if lq.in_cards else in_id)
     if lq.pipeline_tag:
         stmt = stmt.where(Repo.pipeline_tag == lq.pipeline_tag)
     if lq.gated:

@@ -14,13 +14,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from sqlalchemy import func, not_, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import QueryParams
 
 from .. import auth
 from ..api import index, search
 from ..api.common import ApiError
-from ..db import Repo
+from ..db import Repo, RepoFacet
 
 PAGE_SIZE = 30
 # web sort name -> (API sort, label); "trending" is most downloads (this hub keeps no trend score)
@@ -59,24 +60,6 @@ def _card_list(card: dict, key: str) -> list[str]:
     return index._as_list(card.get(key))
 
 
-def facet_values(repo: Repo) -> dict[str, set[str]]:
-    """The filter values that select `repo`, per facet (each one, used as its URL parameter,
-    selects the repo through `api.search`)."""
-    card = repo.card_data or {}
-    languages = set(_card_list(card, "language"))
-    licenses = set(_card_list(card, "license"))
-    values: dict[str, set[str]] = {"language": languages, "license": licenses}
-    named: set[str] = {f"license:{v}" for v in licenses} | {f"language:{v}" for v in languages}
-    if repo.type == "model":
-        datasets = set(_card_list(card, "datasets"))
-        values["pipeline_tag"] = {repo.pipeline_tag} if repo.pipeline_tag else set()
-        values["library"] = {repo.library_name} if repo.library_name else set()
-        values["dataset"] = datasets
-        named |= languages | {f"dataset:{v}" for v in datasets} | values["pipeline_tag"] | values["library"]
-    values["filter"] = {t for t in repo.tags or [] if t not in named and not t.startswith("base_model:")}
-    return values
-
-
 def tag_link(repo: Repo, tag: str) -> tuple[str, str]:
     """(URL parameter, value) of the list filter that a repository's tag stands for."""
     if repo.type == "model":
@@ -112,20 +95,41 @@ def _api_params(params: QueryParams, plural: str) -> tuple[list[tuple[str, str]]
 
 
 def list_repos(session: Session, viewer: auth.Principal, plural: str, params: QueryParams) -> Listing:
-    """One page of the repos of `plural` that the viewer may see and the URL's query selects."""
+    """One page of the repos of `plural` that the viewer may see and the URL's query selects; the
+    search box matches repo ids and card text."""
     query, sort, page = _api_params(params, plural)
     lq = search.parse_query(QueryParams(query), plural)
-    matched = [r for r in session.scalars(search._statement(lq, viewer)) if search._selected(r, lq)]
-    counts: dict[str, Counter] = {name: Counter() for name in FILTERS}
-    for repo in matched:
-        for facet, values in facet_values(repo).items():
-            counts[facet].update(values)
+    lq.in_cards = True
     names = MODEL_FACETS if plural == "models" else DATASET_FACETS
+    counts: dict[str, Counter] = {name: Counter() for name in names}
+    stmt = search._statement(lq, viewer)
+    if lq.terms or lq.min_params is not None or lq.max_params is not None:
+        # tag-like filters are checked in Python (api.search): count over the repos they keep
+        matched = [r for r in session.scalars(stmt) if search._selected(r, lq)]
+        total, chunk = len(matched), matched[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        for repo in matched:
+            for facet, values in index.facet_values(repo).items():
+                if facet in counts:
+                    counts[facet].update(values)
+    else:  # all in SQL: count, one page, and the facets' counts from the index's repo_facets rows
+        ids = stmt.with_only_columns(Repo.id).order_by(None)
+        total = session.scalar(select(func.count()).select_from(ids.subquery()))
+        chunk = list(session.scalars(stmt.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
+        grouped = select(RepoFacet.facet, RepoFacet.value, func.count()).where(
+            RepoFacet.type == lq.repo_type, RepoFacet.facet.in_(names)
+        )
+        visible = search._visible(viewer)
+        if lq.searches or lq.author or lq.pipeline_tag or lq.gated:
+            grouped = grouped.where(RepoFacet.repo_id.in_(ids))
+        elif visible is not None:  # every visible repo: leave out the (few) hidden ones, read the index in order
+            hidden = select(Repo.id).where(Repo.type == lq.repo_type, not_(visible))
+            grouped = grouped.where(RepoFacet.repo_id.not_in(hidden))
+        for facet, value, n in session.execute(grouped.group_by(RepoFacet.facet, RepoFacet.value)):
+            counts[facet][value] = n
     facets = {name: sorted(counts[name].items(), key=lambda kv: (-kv[1], kv[0]))[:40] for name in names}
     selected = [(k, v) for k, v in params.multi_items() if k in {FILTERS[n][0] for n in names} and v]
-    pages = max(1, -(-len(matched) // PAGE_SIZE))
-    chunk = matched[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    return Listing(chunk, len(matched), page, pages, sort, facets, selected)
+    pages = max(1, -(-total // PAGE_SIZE))
+    return Listing(chunk, total, page, pages, sort, facets, selected)
 
 
 def top(session: Session, viewer: auth.Principal, plural: str, sort: str, limit: int = 10) -> list[Repo]:

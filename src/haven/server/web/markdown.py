@@ -27,6 +27,7 @@ CODE_CLASS = "hl"  # the CSS class around highlighted code (and the Pygments sty
 MAX_CARD_CHARS = 500_000
 SCHEMES = {"http", "https", "mailto"}
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_HTML_TAG = re.compile(r"<[^>]*>")
 _TAGS = nh3.ALLOWED_TAGS - {"area", "map"}
 _ATTRIBUTES = {
     **{k: set(v) for k, v in nh3.ALLOWED_ATTRIBUTES.items()},
@@ -65,6 +66,34 @@ def _parser() -> MarkdownIt:
     md.use(front_matter_plugin)
     md.use(anchors_plugin, min_level=1, max_level=4, slug_func=_slug, permalink=True, permalinkSymbol="#")
     return md
+
+
+@functools.cache
+def _text_parser() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).use(front_matter_plugin)
+
+
+def plain_text(text: str, limit: int) -> str:
+    """README.md `text` as plain text of at most `limit` characters, for search: the words of
+    headings, paragraphs, tables, link texts, image alt texts and code; Markdown syntax, the YAML
+    front matter and HTML tags dropped; whitespace runs as one space."""
+    parts: list[str] = []
+    size = 0
+    for token in _text_parser().parse(text[: limit * 20]):
+        if token.type == "inline":
+            pieces = [c.content for c in token.children or () if c.type in ("text", "code_inline", "image")]
+        elif token.type in ("fence", "code_block"):
+            pieces = [token.content]
+        elif token.type == "html_block":
+            pieces = [_HTML_TAG.sub(" ", token.content)]
+        else:
+            continue
+        for piece in pieces:
+            parts.append(piece)
+            size += len(piece) + 1
+        if size > limit * 2:  # enough: the rest would be cut
+            break
+    return " ".join(" ".join(parts).split())[:limit]
 
 
 def _link_filter(base: str):
