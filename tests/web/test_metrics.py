@@ -196,3 +196,13 @@ def test_browser_draws_one_line_per_run(runs_site, page):
     page.select_option("#m-x", "wall")
     assert page.locator('figure[data-tag="train/loss"] svg path.line').count() == 2
     assert not problems and not missing and not page.dialogs
+
+
+def test_long_series_are_thinned_evenly_keeping_both_ends():
+    points = [(i, float(i), float(i)) for i in range(5000)]
+    kept = tensorboard.thin(points, 1000)
+    assert len(kept) == 1000 and kept[0] == points[0] and kept[-1] == points[-1]
+    steps = [p[0] for p in kept]
+    gaps = {b - a for a, b in zip(steps, steps[1:])}
+    assert steps == sorted(set(steps)) and gaps <= {5, 6}  # 4999 / 999 ~ 5.004
+    assert tensorboard.thin(points[:10], 1000) == points[:10]

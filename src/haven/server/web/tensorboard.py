@@ -23,8 +23,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from posixpath import dirname
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
 
 from ..api.common import ApiError, NoSuchRoute, load_repo
 from ..api.repos import store
@@ -36,6 +39,8 @@ EVENT_PREFIX = "events.out.tfevents."
 MAX_EVENT_FILE = 256 << 20  # bytes; larger event files are named on the page, not read
 MAX_EVENT_FILES = 200  # per page
 CACHE_FILES = 1024  # parsed files kept in memory (least recently used dropped first)
+MAX_POINTS = 1000  # per series on the page: longer series are thinned evenly (first and last kept)
+CACHE_PAGES = 64  # whole pages' series (and their JSON), by the files they were built from
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -78,6 +83,14 @@ def parse_event_file(path: str) -> FileScalars:
         for record in RawEventFileLoader(path).Load():
             used += len(record) + 16  # framing: length (8), its crc (4), data, data crc (4)
             event = event_pb2.Event.FromString(record)
+            values = event.summary.value
+            if values and all(v.WhichOneof("value") == "simple_value" for v in values):
+                for value in values:  # the TF1 scalars torch's SummaryWriter writes: read as they are
+                    number = float(value.simple_value)
+                    out.series.setdefault(value.tag, []).append(
+                        (int(event.step), float(event.wall_time), number if math.isfinite(number) else None)
+                    )
+                continue
             for ev in dataclass_compat.migrate_event(data_compat.migrate_event(event), first_meta):
                 for value in ev.summary.value:
                     plugin = value.metadata.plugin_data.plugin_name
@@ -102,21 +115,21 @@ def parse_event_file(path: str) -> FileScalars:
 
 
 class _Cache:
-    """Parsed files by content id, least recently used dropped first; thread-safe."""
+    """Values by content key, least recently used dropped first; thread-safe."""
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._items: OrderedDict[str, FileScalars] = OrderedDict()
+        self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> FileScalars | None:
+    def get(self, key: Any) -> Any:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: str, value: FileScalars) -> None:
+    def put(self, key: Any, value: Any) -> None:
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
@@ -128,12 +141,18 @@ class _Cache:
             self._items.clear()
 
 
-CACHE = _Cache(CACHE_FILES)
+CACHE = _Cache(CACHE_FILES)  # content id -> FileScalars
+PAGES = _Cache(CACHE_PAGES)  # ((path, content id), ...) -> (data, its JSON for the page)
+
+
+def content_id(entry: TreeEntry) -> str:
+    """What names a file's bytes: its LFS object id (sha256), else its git blob id."""
+    return entry.lfs.oid if entry.lfs else entry.oid
 
 
 def file_scalars(st, repo_type: str, repo_id: str, commit: str, entry: TreeEntry) -> FileScalars:
     """The scalars of one event file at `commit`, from the cache when its content was read before."""
-    key = entry.lfs.oid if entry.lfs else entry.oid
+    key = content_id(entry)
     found = CACHE.get(key)
     if found is not None:
         return found
@@ -152,14 +171,22 @@ def file_scalars(st, repo_type: str, repo_id: str, commit: str, entry: TreeEntry
     return parsed
 
 
+def thin(points: list, limit: int) -> list:
+    """At most `limit` (>= 2) of `points`, evenly spaced by index, the first and last kept."""
+    if len(points) <= limit:
+        return points
+    stride = (len(points) - 1) / (limit - 1)
+    return [points[round(i * stride)] for i in range(limit)]
+
+
 def run_name(path: str) -> str:
     return dirname(path) or "."
 
 
 def collect(st, repo_type: str, repo_id: str, commit: str, entries: list[TreeEntry]) -> dict:
-    """{"runs": [name], "tags": [{"tag", "series": [{"run", "points": [[step, wall, value]]}]}],
+    """{"runs": [name], "tags": [{"tag", "series": [{"run", "points": [[step, wall, value]], "total"}]}],
     "errors": [{"path", "error"}]} for the event files among `entries`; a run's files are merged
-    in step order, tags and runs sorted by name."""
+    in step order (at most MAX_POINTS of a series' `total` points kept), tags and runs sorted by name."""
     files = sorted((e for e in entries if e.type == "file" and is_event_file(e.path)), key=lambda e: e.path)
     errors = []
     if len(files) > MAX_EVENT_FILES:
@@ -175,8 +202,10 @@ def collect(st, repo_type: str, repo_id: str, commit: str, entries: list[TreeEnt
             merged.setdefault(tag, {}).setdefault(run_name(entry.path), []).extend(points)
     tags = []
     for tag in sorted(merged):
-        series = [{"run": run, "points": sorted(points, key=lambda p: (p[0], p[1]))}
-                  for run, points in sorted(merged[tag].items())]
+        series = []
+        for run, points in sorted(merged[tag].items()):
+            points.sort(key=lambda p: (p[0], p[1]))
+            series.append({"run": run, "points": thin(points, MAX_POINTS), "total": len(points)})
         tags.append({"tag": tag, "series": series})
     runs = sorted({run_name(e.path) for e in files})
     return {"runs": runs, "tags": tags, "errors": errors}
@@ -197,13 +226,21 @@ def metrics_page(request: Request, owner: str, name: str) -> Response:
             raise ApiError(404, f"{repo.repo_id} holds no TensorBoard event files (events.out.tfevents.*), "
                                 "so it has no Metrics tab")
         missing = None
-        try:
-            data = collect(st, repo.type, repo.repo_id, sha, entries)
-        except ReaderMissing as err:
-            missing = f"TensorBoard's reader is not installed on this hub ({err}); install the `tensorboard` package to chart these runs."
-            data = {"runs": sorted({run_name(e.path) for e in entries if is_event_file(e.path)}), "tags": [], "errors": []}
+        key = tuple((e.path, content_id(e)) for e in entries if e.type == "file" and is_event_file(e.path))
+        built = PAGES.get(key)
+        if built is None:
+            try:
+                data = collect(st, repo.type, repo.repo_id, sha, entries)
+            except ReaderMissing as err:
+                missing = (f"TensorBoard's reader is not installed on this hub ({err}); "
+                           "install the `tensorboard` package to chart these runs.")
+                data = {"runs": sorted({run_name(path) for path, _ in key}), "tags": [], "errors": []}
+            built = (data, Markup(htmlsafe_json_dumps(data)), _latest(data))
+            if missing is None:
+                PAGES.put(key, built)
+        data, data_json, latest = built
         return page(request, "tensorboard.html", repo=repo, base=repo_path(repo), tab="metrics", metrics=True,
-                    data=data, missing=missing, latest=_latest(data))
+                    data=data, data_json=data_json, missing=missing, latest=latest, max_points=MAX_POINTS)
 
 
 def _latest(data: dict) -> dict[str, list[dict]]:
@@ -211,7 +248,7 @@ def _latest(data: dict) -> dict[str, list[dict]]:
     out = {}
     for chart in data["tags"]:
         out[chart["tag"]] = [
-            {"run": s["run"], "step": s["points"][-1][0], "value": s["points"][-1][2], "count": len(s["points"])}
+            {"run": s["run"], "step": s["points"][-1][0], "value": s["points"][-1][2], "count": s["total"]}
             for s in chart["series"] if s["points"]
         ]
     return out
