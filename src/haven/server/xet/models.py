@@ -1,5 +1,6 @@
 """The Xet store's tables (migration 0007): verified xorbs with their chunk index, files with their
-terms, the chunks the global dedup query can answer for, and the shards received."""
+terms and the xorbs they use, the chunks the global dedup query can answer for, and the shards
+received."""
 
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ class XetDedupChunk(Base):
     __tablename__ = "xet_dedup_chunks"
     chunk: Mapped[str] = mapped_column(String(64), primary_key=True)
     xorb: Mapped[str] = mapped_column(ForeignKey("xet_xorbs.hash", ondelete="CASCADE"))
+
+
+class XetFileXorb(Base):
+    """A xorb a file's terms use: the dedup query answers with a xorb's companions in files."""
+
+    __tablename__ = "xet_file_xorbs"
+    file: Mapped[str] = mapped_column(ForeignKey("xet_files.hash", ondelete="CASCADE"), primary_key=True)
+    xorb: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class XetShard(Base):

@@ -131,28 +131,45 @@ def parse_shard(data: bytes) -> Shard:
             info.chunks.append((h, start, size))
             pos += ENTRY
         xorbs.append(info)
-    if pos != end:
+    if pos > end or (pos != end and not footer_size):  # with a footer, lookup tables may sit between
         raise ShardError(f"the shard has {end - pos} unexpected bytes after its CAS info section")
     return Shard(files, xorbs)
 
 
-def _bookend() -> bytes:
-    return BOOKEND
+def _truncated(h: bytes) -> int:
+    return int.from_bytes(h[:8], "little")
 
 
 def dedup_shard(xorbs: list[XorbInfo], key: bytes, expiry_s: int = 7 * 86400) -> bytes:
-    """A shard with no files and these xorbs' chunk lists, chunk hashes keyed with `key` (the
-    client matches its own chunks by keying their hashes the same way), with a footer."""
-    parts = [_HEAD.pack(TAG, HEADER_VERSION, FOOTER_SIZE), _bookend()]
-    file_end = _HEAD.size + ENTRY
-    for x in xorbs:
+    """The global dedup answer: a shard with no files and these xorbs' chunk lists, chunk hashes
+    keyed with `key` (the client keys its own chunk hashes the same way to match them), followed by
+    the lookup tables the reference client searches (sorted truncated xorb and chunk hashes, each
+    with its entry index in the CAS info section) and the footer."""
+    parts = [_HEAD.pack(TAG, HEADER_VERSION, FOOTER_SIZE), BOOKEND]
+    cas_offset = _HEAD.size + ENTRY
+    xorb_lookup, chunk_lookup, entry = [], [], 0
+    for x in sorted(xorbs, key=lambda x: _truncated(x.xorb)):
+        xorb_lookup.append((_truncated(x.xorb), entry))
         parts.append(_CAS.pack(x.xorb, 0, len(x.chunks), x.unpacked_bytes, x.packed_bytes))
-        parts.extend(_CHUNK.pack(h, start, size) for h, start, size in x.chunks)
-    parts.append(_bookend())
+        for i, (h, start, size) in enumerate(x.chunks):
+            parts.append(_CHUNK.pack(h, start, size))
+            chunk_lookup.append((_truncated(h), entry, i))
+        entry += 1 + len(x.chunks)
+    parts.append(BOOKEND)
+    pos = sum(map(len, parts))
+    file_lookup_at = xorb_lookup_at = pos
+    parts.extend(struct.pack("<QI", k, v) for k, v in xorb_lookup)
+    chunk_lookup_at = xorb_lookup_at + 12 * len(xorb_lookup)
+    parts.extend(struct.pack("<QII", k, v, i) for k, v, i in sorted(chunk_lookup))
     body = b"".join(parts)
     now = int(time.time())
-    footer = struct.pack("<QQQ48s32sQQ72sQ", FOOTER_VERSION, _HEAD.size, file_end, b"", key, now, now + expiry_s,
-                         b"", len(body))
+    packed = sum(x.packed_bytes for x in xorbs)
+    unpacked = sum(x.unpacked_bytes for x in xorbs)
+    footer = struct.pack(
+        "<9Q32s2Q6Q4Q", FOOTER_VERSION, _HEAD.size, cas_offset, file_lookup_at, 0, xorb_lookup_at, len(xorb_lookup),
+        chunk_lookup_at, len(chunk_lookup), key, now, now + expiry_s, 0, 0, 0, 0, 0, 0, packed, unpacked, unpacked,
+        len(body),
+    )
     return body + footer
 
 
@@ -166,9 +183,9 @@ def build_shard(files: list[FileInfo], xorbs: list[XorbInfo]) -> bytes:
         parts.extend(v + bytes(16) for v in f.verification or [])
         if f.sha256:
             parts.append(f.sha256 + bytes(16))
-    parts.append(_bookend())
+    parts.append(BOOKEND)
     for x in xorbs:
         parts.append(_CAS.pack(x.xorb, 0, len(x.chunks), x.unpacked_bytes, x.packed_bytes))
         parts.extend(_CHUNK.pack(h, start, size) for h, start, size in x.chunks)
-    parts.append(_bookend())
+    parts.append(BOOKEND)
     return b"".join(parts)

@@ -22,11 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .hashing import file_hash, from_hex, to_hex, verification_hash
-from .models import XetDedupChunk, XetFile, XetShard, XetXorb
+from .models import XetDedupChunk, XetFile, XetFileXorb, XetShard, XetXorb
 from .shard import Shard, ShardError, Term, XorbInfo, parse_shard
 from .xorb import XorbError, XorbIndex, XorbReader, read_chunks
 
 DEDUP_MODULUS = 1024  # a chunk whose hash is 0 mod this is answered by the global dedup query
+DEDUP_XORBS = 64  # xorbs in one dedup answer (about 4 GB of content, ~3 MB of shard)
 _TERM = struct.Struct("<32sIII")  # xorb hash, start, end, unpacked bytes
 
 
@@ -113,6 +114,7 @@ class XetStore:
             for r in new:
                 if session.get(XetFile, r.hash) is None:
                     session.add(XetFile(hash=r.hash, sha256=r.sha256, size=r.size, terms=pack_terms(r.terms)))
+                    session.add_all(XetFileXorb(file=r.hash, xorb=x) for x in {to_hex(t.xorb) for t in r.terms})
                     first = self.index(session, to_hex(r.terms[0].xorb)).hashes[r.terms[0].start] if r.terms else None
                     if first is not None:
                         session.merge(XetDedupChunk(chunk=to_hex(first), xorb=to_hex(r.terms[0].xorb)))
@@ -197,15 +199,27 @@ class XetStore:
                 break
 
     def dedup_xorbs(self, session: Session, chunk_hex: str) -> list[XorbInfo]:
+        """The xorb holding a dedup-eligible chunk, then the other xorbs of files that use it (the
+        protocol lets the answer list xorbs the client likely shares content with), at most
+        DEDUP_XORBS."""
         row = session.get(XetDedupChunk, chunk_hex)
         if row is None:
             return []
-        xorb = session.get(XetXorb, row.xorb)
-        index = self.index(session, row.xorb)
-        info = XorbInfo(from_hex(row.xorb), len(index), xorb.unpacked_bytes, xorb.size)
-        starts = [0, *index.packed_ends[:-1]]
-        info.chunks = [(h, s, index.unpacked_length(i, i + 1)) for i, (h, s) in enumerate(zip(index.hashes, starts))]
-        return [info]
+        files = select(XetFileXorb.file).where(XetFileXorb.xorb == row.xorb)
+        companions = session.scalars(
+            select(XetFileXorb.xorb).where(XetFileXorb.file.in_(files), XetFileXorb.xorb != row.xorb).distinct()
+            .limit(DEDUP_XORBS - 1)
+        ).all()
+        infos = []
+        for h in [row.xorb, *companions]:
+            xorb, index = session.get(XetXorb, h), self.index(session, h)
+            if xorb is None or index is None:
+                continue
+            info = XorbInfo(from_hex(h), len(index), xorb.unpacked_bytes, xorb.size)
+            starts = [0, *index.packed_ends[:-1]]
+            info.chunks = [(c, s, index.unpacked_length(i, i + 1)) for i, (c, s) in enumerate(zip(index.hashes, starts))]
+            infos.append(info)
+        return infos
 
 
 class XetObjectSource:

@@ -1,5 +1,5 @@
 """The Xet store: `xet_xorbs` (verified xorbs and their chunk index), `xet_files` (a file's terms
-and sha256), `xet_dedup_chunks` (chunks the global dedup query answers for), `xet_shards`.
+and sha256), `xet_file_xorbs` (the xorbs each file uses), `xet_dedup_chunks` (chunks the global dedup query answers for), `xet_shards`.
 
 Revision ID: 0007
 Revises: 0006
@@ -42,6 +42,12 @@ def upgrade() -> None:
         sa.Column("xorb", sa.String(64), sa.ForeignKey("xet_xorbs.hash", ondelete="CASCADE"), nullable=False),
     )
     op.create_table(
+        "xet_file_xorbs",
+        sa.Column("file", sa.String(64), sa.ForeignKey("xet_files.hash", ondelete="CASCADE"), primary_key=True),
+        sa.Column("xorb", sa.String(64), primary_key=True),
+    )
+    op.create_index("ix_xet_file_xorbs_xorb", "xet_file_xorbs", ["xorb"])
+    op.create_table(
         "xet_shards",
         sa.Column("sha256", sa.String(64), primary_key=True),
         sa.Column("size", sa.BigInteger, nullable=False),
@@ -54,5 +60,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("xet_shards")
     op.drop_table("xet_dedup_chunks")
+    op.drop_table("xet_file_xorbs")
     op.drop_table("xet_files")
     op.drop_table("xet_xorbs")
