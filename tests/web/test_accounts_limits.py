@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from fixtures.server import start_server, stop_server, unique_name
 from haven.server import db
 from haven.server.settings import Settings, SettingsError
-from haven.server.web.sessions import LoginLimiter
+from haven.server.web.sessions import Limiter
 from web.account_helpers import PASSWORD, browser, csrf_of, sign_in
 
 
@@ -65,11 +65,11 @@ def test_sign_in_is_rate_limited(closed_hub):
 
 
 def test_limiter_counts_per_key_in_a_sliding_window():
-    limiter = LoginLimiter(limit=3, window=0.5)
-    limiter.fail(["ip:a", "user:x"])
-    limiter.fail(["ip:a", "user:y"])
+    limiter = Limiter(limit=3, window=0.5)
+    limiter.hit(["ip:a", "user:x"])
+    limiter.hit(["ip:a", "user:y"])
     assert limiter.wait(["ip:a"]) == 0
-    limiter.fail(["ip:a", "user:x"])
+    limiter.hit(["ip:a", "user:x"])
     assert limiter.wait(["ip:a", "user:z"]) > 0  # the address has three failures
     assert limiter.wait(["ip:b", "user:x"]) == 0  # user x has two
     time.sleep(0.6)

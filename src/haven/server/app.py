@@ -51,7 +51,7 @@ class BodyLimit:
         limit = SMALL_LIMITS.get(scope["path"], self.limit)
         for key, value in scope.get("headers", ()):
             if key == b"content-length" and value.isdigit() and int(value) > limit:
-                return await error_response(_too_large(limit))(scope, receive, send)
+                return await _refusal(scope, limit)(scope, receive, send)
         seen, refused = 0, False
 
         async def limited_receive():
@@ -61,7 +61,7 @@ class BodyLimit:
             if seen > limit and not refused:
                 # answer now, and show the app a disconnected client (it stops reading)
                 refused = True
-                await error_response(_too_large(limit))(scope, receive, send)
+                await _refusal(scope, limit)(scope, receive, send)
                 return {"type": "http.disconnect"}
             return message
 
@@ -79,6 +79,21 @@ class BodyLimit:
 def _too_large(limit: int) -> ApiError:
     size = f"{limit >> 20} MB" if limit >= 1 << 20 else f"{limit >> 10} KB"
     return ApiError(413, f"request body over {size}: this route takes small JSON bodies")
+
+
+def _refusal(scope, limit: int):
+    """The 413: JSON for clients; for a browser sending a page's form (Accept: text/html, outside
+    /api/), the hub's HTML error page with the limit and what to use for larger files."""
+    accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+    if b"text/html" not in accept or scope["path"].startswith("/api/"):
+        return error_response(_too_large(limit))
+    from starlette.requests import Request
+
+    from .web.render import error_page
+
+    return error_page(Request(scope), 413, f"this form sends at most {limit >> 20} MB, and nothing was stored. "
+                      "Upload larger files with the command line (haven upload, or hf upload from "
+                      "huggingface_hub) or with git and Git LFS.")
 
 
 class CleanPath:

@@ -135,6 +135,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     co.add_argument("--member", action="append", default=[], help="a user to add (repeatable)")
     _data_args(co)
     co.set_defaults(func=cmd_create_org)
+    for action, text in (("disable", "turn a user's account off: sign-in, sessions, tokens and git refused at "
+                          "once; their repositories stay"), ("enable", "turn a disabled user's account on again")):
+        du = admin_sub.add_parser(f"{action}-user", help=text)
+        du.add_argument("name")
+        _data_args(du)
+        du.set_defaults(func=cmd_set_disabled, disable=action == "disable")
     st = admin_sub.add_parser("storage", help="logical and stored bytes of large files, per repository and hub")
     _data_args(st)
     st.add_argument("--blob-store", default=None, help="the hub's --blob-store, if it has one (HAVEN_BLOB_STORE)")
@@ -247,6 +253,23 @@ def cmd_storage(args: argparse.Namespace) -> int:
     with Session() as session:
         print(format_usage(storage_usage(session, blobs)))
     return 0
+
+
+@needs_server_extra
+def cmd_set_disabled(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from . import auth
+    from .db import User
+
+    def action(session):
+        user = session.scalar(select(User).where(User.name == args.name))
+        if user is None:
+            raise ValueError(f"no user {args.name!r}: list users at /admin/users, or create one with create-user")
+        auth.set_disabled(session, user, args.disable)
+        print(f"user {args.name} {'disabled' if args.disable else 'enabled'}", file=sys.stderr)
+
+    return _run(args, action)
 
 
 @needs_server_extra

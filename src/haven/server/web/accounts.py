@@ -60,12 +60,18 @@ def join(request: Request, name: str = Form(""), password: str = Form(""), passw
         if not request.app.state.settings.signup:
             raise ApiError(403, SIGNUP_OFF)
         sessions.check_anonymous_csrf(request, csrf)
+        limiter, keys = sessions.signup_limiter(request), sessions.signup_keys(request)
+        wait = limiter.wait(keys)
+        if wait:
+            return _anonymous_form(request, "join.html", status_code=429, headers={"Retry-After": str(wait)},
+                                   error=sessions.retry_message("new accounts from this address", wait), name=name)
         try:
             if password != password2:
                 raise ValueError("the two passwords differ: type the same password twice")
             user = auth.create_user(session, name.strip(), password=password)
         except ValueError as err:  # PasswordError is one
             return _anonymous_form(request, "join.html", status_code=400, error=str(err), name=name)
+        limiter.hit(keys)
         return _signed_in_redirect(request, session, viewer, user, "/")
 
 
@@ -86,14 +92,12 @@ def login(request: Request, name: str = Form(""), password: str = Form(""), csrf
         limiter, keys = sessions.limiter(request), sessions.login_keys(request, name.strip())
         wait = limiter.wait(keys)
         if wait:
-            minutes = (wait + 59) // 60
-            message = (f"too many failed sign-ins for this account or from this address: try again in "
-                       f"{minutes} minute{'s' if minutes > 1 else ''}")
+            message = sessions.retry_message("failed sign-ins for this account or from this address", wait)
             return _anonymous_form(request, "login.html", status_code=429, headers={"Retry-After": str(wait)},
                                    error=message, name=name, next=sessions.safe_next(next))
         user = session.scalar(select(User).where(User.name == name.strip()))
         if not auth.verify_password(user.password_hash if user else None, password):
-            limiter.fail(keys)
+            limiter.hit(keys)
             return _anonymous_form(request, "login.html", status_code=401, error="wrong user name or password",
                                    name=name, next=sessions.safe_next(next))
         limiter.forget(keys[1])

@@ -81,7 +81,8 @@ def plain_text(text: str, limit: int) -> str:
     size = 0
     for token in _text_parser().parse(text[: limit * 20]):
         if token.type == "inline":
-            pieces = [c.content for c in token.children or () if c.type in ("text", "code_inline", "image")]
+            pieces = ["".join(c.content if c.type in ("text", "code_inline", "image") else
+                              " " if c.type in ("softbreak", "hardbreak") else "" for c in token.children or ())]
         elif token.type in ("fence", "code_block"):
             pieces = [token.content]
         elif token.type == "html_block":

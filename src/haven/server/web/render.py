@@ -123,7 +123,7 @@ def page(request: Request, template: str, status_code: int = 200, **context) -> 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     titles = {400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found",
-              429: "Too many tries"}
+              413: "Too large for a web form", 429: "Too many tries"}
     return page(request, "error.html", status_code=status, status=status, title=titles.get(status, "Error"), message=message)
 
 

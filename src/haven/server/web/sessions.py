@@ -8,7 +8,9 @@
   (under the hub's secret); the sign-in and sign-up forms, which have no session yet, use a
   signed double-submit cookie (`haven_csrf`). A form without the right token is refused (403).
 - Sign-in is rate-limited: 10 failures per 15 minutes per client address and per user name
-  answer 429 until the window has room again. The counts live in the server process.
+  answer 429 until the window has room again. Sign-up too: 40 new accounts per hour per client
+  address. The counts live in the server process (each worker process counts on its own, and a
+  restart forgets them); behind a reverse proxy every client shares the proxy's address.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ SESSION_COOKIE = "haven_session"
 CSRF_COOKIE = "haven_csrf"
 MAX_FAILURES = 10
 WINDOW = 15 * 60  # seconds
+MAX_SIGNUPS = 40  # accounts per SIGNUP_WINDOW per client address
+SIGNUP_WINDOW = 60 * 60
 STALE_FORM = "this form's security token is missing or stale: reload the page and submit the form again"
 
 
@@ -115,11 +119,12 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-# -- sign-in rate limit ----------------------------------------------------------------------------
+# -- sign-in and sign-up rate limits ---------------------------------------------------------------
 
 
-class LoginLimiter:
-    """Failed sign-ins per key (client address, user name) in a sliding window."""
+class Limiter:
+    """Events per key (failed sign-ins per client address and user name; sign-ups per address) in
+    a sliding window: `wait` says how long until a key has room, `hit` counts one event."""
 
     def __init__(self, limit: int = MAX_FAILURES, window: float = WINDOW):
         self.limit, self.window = limit, window
@@ -143,7 +148,7 @@ class LoginLimiter:
             waits = [self._recent(k, now) for k in keys]
             return max((int(t[0] + self.window - now) + 1 for t in waits if len(t) >= self.limit), default=0)
 
-    def fail(self, keys: list[str]) -> None:
+    def hit(self, keys: list[str]) -> None:
         now = time.monotonic()
         with self._lock:
             if len(self._failures) > 100_000:  # bound memory: forget what has left the window
@@ -157,16 +162,37 @@ class LoginLimiter:
             self._failures.pop(key, None)
 
 
-def limiter(request: Request) -> LoginLimiter:
+def limiter(request: Request) -> Limiter:
+    """The app's sign-in limiter (failed sign-ins)."""
     state = request.app.state
     if not hasattr(state, "login_limiter"):
-        state.login_limiter = LoginLimiter()
+        state.login_limiter = Limiter()
     return state.login_limiter
 
 
+def signup_limiter(request: Request) -> Limiter:
+    """The app's sign-up limiter (accounts created per client address)."""
+    state = request.app.state
+    if not hasattr(state, "signup_limiter"):
+        state.signup_limiter = Limiter(MAX_SIGNUPS, SIGNUP_WINDOW)
+    return state.signup_limiter
+
+
+def _address(request: Request) -> str:
+    return f"ip:{request.client.host if request.client else 'unknown'}"
+
+
 def login_keys(request: Request, name: str) -> list[str]:
-    address = request.client.host if request.client else "unknown"
-    return [f"ip:{address}", f"user:{name.lower()}"]
+    return [_address(request), f"user:{name.lower()}"]
+
+
+def signup_keys(request: Request) -> list[str]:
+    return [_address(request)]
+
+
+def retry_message(what: str, wait: int) -> str:
+    minutes = (wait + 59) // 60
+    return f"too many {what}: try again in {minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def sign_in_first(request: Request, viewer) -> Response | None:

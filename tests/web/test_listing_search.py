@@ -1,0 +1,122 @@
+"""The lists' search box over names and card text, and their facet counts.
+
+- the web's search matches words of a card's body (Markdown stripped, case-blind, `%` and `_`
+  literal); the API's `search` still matches repo ids only, as the Hub's does (checked with the
+  real client); a private repo's card text never selects it for someone who may not see it;
+- an unfiltered list counts its facets in SQL (`repo_facets`): the counts equal those computed
+  here from the API's listing (`cardData`) for an anonymous visitor and for the owner;
+- migration 0006 on a database from before it: every repository is re-indexed when the server
+  starts, so card text and facets exist for repos indexed before.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+
+import httpx
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from huggingface_hub import HfApi
+from starlette.testclient import TestClient
+
+from fixtures.server import unique_name
+from web.test_pages import facet, get, listed
+
+
+def test_search_box_reads_card_text(site):
+    # the card body says "A *tiny* model with **demo** weights." and has a "Results table" heading
+    for term in ("tiny model with demo weights", "TINY MODEL", "results table", "pipe = pipeline"):
+        assert f"{site.owner}/tiny-bert" in listed(get(site, "/models", search=term).text), term
+    for term in ("*tiny* model", "**demo**", "t_ny model", "%model", "license: mit"):  # syntax, front matter, wildcards
+        assert f"{site.owner}/tiny-bert" not in listed(get(site, "/models", search=term).text), term
+    # the API's search matches ids only, as the Hub's: the real client finds no card words
+    client = HfApi(endpoint=site.url)
+    assert [m.id for m in client.list_models(search="demo weights")] == []
+    assert f"{site.owner}/tiny-bert" in [m.id for m in client.list_models(search="tiny-bert")]
+    # a private repo's card ("# Secret") selects it only for those who may see it
+    assert "secret-model" not in get(site, "/models", search="secret", author=site.owner).text
+    assert "secret-model" not in get(site, "/models", search="secret", token=site.stranger_token).text
+    assert f"{site.owner}/secret-model" in listed(get(site, "/models", search="secret", token=site.token).text)
+    # datasets are searched the same way ("# Reviews")
+    assert f"{site.owner}/fr-reviews" in listed(get(site, "/datasets", search="reviews", author=site.owner).text)
+
+
+def _expected(models: list[dict]) -> dict[str, Counter]:
+    """Facet counts computed here from the API's listing: card license/language/datasets values,
+    the pipeline tag and library of each model."""
+    counts = {name: Counter() for name in ("license", "language", "dataset", "pipeline_tag", "library")}
+
+    def values(v) -> set[str]:
+        return {str(x) for x in (v if isinstance(v, list) else [v])} if v is not None else set()
+
+    for m in models:
+        card = m.get("cardData") or {}
+        counts["license"].update(values(card.get("license")))
+        counts["language"].update(values(card.get("language")))
+        counts["dataset"].update(values(card.get("datasets")))
+        counts["pipeline_tag"].update(values(m.get("pipeline_tag")))
+        counts["library"].update(values(m.get("library_name")))
+    return counts
+
+
+def test_unfiltered_counts_equal_counts_from_the_api(site):
+    for token in (None, site.token):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        models = httpx.get(f"{site.url}/api/models", params={"cardData": "true", "limit": 1000}, headers=headers).json()
+        assert len(models) < 1000
+        expected = _expected(models)
+        html = get(site, "/models", token=token).text
+        for name, counter in expected.items():
+            shown = facet(html, name)
+            top = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:40]
+            assert shown == dict(top), (name, token)
+        assert ("secret-license" in facet(html, "license")) == (token is not None)
+
+
+def test_marked_repos_are_reindexed_at_start(tmp_path, monkeypatch):
+    """A database indexed before migration 0006 (no card text, no facet rows) gets both when the
+    server starts after the upgrade."""
+    monkeypatch.delenv("HAVEN_DB_URL", raising=False)
+    from haven.server import auth, db
+    from haven.server.app import create_app
+    from haven.server.settings import Settings
+
+    settings = Settings.load(data_dir=tmp_path / "data")
+    db.upgrade(settings.db_url)
+    owner = unique_name("old")
+    with db.make_sessionmaker(db.make_engine(settings.db_url))() as session:
+        auth.create_user(session, owner)
+        token = auth.create_token(session, owner, "write")
+        session.commit()
+    card = "---\nlicense: mit\nlanguage: [fr]\n---\n# Old model\n\nIt predates **card search**.\n"
+    lines = [{"key": "header", "value": {"summary": "card"}},
+             {"key": "file", "value": {"path": "README.md", "encoding": "base64",
+                                       "content": base64.b64encode(card.encode()).decode()}}]
+    headers = {"authorization": f"Bearer {token}"}
+    with TestClient(create_app(settings), base_url=settings.public_url) as client:
+        assert client.post("/api/repos/create", json={"name": "old-model"}, headers=headers).status_code == 200
+        r = client.post(f"/api/models/{owner}/old-model/commit/main", headers=headers,
+                        content="\n".join(json.dumps(line) for line in lines))
+        assert r.status_code == 200, r.text
+
+    # back to 0005 (as the database was before this version), then up again
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.Path(db.__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", settings.db_url)
+    command.downgrade(cfg, "0005")
+    engine = db.make_engine(settings.db_url)
+    with engine.connect() as conn:
+        assert "card_text" not in {c["name"] for c in sa.inspect(conn).get_columns("repos")}
+    db.upgrade(settings.db_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT sha, card_text FROM repos")).all() == [("", None)]
+    with TestClient(create_app(settings), base_url=settings.public_url) as client:
+        assert f"{owner}/old-model" in listed(client.get("/models", params={"search": "card search"}).text)
+        html = client.get("/models").text
+        assert facet(html, "license") == {"mit": 1} and facet(html, "language") == {"fr": 1}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM repo_facets")).scalar() == 2
+        assert conn.execute(sa.text("SELECT card_text FROM repos")).scalar() == "old model it predates card search."
