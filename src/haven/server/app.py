@@ -137,7 +137,7 @@ class SecurityHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
-API_MODULES = ["docs", "users", "likes", "repos", "refs", "search", "commits", "lfs", "files", "git"]  # docs before /api/{plural}; likes (/api/users/NAME/likes) before repos (/api/{plural}/{ns}/{name})
+API_MODULES = ["docs", "users", "likes", "repos", "refs", "search", "commits", "lfs", "files", "haven.server.inference.routes", "haven.server.inference.openai", "git"]  # docs before /api/{plural}; likes (/api/users/NAME/likes) before repos (/api/{plural}/{ns}/{name}); inference (POST /models/{ns}/{name}) before git
 
 
 def storage_error_to_api(err) -> ApiError:
@@ -178,6 +178,11 @@ def create_app(settings: Settings) -> FastAPI:
     from .xet import cas as xet_cas
 
     xet_cas.install(app)  # the Xet store and its routes (first), and the LFS store serving Xet files
+    app.state.inference = None
+    if settings.inference:
+        from .inference.service import Inference
+
+        app.state.inference = Inference(settings, app.state.repos)
     from .api import lfsrefs
     from .api.common import find_repo
 
@@ -224,7 +229,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     for name in API_MODULES:
-        module = importlib.import_module(f"haven.server.api.{name}")
+        module = importlib.import_module(name if "." in name else f"haven.server.api.{name}")
         app.include_router(module.router)
     from .web import routes as web_routes
 

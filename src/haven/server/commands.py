@@ -97,6 +97,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="nobody may create an account at /join; admins create users (HAVEN_SIGNUP=0)",
     )
     serve.add_argument(
+        "--no-inference", dest="inference", action="store_false", default=None,
+        help="serve no inference API (/models, /v1) from this process (HAVEN_INFERENCE=0)",
+    )
+    serve.add_argument(
+        "--inference-memory", default=None,
+        help="bytes of model weights the inference API keeps loaded, e.g. 2GB; the least recently used "
+        "model is dropped first (HAVEN_INFERENCE_MEMORY, default 4GB)",
+    )
+    serve.add_argument(
+        "--inference-queue", type=int, default=None,
+        help="inference requests that may wait per model; more are answered 429 (HAVEN_INFERENCE_QUEUE, default 256)",
+    )
+    serve.add_argument(
         "--blob-store", default=None,
         help="where LFS objects and Xet xorbs live: a directory (default: the data directory) or "
         "s3://bucket/prefix, with endpoint and credentials from the standard AWS settings "
@@ -165,6 +178,9 @@ def _settings(args: argparse.Namespace):
         max_lfs_object=getattr(args, "max_lfs_object", None),
         signup=getattr(args, "signup", None),
         blob_store=getattr(args, "blob_store", None),
+        inference=getattr(args, "inference", None),
+        inference_memory=getattr(args, "inference_memory", None),
+        inference_queue=getattr(args, "inference_queue", None),
     )
 
 

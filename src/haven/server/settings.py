@@ -59,6 +59,9 @@ class Settings:
     max_lfs_object: int = DEFAULT_MAX_LFS_OBJECT  # bytes; larger LFS uploads are refused (413)
     signup: bool = True  # anyone may create an account at /join (--no-signup / HAVEN_SIGNUP=0 turn it off)
     blob_store: str = ""  # where LFS objects and xorbs live: "" = DATA, a directory, or s3://bucket/prefix
+    inference: bool = True  # the inference API (/models, /v1) runs in this process (--no-inference)
+    inference_memory: int = 4 * 10**9  # bytes of model weights the inference API keeps loaded (LRU)
+    inference_queue: int = 256  # inference requests that may wait per model; more are answered 429
 
     @property
     def secure_cookies(self) -> bool:
@@ -78,6 +81,9 @@ class Settings:
         max_lfs_object: int | str | None = None,
         signup: bool | None = None,
         blob_store: str | None = None,
+        inference: bool | None = None,
+        inference_memory: int | str | None = None,
+        inference_queue: int | None = None,
     ) -> Settings:
         env = os.environ
         data = Path(data_dir or env.get("HAVEN_DATA") or "./haven-data").expanduser().resolve()
@@ -93,6 +99,13 @@ class Settings:
             ),
             signup=parse_bool(env.get("HAVEN_SIGNUP", "1"), "HAVEN_SIGNUP") if signup is None else signup,
             blob_store=blob_store or env.get("HAVEN_BLOB_STORE") or "",
+            inference=parse_bool(env.get("HAVEN_INFERENCE", "1"), "HAVEN_INFERENCE") if inference is None else inference,
+            inference_memory=parse_size(
+                inference_memory or env.get("HAVEN_INFERENCE_MEMORY") or 4 * 10**9, "HAVEN_INFERENCE_MEMORY"
+            ),
+            inference_queue=parse_size(
+                inference_queue or env.get("HAVEN_INFERENCE_QUEUE") or 256, "HAVEN_INFERENCE_QUEUE"
+            ),
         )
         if not settings.public_url:
             shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

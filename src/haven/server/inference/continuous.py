@@ -1,0 +1,274 @@
+"""Continuous batching for text generation: requests join and leave a running batch at every step.
+
+All running sequences share one preallocated key/value buffer per layer, `(rows, kv_heads,
+capacity, head_dim)`, and are kept right-aligned: the newest token of every row sits at the same
+column `length`. A decode step feeds every row's newest token at that column, with an attention
+mask that hides each row's unused left part and explicit per-row position ids, so a row computes
+exactly what it would alone (the model is called as usual: `input_ids`, `attention_mask`,
+`position_ids`, `cache`).
+
+- A newcomer is prefilled alone (its own `KVCache`), its first token chosen, and its keys and
+  values copied into a free row so that they end at `length` (the buffer is shifted right once
+  when its prompt is longer than `length`).
+- A finished or abandoned row is freed at once; only rows up to the highest busy one are computed.
+- The dead margin on the left (columns no busy row uses) is cut off only when it grows past
+  `COMPACT_AT` columns and half the buffer, not at every step.
+
+Tokens are chosen as `generate()` chooses them (the same GenerationConfig resolution, logits
+processors and stopping rules), so a greedy request gives the same tokens inside a batch as alone.
+A sampled request with a seed draws from its own `torch.Generator`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ...generation.logits_process import build_processors
+from ...generation.stopping import StopStringCriteria
+from ...layers import KVCache
+from .batching import QueueFull
+from .registry import InferenceError, Served
+
+log = logging.getLogger("haven.server.inference")
+
+COMPACT_AT = 64  # columns of dead left margin before the buffer is shifted left
+Emit = Callable[[Any], None]  # called with (token id, logprob), then None at the end (or an exception)
+
+
+@dataclass
+class Sequence:
+    """One generation request: its tokens so far and how to choose and stop."""
+
+    ids: list[int]
+    prompt_length: int
+    max_length: int  # prompt + new tokens, at most
+    gc: Any  # the resolved GenerationConfig
+    emit: Emit
+    stop: StopStringCriteria | None = None
+    generator: torch.Generator | None = None
+    processors: Any = None
+    row: int = -1
+    start: int = 0  # first cache column of this row
+    cancelled: bool = False
+    eos: frozenset[int] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        self.processors = build_processors(self.gc, prompt_length=self.prompt_length)
+        self.eos = frozenset(self.gc.eos_token_ids or ())
+
+
+def new_sequence(served: Served, prompt_ids: list[int], generate_kwargs: dict, emit: Emit,
+                 seed: int | None = None) -> Sequence:
+    """A Sequence for `prompt_ids` with `generate()`'s keyword arguments (as the pipeline makes them)."""
+    model = served.pipe.model
+    kwargs = dict(generate_kwargs)
+    tokenizer = kwargs.pop("tokenizer", None)
+    gc, unused, given = model._resolve_config(None, kwargs)
+    if unused:
+        raise InferenceError(400, f"generation does not take {', '.join(sorted(unused))}")
+    if gc.num_beams > 1 or (gc.num_return_sequences or 1) > 1:
+        raise InferenceError(400, "the inference API decodes one sequence per request (no beams)")
+    max_length = model._resolve_lengths(gc, given, len(prompt_ids))
+    stop = StopStringCriteria(tokenizer or served.pipe.tokenizer, gc.stop_strings) if gc.stop_strings else None
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=model.device).manual_seed(int(seed))
+    return Sequence(list(prompt_ids), len(prompt_ids), max_length, gc, emit, stop, generator)
+
+
+class Generator:
+    """One decoding thread per model, running every admitted sequence together."""
+
+    def __init__(self, served: Served, *, rows: int = 16, max_queue: int = 256, timeout: float = 120.0):
+        self.model = served.pipe.model
+        self.pad = served.pipe.pad_token_id
+        self.rows: list[Sequence | None] = [None] * rows
+        self.max_queue = max_queue
+        self.timeout = timeout
+        self.waiting: deque[Sequence] = deque()
+        self.cond = threading.Condition()
+        self.closed = False
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.length = 0  # the column of the next token, the same for every row
+        self.steps = 0
+        self.peak_rows = 0  # most sequences decoded in one step so far
+        self.thread = threading.Thread(target=self._work, name=f"haven-generator-{served.repo_id}", daemon=True)
+        self.thread.start()
+
+    # -- the request side ----------------------------------------------------------------------------
+
+    def submit(self, seq: Sequence) -> None:
+        with self.cond:
+            if self.closed:
+                raise InferenceError(503, "the model was unloaded: retry the request")
+            if len(self.waiting) >= self.max_queue:
+                raise QueueFull(1.0)
+            self.waiting.append(seq)
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            for seq in [*self.waiting, *(s for s in self.rows if s is not None)]:
+                seq.emit(InferenceError(503, "the model was unloaded: retry the request"))
+            self.waiting.clear()
+            self.cond.notify_all()
+
+    # -- the decoding thread -------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self.cond:
+                    while not self.waiting and not any(self.rows) and not self.closed:
+                        self.cond.wait()
+                    if self.closed:
+                        return
+                    newcomers = []
+                    while self.waiting and len(newcomers) < self.rows.count(None):
+                        newcomers.append(self.waiting.popleft())
+                for seq in newcomers:
+                    self._run(seq, self._admit)
+                if any(self.rows):
+                    try:
+                        self._step()
+                    except Exception as err:  # noqa: BLE001 - every running request hears of it
+                        log.exception("inference: a decode step failed")
+                        for seq in self.rows:
+                            if seq is not None:
+                                self._finish(seq, err)
+
+    def _run(self, seq: Sequence, action: Callable[[Sequence], None]) -> None:
+        try:
+            action(seq)
+        except Exception as err:  # noqa: BLE001 - handed to the request
+            self._finish(seq, err)
+
+    def _admit(self, seq: Sequence) -> None:
+        """Prefill alone, choose the first token, and move the keys/values into a free row."""
+        if seq.cancelled:
+            return
+        cache = KVCache()
+        out = self.model(input_ids=torch.tensor([seq.ids], device=self.model.device), cache=cache, use_cache=True)
+        if self._choose(seq, out.logits[0, -1]):
+            self._finish(seq, None)  # done after one token: it never needs a row
+            return
+        seq.row = self.rows.index(None)
+        prompt = len(seq.ids) - 1  # cached tokens: the prompt (the new token is fed at the next step)
+        self._make_room(prompt, cache)
+        seq.start = self.length - prompt
+        for layer, (k, v) in enumerate(zip(cache.keys, cache.values)):
+            self.keys[layer][seq.row, :, seq.start : self.length] = k[0, :, :prompt]
+            self.values[layer][seq.row, :, seq.start : self.length] = v[0, :, :prompt]
+        self.rows[seq.row] = seq
+
+    def _make_room(self, prompt: int, cache: KVCache) -> None:
+        """Buffers exist, hold `prompt` columns left of `length`, and one more column on the right."""
+        if not self.keys:
+            capacity = max(256, prompt + 1)
+            rows = len(self.rows)
+            self.keys = [k.new_zeros(rows, k.shape[1], capacity, k.shape[3]) for k in cache.keys]
+            self.values = [v.new_zeros(rows, v.shape[1], capacity, v.shape[3]) for v in cache.values]
+        shift = max(0, prompt - self.length)
+        self._reserve(self.length + shift + 1)
+        if shift:
+            self._move(0, self.length, shift)
+            for seq in self.rows:
+                if seq is not None:
+                    seq.start += shift
+            self.length += shift
+
+    def _reserve(self, columns: int) -> None:
+        capacity = self.keys[0].shape[2]
+        if columns <= capacity:
+            return
+        bigger = max(columns, capacity * 2)
+        for buffers in (self.keys, self.values):
+            for i, old in enumerate(buffers):
+                new = old.new_zeros(old.shape[0], old.shape[1], bigger, old.shape[3])
+                new[:, :, : self.length] = old[:, :, : self.length]
+                buffers[i] = new
+
+    def _move(self, first: int, end: int, by: int) -> None:
+        """Shift columns [first, end) by `by` (negative: to the left) in every buffer."""
+        for buffers in (self.keys, self.values):
+            for t in buffers:
+                t[:, :, first + by : end + by] = t[:, :, first:end].clone()
+
+    def _compact(self) -> None:
+        busy = [s for s in self.rows if s is not None]
+        if not busy:
+            self.length = 0
+            return
+        margin = min(s.start for s in busy)
+        if margin >= COMPACT_AT and margin * 2 >= self.length:
+            self._move(margin, self.length, -margin)
+            for seq in busy:
+                seq.start -= margin
+            self.length -= margin
+
+    def _step(self) -> None:
+        """Feed every busy row's newest token at column `length`; choose each row's next token."""
+        for seq in self.rows:
+            if seq is not None and seq.cancelled:
+                self._finish(seq, None)
+        busy = [s for s in self.rows if s is not None]
+        if not busy:
+            self._compact()
+            return
+        self._reserve(self.length + 1)
+        top = max(s.row for s in busy) + 1
+        self.peak_rows = max(self.peak_rows, len(busy))
+        device = self.model.device
+        tokens = torch.full((top, 1), self.pad, dtype=torch.long)
+        positions = torch.zeros((top, 1), dtype=torch.long)
+        mask = torch.zeros((top, self.length + 1), dtype=torch.long)
+        mask[:, self.length] = 1  # a free row sees only its own (ignored) column
+        for seq in busy:
+            tokens[seq.row, 0] = seq.ids[-1]
+            positions[seq.row, 0] = len(seq.ids) - 1
+            mask[seq.row, seq.start :] = 1
+        view = KVCache()
+        view.keys = [k[:top] for k in self.keys]
+        view.values = [v[:top] for v in self.values]
+        view.length = self.length
+        out = self.model(
+            input_ids=tokens.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+            cache=view, use_cache=True,
+        )
+        self.length += 1
+        self.steps += 1
+        logits = out.logits[:, -1]
+        for seq in busy:
+            if self._choose(seq, logits[seq.row]):
+                self._finish(seq, None)
+        self._compact()
+
+    def _choose(self, seq: Sequence, logits: torch.Tensor) -> bool:
+        """Append the next token (as generate() chooses it) and hand it out; True when done."""
+        scores = logits[None].float()
+        if seq.processors:
+            scores = seq.processors(torch.tensor([seq.ids], device=scores.device), scores)
+        if seq.gc.do_sample:
+            token = int(torch.multinomial(scores.softmax(-1), 1, generator=seq.generator)[0, 0])
+        else:
+            token = int(scores.argmax(-1)[0])
+        logprob = float(torch.log_softmax(scores, -1)[0, token])
+        seq.ids.append(token)
+        seq.emit((token, logprob))
+        if token in seq.eos or len(seq.ids) >= seq.max_length:
+            return True
+        return seq.stop is not None and bool(seq.stop(torch.tensor([seq.ids]))[0])
+
+    def _finish(self, seq: Sequence, error: BaseException | None) -> None:
+        if 0 <= seq.row < len(self.rows) and self.rows[seq.row] is seq:
+            self.rows[seq.row] = None
+        seq.emit(error)

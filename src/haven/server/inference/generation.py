@@ -1,0 +1,233 @@
+"""Text generation requests: the pipeline's parameters and pre/postprocessing around the
+continuous batcher (`continuous.Generator`), answered whole or as server-sent events.
+
+A request is prepared by the text-generation pipeline itself (`_sanitize_parameters`, its
+defaults, `preprocess` for a prompt or a chat), decoded in the shared batch, and its tokens are
+turned into the answer by the pipeline's `postprocess`: the JSON answer is what
+`pipeline("text-generation", model=repo)(inputs, **parameters)` returns. Streams use the
+library's `TextStreamer` rule for releasing text (whole characters only), one event per token in
+the shape `InferenceClient` parses (TGI's), the last carrying `generated_text`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ...errors import HavenError, PipelineError
+from ...generation.streamers import TextStreamer
+from . import tasks
+from .continuous import new_sequence
+from .registry import InferenceError, Served
+
+
+@dataclass
+class Plan:
+    features: dict  # the pipeline's preprocess output (input_ids, prompt)
+    generate: dict  # generate() keyword arguments, the pipeline's defaults filled in
+    post: dict  # the pipeline's postprocess parameters
+    seed: int | None
+    details: bool = False  # TGI's details: finish reason, token count, and (unstreamed) each token
+
+
+def prepare(served: Served, inputs: Any, parameters: Any, *, max_new_tokens: int, max_tokens: int,
+            extra: dict | None = None) -> Plan:
+    """Check and translate a request (400 with the reason). `extra` adds pipeline arguments the
+    OpenAI routes use (`return_full_text=False`)."""
+    params = tasks.check_parameters("text-generation", parameters)
+    seed = params.pop("seed", None)
+    details = params.pop("details", False)
+    if not isinstance(details, bool):
+        raise InferenceError(400, "details must be true or false")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise InferenceError(400, "seed must be an integer")
+    stop = params.pop("stop", None)
+    if stop:
+        params["stop_sequence"] = stop if isinstance(stop, str) else list(stop)
+    params.update(extra or {})
+    pipe = served.pipe
+    try:
+        pre, fwd, post = pipe._params_for_call(params)
+        generate = pipe._generate_kwargs(fwd)
+    except (PipelineError, ValueError, TypeError) as err:
+        raise InferenceError(400, str(err)) from None
+    new = generate.get("max_new_tokens")
+    if not isinstance(new, int) or isinstance(new, bool) or new < 1:
+        raise InferenceError(400, f"max_new_tokens must be a positive integer, got {new!r}")
+    if new > max_new_tokens:
+        raise InferenceError(400, f"max_new_tokens={new} is over this hub's limit of {max_new_tokens}: ask for fewer")
+    if not isinstance(inputs, str) and not _is_chat(inputs):
+        raise InferenceError(400, 'text-generation takes "inputs" as a string (or a chat: a list of role/content messages)')
+    try:
+        features = pipe.preprocess(inputs, **pre)
+    except (PipelineError, ValueError) as err:
+        raise InferenceError(400, str(err)) from None
+    prompt = len(features["input_ids"])
+    if prompt + new > max_tokens:
+        raise InferenceError(
+            400,
+            f"the prompt has {prompt} tokens and max_new_tokens is {new}: together over this model's {max_tokens} "
+            "positions; shorten the prompt or ask for fewer tokens",
+        )
+    return Plan(features, generate, post, seed, details)
+
+
+def _is_chat(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    )
+
+
+class TokenStream:
+    """The tokens of one sequence, handed from the decoding thread to the event loop."""
+
+    def __init__(self, served: Served, plan: Plan, timeout: float, seed_offset: int = 0):
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.tokenizer = served.pipe.tokenizer
+        seed = None if plan.seed is None else plan.seed + seed_offset
+        try:
+            self.seq = new_sequence(served, plan.features["input_ids"], plan.generate, self._emit, seed)
+        except (HavenError, ValueError) as err:
+            raise InferenceError(400, str(err)) from None
+        served.runner.submit(self.seq)
+
+    def _emit(self, item: Any) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def cancel(self) -> None:
+        self.seq.cancelled = True
+
+    async def __aiter__(self) -> AsyncIterator[tuple[int, float]]:
+        try:
+            while True:
+                left = self.deadline - time.monotonic()
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), max(0.001, left))
+                except TimeoutError:
+                    raise InferenceError(504, f"generation did not finish within {self.timeout:.0f} s") from None
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.cancel()  # a no-op once finished; frees the row when the client went away
+
+    async def collect(self) -> list[tuple[int, float]]:
+        """Every (token, logprob) of the sequence."""
+        return [pair async for pair in self]
+
+    async def pieces(self, queue: asyncio.Queue, index: int) -> list[int]:
+        """All the tokens; meanwhile each piece of text as it is released goes to `queue` as (index, text)."""
+        streamer = _Pieces(self.tokenizer)
+        ids = []
+        async for token, _ in self:
+            ids.append(token)
+            streamer.put([token])
+            text = streamer.take()
+            if text:
+                await queue.put((index, text))
+        return ids
+
+
+def answer(served: Served, plan: Plan, tokens: list[int]) -> Any:
+    """The pipeline's answer for these new tokens."""
+    return tasks.plain(served.pipe.postprocess(plan.features, [tokens], **plan.post))
+
+
+async def respond(inference: Any, served: Served, inputs: Any, parameters: Any, stream: bool) -> Response:
+    from .service import model_max_tokens
+
+    limits = inference.limits
+    plan = await run_in_threadpool(
+        prepare, served, inputs, parameters, max_new_tokens=limits.max_new_tokens, max_tokens=model_max_tokens(served)
+    )
+    tokens = TokenStream(served, plan, limits.timeout)
+    if not stream:
+        pairs = await tokens.collect()
+        records = answer(served, plan, [t for t, _ in pairs])
+        if plan.details:
+            records[0]["details"] = {**_details(served, plan, [t for t, _ in pairs]), "prefill": [], "tokens": [
+                _token(served.pipe.tokenizer, t, lp, served.pipe.tokenizer.decode([t])) for t, lp in pairs]}
+        return JSONResponse(records)
+    return StreamingResponse(_events(served, plan, tokens), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+class _Pieces(TextStreamer):
+    """TextStreamer's release rule, collecting the released text instead of printing it."""
+
+    def __init__(self, tokenizer: Any):
+        super().__init__(tokenizer, skip_special_tokens=True)
+        self.out: list[str] = []
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        self.out.append(text)
+
+    def take(self) -> str:
+        text, self.out = "".join(self.out), []
+        return text
+
+
+async def _events(served: Served, plan: Plan, tokens: TokenStream) -> AsyncIterator[bytes]:
+    """One TGI-shaped event per token; the last one also carries `generated_text`."""
+    tokenizer = served.pipe.tokenizer
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    pieces = _Pieces(tokenizer)
+    ids: list[int] = []
+    pending: dict | None = None
+    try:
+        async for token, logprob in tokens:
+            if pending is not None:
+                yield _event(pending)
+            pieces.put([token])
+            ids.append(token)
+            pending = {"index": len(ids) - 1, "token": _token(tokenizer, token, logprob, pieces.take(), special),
+                       "generated_text": None, "details": None}
+    except InferenceError as err:
+        yield _event({"error": err.message, "error_type": "generation"})
+        return
+    pieces.end()
+    if pending is not None:
+        pending["token"]["text"] += pieces.take()
+        records = answer(served, plan, ids)
+        pending["generated_text"] = records[0].get("generated_text") if records else ""
+        if plan.details:
+            pending["details"] = {**_details(served, plan, ids), "input_length": len(plan.features["input_ids"])}
+        yield _event(pending)
+
+
+def _token(tokenizer: Any, token: int, logprob: float, text: str, special: set | None = None) -> dict:
+    special = special if special is not None else set(getattr(tokenizer, "all_special_ids", []) or [])
+    return {"id": token, "text": text, "logprob": logprob, "special": token in special}
+
+
+def finish_reason(served: Served, plan: Plan, tokens: list[int]) -> str:
+    """Why a sequence ended, in TGI's words: "eos_token", "stop_sequence" or "length"."""
+    eos = plan.generate.get("eos_token_id") or getattr(served.pipe.model.generation_config, "eos_token_ids", None) or []
+    eos = {eos} if isinstance(eos, int) else set(eos)
+    if tokens and tokens[-1] in eos:
+        return "eos_token"
+    stops = plan.generate.get("stop_strings") or []
+    text = served.pipe.tokenizer.decode(tokens, skip_special_tokens=True)
+    if any(s in text for s in stops):  # decoding stops as soon as one appears
+        return "stop_sequence"
+    return "length"
+
+
+def _details(served: Served, plan: Plan, tokens: list[int]) -> dict:
+    return {"finish_reason": finish_reason(served, plan, tokens), "generated_tokens": len(tokens), "seed": plan.seed}
+
+
+def _event(payload: dict) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()

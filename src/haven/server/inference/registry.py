@@ -1,0 +1,224 @@
+"""The models the inference API has in memory: loaded once, kept in an LRU bounded by weight bytes.
+
+A model is keyed by (repo id, commit): every request resolves its revision to a commit first, so a
+new commit on the served branch is picked up by the next request (it loads as a new entry, and the
+old one ages out of the LRU). Loading runs on one background thread:
+
+- `get(...)` answers a ready `Served` at once; for a model that is not ready it starts the load
+  (once, however many requests ask) and raises `ModelLoading` with an estimated time, or with
+  `wait=True` waits for the load to finish.
+- The files of the commit are copied out of the hub's storage into `DATA/inference/<id>/<commit>/`
+  (weights of other frameworks are left out when safetensors are there), then
+  `haven.pipeline(task, model=folder)` builds the model and tokenizer as a user's call would.
+- After a load, the least recently used models are dropped until the weights in memory fit the
+  budget (`--inference-memory`). A model bigger than the whole budget is refused (`ModelTooLarge`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..api.common import ApiError
+
+log = logging.getLogger("haven.server.inference")
+
+OTHER_WEIGHTS = (".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ot", ".gguf", ".tflite", ".ckpt")
+LOAD_BYTES_PER_SECOND = 200e6  # for the 503's estimated_time: copy + map + prepack
+
+
+class InferenceError(ApiError):
+    """An inference request the server answers with `status` and `{"error": message}`."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None, extra: dict | None = None):
+        super().__init__(status, message, headers=headers, extra=extra)
+
+
+class ModelLoading(InferenceError):
+    def __init__(self, repo_id: str, estimated: float):
+        super().__init__(
+            503,
+            f"Model {repo_id} is currently loading",
+            headers={"Retry-After": str(max(1, round(estimated)))},
+            extra={"estimated_time": round(estimated, 1)},
+        )
+
+
+@dataclass
+class Served:
+    """One loaded model: its pipeline and what runs requests on it (a batcher or the generator)."""
+
+    repo_id: str
+    commit: str
+    task: str
+    pipe: Any
+    nbytes: int
+    sentence_transformers: bool = False
+    runner: Any = None  # batching.Batcher or continuous.Generator, made by the registry's `make_runner`
+    last_used: float = field(default_factory=time.monotonic)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of a model's parameters and buffers."""
+    tensors = [*model.parameters(), *model.buffers()]
+    seen, total = set(), 0
+    for t in tensors:
+        key = t.data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
+
+
+class Registry:
+    """Load-once LRU of `Served` models. `storage` is the hub's `RepoStore`; `folder` is where
+    snapshots are written; `budget` bytes of weights may stay in memory; `make_runner(served)`
+    gives each loaded model its request runner."""
+
+    def __init__(self, storage: Any, folder: Path, budget: int, make_runner: Callable[[Served], Any]):
+        self.storage = storage
+        self.folder = folder
+        self.budget = budget
+        self.make_runner = make_runner
+        self.loaded: OrderedDict[tuple[str, str], Served] = OrderedDict()
+        self.loading: dict[tuple[str, str], tuple[Future, float]] = {}
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="haven-inference-load")
+
+    # -- asking for a model ---------------------------------------------------------------------
+
+    def commit_of(self, repo_id: str, revision: str) -> str:
+        return self.storage.resolve("model", repo_id, revision)
+
+    def lookup(self, repo_id: str, commit: str, task: str | None) -> Served | Future:
+        """The served model, or the future of its (possibly just started) load."""
+        key = (repo_id, commit)
+        with self.lock:
+            served = self.loaded.get(key)
+            if served is not None:
+                self.loaded.move_to_end(key)
+                served.last_used = time.monotonic()
+                return served
+            pending = self.loading.get(key)
+            if pending is None:
+                estimate = self._estimate(repo_id, commit)
+                future = self.pool.submit(self._load, repo_id, commit, task)
+                pending = (future, time.monotonic() + estimate)
+                self.loading[key] = pending
+            return pending[0]
+
+    def eta(self, repo_id: str, commit: str) -> float:
+        pending = self.loading.get((repo_id, commit))
+        return 1.0 if pending is None else max(1.0, pending[1] - time.monotonic())
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def _estimate(self, repo_id: str, commit: str) -> float:
+        try:
+            entries = self.storage.list_tree("model", repo_id, commit, recursive=True)
+        except Exception:  # noqa: BLE001 - an estimate only; the load reports the real error
+            return 2.0
+        size = sum(e.size for e in entries if e.type == "file" and e.path.endswith(".safetensors"))
+        return 2.0 + size / LOAD_BYTES_PER_SECOND
+
+    def _load(self, repo_id: str, commit: str, task: str | None) -> Served:
+        key = (repo_id, commit)
+        try:
+            served = self._build(repo_id, commit, task)
+            served.runner = self.make_runner(served)
+            with self.lock:
+                self.loaded[key] = served
+                self._evict()
+            log.info("inference: loaded %s@%s (%s, %.1f MB)", repo_id, commit[:8], served.task, served.nbytes / 1e6)
+            return served
+        finally:
+            with self.lock:
+                self.loading.pop(key, None)
+
+    def _build(self, repo_id: str, commit: str, task: str | None) -> Served:
+        from ... import pipeline
+        from ...pipelines import TASKS, infer_task
+
+        folder = self.snapshot(repo_id, commit)
+        st = (folder / "modules.json").is_file()
+        task = task or infer_task(str(folder))
+        if task not in TASKS:
+            raise InferenceError(400, unsupported_task(repo_id, task))
+        # a sentence-transformers repo embeds sentences for feature-extraction too (as the Hub)
+        pipe = pipeline("sentence-similarity" if st and task == "feature-extraction" else task, model=str(folder))
+        nbytes = weight_bytes(pipe.model)
+        if nbytes > self.budget:
+            raise InferenceError(
+                507,
+                f"{repo_id} has {nbytes / 1e6:.0f} MB of weights, more than this hub's whole inference memory "
+                f"({self.budget / 1e6:.0f} MB): start the hub with a larger --inference-memory",
+            )
+        return Served(repo_id, commit, task, pipe, nbytes, sentence_transformers=st)
+
+    def _evict(self) -> None:
+        """Drop least recently used models until the rest fit the budget (the newest always stays)."""
+        total = sum(s.nbytes for s in self.loaded.values())
+        while total > self.budget and len(self.loaded) > 1:
+            key, old = self.loaded.popitem(last=False)
+            total -= old.nbytes
+            old.close()
+            log.info("inference: evicted %s@%s (%.1f MB)", key[0], key[1][:8], old.nbytes / 1e6)
+
+    def snapshot(self, repo_id: str, commit: str) -> Path:
+        """The commit's files in a folder of their own (written once, atomically)."""
+        target = self.folder / repo_id / commit
+        if target.is_dir():
+            return target
+        entries = [e for e in self.storage.list_tree("model", repo_id, commit, recursive=True) if e.type == "file"]
+        has_safetensors = any(e.path.endswith(".safetensors") for e in entries)
+        tmp = self.folder / ".tmp" / f"{repo_id.replace('/', '--')}-{commit}-{threading.get_ident()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for entry in entries:
+            if has_safetensors and entry.path.endswith(OTHER_WEIGHTS):
+                continue
+            path = tmp / entry.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _, content = self.storage.open_file("model", repo_id, commit, entry.path)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                with content, open(path, "wb") as out:
+                    shutil.copyfileobj(content, out, 4 << 20)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another load wrote it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    def models(self) -> list[Served]:
+        with self.lock:
+            return list(self.loaded.values())
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        with self.lock:
+            for served in self.loaded.values():
+                served.close()
+            self.loaded.clear()
+
+
+def unsupported_task(repo_id: str, task: str | None) -> str:
+    from ...pipelines import TASKS
+
+    return (
+        f"{repo_id} is a {task or 'model without a pipeline_tag'} model, which Haven's inference API cannot run; "
+        f"it serves: {', '.join(sorted(TASKS))}"
+    )

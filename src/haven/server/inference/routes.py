@@ -1,0 +1,97 @@
+"""`POST /models/{ns}/{name}` and `POST /models/{ns}/{name}/revision/{rev}`: the hosted inference API.
+
+Body: `{"inputs": ..., "parameters": {...}, "options": {"wait_for_model": bool, "use_cache": bool}}`
+and, for text generation, a top-level `"stream": true` (as `InferenceClient` sends it). The answer
+is the pipeline's output for the repo's `pipeline_tag` (see `tasks`); errors are
+`{"error": ...}` with 400 (bad input or parameters, a task Haven cannot run), 404 (no such model,
+or a private one the caller may not read), 413 (body too large), 429 (queue full, Retry-After),
+503 (loading, with `estimated_time`) and 504 (timed out). `use_cache` is accepted: answers are
+never cached, so every answer is computed fresh, which both values allow.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ...errors import HavenError
+from ..api.common import read_body
+from .registry import InferenceError
+
+router = APIRouter()
+
+BODY_KEYS = frozenset({"inputs", "parameters", "options", "stream"})
+OPTION_KEYS = frozenset({"wait_for_model", "use_cache"})
+
+
+def service(request: Request):
+    inference = getattr(request.app.state, "inference", None)
+    if inference is None:
+        raise InferenceError(404, "this hub serves no inference API (it was started with --no-inference)")
+    return inference
+
+
+async def json_body(request: Request, limit: int) -> dict:
+    raw = await read_body(request, limit)
+    try:
+        body = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InferenceError(400, f"the body is not valid JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise InferenceError(400, 'the body must be a JSON object: {"inputs": ..., "parameters": {...}}')
+    return body
+
+
+def check_body(body: dict) -> tuple[Any, dict, bool, bool]:
+    """(inputs, parameters, wait_for_model, stream) of a /models body; 400 for anything unknown."""
+    unknown = sorted(set(body) - BODY_KEYS)
+    if unknown:
+        raise InferenceError(400, f"unknown key(s) {', '.join(unknown)}: the body takes {', '.join(sorted(BODY_KEYS))}")
+    if "inputs" not in body:
+        raise InferenceError(400, 'the body needs "inputs"')
+    options = body.get("options") or {}
+    if not isinstance(options, dict) or set(options) - OPTION_KEYS:
+        raise InferenceError(400, f'"options" takes only {", ".join(sorted(OPTION_KEYS))}')
+    for key in ("wait_for_model", "use_cache"):
+        if not isinstance(options.get(key, False), bool):
+            raise InferenceError(400, f"options.{key} must be true or false")
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise InferenceError(400, '"stream" must be true or false')
+    return body["inputs"], body.get("parameters") or {}, bool(options.get("wait_for_model")), stream
+
+
+@router.post("/models/{ns}/{name}")
+async def infer(request: Request, ns: str, name: str) -> Response:
+    return await _infer(request, f"{ns}/{name}", None)
+
+
+@router.post("/models/{ns}/{name}/revision/{revision:path}")
+async def infer_revision(request: Request, ns: str, name: str, revision: str) -> Response:
+    return await _infer(request, f"{ns}/{name}", revision)
+
+
+async def _infer(request: Request, repo_id: str, revision: str | None) -> Response:
+    inference = service(request)
+    body = await json_body(request, inference.limits.max_body)
+    inputs, parameters, wait, stream = check_body(body)
+    served = await inference.served(request, repo_id, revision, wait=wait)
+    if served.task == "text-generation":
+        from . import generation
+
+        return await generation.respond(inference, served, inputs, parameters, stream)
+    if stream:
+        raise InferenceError(400, f'"stream" is for text generation; {repo_id} is a {served.task} model')
+    from . import tasks
+    from .service import model_max_tokens
+
+    try:
+        checked = await run_in_threadpool(tasks.prepare, served, inputs, parameters, model_max_tokens(served))
+        answer = await served.runner.submit(checked.inputs, checked.kwargs, size=checked.rows, tokens=checked.tokens)
+    except (HavenError, ValueError, TypeError) as err:  # the pipeline refused the input or a parameter
+        raise InferenceError(400, str(err)) from None
+    return JSONResponse(answer)

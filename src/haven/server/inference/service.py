@@ -1,0 +1,96 @@
+"""The inference service of one hub: its registry, its limits, and the way to a served model.
+
+`app.state.inference` holds an `Inference` (None with `--no-inference`). Routes call
+`await inference.served(request, repo_id, revision, wait=...)`, which checks access (the caller's
+token, or the web page's session cookie: private repositories are 404 to anyone else), resolves
+the revision to a commit and answers the loaded model, or raises 503 while it loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from .registry import InferenceError, ModelLoading, Registry, Served, unsupported_task
+
+
+@dataclass
+class Limits:
+    max_body: int = 1 << 20  # bytes of one request body (413 above)
+    max_new_tokens: int = 1024  # the most a generation request may ask for (400 above)
+    max_queue: int = 256  # waiting requests per model (429 above)
+    timeout: float = 120.0  # seconds a request may wait for its answer (504)
+    batch_tokens: int = 16384  # padded tokens per encoder batch
+    batch_rows: int = 64  # rows per encoder batch
+    generation_rows: int = 16  # sequences decoded together
+    load_timeout: float = 600.0  # seconds a wait_for_model request waits for the load
+
+
+def model_max_tokens(served: Served) -> int:
+    """The longest input the model takes: the tokenizer's model_max_length or the positions."""
+    limit = getattr(served.pipe.tokenizer, "model_max_length", None)
+    config = served.pipe.model.config
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    candidates = [x for x in (limit, positions) if isinstance(x, int) and 0 < x < 1_000_000]
+    return min(candidates) if candidates else 4096
+
+
+class Inference:
+    def __init__(self, settings: Any, storage: Any, limits: Limits | None = None):
+        self.limits = limits or Limits(max_queue=settings.inference_queue)
+        self.registry = Registry(
+            storage, settings.data_dir / "inference", settings.inference_memory, self._runner
+        )
+
+    def _runner(self, served: Served) -> Any:
+        if served.task == "text-generation":
+            from .continuous import Generator
+
+            return Generator(served, rows=self.limits.generation_rows, max_queue=self.limits.max_queue,
+                             timeout=self.limits.timeout)
+        from . import tasks
+        from .batching import Batcher
+
+        return Batcher(
+            lambda jobs: tasks.run_batch(served, jobs), name=served.repo_id, max_tokens=self.limits.batch_tokens,
+            max_rows=self.limits.batch_rows, max_queue=self.limits.max_queue, timeout=self.limits.timeout,
+        )
+
+    async def served(self, request: Request, repo_id: str, revision: str | None, *, wait: bool) -> Served:
+        tag, default_branch = await run_in_threadpool(_readable_model, request, repo_id)
+        from ...pipelines import TASKS
+
+        if tag is not None and tag not in TASKS:
+            raise InferenceError(400, unsupported_task(repo_id, tag))
+        commit = await run_in_threadpool(self.registry.commit_of, repo_id, revision or default_branch)
+        found = self.registry.lookup(repo_id, commit, tag)
+        if isinstance(found, Served):
+            return found
+        if not wait and not found.done():
+            raise ModelLoading(repo_id, self.registry.eta(repo_id, commit))
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(found), self.limits.load_timeout)
+        except InferenceError:
+            raise
+        except TimeoutError:
+            raise ModelLoading(repo_id, self.registry.eta(repo_id, commit)) from None
+        except Exception as err:  # noqa: BLE001 - the load's own failure, said plainly
+            raise InferenceError(500, f"loading {repo_id} failed: {err}") from err
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+def _readable_model(request: Request, repo_id: str) -> tuple[str | None, str]:
+    """(pipeline_tag, default branch) of a model the caller may read (404 otherwise). The caller is
+    the web session's user when the page's cookie is there, else the request's token."""
+    from ..api.common import load_repo
+    from ..web.sessions import viewing
+
+    with viewing(request) as (session, viewer):
+        repo = load_repo(session, viewer.principal, "model", repo_id)
+        return repo.pipeline_tag, "main"
