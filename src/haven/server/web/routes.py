@@ -21,7 +21,7 @@ from ..api.common import SANDBOX, ApiError, NoSuchRoute, load_repo, raw_ref, raw
 from ..api.likes import likes_of, set_like
 from ..api.repos import store, transformers_info
 from ..db import Org, User
-from . import accounts, listing, orgs, publish, tensorboard
+from . import accounts, listing, orgs, publish, tensorboard, widgets
 from .cardinfo import card_info
 from .diff import commit_changes
 from .markdown import highlight_file, pygments_css, render_card
@@ -116,6 +116,7 @@ def card_page(request: Request, repo_type: str, owner: str, name: str) -> Respon
             like={"liked": liked, "viewer": viewer, "next": base},
             snippets=snippets(repo, request.app.state.settings.public_url, (info or {}).get("auto_model")),
             file_count=len(files), used=sum(e.size for e in files), metrics=tensorboard.has_event_files(files),
+            widget=widgets.widget_for(request, repo, st, sha, files, card.meta),
         )
 
 
