@@ -11,14 +11,16 @@ WORDS = [f"w{i}" for i in range(30)]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def make_pairs(n: int, seed: int) -> list[dict]:
-    """`n` tokenized examples (input_ids, token_type_ids, attention_mask, label, plus an unused text column)."""
+def make_pairs(n: int, seed: int, words: int = len(WORDS), lengths: tuple[int, int] = (3, 6)) -> list[dict]:
+    """`n` tokenized examples (input_ids, token_type_ids, attention_mask, label, plus an unused text column),
+    over the first `words` words, with sentences of `lengths` words."""
     rng = random.Random(seed)
+    vocab = WORDS[:words]
     out = []
     for i in range(n):
-        a = rng.sample(WORDS, rng.randint(3, 6))
+        a = rng.sample(vocab, rng.randint(*lengths))
         label = i % 2
-        b = rng.sample(a, len(a)) if label else rng.sample([w for w in WORDS if w not in a], len(a))
+        b = rng.sample(a, len(a)) if label else rng.sample([w for w in vocab if w not in a], len(a))
         ids = [2, *(5 + WORDS.index(w) for w in a), 3, *(5 + WORDS.index(w) for w in b), 3]
         types = [0] * (len(a) + 2) + [1] * (len(b) + 1)
         out.append({"input_ids": ids, "token_type_ids": types, "attention_mask": [1] * len(ids), "label": label,

@@ -167,8 +167,8 @@ class Trainer:
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False) -> Any:
         outputs = model(**inputs)
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs[0]
-        if loss is None:
+        loss = _fields(outputs).get("loss") if not isinstance(outputs, tuple) else outputs[0]
+        if loss is None or loss.dim() != 0:
             raise ValueError(f"the model returned no loss: the batch has {sorted(inputs)}; give the examples a "
                              f"label column ({', '.join(self.label_names) or 'labels'})")
         return (loss, outputs) if return_outputs else loss
@@ -369,11 +369,11 @@ class Trainer:
                 outputs = model(**inputs)
                 size = len(next(iter(inputs.values())))
                 n, batches = n + size, batches + 1
-                loss = outputs["loss"] if isinstance(outputs, dict) else None
-                if loss is not None:
-                    losses.append(loss.float().repeat(size))
+                fields = _fields(outputs)
+                if fields.get("loss") is not None:
+                    losses.append(fields["loss"].float().repeat(size))
                 skip = {"loss", "hidden_states", "attentions", *(ignore_keys or [])}
-                logits = [v for k, v in outputs.items() if k not in skip and isinstance(v, torch.Tensor)]
+                logits = [v for k, v in fields.items() if k not in skip and isinstance(v, torch.Tensor)]
                 preds.append(logits[0] if len(logits) == 1 else tuple(logits))
                 batch_labels = [inputs[k] for k in self.label_names if k in inputs]
                 if batch_labels:
@@ -457,6 +457,14 @@ def _concat(parts: list[Any]) -> Any:
         tensors = [torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]), value=-100)
                    for t in tensors]
     return torch.cat(tensors).numpy()
+
+
+def _fields(outputs: Any) -> dict[str, Any]:
+    """A model output (Haven's or the reference's ModelOutput, or a dict) as a dict of its set fields."""
+    if hasattr(outputs, "items"):
+        return dict(outputs.items())
+    raise TypeError(f"the model returned a {type(outputs).__name__}; the Trainer needs a ModelOutput or a dict "
+                    "(call it with return_dict=True)")
 
 
 def _plain(value: Any) -> Any:
