@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from fixtures.server import unique_name
-from haven.server.storage.blobs import LocalBlobStore
+from haven.server.storage.blobs import open_blob_store
 from haven.server.xet.accounting import storage_usage
 
 from .conftest import run_client
@@ -33,10 +34,17 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
+def blob_spec(hub) -> str | None:
+    """The hub's --blob-store (None: local files under its data dir; the S3 hub of
+    tests/server/blobs names its bucket)."""
+    bucket = getattr(hub, "bucket", None)
+    return getattr(hub, "blob_store", None) or (f"s3://{bucket}/hub" if bucket else None)
+
+
 def usage(hub, repo_id: str) -> tuple[int, int]:
     """(logical, stored) bytes of a model repository, as `haven admin storage` counts them."""
     with hub._sessionmaker()() as session:
-        hub_usage = storage_usage(session, LocalBlobStore(hub.data_dir))
+        hub_usage = storage_usage(session, open_blob_store(blob_spec(hub), hub.data_dir))
     (row,) = [u for u in hub_usage.repos if u.repo == f"model {repo_id}"]
     return row.logical, row.stored
 
@@ -126,6 +134,15 @@ def test_default_client_uploads_downloads_and_dedups(xet_hub, tmp_path):
     got = run_client(xet_hub, token, 'from huggingface_hub import hf_hub_download\nOUT = hf_hub_download(P["repo"], '
                      '"big.bin")', repo=repo)
     assert sha256_file(got) == hashlib.sha256(changed).hexdigest()
+
+    # the admin command prints the same figures
+    spec = blob_spec(xet_hub)
+    cmd = [sys.executable, "-m", "haven.cli", "admin", "storage", "--data", str(xet_hub.data_dir),
+           *(["--blob-store", spec] if spec else [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    (line,) = [x for x in out.splitlines() if x.startswith(f"model {repo} ")]
+    assert line.split()[-4:] == [f"{logical2 / 1e6:.1f}", "MB", f"{stored2 / 1e6:.1f}", "MB"]
+    assert out.splitlines()[-1].startswith("hub: logical ")
 
 
 def test_lfs_uploads_keep_working_without_xet_headers(xet_hub, tmp_path):
