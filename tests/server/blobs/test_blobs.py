@@ -173,3 +173,14 @@ def test_unsupported_scheme_is_refused(tmp_path: Path):
         open_blob_store("gs://bucket/prefix", tmp_path)
     with pytest.raises(BlobStoreError, match="bucket name"):
         open_blob_store("s3://", tmp_path)
+
+
+def test_rejected_credentials_name_the_settings(tmp_path: Path, monkeypatch):
+    """A moto server that checks credentials (IAM on from the first request) refuses unknown keys."""
+    from server.blobs.conftest import aws_env, moto_server
+
+    with moto_server(tmp_path / "moto.log", {"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as url:
+        for name, value in aws_env(url).items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(BlobStoreError, match=r"refused \(403\); check AWS_ACCESS_KEY_ID"):
+            open_blob_store("s3://some-bucket", tmp_path)
