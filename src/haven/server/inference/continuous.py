@@ -58,6 +58,7 @@ class Sequence:
     start: int = 0  # first cache column of this row
     cancelled: bool = False
     eos: frozenset[int] = field(default_factory=frozenset)
+    reason: str = ""  # why it ended, in TGI's words: "eos_token", "stop_sequence" or "length"
 
     def __post_init__(self) -> None:
         self.processors = build_processors(self.gc, prompt_length=self.prompt_length)
@@ -263,10 +264,14 @@ class Generator:
             token = int(scores.argmax(-1)[0])
         logprob = float(torch.log_softmax(scores, -1)[0, token])
         seq.ids.append(token)
+        if token in seq.eos:
+            seq.reason = "eos_token"
+        elif seq.stop is not None and bool(seq.stop(torch.tensor([seq.ids]))[0]):
+            seq.reason = "stop_sequence"
+        elif len(seq.ids) >= seq.max_length:
+            seq.reason = "length"
         seq.emit((token, logprob))
-        if token in seq.eos or len(seq.ids) >= seq.max_length:
-            return True
-        return seq.stop is not None and bool(seq.stop(torch.tensor([seq.ids]))[0])
+        return bool(seq.reason)
 
     def _finish(self, seq: Sequence, error: BaseException | None) -> None:
         if 0 <= seq.row < len(self.rows) and self.rows[seq.row] is seq:

@@ -157,7 +157,7 @@ async def respond(inference: Any, served: Served, inputs: Any, parameters: Any, 
         pairs = await tokens.collect()
         records = answer(served, plan, [t for t, _ in pairs])
         if plan.details:
-            records[0]["details"] = {**_details(served, plan, [t for t, _ in pairs]), "prefill": [], "tokens": [
+            records[0]["details"] = {**_details(plan, tokens, [t for t, _ in pairs]), "prefill": [], "tokens": [
                 _token(served.pipe.tokenizer, t, lp, served.pipe.tokenizer.decode([t])) for t, lp in pairs]}
         return JSONResponse(records)
     return StreamingResponse(_events(served, plan, tokens), media_type="text/event-stream",
@@ -203,7 +203,7 @@ async def _events(served: Served, plan: Plan, tokens: TokenStream) -> AsyncItera
         records = answer(served, plan, ids)
         pending["generated_text"] = records[0].get("generated_text") if records else ""
         if plan.details:
-            pending["details"] = {**_details(served, plan, ids), "input_length": len(plan.features["input_ids"])}
+            pending["details"] = {**_details(plan, tokens, ids), "input_length": len(plan.features["input_ids"])}
         yield _event(pending)
 
 
@@ -212,21 +212,8 @@ def _token(tokenizer: Any, token: int, logprob: float, text: str, special: set |
     return {"id": token, "text": text, "logprob": logprob, "special": token in special}
 
 
-def finish_reason(served: Served, plan: Plan, tokens: list[int]) -> str:
-    """Why a sequence ended, in TGI's words: "eos_token", "stop_sequence" or "length"."""
-    eos = plan.generate.get("eos_token_id") or getattr(served.pipe.model.generation_config, "eos_token_ids", None) or []
-    eos = {eos} if isinstance(eos, int) else set(eos)
-    if tokens and tokens[-1] in eos:
-        return "eos_token"
-    stops = plan.generate.get("stop_strings") or []
-    text = served.pipe.tokenizer.decode(tokens, skip_special_tokens=True)
-    if any(s in text for s in stops):  # decoding stops as soon as one appears
-        return "stop_sequence"
-    return "length"
-
-
-def _details(served: Served, plan: Plan, tokens: list[int]) -> dict:
-    return {"finish_reason": finish_reason(served, plan, tokens), "generated_tokens": len(tokens), "seed": plan.seed}
+def _details(plan: Plan, stream: TokenStream, tokens: list[int]) -> dict:
+    return {"finish_reason": stream.seq.reason, "generated_tokens": len(tokens), "seed": plan.seed}
 
 
 def _event(payload: dict) -> bytes:

@@ -171,7 +171,7 @@ async def _generate(request: Request, *, chat: bool) -> Response:
     results = [[t for t, _ in pairs] for pairs in await asyncio.gather(*(s.collect() for s in streams))]
     choices = []
     for i, tokens in enumerate(results):
-        text, reason = _finish(served, plans[i // n], tokens, stop)
+        text, reason = _finish(served, plans[i // n], streams[i], tokens, stop)
         if chat:
             choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason,
                             "logprobs": None})
@@ -186,7 +186,8 @@ async def _generate(request: Request, *, chat: bool) -> Response:
     })
 
 
-def _finish(served: Served, plan: generation.Plan, tokens: list[int], stop: list[str]) -> tuple[str, str]:
+def _finish(served: Served, plan: generation.Plan, stream: generation.TokenStream, tokens: list[int],
+            stop: list[str]) -> tuple[str, str]:
     """(text, finish_reason) of one choice: the pipeline's new text, cut at a stop string."""
     records = generation.answer(served, plan, tokens)
     text = records[0]["generated_text"] if records else ""
@@ -196,7 +197,7 @@ def _finish(served: Served, plan: generation.Plan, tokens: list[int], stop: list
         at = text.find(s)
         if at >= 0:
             return text[:at], "stop"
-    return text, "length" if generation.finish_reason(served, plan, tokens) == "length" else "stop"
+    return text, "length" if stream.seq.reason == "length" else "stop"
 
 
 async def _stream(served: Served, plans, streams, n: int, stop: list[str], chat: bool, meta: dict) -> AsyncIterator[bytes]:
@@ -241,7 +242,7 @@ async def _stream(served: Served, plans, streams, n: int, stop: list[str], chat:
                 yield chunk(index, full[len(sent[index]):], None)
                 sent[index] = full
                 continue
-            text, reason = _finish(served, plans[index // n], item, stop)
+            text, reason = _finish(served, plans[index // n], streams[index], item, stop)
             if len(text) > len(sent[index]):
                 yield chunk(index, text[len(sent[index]):], None)
             yield chunk(index, None, reason)
