@@ -109,7 +109,7 @@ def test_fill_mask_widget_shows_the_pipelines_predictions(models, page):
     rows.first.wait_for(timeout=60_000)
     expected = pipeline("fill-mask", model=folders["filler"])(FILL_TEXT)
     assert page.locator(".widget-bars .bar-label").all_text_contents() == [p["token_str"] for p in expected]
-    scores = page.locator(".widget-bars meter").evaluate_all("ms => ms.map(m => m.value)")
+    scores = page.locator(".widget-bars li").evaluate_all("ls => ls.map(li => Number(li.dataset.score))")
     assert scores == pytest.approx([p["score"] for p in expected], abs=1e-4)
     page.locator(".widget-status", has_text="Computed in").wait_for()
     seen = page.evaluate("window.__seen")
@@ -155,3 +155,72 @@ def test_labels_are_text_and_ctrl_enter_computes(models, page):
     assert labels.first.text_content().startswith(HOSTILE)
     assert page.locator(".widget-output img").count() == 0
     assert page.evaluate("typeof window.__xss") == "undefined" and not page.dialogs
+
+
+@pytest.fixture(scope="module")
+def more_models(hub_server, bert_token_classification_dir, bert_sequence_classification_dir, bert_masked_lm_dir,
+                tmp_path_factory):
+    owner = unique_name("widgets2")
+    api = HfApi(endpoint=hub_server.url, token=hub_server.create_user(owner))
+    nli = tmp_path_factory.mktemp("nli")
+    shutil.copytree(bert_sequence_classification_dir, nli, dirs_exist_ok=True)
+    config = json.loads((nli / "config.json").read_text())
+    config["id2label"], config["label2id"] = {"0": "contradiction", "1": "entailment"}, {"contradiction": 0, "entailment": 1}
+    (nli / "config.json").write_text(json.dumps(config))
+    folders = {
+        "token-classification": bert_token_classification_dir,
+        "zero-shot-classification": str(nli),
+        "feature-extraction": bert_masked_lm_dir,
+        "sentence-similarity": bert_masked_lm_dir,
+    }
+    for task, folder in folders.items():
+        repo = api.create_repo(f"{owner}/{task}").repo_id
+        api.upload_folder(folder_path=folder, repo_id=repo)
+        api.upload_file(path_or_fileobj=card({"pipeline_tag": task}), path_in_repo="README.md", repo_id=repo)
+    return hub_server.url, owner, folders
+
+
+def compute(page, url: str) -> None:
+    page.goto(url)
+    page.get_by_role("button", name="Compute").click()
+    page.locator(".widget-status", has_text="Computed in").wait_for(timeout=60_000)
+
+
+@browser_only
+def test_the_other_tasks_show_the_pipelines_answers(more_models, page):
+    import numpy as np
+
+    from haven import pipeline
+
+    url, owner, folders = more_models
+
+    compute(page, f"{url}/{owner}/token-classification")
+    text = page.locator("#w-text").input_value()
+    want = pipeline("token-classification", model=folders["token-classification"])(text)
+    got = page.locator(".widget-entities mark").evaluate_all(
+        "ms => ms.map(m => [m.firstChild.textContent, m.querySelector('.entity-label').textContent])")
+    assert got == [[text[e["start"]:e["end"]], e["entity"]] for e in want]
+
+    compute(page, f"{url}/{owner}/zero-shot-classification")
+    text = page.locator("#w-text").input_value()
+    labels = [s.strip() for s in page.locator("#w-labels").input_value().split(",")]
+    want = pipeline("zero-shot-classification", model=folders["zero-shot-classification"])(text, candidate_labels=labels)
+    assert page.locator(".widget-bars .bar-label").all_text_contents() == want["labels"]
+    scores = page.locator(".widget-bars li").evaluate_all("ls => ls.map(li => Number(li.dataset.score))")
+    assert scores == pytest.approx(want["scores"], abs=1e-4)
+
+    compute(page, f"{url}/{owner}/feature-extraction")
+    text = page.locator("#w-text").input_value()
+    want = np.array(pipeline("feature-extraction", model=folders["feature-extraction"])(text))
+    assert page.locator(".widget-shape").text_content() == f"Shape: [{', '.join(map(str, want.shape))}]"
+    shown = page.locator(".widget-vector").text_content().rstrip(" …").split(", ")
+    assert [float(v) for v in shown] == pytest.approx(want.reshape(-1, want.shape[-1])[0][:8].tolist(), abs=1e-4)
+
+    compute(page, f"{url}/{owner}/sentence-similarity")
+    source = page.locator("#w-source").input_value()
+    sentences = page.locator("#w-sentences").input_value().split("\n")
+    want = pipeline("sentence-similarity", model=folders["sentence-similarity"])(source, sentences)
+    assert page.locator(".widget-bars .bar-label").all_text_contents() == sentences
+    scores = page.locator(".widget-bars li").evaluate_all("ls => ls.map(li => Number(li.dataset.score))")
+    assert scores == pytest.approx(list(want), abs=1e-4)
+    assert not page.dialogs

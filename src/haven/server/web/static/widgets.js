@@ -63,6 +63,7 @@
     var list = node("ol", "widget-bars");
     rows.forEach(function (r) {
       var item = node("li");
+      item.dataset.score = String(r.score);  // the exact score; the bar itself is clamped to [0, 1]
       var label = node("span", "bar-label", r.label);
       var meter = node("meter");
       meter.min = 0; meter.max = 1; meter.value = r.score;
