@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-LATER = "Haven does not implement quantized loading yet (a later release adds quantize-at-load)"
-
 
 @dataclass(frozen=True)
 class Option:
@@ -51,12 +49,19 @@ def _device_map(value: Any) -> str | None:
     if value is None or value == "auto":
         return None
     if isinstance(value, dict):
-        if set(value) == {""}:
-            return _device_map(value[""])
-        return (
-            "Haven places the whole model on one device and does not split modules across devices; "
-            "pass device_map='cuda' / 'cpu' (or {'': device})"
-        )
+        if not value:
+            return "an empty device_map names no device; pass 'auto', a device or {'': device}"
+        reasons = [_device_map(device) for device in value.values() if device not in ("auto", "disk")]
+        if any(device in ("auto", "disk") for device in value.values()):
+            return "the devices of a device_map dict are devices ('cpu', 'cuda:0', 0), not 'auto' or 'disk'"
+        if any(reasons):
+            return next(r for r in reasons if r)
+        if len({parse_device(device) for device in value.values()}) > 1:
+            return (
+                "Haven places the whole model on one device and does not split modules across devices; "
+                "pass device_map='cuda' / 'cpu' (or {'': device}, or a dict naming one device)"
+            )
+        return None
     if value in ("balanced", "balanced_low_0", "sequential"):
         return "Haven places the whole model on one device; pass device_map='auto' or a device such as 'cuda:0'"
     if value == "disk":
@@ -113,16 +118,23 @@ OPTIONS: dict[str, Option] = {
     "torch_dtype": Option("honoured: the older name of dtype"),
     "device": Option("honoured: move the loaded model to this device"),
     "device_map": Option(
-        "honoured when it names one device: None, 'auto' (cuda if available, else cpu), a device, {'': device}",
+        "honoured when it names one device: None, 'auto' (cuda if available and the model fits max_memory, "
+        "else cpu), a device, {'': device} or {module: device} naming one device; sets model.hf_device_map",
         _device_map,
     ),
     "attn_implementation": Option("'sdpa' and 'eager' accepted (the same results in Haven); others refused", _attn_implementation),
     "generation_config": Option("honoured for models that generate: used instead of generation_config.json"),
     # quantization, offloading, parallelism, adapters, kernels
-    "load_in_8bit": Option("refused", _falsy(LATER + "; load in float32/bfloat16 with dtype=... for now")),
-    "load_in_4bit": Option("refused", _falsy(LATER + "; load in float32/bfloat16 with dtype=... for now")),
-    "quantization_config": Option("refused", _none(LATER + "; load in float32/bfloat16 with dtype=... for now")),
-    "max_memory": Option("refused", _none("Haven places the whole model on one device; it does not split by memory")),
+    "load_in_8bit": Option("honoured: int8 weights, quantized at load (haven.linear)"),
+    "load_in_4bit": Option("honoured: int4 weights, quantized at load (haven.linear)"),
+    "quantization_config": Option(
+        "honoured: haven.QuantizationConfig, or a BitsAndBytesConfig (object or dict; fields Haven cannot honour raise)"
+    ),
+    "max_memory": Option(
+        "honoured with device_map: {device: size}; the model goes to the first device it fits, or loading fails "
+        "(Haven neither splits a model across devices nor offloads)",
+        _unless(lambda v: v is None or isinstance(v, dict), "pass a dict {device: size} such as {0: '10GiB', 'cpu': '30GiB'}"),
+    ),
     "offload_folder": Option("refused", _none("Haven does not offload weights; pass a device that can hold the model")),
     "offload_buffers": Option("refused", _falsy("Haven does not offload weights; pass a device that can hold the model")),
     "offload_state_dict": Option("refused", _falsy("Haven does not offload weights; it always memory-maps them")),
@@ -182,8 +194,8 @@ def parse_device(value: Any):
 
     if value == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(value, dict):  # {"": device}, checked by the table
-        return parse_device(value[""])
+    if isinstance(value, dict):  # {module: device} naming one device, checked by the table
+        return parse_device(next(iter(value.values())))
     if isinstance(value, bool):
         raise TypeError("a device, not a bool")
     if isinstance(value, int):  # an accelerator index, as the reference reads it
@@ -204,6 +216,9 @@ class LoadOptions:
     output_loading_info: bool = False
     disable_mmap: bool = False
     generation_config: Any = None
+    quantization: Any = None  # a haven.linear.QuantizationConfig, or None
+    device_map: Any = None
+    max_memory: dict[Any, Any] | None = None
 
     @classmethod
     def take(cls, kwargs: dict[str, Any]) -> LoadOptions:
@@ -212,11 +227,19 @@ class LoadOptions:
         if dtype is None:
             dtype = opts.get("torch_dtype")
         device = opts.get("device")
-        if opts.get("device_map") is not None:
-            mapped = parse_device(opts["device_map"])
-            if device is not None and parse_device(device) != mapped:
-                raise ValueError(f"device={device!r} and device_map={opts['device_map']!r} disagree; pass one of them")
-            device = mapped
+        device_map = opts.get("device_map")
+        if opts.get("max_memory") is not None and device_map is None:
+            raise ValueError("max_memory= goes with device_map= (such as device_map='auto'); pass both")
+        if device_map is not None and device is not None and device_map != "auto":
+            if parse_device(device) != parse_device(device_map):
+                raise ValueError(f"device={device!r} and device_map={device_map!r} disagree; pass one of them")
+        elif device_map == "auto" and device is not None:
+            raise ValueError(f"device={device!r} and device_map='auto' both place the model; pass one of them")
+        from .linear.config import resolve
+
+        quantization = resolve(
+            opts.get("load_in_8bit", False), opts.get("load_in_4bit", False), opts.get("quantization_config")
+        )
         return cls(
             hub={k: opts[k] for k in HUB_OPTIONS if k in opts},
             subfolder=opts.get("subfolder"),
@@ -227,4 +250,55 @@ class LoadOptions:
             output_loading_info=bool(opts.get("output_loading_info", False)),
             disable_mmap=bool(opts.get("disable_mmap", False)),
             generation_config=opts.get("generation_config"),
+            quantization=quantization,
+            device_map=device_map,
+            max_memory=opts.get("max_memory"),
         )
+
+
+def place(model: Any, device_map: Any, max_memory: dict[Any, Any] | None) -> Any:
+    """Move a loaded model where `device_map` says (see `OPTIONS['device_map']`), checking
+    `max_memory`, and set `model.hf_device_map` as the reference does ({"": "cpu"} or {"": 0}, or
+    the dict given). A CUDA device on a PyTorch without CUDA is refused, never ignored."""
+    import torch
+
+    from .checkpoint import parse_size
+
+    if isinstance(device_map, dict):
+        names = {n for n, _ in model.named_modules()}
+        unknown = [k for k in device_map if k and k not in names]
+        if unknown:
+            raise ValueError(f"device_map names module(s) {unknown} that {type(model).__name__} does not have")
+    size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    candidates = [parse_device(device_map)]
+    if device_map == "auto":
+        gpus = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        candidates = [*gpus, torch.device("cpu")]
+    if max_memory is not None:
+        limits = {_memory_key(k): parse_size(v) for k, v in max_memory.items()}
+        fitting = [d for d in candidates if limits.get(_memory_key(d), 0 if device_map == "auto" else size) >= size]
+        if not fitting:
+            raise ValueError(
+                f"the model takes {size / 2**20:.1f} MiB, more than max_memory={max_memory!r} allows on "
+                f"{', '.join(map(str, candidates))}; Haven neither splits a model across devices nor offloads it: "
+                "raise the limit, quantize it (load_in_8bit / load_in_4bit) or leave max_memory out"
+            )
+        candidates = fitting
+    device = candidates[0]
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device_map={device_map!r} places the model on {device}, but this PyTorch ({torch.__version__}) "
+            "has no CUDA device; pass device_map='cpu' or 'auto' (CUDA if available, else CPU)"
+        )
+    model = model.to(device)
+    label = "cpu" if device.type == "cpu" else (device.index or 0) if device.type == "cuda" else str(device)
+    model.hf_device_map = dict(device_map) if isinstance(device_map, dict) else {"": label}
+    return model
+
+
+def _memory_key(key: Any) -> str:
+    """max_memory keys as devices: 0 / 'cuda:0' / torch.device('cuda', 0) -> 'cuda:0', 'cpu' -> 'cpu'."""
+    device = parse_device(key) if not isinstance(key, str) or key != "cpu" else None
+    if device is None:
+        return "cpu"
+    return f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type

@@ -40,7 +40,9 @@ from .config import PretrainedConfig
 from .errors import CheckpointError, ConfigError
 from .fastpath import Linear, forget_plain_plans
 from .hub.mixin import PushToHubMixin
-from .loading import LATER, LoadOptions, local_path
+from .linear.quantized import QuantizedLinear
+from .linear.replace import quantize_state_dict
+from .loading import LoadOptions, local_path, place
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +121,10 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             return
         for target, source in self._tied_weights_keys.items():
             module_name, _, attr = target.rpartition(".")
-            src = self.get_parameter(source)
-            setattr(self.get_submodule(module_name), attr, src)
+            module = self.get_submodule(module_name)
+            if isinstance(module, QuantizedLinear):  # a quantized output layer holds its own codes
+                continue
+            setattr(module, attr, self.get_parameter(source))
 
     @property
     def device(self) -> torch.device:
@@ -325,22 +329,25 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
                 f"nor arguments of {cls.__name__}"
             )
         config.update_from_kwargs(kwargs)
-        if getattr(config, "quantization_config", None):
-            raise NotImplementedError(
-                f"{path_or_id} holds quantized weights (config.json has quantization_config): {LATER}; "
-                "use a float16/bfloat16/float32 checkpoint"
-            )
+        quantization = _quantization(config, opts.quantization, path_or_id)
         state_dict = load_checkpoint(path, use_safetensors=opts.use_safetensors, **opts.hub)
         if opts.disable_mmap:
             state_dict = {k: v.clone() for k, v in state_dict.items()}
 
         with torch.device("meta"), _skip_reset_parameters():
             model = cls(config, **init_kwargs)
+        if quantization is not None:
+            from .linear.replace import replace_linears
+
+            replace_linears(model, quantization)
+            model.config.quantization_config = quantization.to_dict()
         info = model.load_weights(state_dict, ignore_mismatched_sizes=opts.ignore_mismatched_sizes)
         target = _parse_dtype(opts.dtype)
         if target is not None and target != model.dtype:
             model = model.to(target)
-        if opts.device is not None:
+        if opts.device_map is not None:
+            model = place(model, opts.device_map, opts.max_memory)
+        elif opts.device is not None:
             model = model.to(opts.device)
         model.name_or_path = str(path_or_id)
         if opts.generation_config is None:
@@ -381,6 +388,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         state_dict = self.sanitize(rename_legacy(state_dict))
         expected = {k: v for k, v in self.state_dict(keep_vars=True).items()}
         state_dict = match_prefix(state_dict, set(expected), self.base_model_prefix)
+        state_dict = quantize_state_dict(self, state_dict, release_mapped_pages)
 
         tied = set(self._tied_weights_keys) if getattr(self.config, "tie_word_embeddings", True) else set()
         mismatched = []
@@ -488,6 +496,25 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+
+
+def _quantization(config: PretrainedConfig, asked: Any, path_or_id: Any) -> Any:
+    """The QuantizationConfig to load with: the checkpoint's own (saved quantized by Haven; another
+    tool's format is refused by name), or the one asked for at load (None: float)."""
+    from .linear.config import QuantizationConfig
+
+    stored = getattr(config, "quantization_config", None)
+    if not stored:
+        return asked
+    if not isinstance(stored, dict):
+        stored = stored.to_dict()
+    saved = QuantizationConfig.from_dict(stored)
+    if asked is not None and asked.to_dict() != saved.to_dict():
+        raise ValueError(
+            f"{path_or_id} is already quantized ({saved.to_dict()}); it cannot be quantized again differently: "
+            "leave load_in_8bit / load_in_4bit / quantization_config out, or load the float checkpoint"
+        )
+    return saved
 
 
 def _init_parameters(cls: type) -> set[str]:

@@ -78,13 +78,25 @@ def _refit(w: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, zero: torch.Te
 
 
 def quantize(weight: torch.Tensor, bits: int, group_size: int, symmetric: bool = True) -> Quantized:
-    """Quantize a float (out, in) matrix; `in` must be a multiple of `group_size`.
-    Scales and zeros are float32."""
+    """Quantize a float (out, in) matrix; `in` must be a multiple of `group_size`. Scales and
+    zeros are float32. Works through the rows a block at a time, so the float32 temporaries stay
+    a few MB whatever the matrix size."""
     if bits not in (4, 8):
         raise ValueError(f"bits must be 8 or 4, got {bits!r}")
     out_features, in_features = weight.shape
     if in_features % group_size:
         raise ValueError(f"{in_features} inputs are not a multiple of group_size {group_size}")
+    rows = max(2, (1 << 18) // in_features // 2 * 2)
+    parts = [_quantize_rows(weight[r : r + rows], bits, group_size, symmetric) for r in range(0, out_features, rows)]
+    q = torch.cat([p[0] for p in parts])
+    scales = torch.cat([p[1] for p in parts])
+    zeros = None if symmetric else torch.cat([p[2] for p in parts])
+    return Quantized(q if bits == 8 else pack_int4(q), scales, zeros, bits, group_size)
+
+
+def _quantize_rows(weight: torch.Tensor, bits: int, group_size: int, symmetric: bool):
+    """(codes as int8 / uint8 (rows, in), scales, zeros) of a block of rows."""
+    out_features, in_features = weight.shape
     w = weight.detach().float().reshape(-1, group_size)
     lo, hi, centre = _levels(bits, symmetric)
     best_q = best_scale = best_zero = best_err = None
@@ -101,14 +113,8 @@ def quantize(weight: torch.Tensor, bits: int, group_size: int, symmetric: bool =
         best_zero = torch.where(better, zero, best_zero)
         best_err = torch.minimum(err, best_err)
     groups = in_features // group_size
-    scales = best_scale.reshape(out_features, groups).contiguous()
-    zeros = None if symmetric else best_zero.reshape(out_features, groups).contiguous()
-    q = best_q.reshape(out_features, in_features)
-    if bits == 8:
-        qweight = q.to(torch.int8)
-    else:
-        qweight = pack_int4(q.to(torch.uint8))
-    return Quantized(qweight, scales, zeros, bits, group_size)
+    q = best_q.reshape(out_features, in_features).to(torch.int8 if bits == 8 else torch.uint8)
+    return q, best_scale.reshape(out_features, groups), best_zero.reshape(out_features, groups)
 
 
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:

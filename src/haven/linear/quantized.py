@@ -1,0 +1,111 @@
+"""`QuantizedLinear`: a Linear layer whose weight is stored as int8 or int4 codes with group scales.
+
+It is what `quantize_model` plugs in where a model had an `nn.Linear` (or GPT-2's `Conv1D`,
+whose weight the checkpoint stores (in, out)): the block calls it as it called the float layer.
+Its state dict is `qweight`, `scales`, `zeros` (asymmetric only) and `bias`, in the layout of
+`haven.linear.quantize`, so a saved quantized model reloads without quantizing again.
+
+The product runs in one of two ways, chosen per call:
+- the compiled CPU kernels of `haven.linear.kernels` (one to a few rows, the decode step), when
+  they built on this machine;
+- otherwise the portable path: the weight is dequantized a tile of output rows at a time and
+  multiplied with `F.linear`. Always available and always correct; the float copy never exists
+  for more than one tile.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .quantize import dequantize, quantize
+
+_TILE_BYTES = 1 << 20  # float bytes of one dequantized tile
+
+
+class QuantizedLinear(nn.Module):
+    """y = x W^T + b with W held as codes + scales (see `haven.linear.quantize`)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool,
+        bits: int,
+        group_size: int,
+        symmetric: bool,
+        compute_dtype: torch.dtype | None = None,
+        stored_transposed: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.bits, self.group_size, self.symmetric = bits, group_size, symmetric
+        self.compute_dtype = compute_dtype
+        # a float checkpoint stores this layer's weight (in, out) (GPT-2's Conv1D)
+        self.stored_transposed = stored_transposed
+        groups = in_features // group_size
+        cols = in_features if bits == 8 else in_features // 2
+        code = torch.int8 if bits == 8 else torch.uint8
+        self.register_buffer("qweight", torch.empty(out_features, cols, dtype=code, device=device))
+        self.register_buffer("scales", torch.empty(out_features, groups, device=device))
+        if symmetric:
+            self.zeros = None
+        else:
+            self.register_buffer("zeros", torch.empty(out_features, groups, device=device))
+        self.bias = nn.Parameter(torch.empty(out_features, device=device), requires_grad=False) if bias else None
+        self._packed = None  # the kernels' layout, made on first use
+
+    def extra_repr(self) -> str:
+        kind = "symmetric" if self.symmetric else "asymmetric"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"int{self.bits}, group_size={self.group_size}, {kind}"
+        )
+
+    def set_float_weight(self, weight: torch.Tensor) -> None:
+        """Quantize `weight` ((out, in), or (in, out) if `stored_transposed`) into this layer."""
+        if self.stored_transposed:
+            weight = weight.t()
+        if tuple(weight.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"weight of shape {tuple(weight.shape)} does not fit {self.extra_repr()}")
+        q = quantize(weight, self.bits, self.group_size, self.symmetric)
+        self.qweight, self.scales = q.qweight, q.scales
+        if not self.symmetric:
+            self.zeros = q.zeros
+        self._packed = None
+
+    def dequantized(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The float (out, in) weight the codes stand for."""
+        return dequantize(self.qweight, self.scales, self.zeros, self.bits, self.group_size, dtype)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._packed = None  # moved or cast: the kernels' copy is stale
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._packed = None
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self.compute_dtype or x.dtype
+        rows = x.numel() // self.in_features
+        if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
+            from . import kernels
+
+            out = kernels.run(self, x, rows)
+            if out is not None:
+                return out.to(x.dtype)
+        h = x.to(dtype)
+        bias = None if self.bias is None else self.bias.to(dtype)
+        tile = max(self.group_size, _TILE_BYTES // (self.in_features * dtype.itemsize))
+        if tile >= self.out_features:
+            return F.linear(h, self.dequantized(dtype), bias).to(x.dtype)
+        parts = []
+        for r in range(0, self.out_features, tile):
+            z = None if self.zeros is None else self.zeros[r : r + tile]
+            w = dequantize(self.qweight[r : r + tile], self.scales[r : r + tile], z, self.bits, self.group_size, dtype)
+            parts.append(F.linear(h, w, None if bias is None else bias[r : r + tile]))
+        return torch.cat(parts, dim=-1).to(x.dtype)
