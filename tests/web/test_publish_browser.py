@@ -1,6 +1,7 @@
 """Publishing in a real browser (Playwright + Debian's chromium, headless) against the live hub:
 create a repo from /new, upload a file, edit the card (invalid YAML shows the error, valid YAML
-commits and its tags appear), make the repo private and see it vanish for a signed-out visitor,
+commits and its tags appear), find it through a tag filter and the search box (card words), make
+the repo private and see it vanish for a signed-out visitor,
 delete it. Results are read back with huggingface_hub."""
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def test_create_upload_edit_private_delete(hub_server, page, browser, tmp_path):
     page.goto(f"{url}/{repo_id}")
     assert "made-in-chromium" in page.locator(".tags").inner_text()
     assert "made-in-chromium" in api.model_info(repo_id).tags
+
+    # find it through the filters and the search box (which reads the card's words too)
+    page.goto(f"{url}/models?author={name}")
+    page.locator('[data-facet="filter"] a.chip', has_text="made-in-chromium").click()
+    page.wait_for_url("**filter=made-in-chromium**")
+    page.fill("#list-q", "card from a browser")
+    page.press("#list-q", "Enter")
+    page.wait_for_url("**search=card**")
+    assert "filter=made-in-chromium" in page.url
+    assert page.locator(".repo-row .repo-name").all_inner_texts() == [repo_id]
+    page.click(f".repo-row a:text-is('{repo_id}')")
+    page.wait_for_url(f"{url}/{repo_id}")
 
     page.click(".repo-actions a:text-is('Settings')")
     page.wait_for_url("**/settings")
