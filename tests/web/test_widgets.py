@@ -224,3 +224,31 @@ def test_the_other_tasks_show_the_pipelines_answers(more_models, page):
     scores = page.locator(".widget-bars li").evaluate_all("ls => ls.map(li => Number(li.dataset.score))")
     assert scores == pytest.approx(list(want), abs=1e-4)
     assert not page.dialogs
+
+
+@browser_only
+def test_widget_on_a_private_model_uses_the_signed_in_session(hub_server, bert_sequence_classification_dir, page):
+    from haven import pipeline
+
+    name = unique_name("member")
+    password = "correct horse battery"
+    page.goto(f"{hub_server.url}/join")
+    page.fill("#f-name", name)
+    page.fill("#f-password", password)
+    page.fill("#f-password2", password)
+    page.click("button:text-is('Create account')")
+    page.wait_for_url(f"{hub_server.url}/")
+    page.goto(f"{hub_server.url}/settings/tokens")
+    page.fill("#f-token-name", "upload")
+    page.check("input[name=role][value=write]")
+    page.click("button:text-is('Create token')")
+    api = HfApi(endpoint=hub_server.url, token=page.locator("#new-token").inner_text().strip())
+    repo = api.create_repo(f"{name}/private-judge", private=True).repo_id
+    api.upload_folder(folder_path=bert_sequence_classification_dir, repo_id=repo)
+    api.upload_file(path_or_fileobj=card({"pipeline_tag": "text-classification"}), path_in_repo="README.md", repo_id=repo)
+    assert httpx.post(f"{hub_server.url}/models/{repo}", json={"inputs": "x"}).status_code == 404  # no session, no token
+
+    compute(page, f"{hub_server.url}/{repo}")  # the page's fetch carries only the session cookie
+    text = page.locator("#w-text").input_value()
+    want = pipeline("text-classification", model=bert_sequence_classification_dir)(text)
+    assert page.locator(".widget-bars .bar-label").all_text_contents() == [p["label"] for p in want]
