@@ -21,6 +21,7 @@ from haven.server.web import tensorboard
 
 LOSS = {"alpha": [2.0, 1.5, 1.2, 0.9, 0.8, 0.7, 0.65, 0.6], "beta": [2.2, 1.9, 1.4, 1.1, 0.95]}
 ACCURACY = {"alpha": [0.5, 0.625, 0.75]}  # eval every 3 steps: steps 0, 3, 6
+LONG = 2500  # steps of the run the page thins to MAX_POINTS
 
 
 def write_runs(root: Path) -> tuple[float, float]:
@@ -63,6 +64,16 @@ def runs_site(hub_server, tmp_path_factory):
     api.upload_file(path_or_fileobj=good[:-7], path_in_repo="runs/cut/events.out.tfevents.1.host", repo_id=broken)
     api.upload_file(path_or_fileobj=b"\x00garbage" * 40, path_in_repo="runs/junk/events.out.tfevents.2.host",
                     repo_id=broken)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    long_dir = tmp_path_factory.mktemp("tb-long")
+    writer = SummaryWriter(str(long_dir / "runs" / "long"))
+    for step in range(LONG):
+        writer.add_scalar("loss", 1.0 / (step + 1), step)
+    writer.close()
+    long_repo = api.create_repo(f"{owner}/long").repo_id
+    api.upload_folder(folder_path=str(long_dir), repo_id=long_repo)
 
     private = api.create_repo(f"{owner}/hidden-runs", private=True).repo_id
     api.upload_folder(folder_path=str(folder), repo_id=private)
@@ -196,6 +207,17 @@ def test_browser_draws_one_line_per_run(runs_site, page):
     page.select_option("#m-x", "wall")
     assert page.locator('figure[data-tag="train/loss"] svg path.line').count() == 2
     assert not problems and not missing and not page.dialogs
+
+
+def test_a_long_run_is_drawn_from_evenly_thinned_points(runs_site):
+    url, owner, _, _ = runs_site
+    r = httpx.get(f"{url}/{owner}/long/tensorboard")
+    [chart] = page_data(r.text)["tags"]
+    [series] = chart["series"]
+    assert series["total"] == LONG and len(series["points"]) == tensorboard.MAX_POINTS
+    assert series["points"][0][0] == 0 and series["points"][-1][0] == LONG - 1
+    assert series["points"][-1][2] == float(np.float32(1.0 / LONG))
+    assert f"<td>runs/long</td><td>{LONG - 1}</td>" in r.text and f"<td>{LONG}</td>" in r.text
 
 
 def test_long_series_are_thinned_evenly_keeping_both_ends():

@@ -56,10 +56,12 @@ def has_event_files(entries: list[TreeEntry]) -> bool:
 
 @dataclass
 class FileScalars:
-    """One event file's scalars: tag -> [(step, wall_time, value)] in file order."""
+    """One event file's scalars: tag -> [(step, wall_time, value)] in file order, and how many
+    points each tag had before the cache thinned it to MAX_POINTS."""
 
     series: dict[str, list[tuple[int, float, float | None]]] = field(default_factory=dict)
     error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class ReaderMissing(Exception):
@@ -167,6 +169,8 @@ def file_scalars(st, repo_type: str, repo_id: str, commit: str, entry: TreeEntry
                 shutil.copyfileobj(content, tmp)
         tmp.flush()
         parsed = parse_event_file(tmp.name)
+    parsed.counts = {tag: len(points) for tag, points in parsed.series.items()}
+    parsed.series = {tag: thin(points, MAX_POINTS) for tag, points in parsed.series.items()}  # bounds the cache
     CACHE.put(key, parsed)
     return parsed
 
@@ -194,18 +198,21 @@ def collect(st, repo_type: str, repo_id: str, commit: str, entries: list[TreeEnt
                        "error": f"not read: the page charts the first {MAX_EVENT_FILES}"})
         files = files[:MAX_EVENT_FILES]
     merged: dict[str, dict[str, list]] = {}  # tag -> run -> points
+    totals: dict[tuple[str, str], int] = {}  # (tag, run) -> points written
     for entry in files:
         parsed = file_scalars(st, repo_type, repo_id, commit, entry)
         if parsed.error:
             errors.append({"path": entry.path, "error": parsed.error})
         for tag, points in parsed.series.items():
-            merged.setdefault(tag, {}).setdefault(run_name(entry.path), []).extend(points)
+            run = run_name(entry.path)
+            merged.setdefault(tag, {}).setdefault(run, []).extend(points)
+            totals[tag, run] = totals.get((tag, run), 0) + parsed.counts.get(tag, len(points))
     tags = []
     for tag in sorted(merged):
         series = []
         for run, points in sorted(merged[tag].items()):
             points.sort(key=lambda p: (p[0], p[1]))
-            series.append({"run": run, "points": thin(points, MAX_POINTS), "total": len(points)})
+            series.append({"run": run, "points": thin(points, MAX_POINTS), "total": totals[tag, run]})
         tags.append({"tag": tag, "series": series})
     runs = sorted({run_name(e.path) for e in files})
     return {"runs": runs, "tags": tags, "errors": errors}
