@@ -27,8 +27,10 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import re
 import secrets
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -41,7 +43,7 @@ from . import tokens
 from .hashing import HashStringError, from_hex, to_hex
 from .shard import ShardError, dedup_shard
 from .store import XetStore, xorb_key
-from .xorb import MAX_XORB_BYTES, XorbError, XorbReader
+from .xorb import MAX_XORB_BYTES, XorbError
 
 log = logging.getLogger("haven.server.xet")
 router = APIRouter()
@@ -109,47 +111,77 @@ def _hash(text: str, what: str) -> str:
     return text
 
 
+_END, _ABORT = object(), object()
+
+
+async def _streamed(request: Request, consume):
+    """`consume(parts)` in a worker thread, `parts` iterating the request body as it arrives (in
+    batches of about 4 MB, at most a few batches ahead); its result, or its exception. A body over
+    the xorb limit is 413; a client gone mid-upload makes `parts` raise, so nothing is kept."""
+    pending: queue.Queue = queue.Queue(maxsize=4)
+    stopped = threading.Event()
+
+    def parts():
+        while (item := pending.get()) is not _END:
+            if item is _ABORT:
+                raise XorbError("the upload was interrupted")
+            yield from item
+
+    def run():
+        try:
+            return consume(parts())
+        finally:
+            stopped.set()
+
+    def put(item) -> None:
+        while not stopped.is_set():
+            try:
+                pending.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    task = asyncio.ensure_future(asyncio.to_thread(run))
+    batch, batched, total, last = [], 0, 0, _ABORT
+    try:
+        async for part in request.stream():
+            if stopped.is_set():
+                break
+            total += len(part)
+            if total > MAX_XORB_BYTES + 1024:
+                raise ApiError(413, f"a xorb is at most {MAX_XORB_BYTES >> 20} MiB: split it")
+            batch.append(part)
+            batched += len(part)
+            if batched >= _FLUSH:
+                await asyncio.to_thread(put, batch)
+                batch, batched = [], 0
+        await asyncio.to_thread(put, batch)
+        last = _END
+    finally:
+        await asyncio.to_thread(put, last)
+        if last is _ABORT:
+            await asyncio.wait([task])
+            task.exception()  # retrieved: the request's own error is the answer
+    return await task
+
+
 @router.post(CAS + "/v1/xorbs/{prefix}/{xorb}")
 async def upload_xorb(request: Request, prefix: str, xorb: str, grant: Grant) -> dict:
     _writer(grant)
     if prefix != "default":
         raise ApiError(400, f"xorb prefix {prefix!r} is unknown: use 'default'")
-    expected = from_hex(_hash(xorb, "xorb hash"))
+    _hash(xorb, "xorb hash")
     store = _store(request)
     with store.sessions() as session:
         if store.has_xorb(session, xorb):
             async for _ in request.stream():
                 pass
             return {"was_inserted": False}
-    reader = XorbReader(expected)
-    path, out = store.spool()
     try:
-        batch: list[bytes] = []
-        size = 0
-
-        def write(parts: list[bytes]) -> None:
-            for part in parts:
-                reader.feed(part)
-                out.write(part)
-
-        async for part in request.stream():
-            batch.append(part)
-            size += len(part)
-            if size > MAX_XORB_BYTES + 1:
-                raise ApiError(413, f"a xorb is at most {MAX_XORB_BYTES >> 20} MiB: split it")
-            if sum(map(len, batch)) >= _FLUSH:
-                await asyncio.to_thread(write, batch)
-                batch = []
-        await asyncio.to_thread(write, batch)
-        out.close()
-        index = await asyncio.to_thread(reader.finish)
-        inserted = await asyncio.to_thread(store.publish_xorb, xorb, path, index, grant.repo_pk)
+        inserted = await _streamed(request, lambda parts: store.put_xorb(xorb, parts, grant.repo_pk))
     except XorbError as err:
         log.warning("xorb %s refused: %s", xorb, err)
         raise ApiError(400, f"xorb {xorb} refused: {err}") from None
-    finally:
-        out.close()
-        path.unlink(missing_ok=True)
     return {"was_inserted": inserted}
 
 
@@ -288,7 +320,7 @@ def install(app) -> None:
 
     settings = app.state.settings
     blobs = getattr(app.state, "blobs", None) or open_blob_store(None, settings.data_dir)
-    app.state.xet = XetStore(blobs, app.state.sessionmaker, settings.data_dir / "tmp")
+    app.state.xet = XetStore(blobs, app.state.sessionmaker)
     add_source = getattr(app.state.lfs, "add_source", None)
     if add_source is not None:
         add_source(XetObjectSource(app.state.xet))

@@ -11,12 +11,9 @@ sha256 by reading it back from the xorbs once, when its shard arrives.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,8 +55,8 @@ class FileRecord:
 class XetStore:
     """Xorbs, shards and files over a BlobStore and the database."""
 
-    def __init__(self, blobs, sessions: sessionmaker, tmp_dir: Path):
-        self.blobs, self.sessions, self.tmp_dir = blobs, sessions, Path(tmp_dir)
+    def __init__(self, blobs, sessions: sessionmaker):
+        self.blobs, self.sessions = blobs, sessions
         self._indexes: dict[str, XorbIndex] = {}
 
     # -- xorbs --------------------------------------------------------------------------------
@@ -67,18 +64,25 @@ class XetStore:
     def has_xorb(self, session: Session, h: str) -> bool:
         return session.get(XetXorb, h) is not None
 
-    def spool(self) -> tuple[Path, object]:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="xorb-", dir=self.tmp_dir)
-        return Path(name), os.fdopen(fd, "wb")
+    def put_xorb(self, h: str, parts: Iterator[bytes], repo_pk: int | None) -> bool:
+        """Verify a xorb while streaming it into the blob store, then record it; False if it was
+        already here. XorbError (nothing published) when the bytes do not make the xorb `h`."""
+        reader, verified = XorbReader(from_hex(h)), {}
 
-    def publish_xorb(self, h: str, spooled: Path, index: XorbIndex, repo_pk: int | None) -> bool:
-        """Store a verified xorb (the spooled upload) and its index; False if it was already here."""
+        def checked() -> Iterator[bytes]:
+            for part in parts:
+                reader.feed(part)
+                yield part
+            verified["index"] = reader.finish()  # raising here aborts the put: nothing published
+
+        stream = checked()
+        size = self.blobs.put(xorb_key(h), stream)
+        for _ in stream:  # the key was there already (a lost race): still verify what was sent
+            pass
+        index = verified["index"]
         with self.sessions() as session:
             if self.has_xorb(session, h):
                 return False
-            with open(spooled, "rb") as f:
-                size = self.blobs.put(xorb_key(h), iter(lambda: f.read(1 << 20), b""))
             session.add(XetXorb(hash=h, size=size, chunk_count=len(index), unpacked_bytes=index.unpacked_ends[-1],
                                 chunk_index=index.to_bytes(), repo_id=repo_pk))
             for ch in index.hashes:
@@ -161,7 +165,7 @@ class XetStore:
 
     def _check_sha256(self, record: FileRecord) -> None:
         hasher = hashlib.sha256()
-        for part in self.read_terms(record.terms, 0, record.size):
+        for part in self.read_terms(record.terms, 0, record.size, views=True):
             hasher.update(part)
         if hasher.hexdigest() != record.sha256:
             raise ShardError(f"file {record.hash}: its bytes hash to sha256 {hasher.hexdigest()}, not the "
@@ -177,8 +181,9 @@ class XetStore:
         row = session.scalars(select(XetFile).where(XetFile.sha256 == oid).limit(1)).first()
         return None if row is None else FileRecord(row.hash, row.sha256, row.size, unpack_terms(row.terms))
 
-    def read_terms(self, terms: list[Term], start: int, end: int) -> Iterator[bytes]:
-        """Bytes [start, end) of the file these terms make, decoded from the stored xorbs."""
+    def read_terms(self, terms: list[Term], start: int, end: int, *, views: bool = False) -> Iterator[bytes]:
+        """Bytes [start, end) of the file these terms make, decoded from the stored xorbs (with
+        `views`, memoryviews valid until the next item)."""
         offset = 0
         with self.sessions() as session:
             indexes = {t.xorb: self.index(session, to_hex(t.xorb)) for t in terms}
@@ -192,7 +197,8 @@ class XetStore:
                 for chunk in read_chunks(data, term.end - term.start):
                     c_end = pos + len(chunk)
                     if c_end > start and pos < end:
-                        yield chunk[max(0, start - pos) : min(len(chunk), end - pos)]
+                        piece = chunk[max(0, start - pos) : min(len(chunk), end - pos)]
+                        yield piece if views else bytes(piece)
                     pos = c_end
             offset = t_end
             if offset >= end:

@@ -76,8 +76,9 @@ def group4(data: bytes) -> bytes:
     return b"".join(data[g::4] for g in range(4))
 
 
-def decode_chunk(scheme: int, payload: bytes, size: int) -> bytes:
-    """A chunk's bytes from its stored form; XorbError for an unknown scheme or a bad payload."""
+def decode_chunk(scheme: int, payload: bytes | memoryview, size: int) -> bytes | memoryview:
+    """A chunk's bytes from its stored form (a view of `payload` when stored uncompressed);
+    XorbError for an unknown scheme or a bad payload."""
     if scheme == 0:
         raw = payload
     elif scheme in (1, 2):
@@ -121,9 +122,20 @@ class XorbReader:
         self.received += len(data)
         if self.received > MAX_XORB_BYTES:
             raise XorbError(f"xorb is larger than {MAX_XORB_BYTES >> 20} MiB: split it into several xorbs")
-        self.buffer += data
-        buf, off = self.buffer, 0
-        while not self.footer and len(buf) - off >= HEADER:
+        if self.buffer:
+            self.buffer += data
+            view = memoryview(self.buffer)
+        else:
+            view = memoryview(data)  # whole chunks are hashed straight from the caller's bytes
+        off = self._parse(view)
+        rest = bytes(view[off:])
+        view.release()
+        self.buffer = bytearray(rest)
+
+    def _parse(self, buf: memoryview) -> int:
+        """Decode and hash the whole chunks at the start of `buf`; the bytes consumed."""
+        off, n = 0, len(buf)
+        while not self.footer and n - off >= HEADER:
             if buf[off : off + 7] == FOOTER_IDENT:
                 self.footer = True
                 break
@@ -132,16 +144,16 @@ class XorbReader:
                 raise XorbError(f"chunk {len(self.hashes)} has header version {version}: only 0 exists")
             if raw_size > MAX_CHUNK_BYTES or size > MAX_CHUNK_BYTES + 1024:
                 raise XorbError(f"chunk {len(self.hashes)} is over {MAX_CHUNK_BYTES >> 10} KiB")
-            if len(buf) - off < HEADER + size:
+            if n - off < HEADER + size:
                 break
-            raw = decode_chunk(scheme, bytes(buf[off + HEADER : off + HEADER + size]), raw_size)
+            raw = decode_chunk(scheme, buf[off + HEADER : off + HEADER + size], raw_size)
             self.hashes.append(chunk_hash(raw))
             self.unpacked += raw_size
             off += HEADER + size
             self.packed_ends.append(self.pos + off)
             self.unpacked_ends.append(self.unpacked)
         self.pos += off
-        del buf[:off]
+        return off
 
     def finish(self) -> XorbIndex:
         """The verified index; XorbError if the bytes end mid-chunk, hold no chunk, carry a broken
@@ -162,15 +174,18 @@ class XorbReader:
         return XorbIndex(self.hashes, self.packed_ends, self.unpacked_ends)
 
 
-def _u24(buf: bytearray, at: int) -> int:
+def _u24(buf, at: int) -> int:
     return buf[at] | buf[at + 1] << 8 | buf[at + 2] << 16
 
 
-def read_chunks(data: bytes, count: int) -> list[bytes]:
-    """The uncompressed bytes of the first `count` chunks of `data` (a slice of a xorb)."""
-    out, pos = [], 0
+def read_chunks(data: bytes, count: int) -> list[bytes | memoryview]:
+    """The uncompressed bytes of the first `count` chunks of `data` (a slice of a xorb); chunks
+    stored uncompressed are views of `data`."""
+    out, pos, view = [], 0, memoryview(data)
     for _ in range(count):
+        if pos + HEADER > len(data):
+            raise XorbError("a stored xorb is shorter than its index says")
         size, scheme, raw_size = _u24(data, pos + 1), data[pos + 4], _u24(data, pos + 5)
-        out.append(decode_chunk(scheme, bytes(data[pos + HEADER : pos + HEADER + size]), raw_size))
+        out.append(decode_chunk(scheme, view[pos + HEADER : pos + HEADER + size], raw_size))
         pos += HEADER + size
     return out
