@@ -97,7 +97,7 @@ def s3_bucket(s3_endpoint: str) -> str:
 def hub_server(s3_endpoint: str, tmp_path_factory):
     """`haven serve --blob-store s3://<bucket>/hub` against the moto endpoint: the tests in this
     folder (and the hub tests they reuse from elsewhere) run on the S3 backend. `.bucket` names
-    the bucket."""
+    the bucket, `.blob_store` is the --blob-store value (for `open_blob_store`)."""
     import boto3
 
     from fixtures.server import start_server, stop_server
@@ -105,7 +105,7 @@ def hub_server(s3_endpoint: str, tmp_path_factory):
     bucket = f"hub-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     server = start_server(tmp_path_factory.mktemp("s3hub"), args=("--blob-store", f"s3://{bucket}/hub"))
-    server.bucket = bucket
+    server.bucket, server.blob_store = bucket, f"s3://{bucket}/hub"
     try:
         yield server
     finally:

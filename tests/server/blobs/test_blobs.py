@@ -184,3 +184,16 @@ def test_rejected_credentials_name_the_settings(tmp_path: Path, monkeypatch):
             monkeypatch.setenv(name, value)
         with pytest.raises(BlobStoreError, match=r"refused \(403\); check AWS_ACCESS_KEY_ID"):
             open_blob_store("s3://some-bucket", tmp_path)
+
+
+def test_blob_store_setting_flag_wins_over_environment(tmp_path: Path, monkeypatch):
+    from haven.server.settings import Settings
+
+    monkeypatch.setenv("HAVEN_BLOB_STORE", "s3://from-env/p")
+    assert Settings.load(data_dir=tmp_path).blob_store == "s3://from-env/p"
+    assert Settings.load(data_dir=tmp_path, blob_store=str(tmp_path / "b")).blob_store == str(tmp_path / "b")
+    monkeypatch.delenv("HAVEN_BLOB_STORE")
+    assert Settings.load(data_dir=tmp_path).blob_store == ""
+    store = open_blob_store(str(tmp_path / "b"), tmp_path)  # a directory of its own
+    store.put("lfs/" + "5" * 64, [b"x"])
+    assert (tmp_path / "b" / "lfs" / "objects" / "55" / "55" / ("5" * 64)).is_file()
