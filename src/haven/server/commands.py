@@ -115,6 +115,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "s3://bucket/prefix, with endpoint and credentials from the standard AWS settings "
         "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID ...) (HAVEN_BLOB_STORE)",
     )
+    serve.add_argument(
+        "--cas-url", default=None,
+        help="send Xet clients to the CAS at this URL: another `haven serve` on the same database, secret and "
+        "blob store, reached at its PUBLIC_URL/cas (HAVEN_CAS_URL; default this process)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     for flag, (env, default, text) in LIMITS.items():
         serve.add_argument(f"--{flag}", type=int, default=None, help=f"{text} ({env}, default {default})")
@@ -180,6 +185,7 @@ def _settings(args: argparse.Namespace):
         blob_store=getattr(args, "blob_store", None),
         inference=getattr(args, "inference", None),
         inference_memory=getattr(args, "inference_memory", None),
+        cas_url=getattr(args, "cas_url", None),
         inference_queue=getattr(args, "inference_queue", None),
     )
 

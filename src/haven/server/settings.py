@@ -62,6 +62,7 @@ class Settings:
     inference: bool = True  # the inference API (/models, /v1) runs in this process (--no-inference)
     inference_memory: int = 4 * 10**9  # bytes of model weights the inference API keeps loaded (LRU)
     inference_queue: int = 256  # inference requests that may wait per model; more are answered 429
+    cas_url: str = ""  # the Xet CAS clients are sent to; default PUBLIC_URL/cas (this process)
 
     @property
     def secure_cookies(self) -> bool:
@@ -84,6 +85,7 @@ class Settings:
         inference: bool | None = None,
         inference_memory: int | str | None = None,
         inference_queue: int | None = None,
+        cas_url: str | None = None,
     ) -> Settings:
         env = os.environ
         data = Path(data_dir or env.get("HAVEN_DATA") or "./haven-data").expanduser().resolve()
@@ -106,6 +108,7 @@ class Settings:
             inference_queue=parse_size(
                 inference_queue or env.get("HAVEN_INFERENCE_QUEUE") or 256, "HAVEN_INFERENCE_QUEUE"
             ),
+            cas_url=(cas_url or env.get("HAVEN_CAS_URL") or "").rstrip("/"),
         )
         if not settings.public_url:
             shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host

@@ -60,7 +60,7 @@ def _token_answer(request: Request, repo: Repo, scope: str) -> Response:
     settings = request.app.state.settings
     token = tokens.issue(settings.secret, repo.id, scope)
     exp = tokens.check(settings.secret, token).expires
-    cas_url = settings.public_url + CAS
+    cas_url = settings.cas_url or settings.public_url + CAS
     headers = {"X-Xet-Cas-Url": cas_url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(exp),
                "Cache-Control": "no-store"}
     body = json.dumps({"accessToken": token, "exp": exp, "casUrl": cas_url})
