@@ -163,6 +163,19 @@ def test_series_are_cached_per_file_content(tmp_path):
     assert st.opened == 2
 
 
+def test_a_missing_lfs_object_is_named_not_cached():
+    from haven.server.storage.errors import LfsObjectMissing
+
+    class Missing:
+        def open_file(self, *args):
+            raise LfsObjectMissing("the LFS object is not in the store")
+
+    tensorboard.CACHE.clear()
+    entry = TreeEntry("file", "runs/x/events.out.tfevents.1", oid="d" * 40, size=10, lfs=LfsInfo("e" * 64, 10, 130))
+    assert "not in the store" in tensorboard.file_scalars(Missing(), "model", "o/r", "c", entry).error
+    assert tensorboard.CACHE.get("e" * 64) is None
+
+
 def test_without_tensorboard_the_reader_says_so(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     path = tmp_path / "events.out.tfevents.1"

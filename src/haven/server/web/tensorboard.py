@@ -32,6 +32,7 @@ from markupsafe import Markup
 from ..api.common import ApiError, NoSuchRoute, load_repo
 from ..api.repos import store
 from ..storage.datatypes import TreeEntry
+from ..storage.errors import StorageError
 from .render import RESERVED, WebRoute, page, repo_path
 from .sessions import viewing
 
@@ -160,7 +161,10 @@ def file_scalars(st, repo_type: str, repo_id: str, commit: str, entry: TreeEntry
         return found
     if entry.size > MAX_EVENT_FILE:
         return FileScalars(error=f"{entry.size} bytes, over the {MAX_EVENT_FILE >> 20} MiB this page reads")
-    _, content = st.open_file(repo_type, repo_id, commit, entry.path)
+    try:
+        _, content = st.open_file(repo_type, repo_id, commit, entry.path)
+    except StorageError as err:  # e.g. an LFS pointer whose object this hub does not hold: not cached
+        return FileScalars(error=getattr(err, "message", None) or str(err))
     with tempfile.NamedTemporaryFile(prefix="haven-tfevents-") as tmp:
         if isinstance(content, bytes):
             tmp.write(content)
