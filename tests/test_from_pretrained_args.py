@@ -237,9 +237,6 @@ def test_generation_config_argument(gpt2_dir, bert_sequence_classification_dir):
 @pytest.mark.parametrize(
     "kwargs, reason",
     [
-        ({"load_in_8bit": True}, "quantized loading yet"),
-        ({"load_in_4bit": True}, "quantized loading yet"),
-        ({"quantization_config": {"load_in_4bit": True}}, "quantized loading yet"),
         ({"device_map": "balanced"}, "one device"),
         ({"device_map": "sequential"}, "one device"),
         ({"device_map": "disk"}, "offload"),
@@ -250,7 +247,7 @@ def test_generation_config_argument(gpt2_dir, bert_sequence_classification_dir):
         ({"weights_only": False}, "never unpickles"),
         ({"proxies": {"https": "http://proxy:3128"}}, "HTTPS_PROXY"),
         ({"offload_folder": "/tmp/offload"}, "offload"),
-        ({"max_memory": {0: "1GB"}}, "one device"),
+        ({"max_memory": "1GB"}, "dict"),
         ({"variant": "fp16"}, "variant"),
         ({"gguf_file": "model.gguf"}, "GGUF"),
         ({"from_tf": True}, "PyTorch weights only"),
@@ -276,13 +273,61 @@ def test_device_and_device_map_must_agree(bert_sequence_classification_dir):
         AutoModel.from_pretrained(bert_sequence_classification_dir, device="cpu", device_map="meta")
 
 
-def test_quantized_checkpoint_is_refused(tmp_path, bert_sequence_classification_dir):
+@pytest.mark.parametrize("method", ["bitsandbytes", "gptq", "awq"])
+def test_a_checkpoint_quantized_by_another_tool_is_refused_by_name(method, tmp_path, bert_sequence_classification_dir):
     path = shutil.copytree(bert_sequence_classification_dir, tmp_path / "m")
     data = json.loads((path / "config.json").read_text())
-    data["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    data["quantization_config"] = {"quant_method": method, "bits": 4}
     (path / "config.json").write_text(json.dumps(data))
-    with pytest.raises(NotImplementedError, match="quantized weights"):
+    with pytest.raises(CheckpointError, match=f"quantized with '{method}'.*cannot read"):
         AutoModelForSequenceClassification.from_pretrained(path)
+
+
+# -- placement: device_map, max_memory, hf_device_map -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "device_map, expected",
+    [("cpu", {"": "cpu"}), ("auto", {"": "cpu"}), ({"": "cpu"}, {"": "cpu"}),
+     ({"bert": "cpu", "classifier": "cpu"}, {"bert": "cpu", "classifier": "cpu"})],
+    ids=repr,
+)
+def test_device_map_places_the_model_and_says_where(device_map, expected, bert_sequence_classification_dir):
+    if device_map == "auto" and torch.cuda.is_available():
+        expected = {"": 0}
+    model = AutoModelForSequenceClassification.from_pretrained(bert_sequence_classification_dir, device_map=device_map)
+    assert model.hf_device_map == expected  # the reference's names: "cpu", or a CUDA index
+    assert model.device == (torch.device("cuda", 0) if expected == {"": 0} else torch.device("cpu"))
+
+
+def test_device_map_naming_a_module_the_model_lacks_is_refused(bert_sequence_classification_dir):
+    with pytest.raises(ValueError, match="does not have"):
+        AutoModelForSequenceClassification.from_pretrained(
+            bert_sequence_classification_dir, device_map={"bert": "cpu", "no_such_head": "cpu"}
+        )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a PyTorch without CUDA")
+@pytest.mark.parametrize("device_map", ["cuda", "cuda:0", 0, {"": "cuda:0"}], ids=repr)
+def test_cuda_placement_without_cuda_is_refused_not_ignored(device_map, bert_sequence_classification_dir):
+    with pytest.raises(ValueError, match="has no CUDA device"):
+        AutoModelForSequenceClassification.from_pretrained(bert_sequence_classification_dir, device_map=device_map)
+
+
+def test_max_memory_too_small_for_the_model_is_refused(bert_sequence_classification_dir):
+    with pytest.raises(ValueError, match="more than max_memory.*neither splits"):
+        AutoModelForSequenceClassification.from_pretrained(
+            bert_sequence_classification_dir, device_map="auto", max_memory={"cpu": "10KB"}
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(
+        bert_sequence_classification_dir, device_map="auto", max_memory={"cpu": "1GB"}
+    )
+    assert model.device == torch.device("cpu")
+
+
+def test_max_memory_needs_device_map(bert_sequence_classification_dir):
+    with pytest.raises(ValueError, match="goes with device_map"):
+        AutoModelForSequenceClassification.from_pretrained(bert_sequence_classification_dir, max_memory={"cpu": "1GB"})
 
 
 # -- config.json never holds loading options ------------------------------------------------------

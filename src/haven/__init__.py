@@ -48,6 +48,8 @@ _EXPORTS = {
     "DataCollatorWithPadding": "training",
     "default_data_collator": "training",
     "EvalPrediction": "training",
+    "QuantizationConfig": "linear.config",
+    "BitsAndBytesConfig": "linear.config",
 }
 
 # The tokenizer class names checkpoints and scripts use: named entry points to the one Tokenizer.
