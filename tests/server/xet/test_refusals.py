@@ -86,6 +86,14 @@ def test_outsiders_get_404_and_tokens_are_repo_scoped(xet_hub, alice):
     got = httpx.get(fetch["url"], headers={"range": f"bytes={fetch['url_range']['start']}-{fetch['url_range']['end']}"})
     assert got.status_code == 206 and b"".join(read_chunks(got.content, 2)) == b"".join(chunks)
 
+    # the same file named again with another sha256 (one of another repository's LFS objects, say)
+    _, lying = make_shard(chunks, xorb, sha256="cd" * 32)
+    r = cas("POST", "/v1/shards", content=lying)
+    assert r.status_code == 400 and "sha256" in r.json()["error"]
+    r = httpx.get(f"{xet_hub.url}/api/models/{repo}/xet-read-token/no-such-branch",
+                  headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 404 and r.headers["X-Error-Code"] == "RevisionNotFound"
+
     bob = unique_name("bob")
     bob_token = xet_hub.create_user(bob)
     for kind in ("read", "write"):

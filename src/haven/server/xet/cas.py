@@ -69,11 +69,15 @@ def _token_answer(request: Request, repo: Repo, scope: str) -> Response:
 
 @router.get("/api/{plural}/{ns}/{name}/xet-read-token/{rev:path}")
 def read_token(request: Request, repo: ReadableRepo, rev: str) -> Response:
+    """A read token for the repository; the revision must exist (404 RevisionNotFound)."""
+    request.app.state.repos.resolve(repo.type, repo.repo_id, rev)
     return _token_answer(request, repo, "read")
 
 
 @router.get("/api/{plural}/{ns}/{name}/xet-write-token/{rev:path}")
 def write_token(request: Request, repo: WritableRepo, rev: str) -> Response:
+    """A write token for the repository. The branch need not exist yet (a new repository's first
+    upload, or `None` for a pull request): the commit that follows names and checks it."""
     return _token_answer(request, repo, "write")
 
 

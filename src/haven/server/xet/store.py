@@ -111,7 +111,13 @@ class XetStore:
         with self.sessions() as session:
             records = [self._verify_file(session, f) for f in shard.files]
             self._verify_xorb_infos(session, shard)
-            new = [r for r in records if session.get(XetFile, r.hash) is None]
+            new = []
+            for r in records:
+                known = session.get(XetFile, r.hash)
+                if known is None:
+                    new.append(r)
+                elif known.sha256 != r.sha256:  # the bytes are known: so is their sha256
+                    raise ShardError(f"file {r.hash} has sha256 {known.sha256}, not the {r.sha256} its metadata names")
         for record in new:
             self._check_sha256(record)
         with self.sessions() as session:
