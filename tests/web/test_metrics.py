@@ -172,7 +172,8 @@ def test_a_missing_lfs_object_is_named_not_cached():
 
     tensorboard.CACHE.clear()
     entry = TreeEntry("file", "runs/x/events.out.tfevents.1", oid="d" * 40, size=10, lfs=LfsInfo("e" * 64, 10, 130))
-    assert "not in the store" in tensorboard.file_scalars(Missing(), "model", "o/r", "c", entry).error
+    found = tensorboard.file_scalars(Missing(), "model", "o/r", "c", entry)
+    assert "not in the store" in found.error and found.transient  # the page holding it is not cached either
     assert tensorboard.CACHE.get("e" * 64) is None
 
 

@@ -63,6 +63,7 @@ class FileScalars:
     series: dict[str, list[tuple[int, float, float | None]]] = field(default_factory=dict)
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    transient: bool = False  # the error may pass (storage could not open the file): not cached
 
 
 class ReaderMissing(Exception):
@@ -160,11 +161,13 @@ def file_scalars(st, repo_type: str, repo_id: str, commit: str, entry: TreeEntry
     if found is not None:
         return found
     if entry.size > MAX_EVENT_FILE:
-        return FileScalars(error=f"{entry.size} bytes, over the {MAX_EVENT_FILE >> 20} MiB this page reads")
+        too_big = FileScalars(error=f"{entry.size} bytes, over the {MAX_EVENT_FILE >> 20} MiB this page reads")
+        CACHE.put(key, too_big)
+        return too_big
     try:
         _, content = st.open_file(repo_type, repo_id, commit, entry.path)
     except StorageError as err:  # e.g. an LFS pointer whose object this hub does not hold: not cached
-        return FileScalars(error=getattr(err, "message", None) or str(err))
+        return FileScalars(error=getattr(err, "message", None) or str(err), transient=True)
     with tempfile.NamedTemporaryFile(prefix="haven-tfevents-") as tmp:
         if isinstance(content, bytes):
             tmp.write(content)
@@ -206,7 +209,7 @@ def collect(st, repo_type: str, repo_id: str, commit: str, entries: list[TreeEnt
     for entry in files:
         parsed = file_scalars(st, repo_type, repo_id, commit, entry)
         if parsed.error:
-            errors.append({"path": entry.path, "error": parsed.error})
+            errors.append({"path": entry.path, "error": parsed.error, "transient": parsed.transient})
         for tag, points in parsed.series.items():
             run = run_name(entry.path)
             merged.setdefault(tag, {}).setdefault(run, []).extend(points)
@@ -247,7 +250,7 @@ def metrics_page(request: Request, owner: str, name: str) -> Response:
                            "install the `tensorboard` package to chart these runs.")
                 data = {"runs": sorted({run_name(path) for path, _ in key}), "tags": [], "errors": []}
             built = (data, Markup(htmlsafe_json_dumps(data)), _latest(data))
-            if missing is None:
+            if missing is None and not any(e.get("transient") for e in data["errors"]):
                 PAGES.put(key, built)
         data, data_json, latest = built
         return page(request, "tensorboard.html", repo=repo, base=repo_path(repo), tab="metrics", metrics=True,
