@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -118,8 +119,11 @@ class XetStore:
                     new.append(r)
                 elif known.sha256 != r.sha256:  # the bytes are known: so is their sha256
                     raise ShardError(f"file {r.hash} has sha256 {known.sha256}, not the {r.sha256} its metadata names")
-        for record in new:
-            self._check_sha256(record)
+        if len(new) > 1:  # sha256 and LZ4 release the GIL: check several files at once
+            with ThreadPoolExecutor(min(4, len(new))) as pool:
+                list(pool.map(self._check_sha256, new))
+        elif new:
+            self._check_sha256(new[0])
         with self.sessions() as session:
             for r in new:
                 if session.get(XetFile, r.hash) is None:
