@@ -16,7 +16,14 @@ Starts `haven serve` on a free 127.0.0.1 port with a fresh data directory (creat
   batch API, GET of the resolve URL), which separates the server's cost from the client's.
 
 It also reports the server's peak memory (VmHWM): the 500 MB object is streamed, never held.
-Clients run with HF_HUB_DISABLE_XET=1 (Haven does not speak Xet yet).
+The LFS rows run the client with HF_HUB_DISABLE_XET=1. The Xet rows run the default client (a
+fresh process without that variable, as users run it) on a second file of the same size:
+
+- the client's own chunking and hashing of the file (`hf_xet.hash_files`): the floor of a Xet
+  upload; the upload target is <= 1.5x that time;
+- `upload_file` through Xet, and `hf_hub_download` of it through Xet into an empty cache;
+- dedup: the file with 1% of its bytes changed in one place uploaded again, with the bytes the hub
+  stored for it (its blob store's `xet/` area before and after; the upload sends what it stores).
 """
 
 from __future__ import annotations
@@ -86,6 +93,62 @@ def write_random(path: Path, size: int) -> str:
             f.write(chunk)
             left -= len(chunk)
     return hasher.hexdigest()
+
+
+XET_CLIENT = """
+import json, sys, time, hf_xet
+from huggingface_hub import HfApi, hf_hub_download
+url, token, repo, src, changed, cache = sys.argv[1:7]
+api = HfApi(endpoint=url, token=token)
+api.create_repo(repo)
+t = time.perf_counter(); hf_xet.hash_files([src]); hash_s = time.perf_counter() - t
+t = time.perf_counter(); api.upload_file(path_or_fileobj=src, path_in_repo="x.bin", repo_id=repo); up_s = time.perf_counter() - t
+t = time.perf_counter(); path = hf_hub_download(repo, "x.bin", endpoint=url, token=token, cache_dir=cache)
+down_s = time.perf_counter() - t
+print(json.dumps({"hash": hash_s, "up": up_s, "down": down_s, "path": path}), flush=True)
+input()  # the parent measures the store, then lets the changed file go
+t = time.perf_counter(); api.upload_file(path_or_fileobj=changed, path_in_repo="x.bin", repo_id=repo)
+print(json.dumps({"up2": time.perf_counter() - t}), flush=True)
+"""
+
+
+def xet_usage(data: Path) -> int:
+    from haven.server.storage.blobs import LocalBlobStore
+
+    return LocalBlobStore(data).usage("xet/")[1]
+
+
+def xet_runs(url: str, token: str, work: Path, size: int) -> dict:
+    """The default client (Xet) on a fresh random file: hash, upload, download, 1%-changed re-upload."""
+    import json
+
+    src, changed = work / "xet.bin", work / "xet-changed.bin"
+    digest = write_random(src, size)
+    with open(src, "rb") as f, open(changed, "wb") as out:
+        shutil.copyfileobj(f, out)
+        out.seek(size // 2)
+        out.write(os.urandom(size // 100))
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
+    proc = subprocess.Popen([sys.executable, "-c", XET_CLIENT, url, token, "bench/xet-model", str(src), str(changed),
+                             str(work / "xet-cache")], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    first = json.loads(proc.stdout.readline())
+    hasher = hashlib.sha256()
+    with open(first["path"], "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            hasher.update(block)
+    first["ok"] = hasher.hexdigest() == digest
+    before = xet_usage(work / "data")
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    first.update(json.loads(proc.stdout.readline()))
+    if proc.wait() != 0:
+        sys.exit("the Xet client failed")
+    first["stored2"] = xet_usage(work / "data") - before
+    first["stored1"] = before
+    for p in (src, changed):
+        p.unlink()
+    shutil.rmtree(work / "xet-cache", ignore_errors=True)
+    return first
 
 
 def timed(fn) -> tuple[float, object]:
@@ -165,6 +228,7 @@ def main() -> None:
                for i in range(args.files)]
         many_s, _ = timed(lambda: api.create_commit(repo_id, operations=ops, commit_message="many small files"))
         listed = [f for f in api.list_repo_files(repo_id) if f.startswith("configs/")]
+        xet = xet_runs(url, token, work, size)
         rss = peak_rss_mb(proc.pid)
 
         mb = size / 1e6
@@ -176,6 +240,14 @@ def main() -> None:
              f"{copy_s / up_s:.2f}", ">= 0.5"),
             (f"hf_hub_download {args.size_mb} MB", f"{down_s:.2f} s", f"{mb / down_s:.0f} MB/s",
              f"{copy_s / down_s:.2f}", ">= 0.5"),
+            ("  Xet: client chunk+hash (hf_xet.hash_files)", f"{xet['hash']:.2f} s", f"{mb / xet['hash']:.0f} MB/s",
+             f"{copy_s / xet['hash']:.2f}", ""),
+            (f"upload_file {args.size_mb} MB (Xet)", f"{xet['up']:.2f} s", f"{mb / xet['up']:.0f} MB/s",
+             f"{copy_s / xet['up']:.2f}", "<=1.5xh"),
+            (f"hf_hub_download {args.size_mb} MB (Xet)", f"{xet['down']:.2f} s", f"{mb / xet['down']:.0f} MB/s",
+             f"{copy_s / xet['down']:.2f}", ""),
+            ("Xet re-upload, 1% changed", f"{xet['up2']:.2f} s",
+             f"{xet['stored2'] / 1e6:.1f} MB sent", f"{xet['stored2'] / size:.1%}", "< 5%"),
             (f"create_commit {args.files} small files", f"{many_s:.2f} s", f"{args.files / many_s:.0f} files/s",
              "", "< 5 s"),
         ]
@@ -186,15 +258,18 @@ def main() -> None:
                 (f"  server alone: curl GET {args.size_mb} MB", f"{curl_down_s:.2f} s",
                  f"{mb / curl_down_s:.0f} MB/s", f"{copy_s / curl_down_s:.2f}", ""),
             ]
-        print(f"\nHaven hub benchmark (huggingface_hub client, HF_HUB_DISABLE_XET=1, data on {work})")
-        print(f"{'operation':38} {'time':>9} {'throughput':>12} {'vs copy':>8} {'target':>7}")
+        print(f"\nHaven hub benchmark (huggingface_hub client; LFS rows with HF_HUB_DISABLE_XET=1; data on {work})")
+        print(f"{'operation':44} {'time':>9} {'throughput':>14} {'vs copy':>8} {'target':>8}")
         for row in rows:
-            print(f"{row[0]:38} {row[1]:>9} {row[2]:>12} {row[3]:>8} {row[4]:>7}")
+            print(f"{row[0]:44} {row[1]:>9} {row[2]:>14} {row[3]:>8} {row[4]:>8}")
         load = os.getloadavg()[0]
         print(f"load average {load:.1f} on {os.cpu_count()} CPUs; ", end="")
-        print(f"download content identical (sha256): {ok}; {len(listed)}/{args.files} small files listed; "
-              f"server peak RSS {rss:.0f} MB")
-        if not ok or len(listed) != args.files:
+        print(f"download content identical (sha256): {ok} (Xet: {xet['ok']}); {len(listed)}/{args.files} small "
+              f"files listed; server peak RSS {rss:.0f} MB")
+        print(f"Xet upload / client chunk+hash: {xet['up'] / xet['hash']:.2f}x (target <= 1.5x); first Xet upload "
+              f"stored {xet['stored1'] / 1e6:.1f} MB for {mb:.1f} MB; the 1%-changed re-upload stored "
+              f"{xet['stored2'] / 1e6:.2f} MB ({xet['stored2'] / size:.2%} of the file)")
+        if not ok or not xet["ok"] or len(listed) != args.files:
             sys.exit(1)
     finally:
         if proc is not None:
