@@ -1,24 +1,26 @@
-"""The Xet routes: access tokens under /api, and the CAS service (`/v1/...`) the client talks to.
+"""The Xet routes: access tokens under /api, and the CAS service the client talks to, under
+`/cas` (the `casUrl` handed out; `--cas-url` points clients at a separate process instead).
 
 Tokens: `GET /api/{models|datasets}/{ns}/{name}/xet-{read|write}-token/{rev}` answers
 `{"accessToken", "exp", "casUrl"}` and the same in `X-Xet-Access-Token`, `X-Xet-Token-Expiration`,
 `X-Xet-Cas-Url`. A read token needs read access (a private repo is 404 to outsiders, as
-everywhere), a write token write access.
+everywhere) and an existing revision, a write token write access.
 
 CAS (Bearer: a Xet token; 401 without a valid one, 403 for a read token on an upload):
-- `POST /v1/xorbs/default/{hash}`: the body streams to a spool file while every chunk is decoded
-  and hashed; the Merkle root must equal `{hash}` (400 otherwise, nothing stored). Idempotent.
-- `POST /v1/shards`: every xorb named must be stored, every term's verification hash and size
+- `POST /cas/v1/xorbs/default/{hash}`: the body streams into the blob store while every chunk is
+  decoded and hashed; the Merkle root must equal `{hash}` (400 otherwise, nothing stored).
+  Idempotent (`was_inserted`).
+- `POST /cas/v1/shards`: every xorb named must be stored, every term's verification hash and size
   must match the xorb's chunks, the file hash and the sha256 must match the bytes (400 with
   nothing recorded otherwise). Each file's sha256 becomes servable by the token's repository.
-- `GET /v1/reconstructions/{file_id}` (`Range: bytes=a-b`): terms and signed, expiring fetch URLs
-  for byte ranges of xorbs; only for files the token's repository may serve (404 otherwise).
-- `GET /v1/fetch/{xorb}?range=a-b&exp=..&sig=..`: the bytes a fetch URL names (no token: the
+- `GET /cas/v1/reconstructions/{file_id}` (`Range: bytes=a-b`): terms and signed, expiring fetch
+  URLs for byte ranges of xorbs; only for files the token's repository may serve (404 otherwise).
+- `GET /cas/v1/fetch/{xorb}?range=a-b&exp=..&sig=..`: the bytes a fetch URL names (no token: the
   URL authorises itself). With an S3 blob store the fetch URL is a presigned GET instead.
-- `GET /v1/chunks/{default|default-merkledb}/{chunk}`: the global dedup query; a shard listing the
-  xorb holding that chunk, its chunk hashes keyed with a fresh key per answer (so only a client
-  holding a chunk can recognise it), or 404.
-Other `/v1` and `/v2` paths are plain 404s (the client falls back to the v1 routes above).
+- `GET /cas/v1/chunks/{default|default-merkledb}/{chunk}`: the global dedup query: a shard listing
+  the xorb holding that chunk and the other xorbs of files using it, chunk hashes keyed with a
+  fresh key per answer (so only a client holding a chunk can recognise it), or 404.
+Any other `/cas` path (the v2 routes, xorb grants ...) is a plain 404: the client falls back to v1.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import queue
 import re
 import secrets
@@ -319,16 +320,10 @@ def no_cas_route() -> None:
 def install(app) -> None:
     """Open the Xet store on `app.state`, let the LFS store serve Xet files by sha256, and add the
     routes (before the API modules: `/api/{plural}/{ns}/{name}/...` routes there are less specific)."""
-    from ..storage.blobs import open_blob_store
     from .store import XetObjectSource
 
-    settings = app.state.settings
-    blobs = getattr(app.state, "blobs", None) or open_blob_store(None, settings.data_dir)
-    app.state.xet = XetStore(blobs, app.state.sessionmaker)
-    add_source = getattr(app.state.lfs, "add_source", None)
-    if add_source is not None:
-        add_source(XetObjectSource(app.state.xet))
-    os.makedirs(settings.data_dir / "tmp", exist_ok=True)
+    app.state.xet = XetStore(app.state.blobs, app.state.sessionmaker)
+    app.state.lfs.add_source(XetObjectSource(app.state.xet))
     app.include_router(router)
 
 
