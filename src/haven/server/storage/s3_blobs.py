@@ -4,8 +4,8 @@ Endpoint, region and credentials come from the standard AWS settings (AWS_ENDPOI
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_PROFILE, ~/.aws/config ...). A key `k` is
 stored as `<prefix>/k` in the bucket.
 
-Writes are multipart uploads of `part_size` parts (at least 8 MiB; S3's minimum is 5 MiB), buffered
-one part at a time: nothing is visible under the key until `complete_multipart_upload`, which runs
+Writes are multipart uploads of `part_size` parts (at least 8 MiB; S3's minimum is 5 MiB), a few
+sent at once while the next fills, so memory stays bounded (about four parts): nothing is visible under the key until `complete_multipart_upload`, which runs
 only after the sha256 checked out. Any failure aborts the upload, so the bucket keeps nothing of
 it. Objects smaller than one part go up in one `put_object`, after the check.
 """
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
 from .blobs import READ_BLOCK, BlobNotFound, BlobStoreError, _Hashing, check_key, check_range
 
 DEFAULT_PART_SIZE = 8 << 20
+PARTS_IN_FLIGHT = 3  # parts uploading at once, while the next one fills (memory: 4 parts per upload)
 STALE_UPLOAD = 24 * 3600  # sweep_tmp aborts multipart uploads older than this
 _SETTINGS = "--blob-store / HAVEN_BLOB_STORE"
 
@@ -103,34 +105,45 @@ class S3BlobStore:
         if head is not None:
             return int(head["ContentLength"])
         name, state = self._key(key), _Hashing(key, sha256)
-        buffer, upload_id, parts = bytearray(), None, []
+        buffer, upload_id, parts, sent = bytearray(), None, [], []
         try:
-            for chunk in chunks:
-                state.update(chunk)
-                buffer += chunk
-                if len(buffer) >= self.part_size:
-                    if upload_id is None:
-                        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)["UploadId"]
-                    parts.append(self._part(name, upload_id, len(parts) + 1, buffer))
-                    buffer = bytearray()
-            state.verify()
+            with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part") as pool:
+                try:
+                    for chunk in chunks:
+                        state.update(chunk)
+                        buffer += chunk
+                        if len(buffer) >= self.part_size:
+                            if upload_id is None:
+                                upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=name)[
+                                    "UploadId"
+                                ]
+                            if len(sent) - len(parts) >= PARTS_IN_FLIGHT:  # bound the memory held
+                                parts.append(sent[len(parts)].result())
+                            sent.append(pool.submit(self._part, name, upload_id, len(sent) + 1, bytes(buffer)))
+                            buffer = bytearray()
+                    state.verify()
+                    if upload_id is not None and buffer:
+                        sent.append(pool.submit(self._part, name, upload_id, len(sent) + 1, bytes(buffer)))
+                    parts += [f.result() for f in sent[len(parts) :]]
+                except BaseException:
+                    for future in sent:
+                        future.cancel()
+                    raise
             if upload_id is None:
                 self.client.put_object(Bucket=self.bucket, Key=name, Body=bytes(buffer))
             else:
-                if buffer:
-                    parts.append(self._part(name, upload_id, len(parts) + 1, buffer))
                 self.client.complete_multipart_upload(
                     Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": parts}
                 )
         except BaseException:
-            if upload_id is not None:
+            if upload_id is not None:  # the pool has finished: no part arrives after the abort
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
             raise
         return state.size
 
-    def _part(self, name: str, upload_id: str, number: int, data: bytearray) -> dict:
+    def _part(self, name: str, upload_id: str, number: int, data: bytes) -> dict:
         answer = self.client.upload_part(
-            Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=bytes(data)
+            Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=data
         )
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
