@@ -1,6 +1,7 @@
-"""haven.fastpath.Linear: once a model is optimized for inference, the prepacked CPU path gives
-nn.Linear's results, follows weight changes, stays out of autograd, autocast and tracing, and is
-what the encoders (and their pipelines) actually run."""
+"""haven.linear.Linear: one row multiplies by the weight as stored (a matrix-vector product);
+once a model is optimized for inference, the prepacked CPU path gives nn.Linear's results,
+follows weight changes, stays out of autograd, autocast and tracing, and is what the encoders
+(and their pipelines) actually run."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from fixtures.encoders import assert_close, load_both, run_both
-from haven import fastpath
-from haven.fastpath import Linear
+from haven.linear import Linear, dense
 
-needs_onednn = pytest.mark.skipif(not fastpath._ONEDNN, reason="this torch build has no oneDNN linear")
+needs_onednn = pytest.mark.skipif(not dense._ONEDNN, reason="this torch build has no oneDNN linear")
 
 
 def make(in_features: int = 48, out_features: int = 80, bias: bool = True, prepacked: bool = True) -> Linear:
@@ -25,7 +25,7 @@ def make(in_features: int = 48, out_features: int = 80, bias: bool = True, prepa
 
 
 def is_packed(layer: Linear) -> bool:
-    return layer in fastpath._packed_weights
+    return layer in dense._packed_weights
 
 
 def plain(layer: Linear, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ def test_off_unless_asked_for():
 
 
 @needs_onednn
-@pytest.mark.parametrize("rows", [1, 7, 513])
+@pytest.mark.parametrize("rows", [7, 513])
 def test_rows_outside_the_range_take_the_plain_path(rows):
     layer = make()
     x = torch.randn(rows, 48)
@@ -63,6 +63,36 @@ def test_rows_outside_the_range_take_the_plain_path(rows):
         out = layer(x)
     assert not is_packed(layer)
     assert torch.equal(out, plain(layer, x))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(48,), (1, 48), (1, 1, 48)])
+def test_one_row_is_a_matrix_vector_product(shape, bias):
+    """One row of float32: torch.mv on the (out, in) weight, no packed copy; the result equals
+    nn.Linear's to float32 rounding, in nn.Linear's shape, and gradients reach weight, bias and
+    input as nn.Linear's do."""
+    layer = make(bias=bias)
+    reference = torch.nn.Linear(48, 80, bias=bias)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(*shape, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, expected = layer(x), reference(x_ref)
+    assert not is_packed(layer) and out.shape == expected.shape == (*shape[:-1], 80)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    out.sum().backward()
+    expected.sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(layer.weight.grad, reference.weight.grad)
+    if bias:
+        torch.testing.assert_close(layer.bias.grad, reference.bias.grad)
+
+
+def test_one_row_of_another_dtype_takes_f_linear():
+    """The matrix-vector path is for float32 only: a bfloat16 row gives F.linear's exact result."""
+    layer = make().to(torch.bfloat16)
+    x = torch.randn(1, 48, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(layer(x), plain(layer, x))
 
 
 @needs_onednn

@@ -20,7 +20,6 @@ import inspect
 import logging
 import os
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -38,15 +37,13 @@ from .checkpoint import (
 )
 from .config import PretrainedConfig
 from .errors import CheckpointError, ConfigError
-from .fastpath import Linear, forget_plain_plans
 from .hub.mixin import PushToHubMixin
+from .linear.dense import Linear
 from .linear.quantized import QuantizedLinear
 from .linear.replace import quantize_state_dict
 from .loading import LoadOptions, local_path, place
 
 logger = logging.getLogger(__name__)
-
-_LAY_OUT_LOCK = threading.Lock()  # two pipelines preparing one model at once lay it out once
 
 
 class LayerLoop:
@@ -74,6 +71,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
     _tied_weights_keys: ClassVar[dict[str, str]] = {}
     _ignore_unexpected: ClassVar[list[str]] = []
     _ignore_missing: ClassVar[list[str]] = []
+    prepack_weights: ClassVar[bool] = True  # optimize_for_inference() prepacks the Linear layers' weights
 
     def __init__(self, config: PretrainedConfig):
         super().__init__()
@@ -191,7 +189,6 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             embeddings.padding_idx = None
         if output is not None and hasattr(output, "out_features"):
             output.out_features = new_num_tokens
-        forget_plain_plans(*self.modules())
         for module in self.modules():
             if isinstance(module, Linear):
                 module.forget_packed()
@@ -250,40 +247,20 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             loop.gradient_checkpointing = checkpoint_fn is not None
             loop.checkpoint_fn = checkpoint_fn
 
-    def _apply(self, fn, *args, **kwargs):
-        """Every move or cast (`.to()`, `.half()`, `.cuda()`...) goes through here: a decoder's
-        cached plain plan holds the old tensors, so it is dropped first."""
-        forget_plain_plans(self)
-        return super()._apply(fn, *args, **kwargs)
-
-    def load_state_dict(self, state_dict, *args, **kwargs):
-        """`nn.Module.load_state_dict`, dropping the cached plain plans first (with `assign=True`
-        they would hold the replaced tensors until the next forward)."""
-        forget_plain_plans(*self.modules())
-        return super().load_state_dict(state_dict, *args, **kwargs)
-
     def optimize_for_inference(self, enabled: bool = True) -> PreTrainedModel:
         """Prepare float32 CPU inference (pipelines call this). Returns the model.
 
-        - Encoders: a call on a few rows at a time multiplies by weights prepacked once
-          (`haven.fastpath.Linear`; 1.2-1.5x on a one-sentence call), or stops (`enabled=False`).
-          The packed copies are made on first use and cost memory as large as those weights.
-          They follow changes made through the parameters, but writes through `.data` are not
-          seen: calling this again drops every copy made so far.
-        - Decoders: their matrices are re-laid out for decoding one sequence at a time
-          (`lay_out_weights`): stored transposed, q/k/v and gate/up side by side (1.1-1.2x
-          faster at batch 1). With 2-4 rows per step (a small batch, beam search) the transposed
-          matrices are slower on CPU (0.56-0.84x, measured for Llama): leave them as loaded for
-          that. In place, once, no extra memory; the parameters keep their objects, shapes and
-          values, but they are strided views from then on: `save_pretrained` writes the usual
-          files, while `safetensors.torch.save_file(model.state_dict())` needs `.contiguous()`
-          tensors."""
+        Encoders: a call on a few rows at a time multiplies by weights prepacked once
+        (`haven.linear.Linear`; 1.2-1.5x on a one-sentence call), or stops (`enabled=False`).
+        The packed copies are made on first use and cost memory as large as those weights.
+        They follow changes made through the parameters, but writes through `.data` are not
+        seen: calling this again drops every copy made so far. Models whose class sets
+        `prepack_weights = False` (decoders: a second copy of every weight would double their
+        resident memory) are left as they are."""
         for module in self.modules():
             if isinstance(module, Linear):
-                module.prepacked = enabled
+                module.prepacked = enabled and self.prepack_weights
                 module.forget_packed()
-        if enabled:
-            self.lay_out_weights()
         return self
 
     @classmethod
@@ -358,25 +335,6 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             raise ValueError(f"{cls.__name__} does not generate text; leave generation_config out")
         model.eval()
         return (model, info) if opts.output_loading_info else model
-
-    def lay_out_weights(self) -> None:
-        """Re-lay a float32 CPU model's weights for inference where its modules know how (their
-        own `_lay_out(release)`: decoders store their matrices transposed and join
-        q/k/v and gate/up; see `haven.fastpath.join_linears`).
-
-        In place and once: parameters keep their objects, shapes and values, so saved files,
-        optimizers and code holding them see no difference (state dict entries are strided
-        views). Each matrix is copied (about 0.3-0.5 s per GB) and the checkpoint pages it came
-        from are given back to the kernel as the copy is made, so resident memory does not
-        grow. Other devices and dtypes, and models loaded under `torch.inference_mode()`: nothing.
-        """
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            return
-        with _LAY_OUT_LOCK:
-            for module in self.modules():
-                lay_out = getattr(module, "_lay_out", None)
-                if callable(lay_out):
-                    lay_out(release_mapped_pages)
 
     def _load_generation_config(self, path_or_id: str | os.PathLike, hub: dict[str, Any]) -> None:
         """Decoder families override this to read generation_config.json."""

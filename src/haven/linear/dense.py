@@ -41,6 +41,12 @@ class Linear(nn.Linear):
     prepacked = False  # set per layer by PreTrainedModel.optimize_for_inference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == self.in_features and x.dtype == torch.float32 and x.is_cpu:
+            # one row (a decode step at batch 1): a matrix-vector product streams the weight as
+            # the checkpoint stores it, (out, in), as fast as a GEMM reads an (in, out) copy
+            v = x.reshape(-1)
+            out = torch.mv(self.weight, v) if self.bias is None else torch.addmv(self.bias, self.weight, v)
+            return out.view(*x.shape[:-1], self.out_features)
         packed = self._packed(x) if self.prepacked else None
         if packed is None:
             return F.linear(x, self.weight, self.bias)

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from ..config import PretrainedConfig
-from ..fastpath import call, lay_out_transposed, plain_plan
 from ..layers import KVCache, cache_argument
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
@@ -47,38 +46,22 @@ def run_stack(
     cache: KVCache | None,
     flags: tuple[bool, bool, bool],
     return_dict: bool | None,
-    plain_block,
 ) -> BaseModelOutput | tuple:
     """Run the blocks (`block(x, *block_args, want_weights)`), advance the cache by the new
-    tokens, apply the final norm and package what was asked for.
-
-    When `plain_plan` allows, `plain_block(x, block.plain(), *block_args, batch, length)` runs
-    each block's math on its tensors directly, over (B*T, C) rows: the same ops on the same
-    values (so the same results, bit for bit), without a few hundred module calls and checks
-    per decode step."""
+    tokens, apply the final norm and package what was asked for."""
     use_cache, want_hidden, want_weights = flags
     hidden, weights = [], []
-    plan = plain_plan(model, blocks, x, want_weights)
-    if plan is not None:
-        B, T, C = x.shape
-        x = x.reshape(B * T, C)
-        for tensors in plan:
-            if want_hidden:
-                hidden.append(x.view(B, T, C))
-            x = plain_block(x, tensors, *block_args, B, T)
-        x = x.view(B, T, C)
-    else:
-        if cache is not None and model.checkpointing:
-            raise ValueError(
-                "gradient checkpointing recomputes each block in the backward pass, so it cannot write a KV cache: "
-                "pass no cache while training, or call model.eval() / gradient_checkpointing_disable()"
-            )
-        for block in blocks:
-            if want_hidden:
-                hidden.append(x)
-            x, w = model.call_layer(block, x, *block_args, want_weights)
-            if want_weights:
-                weights.append(w)
+    if cache is not None and model.checkpointing:
+        raise ValueError(
+            "gradient checkpointing recomputes each block in the backward pass, so it cannot write a KV cache: "
+            "pass no cache while training, or call model.eval() / gradient_checkpointing_disable()"
+        )
+    for block in blocks:
+        if want_hidden:
+            hidden.append(x)
+        x, w = model.call_layer(block, x, *block_args, want_weights)
+        if want_weights:
+            weights.append(w)
     if cache is not None:
         cache.advance(x.shape[1])
     x = norm(x)
@@ -169,11 +152,6 @@ def classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: 
 class CausalLMHead:
     """forward() of a causal LM: the decoder, the LM head on the kept positions, the shifted loss."""
 
-    def _lay_out(self, release) -> None:
-        """Store the LM head's matrix transposed (see `haven.fastpath.lay_out_transposed`); when it
-        is tied to the input embeddings, that is the shared matrix, so both see the change."""
-        lay_out_transposed(self.lm_head.weight, release)
-
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -200,7 +178,7 @@ class CausalLMHead:
             output_attentions=output_attentions,
             return_dict=True,
         )
-        logits = call(self.lm_head, slice_last(base.last_hidden_state, logits_to_keep))  # (B, T', V)
+        logits = self.lm_head(slice_last(base.last_hidden_state, logits_to_keep))  # (B, T', V)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         out = CausalLMOutput(
             loss=loss,

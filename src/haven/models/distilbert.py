@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..fastpath import Linear
 from ..layers import get_activation
+from ..linear import Linear
 from ..modeling import PreTrainedModel
 from ._encoder import (
     EncoderModel,

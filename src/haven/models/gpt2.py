@@ -15,9 +15,9 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError, InputTooLongError
-from ..fastpath import call, register_plain
 from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
+from ..linear import Linear
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import (
@@ -113,7 +113,7 @@ class GPT2Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = x.shape
         q, k, v = (
-            call(self.c_attn, x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+            self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         )  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nh, past + T, hs)
@@ -131,7 +131,7 @@ class GPT2Attention(nn.Module):
                 dropout=dropout,
                 return_weights=want_weights,
             )
-        y = call(self.c_proj, y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+        y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
         return (self.resid_dropout(y) if self.training else y), weights
 
     def _upcast_attention(self, q, k, v, mask, is_causal, dropout):
@@ -160,7 +160,7 @@ class GPT2MLP(nn.Module):
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = call(self.c_proj, self.act(call(self.c_fc, x)))
+        y = self.c_proj(self.act(self.c_fc(x)))
         return self.dropout(y) if self.training else y
 
 
@@ -173,68 +173,16 @@ class GPT2Block(nn.Module):
         self.mlp = GPT2MLP(config)
 
     def forward(self, x, mask, is_causal, cache, want_weights=False):
-        a, weights = self.attn(call(self.ln_1, x), mask, is_causal, cache, want_weights)
+        a, weights = self.attn(self.ln_1(x), mask, is_causal, cache, want_weights)
         x = x + a
-        x = x + call(self.mlp, call(self.ln_2, x))
+        x = x + self.mlp(self.ln_2(x))
         return x, weights
-
-    def plain_parts(self) -> tuple[tuple[nn.Module, type], ...] | None:
-        """The modules `plain_block` stands in for, with their expected types (`plain_signature`)."""
-        a, p = self._modules["attn"], self._modules["mlp"]
-        if type(a) is not GPT2Attention or type(p) is not GPT2MLP:
-            return None  # replaced or wrapped: their children may be anything
-        if a.upcast:
-            return None  # `reorder_and_upcast_attn`: its own attention, chosen by the activations' dtype
-        am, pm = a._modules, p._modules
-        return (
-            (self, GPT2Block), (a, GPT2Attention), (p, GPT2MLP),
-            (self._modules["ln_1"], nn.LayerNorm), (self._modules["ln_2"], nn.LayerNorm),
-            (am["c_attn"], Conv1D), (am["c_proj"], Conv1D), (pm["c_fc"], Conv1D), (pm["c_proj"], Conv1D),
-        )  # fmt: skip
-
-    def plain_settings(self) -> tuple:
-        """The values `plain_block` reads off the modules besides tensors (once `plain_parts` passed)."""
-        modules = self._modules  # (not attribute access: this runs for every block on every forward)
-        a = modules["attn"]
-        return a.layer_idx, a.n_head, a.head_dim, a.scale, modules["mlp"].act, (modules["ln_1"].eps, modules["ln_2"].eps)
-
-    def plain(self) -> tuple:
-        """What `plain_block` needs: the settings, the norms' (weight, bias) and the
-        projections' (bias, weight)."""
-        a, p = self.attn, self.mlp
-        return (
-            self.plain_settings(),
-            (self.ln_1.weight, self.ln_1.bias),
-            (a.c_attn.bias, a.c_attn.weight),
-            (a.c_proj.bias, a.c_proj.weight),
-            (self.ln_2.weight, self.ln_2.bias),
-            (p.c_fc.bias, p.c_fc.weight),
-            (p.c_proj.bias, p.c_proj.weight),
-        )
-
-
-def plain_block(x, tensors, mask, is_causal, cache, B: int, T: int) -> torch.Tensor:
-    """`GPT2Block.forward` on (B*T, C) rows with the tensors of its `plain()`: the same ops on
-    the same values, without calling the modules (see `run_stack`)."""
-    settings, ln_1, c_attn, c_proj, ln_2, c_fc, mlp_proj = tensors  # projections: (bias, weight)
-    layer_idx, nh, hs, scale, act, (eps_1, eps_2) = settings
-    C = x.shape[-1]
-    qkv = torch.addmm(c_attn[0], F.layer_norm(x, (C,), *ln_1, eps_1), c_attn[1])
-    q, k, v = qkv.view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (B, nh, T, hs)
-    if cache is not None:
-        k, v = cache.update(layer_idx, k, v)
-    y, _ = attention(q, k, v, mask, is_causal=is_causal, scale=scale)
-    x = x + torch.addmm(c_proj[0], y.transpose(1, 2).reshape(B * T, C), c_proj[1])
-    h = act(torch.addmm(c_fc[0], F.layer_norm(x, (C,), *ln_2, eps_2), c_fc[1]))
-    return x + torch.addmm(mlp_proj[0], h, mlp_proj[1])
-
-
-register_plain(GPT2Block, GPT2Attention, GPT2MLP, Conv1D)
 
 
 class GPT2PreTrainedModel(PreTrainedModel):
     config_class = GPT2Config
     base_model_prefix = "transformer"
+    prepack_weights = False  # a packed copy of every matrix would double the resident weights
     _ignore_unexpected = [r"(^|\.)attn\.masked_bias$", r"(^|\.)attn\.bias$"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -289,7 +237,7 @@ class GPT2Model(LayerLoop, GPT2PreTrainedModel):
             x = self.drop(x)
         mask, is_causal = decoder_mask(attention_mask, T, past, batch_size=B, device=x.device)
         return run_stack(
-            self, self.h, self.ln_f, x, (mask, is_causal, cache), cache, flags, return_dict, plain_block
+            self, self.h, self.ln_f, x, (mask, is_causal, cache), cache, flags, return_dict
         )
 
 
@@ -299,7 +247,7 @@ class GPT2LMHeadModel(CausalLMHead, GenerationMixin, GPT2PreTrainedModel):
     def __init__(self, config: GPT2Config):
         super().__init__(config)
         self.transformer = GPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:

@@ -15,7 +15,6 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError
-from ..fastpath import call, group_linear, join_linears, joint_linear, linear_group, register_plain
 from ..generation.mixin import GenerationMixin
 from ..layers import (
     KVCache,
@@ -25,10 +24,10 @@ from ..layers import (
     decoder_mask,
     decoder_positions,
     get_activation,
-    rms_norm,
     rope_parameters,
     rotate,
 )
+from ..linear import Linear
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import (
@@ -102,14 +101,10 @@ class LlamaAttention(nn.Module):
         self.scale = self.head_dim**-0.5
         self.dropout = config.attention_dropout
         bias = config.attention_bias
-        self.q_proj = nn.Linear(config.hidden_size, self.n_head * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(self.n_head * self.head_dim, config.hidden_size, bias=bias)
-
-    def _lay_out(self, release) -> None:
-        join_linears([self.q_proj, self.k_proj, self.v_proj], release)
-        join_linears([self.o_proj], release)
+        self.q_proj = Linear(config.hidden_size, self.n_head * self.head_dim, bias=bias)
+        self.k_proj = Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
+        self.v_proj = Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
+        self.o_proj = Linear(self.n_head * self.head_dim, config.hidden_size, bias=bias)
 
     def forward(
         self,
@@ -122,11 +117,11 @@ class LlamaAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = x.shape
         nh, nkv = self.n_head, self.n_kv
-        qkv = joint_linear(x, (self.q_proj, self.k_proj, self.v_proj))
-        qkv = qkv.view(B, T, nh + 2 * nkv, self.head_dim).transpose(1, 2)  # (B, nh + 2 nkv, T, hs)
+        q = self.q_proj(x).view(B, T, nh, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.k_proj(x).view(B, T, nkv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        v = self.v_proj(x).view(B, T, nkv, self.head_dim).transpose(1, 2)
         cos, sin = rope
-        qk = rotate(qkv[:, : nh + nkv], cos, sin)  # queries and keys in one rotation
-        q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv :]
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, nkv, past + T, hs)
         dropout = self.dropout if self.training else 0.0
@@ -147,7 +142,7 @@ class LlamaAttention(nn.Module):
                 enable_gqa=self.n_kv != self.n_head,
             )
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, nh * hs)
-        return call(self.o_proj, y), weights
+        return self.o_proj(y), weights
 
 
 class LlamaMLP(nn.Module):
@@ -156,19 +151,13 @@ class LlamaMLP(nn.Module):
     def __init__(self, config: LlamaConfig):
         super().__init__()
         h, i, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
-        self.gate_proj = nn.Linear(h, i, bias=bias)
-        self.up_proj = nn.Linear(h, i, bias=bias)
-        self.down_proj = nn.Linear(i, h, bias=bias)
+        self.gate_proj = Linear(h, i, bias=bias)
+        self.up_proj = Linear(h, i, bias=bias)
+        self.down_proj = Linear(i, h, bias=bias)
         self.act = get_activation(config.hidden_act)
 
-    def _lay_out(self, release) -> None:
-        join_linears([self.gate_proj, self.up_proj], release)
-        join_linears([self.down_proj], release)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate_up = joint_linear(x, (self.gate_proj, self.up_proj))
-        n = gate_up.shape[-1] // 2  # gate and up have one width (read off the output: either may be wrapped)
-        return call(self.down_proj, self.act(gate_up[..., :n]) * gate_up[..., n:])
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -180,68 +169,16 @@ class LlamaDecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, x, rope, mask, is_causal, cache, want_weights=False):
-        a, weights = self.self_attn(call(self.input_layernorm, x), rope, mask, is_causal, cache, want_weights)
+        a, weights = self.self_attn(self.input_layernorm(x), rope, mask, is_causal, cache, want_weights)
         x = x + a
-        x = x + call(self.mlp, call(self.post_attention_layernorm, x))
+        x = x + self.mlp(self.post_attention_layernorm(x))
         return x, weights
-
-    def plain_parts(self) -> tuple[tuple[nn.Module, type], ...] | None:
-        """The modules `plain_block` stands in for, with their expected types (`plain_signature`)."""
-        a, p = self._modules["self_attn"], self._modules["mlp"]
-        if type(a) is not LlamaAttention or type(p) is not LlamaMLP:
-            return None  # replaced or wrapped: their children may be anything
-        am, pm = a._modules, p._modules
-        return (
-            (self, LlamaDecoderLayer), (a, LlamaAttention), (p, LlamaMLP),
-            (self._modules["input_layernorm"], RMSNorm), (self._modules["post_attention_layernorm"], RMSNorm),
-            (am["q_proj"], nn.Linear), (am["k_proj"], nn.Linear), (am["v_proj"], nn.Linear),
-            (am["o_proj"], nn.Linear), (pm["gate_proj"], nn.Linear), (pm["up_proj"], nn.Linear),
-            (pm["down_proj"], nn.Linear),
-        )  # fmt: skip
-
-    def plain_settings(self) -> tuple:
-        """The values `plain_block` reads off the modules besides tensors (once `plain_parts` passed)."""
-        modules = self._modules  # (not attribute access: this runs for every block on every forward)
-        a, p = modules["self_attn"], modules["mlp"]
-        eps = (modules["input_layernorm"].variance_epsilon, modules["post_attention_layernorm"].variance_epsilon)
-        return a.layer_idx, a.n_head, a.n_kv, a.head_dim, a.scale, eps, p.act
-
-    def plain(self) -> tuple:
-        """What `plain_block` needs: the settings, the norms' weights and constants, and the linear
-        layers' (weight, bias) groups (q/k/v and gate/up each one matrix when laid out together)."""
-        a, p = self.self_attn, self.mlp
-        return (
-            self.plain_settings(),
-            self.input_layernorm.plain(),
-            linear_group((a.q_proj, a.k_proj, a.v_proj)),
-            linear_group((a.o_proj,)),
-            self.post_attention_layernorm.plain(),
-            linear_group((p.gate_proj, p.up_proj)),
-            linear_group((p.down_proj,)),
-        )
-
-
-def plain_block(x, tensors, rope, mask, is_causal, cache, B: int, T: int) -> torch.Tensor:
-    """`LlamaDecoderLayer.forward` on (B*T, C) rows with the tensors of its `plain()`: the same
-    ops on the same values, without calling the modules (see `run_stack`)."""
-    (layer_idx, nh, nkv, hs, scale, _, act), norm1, qkv_w, o_w, norm2, gate_up_w, down_w = tensors
-    qkv = group_linear(rms_norm(x, *norm1), qkv_w).view(B, T, nh + 2 * nkv, hs).transpose(1, 2)
-    qk = rotate(qkv[:, : nh + nkv], *rope)
-    q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv :]
-    if cache is not None:
-        k, v = cache.update(layer_idx, k, v)
-    y = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=nkv != nh
-    )
-    x = x + group_linear(y.transpose(1, 2).reshape(B * T, nh * hs), o_w)
-    gate_up = group_linear(rms_norm(x, *norm2), gate_up_w)
-    n = gate_up.shape[-1] // 2
-    return x + group_linear(act(gate_up[:, :n]) * gate_up[:, n:], down_w)
 
 
 class LlamaPreTrainedModel(PreTrainedModel):
     config_class = LlamaConfig
     base_model_prefix = "model"
+    prepack_weights = False  # a packed copy of every matrix would double the resident weights
     _ignore_unexpected = [r"rotary_emb\.inv_freq$"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -296,7 +233,7 @@ class LlamaModel(LayerLoop, LlamaPreTrainedModel):
             attention_mask, T, past, batch_size=B, device=x.device, sliding_window=self.sliding_window
         )
         return run_stack(
-            self, self.layers, self.norm, x, (rope, mask, is_causal, cache), cache, flags, return_dict, plain_block
+            self, self.layers, self.norm, x, (rope, mask, is_causal, cache), cache, flags, return_dict
         )
 
 
@@ -306,7 +243,7 @@ class LlamaForCausalLM(CausalLMHead, GenerationMixin, LlamaPreTrainedModel):
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
         self.model = self.base_model_class(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     base_model_class = LlamaModel
@@ -330,8 +267,6 @@ class LlamaForSequenceClassification(LastTokenClassifierHead, LlamaPreTrainedMod
 
     base_model_class = LlamaModel
 
-
-register_plain(LlamaDecoderLayer, LlamaAttention, LlamaMLP, RMSNorm)
 
 
 # Mistral: the same network with its own config class (defaults, sliding window).
