@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import hf_xet
 import pytest
@@ -132,3 +133,17 @@ def test_shard_round_trip_and_refusals():
         parse_shard(data[:-10])
     with pytest.raises(ShardError, match="unexpected bytes"):
         parse_shard(data + b"\x00" * 48)
+
+
+def test_a_full_xorb_with_the_clients_footer_is_accepted():
+    # 64 MiB of stored chunks (the spec's limit) plus a footer: hf_xet sends such xorbs for big files
+    # (a 500 MB upload was refused with 413 before the limit allowed for the footer)
+    chunk = os.urandom((128 << 10) - 8)
+    chunks = [chunk] * 512
+    body, h = _xorb(chunks, [0] * 512)
+    assert len(body) == 64 << 20
+    footer = b"XETBLOB\x01" + bytes(44 * 512)
+    footer += len(footer).to_bytes(4, "little")
+    assert _feed(body + footer, h, step=1 << 20).packed_ends[-1] == len(body)
+    with pytest.raises(XorbError, match="at most 64 MiB"):
+        _feed(body + encode_chunk(os.urandom(100_000), 0) * 11, h, step=1 << 20)

@@ -153,8 +153,8 @@ async def _streamed(request: Request, consume):
             if stopped.is_set():
                 break
             total += len(part)
-            if total > MAX_XORB_BYTES + 1024:
-                raise ApiError(413, f"a xorb is at most {MAX_XORB_BYTES >> 20} MiB: split it")
+            if total > MAX_XORB_BYTES:
+                raise ApiError(413, "a xorb holds at most 64 MiB of chunks: split it")
             batch.append(part)
             batched += len(part)
             if batched >= _FLUSH:

@@ -19,7 +19,8 @@ import lz4.frame
 
 from .hashing import chunk_hash, to_hex, xorb_hash
 
-MAX_XORB_BYTES = 64 << 20  # serialized
+# 64 MiB of chunks (the spec's limit) plus the footer the reference client appends (~44 bytes a chunk)
+MAX_XORB_BYTES = (64 << 20) + (1 << 20)
 MAX_CHUNK_BYTES = 128 << 10
 HEADER = 8
 FOOTER_IDENT = b"XETBLOB"
@@ -121,7 +122,7 @@ class XorbReader:
     def feed(self, data: bytes) -> None:
         self.received += len(data)
         if self.received > MAX_XORB_BYTES:
-            raise XorbError(f"xorb is larger than {MAX_XORB_BYTES >> 20} MiB: split it into several xorbs")
+            raise XorbError("a xorb holds at most 64 MiB of chunks: split it into several xorbs")
         if self.buffer:
             self.buffer += data
             view = memoryview(self.buffer)
