@@ -82,10 +82,7 @@ def fill_index(sessionmaker, n: int, seed: int = 0) -> None:
             )
         session.add_all(repos)
         session.flush()
-        rows = [  # what the indexer writes (index.write_facets), in one insert
-            {"repo_id": r.id, "type": r.type, "facet": f, "value": v}
-            for r in repos for f, vs in index.facet_values(r).items() for v in vs
-        ]
+        rows = [row for r in repos for row in index.facet_rows(r)]  # what index.write_facets writes
         session.execute(RepoFacet.__table__.insert(), rows)
         session.commit()
 
@@ -176,6 +173,7 @@ def main() -> int:
 
         pages = [
             ("/models?pipeline_tag=fill-mask&license=mit&search=model-1", "models list, 2 filters + search", 0.100),
+            ("/models?license=mit&language=fr", "models list, 2 filters", None),
             ("/models", "models list, unfiltered", None),
             ("/models?search=corpus42", "models list, search in card text", None),
             ("/api/models?pipeline_tag=fill-mask&license=mit&search=model-1&limit=30", "API list, same query", None),

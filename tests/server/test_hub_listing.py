@@ -161,6 +161,7 @@ def test_datasets_filters_and_expand(listed):
         ("/api/datasets", {"pipeline_tag": "fill-mask"}, "applies to models only"),
         ("/api/datasets", {"expand": "transformersInfo"}, "unknown expand key"),
         ("/api/datasets", {"expand": "mainSize"}, "not supported by this hub"),
+        ("/api/models", {"filter": "t" * 201}, "a filter value is at most 200 characters"),
     ],
 )
 def test_refusals_name_what_to_use(hub_server, path, params, says):

@@ -106,7 +106,7 @@ class Repo(Base):
     type: Mapped[str] = mapped_column(String(16), index=True)  # "model" | "dataset"
     namespace: Mapped[str] = mapped_column(String(96), index=True)
     name: Mapped[str] = mapped_column(String(96))
-    private: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     sha: Mapped[str] = mapped_column(String(40), default="")

@@ -51,7 +51,8 @@ MAX_HEADER_BYTES = 10 << 20  # a safetensors header over this is indexed as unre
 MAX_NAME = 64  # the pipeline_tag and library_name columns
 MAX_ERRORS = 50  # files named in repo.index_errors
 MAX_CARD_TEXT = 8000  # characters of a card's plain text kept for search
-MAX_FACET_VALUE = 200  # the repo_facets.value column: a longer value is no filter chip
+MAX_FACET_VALUE = 200  # the repo_facets.value column: a longer value is no filter chip nor term
+TERM = "term"  # the repo_facets rows of `filter_terms` (the repo's id aside: it changes on a rename)
 
 
 def _head(architectures: list | None) -> tuple[str | None, str | None] | None:
@@ -294,14 +295,22 @@ def facet_values(repo: Repo) -> dict[str, set[str]]:
     return {facet: {v for v in vs if len(v) <= MAX_FACET_VALUE} for facet, vs in values.items()}
 
 
+def facet_rows(repo: Repo) -> list[dict]:
+    """`repo`'s rows of `repo_facets`: its `facet_values`, and its `filter_terms` as TERM rows
+    (those the listing's `filter=`, `license=` ... select with in SQL), the repo's id left out."""
+    values = facet_values(repo)
+    values[TERM] = {t for t in filter_terms(repo) if t != repo.repo_id and len(t) <= MAX_FACET_VALUE}
+    return [{"repo_id": repo.id, "type": repo.type, "facet": f, "value": v}
+            for f, vs in values.items() for v in sorted(vs)]
+
+
 def write_facets(session: Session, repo: Repo) -> None:
-    """Replace `repo`'s rows of `repo_facets` with its `facet_values` (the repo must have an id)."""
+    """Replace `repo`'s rows of `repo_facets` with `facet_rows(repo)` (the repo must have an id)."""
     if repo.id is None:
         session.flush()
     session.execute(delete(RepoFacet).where(RepoFacet.repo_id == repo.id))
-    rows = [{"repo_id": repo.id, "type": repo.type, "facet": f, "value": v}
-            for f, vs in facet_values(repo).items() for v in sorted(vs)]
-    if rows:
+    rows = facet_rows(repo)
+    if rows:  # an empty list would insert one row of defaults
         session.execute(RepoFacet.__table__.insert(), rows)
 
 

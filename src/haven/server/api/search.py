@@ -4,8 +4,9 @@ Every parameter is either applied or refused (400 naming what to use): an unknow
 expand key never yields an unfiltered list, and a parameter or expand key the public Hub knows
 but this hub holds no data for says so. Filtering happens in SQL where the index has a column
 (type, visibility, author, search, pipeline_tag, gated; `search` matches repo ids, as on the Hub,
-and the web's lists also match card text with `in_cards`) and in Python for tag-like terms and
-parameter counts (`filter`, `language`, `license`, `library`, `dataset`, `num_parameters`).
+and the web's lists also match card text with `in_cards`; tag-like terms: `filter`, `language`,
+`license`, `library`, `dataset`, through the index's `repo_facets` term rows) and in Python for
+parameter counts (`num_parameters`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import false, or_, select
 
 from .. import auth
-from ..db import Repo
+from ..db import Repo, RepoFacet
 from . import index
 from .common import REPO_TYPES, ApiError, NoSuchRoute
 from .deps import CallerDep, SessionDep
@@ -178,6 +179,10 @@ def parse_query(q, plural: str) -> ListQuery:
     lq.terms += _prefixed("license:", _values(q, "license"))
     lq.terms += _values(q, "library")
     lq.terms += _prefixed("dataset:", _values(q, "dataset") + _values(q, "trained_dataset"))
+    for term in lq.terms:
+        if len(term) > index.MAX_FACET_VALUE:
+            raise ApiError(400, f"a filter value is at most {index.MAX_FACET_VALUE} characters; "
+                                f"{term[:40]!r}... has {len(term)}")
     lq.gated = _flag(q, "gated")
     if q.get("num_parameters"):
         lq.min_params, lq.max_params = parse_num_parameters(q["num_parameters"])
@@ -229,6 +234,11 @@ def _statement(lq: ListQuery, p: auth.Principal):
         stmt = stmt.where(or_(in_id, Repo.card_text.contains(term, autoescape=True)) if lq.in_cards else in_id)
     if lq.pipeline_tag:
         stmt = stmt.where(Repo.pipeline_tag == lq.pipeline_tag)
+    for term in lq.terms:  # a tag-like term, or the repo's own id
+        tagged = select(RepoFacet.repo_id).where(
+            RepoFacet.type == lq.repo_type, RepoFacet.facet == index.TERM, RepoFacet.value == term
+        )
+        stmt = stmt.where(or_(Repo.namespace + "/" + Repo.name == term, Repo.id.in_(tagged)))
     if lq.gated:
         stmt = stmt.where(false())  # this hub has no gated repositories
     column = SORTS[lq.sort]
@@ -236,8 +246,7 @@ def _statement(lq: ListQuery, p: auth.Principal):
 
 
 def _selected(repo: Repo, lq: ListQuery) -> bool:
-    if lq.terms and not set(lq.terms) <= index.filter_terms(repo):
-        return False
+    """The checks SQL cannot make: the parameter count's bounds."""
     if lq.min_params is not None or lq.max_params is not None:
         total = (repo.safetensors or {}).get("total")
         if not isinstance(total, int):
@@ -283,18 +292,22 @@ def list_repos(request: Request, plural: str, session: SessionDep, p: CallerDep)
         raise NoSuchRoute()  # /api/spaces, /api/collections ...
     q = request.query_params
     lq = parse_query(q, plural)
-    # tag and parameter-count filters are checked in Python: walk matches in order
-    items, seen, more = [], 0, False
-    for repo in session.scalars(_statement(lq, p)):
-        if not _selected(repo, lq):
-            continue
-        if seen < lq.cursor:
-            seen += 1
-            continue
-        if len(items) == lq.limit:
-            more = True
-            break
-        items.append(repo)
+    stmt = _statement(lq, p)
+    if lq.min_params is None and lq.max_params is None:  # every filter is in SQL
+        rows = list(session.scalars(stmt.offset(lq.cursor).limit(lq.limit + 1)))
+        items, more = rows[: lq.limit], len(rows) > lq.limit
+    else:  # parameter counts are checked in Python: walk matches in order
+        items, seen, more = [], 0, False
+        for repo in session.scalars(stmt):
+            if not _selected(repo, lq):
+                continue
+            if seen < lq.cursor:
+                seen += 1
+                continue
+            if len(items) == lq.limit:
+                more = True
+                break
+            items.append(repo)
     out = []
     for repo in items:
         if lq.expand:

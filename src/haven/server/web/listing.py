@@ -5,7 +5,9 @@ The URL takes the API's query names (`pipeline_tag`, `library`, `dataset`, `lang
 `license`, `filter`, `author`, `search`), so `/models?pipeline_tag=fill-mask&license=mit` and
 `/api/models?pipeline_tag=fill-mask&license=mit` select the same repositories. Facet counts are
 taken over the repositories the viewer may see that match the current query, so a private repo
-never shows in a count.
+never shows in a count; they are one GROUP BY over the index's `repo_facets` rows (only a
+`num_parameters` bound, checked in Python, makes the page count over the repos it loads). The
+search box matches repo ids and card text (`in_cards`); the API's `search` matches ids only.
 """
 
 from __future__ import annotations
@@ -103,8 +105,8 @@ def list_repos(session: Session, viewer: auth.Principal, plural: str, params: Qu
     names = MODEL_FACETS if plural == "models" else DATASET_FACETS
     counts: dict[str, Counter] = {name: Counter() for name in names}
     stmt = search._statement(lq, viewer)
-    if lq.terms or lq.min_params is not None or lq.max_params is not None:
-        # tag-like filters are checked in Python (api.search): count over the repos they keep
+    if lq.min_params is not None or lq.max_params is not None:
+        # parameter counts are checked in Python (api.search): count over the repos they keep
         matched = [r for r in session.scalars(stmt) if search._selected(r, lq)]
         total, chunk = len(matched), matched[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         for repo in matched:
@@ -119,7 +121,7 @@ def list_repos(session: Session, viewer: auth.Principal, plural: str, params: Qu
             RepoFacet.type == lq.repo_type, RepoFacet.facet.in_(names)
         )
         visible = search._visible(viewer)
-        if lq.searches or lq.author or lq.pipeline_tag or lq.gated:
+        if lq.searches or lq.terms or lq.author or lq.pipeline_tag or lq.gated:
             grouped = grouped.where(RepoFacet.repo_id.in_(ids))
         elif visible is not None:  # every visible repo: leave out the (few) hidden ones, read the index in order
             hidden = select(Repo.id).where(Repo.type == lq.repo_type, not_(visible))
