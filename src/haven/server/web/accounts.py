@@ -1,7 +1,8 @@
 """Account pages: `/join` (sign-up, unless the hub runs with `--no-signup`), `/login`, `/logout`
 (POST), `/settings/password` and `/settings/tokens` (create a read or write token, shown once;
 list with last use; revoke). Every form is CSRF-guarded and every change goes through `auth`,
-the same functions `haven admin` uses; see `sessions` for cookies, CSRF and the sign-in limit.
+the same functions `haven admin` uses; see `sessions` for cookies, CSRF and the sign-in and
+sign-up limits.
 """
 
 from __future__ import annotations
