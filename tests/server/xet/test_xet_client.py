@@ -165,9 +165,16 @@ def test_git_clone_gets_the_bytes_of_xet_uploads(xet_hub, tmp_path):
     token = xet_hub.create_user(user)
     data = os.urandom(3 * MB)
     (tmp_path / "m.safetensors").write_bytes(data)
-    run_client(xet_hub, token, 'from huggingface_hub import HfApi\napi = HfApi()\napi.create_repo(P["repo"])\n'
-               'api.upload_file(path_or_fileobj=P["f"], path_in_repo="m.safetensors", repo_id=P["repo"])',
-               repo=f"{user}/cloned", f=str(tmp_path / "m.safetensors"))
+    got = run_client(xet_hub, token, """
+from huggingface_hub import HfApi, hf_hub_download
+api = HfApi()
+api.create_repo(P["repo"])
+api.upload_file(path_or_fileobj=P["f"], path_in_repo="m.safetensors", repo_id=P["repo"])
+api.create_repo(P["repo"], repo_type="dataset")  # datasets take the same path
+api.upload_file(path_or_fileobj=P["f"], path_in_repo="d/m.bin", repo_id=P["repo"], repo_type="dataset")
+OUT = hf_hub_download(P["repo"], "d/m.bin", repo_type="dataset")
+""", repo=f"{user}/cloned", f=str(tmp_path / "m.safetensors"))
+    assert open(got, "rb").read() == data
     assert "X-Xet-Hash" in head(xet_hub, f"{user}/cloned", "m.safetensors", token).headers
     env = {**os.environ, "HOME": str(tmp_path / "home"), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
     (tmp_path / "home").mkdir()
