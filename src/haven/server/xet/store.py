@@ -11,6 +11,7 @@ sha256 by reading it back from the xorbs once, when its shard arrives.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -201,8 +202,7 @@ class XetStore:
             t_end = offset + term.unpacked_bytes
             if t_end > start and offset < end:
                 index = indexes[term.xorb]
-                first, last = index.packed_range(term.start, term.end)
-                data = b"".join(self.blobs.read(xorb_key(to_hex(term.xorb)), first, last))
+                data = self._packed(to_hex(term.xorb), *index.packed_range(term.start, term.end))
                 pos = offset
                 for chunk in read_chunks(data, term.end - term.start):
                     c_end = pos + len(chunk)
@@ -213,6 +213,16 @@ class XetStore:
             offset = t_end
             if offset >= end:
                 break
+
+    def _packed(self, h: str, first: int, last: int) -> bytes | memoryview:
+        """Bytes [first, last) of a stored xorb: a view of the mapped file when the blob store is
+        local (no copy), else read from the store."""
+        path = self.blobs.local_path(xorb_key(h))
+        if path is None:
+            return b"".join(self.blobs.read(xorb_key(h), first, last))
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return memoryview(mapped)[first:last]
 
     def dedup_xorbs(self, session: Session, chunk_hex: str) -> list[XorbInfo]:
         """The xorb holding a dedup-eligible chunk, then the other xorbs of files that use it (the
