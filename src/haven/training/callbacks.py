@@ -24,6 +24,9 @@ EVENTS = (
 )
 
 
+_CLEARS = {"on_evaluate": "should_evaluate", "on_save": "should_save", "on_log": "should_log"}
+
+
 @dataclass
 class TrainerState:
     """Where training stands; saved in every checkpoint as trainer_state.json."""
@@ -133,6 +136,8 @@ class CallbackHandler:
             control._new_epoch()
         elif event == "on_step_begin":
             control._new_step()
+        elif event in _CLEARS:  # the request was carried out
+            setattr(control, _CLEARS[event], False)
         for cb in self.callbacks:
             result = getattr(cb, event)(args, state, control, **self.refs, **kwargs)
             if result is not None:
