@@ -110,6 +110,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="inference requests that may wait per model; more are answered 429 (HAVEN_INFERENCE_QUEUE, default 256)",
     )
     serve.add_argument(
+        "--inference-worker", action="append", default=None, metavar="URL",
+        help="hand inference requests to this `haven worker` (repeatable; HAVEN_INFERENCE_WORKERS, comma-separated); "
+        "both need the same HAVEN_WORKER_SECRET",
+    )
+    serve.add_argument(
         "--blob-store", default=None,
         help="where LFS objects and Xet xorbs live: a directory (default: the data directory) or "
         "s3://bucket/prefix, with endpoint and credentials from the standard AWS settings "
@@ -129,6 +134,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "once it is up, and print the demo login (default: on; --no-demo turns it off)",
     )
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run the inference API for a hub, in a process of its own")
+    worker.add_argument("--hub", required=True, help="the hub's URL (it forwards requests here and serves the files)")
+    worker.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    worker.add_argument("--port", type=int, default=None, help="port (default 8081)")
+    worker.add_argument("--data", default=None, help="folder for downloaded models (HAVEN_DATA, default ./haven-worker)")
+    worker.add_argument("--inference-memory", default=None, help="as for haven serve (HAVEN_INFERENCE_MEMORY)")
+    worker.add_argument("--inference-queue", type=int, default=None, help="as for haven serve (HAVEN_INFERENCE_QUEUE)")
+    worker.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    worker.set_defaults(func=cmd_worker)
 
     admin = sub.add_parser("admin", help="manage users, tokens and organizations of a hub's data dir")
     admin_sub = admin.add_subparsers(dest="admin_command", metavar="ACTION")
@@ -187,6 +202,7 @@ def _settings(args: argparse.Namespace):
         inference_memory=getattr(args, "inference_memory", None),
         cas_url=getattr(args, "cas_url", None),
         inference_queue=getattr(args, "inference_queue", None),
+        inference_workers=getattr(args, "inference_worker", None),
     )
 
 
@@ -221,6 +237,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         demo.seed_in_background(sessionmaker, settings.data_dir, f"http://{host}:{settings.port}")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, **limits)
+    return 0
+
+
+@needs_server_extra
+def cmd_worker(args: argparse.Namespace) -> int:
+    """`haven worker --hub URL`: HAVEN_WORKER_SECRET (shared with the hub) and HAVEN_WORKER_TOKEN (a
+    hub token that may read the served repositories: an admin's, for private ones) come from the
+    environment, never from flags other users could read."""
+    import os
+
+    import uvicorn
+
+    from .inference.worker import create_worker_app
+    from .settings import Settings
+
+    settings = Settings.load(
+        data_dir=args.data or os.environ.get("HAVEN_DATA") or "./haven-worker", host=args.host,
+        port=args.port or 8081, inference_memory=args.inference_memory, inference_queue=args.inference_queue,
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_worker_app(settings, args.hub, os.environ.get("HAVEN_WORKER_TOKEN") or None)
+    print(f"haven inference worker at http://{settings.host}:{settings.port} for {args.hub}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, **server_limits(args))
     return 0
 
 

@@ -62,6 +62,8 @@ class Settings:
     inference: bool = True  # the inference API (/models, /v1) runs in this process (--no-inference)
     inference_memory: int = 4 * 10**9  # bytes of model weights the inference API keeps loaded (LRU)
     inference_queue: int = 256  # inference requests that may wait per model; more are answered 429
+    inference_workers: tuple[str, ...] = ()  # `haven worker` URLs the inference API is handed to (--inference-worker)
+    worker_secret: str = ""  # shared by a hub and its inference workers (HAVEN_WORKER_SECRET only: never a flag)
     cas_url: str = ""  # the Xet CAS clients are sent to; default PUBLIC_URL/cas (this process)
 
     @property
@@ -85,6 +87,7 @@ class Settings:
         inference: bool | None = None,
         inference_memory: int | str | None = None,
         inference_queue: int | None = None,
+        inference_workers: list[str] | None = None,
         cas_url: str | None = None,
     ) -> Settings:
         env = os.environ
@@ -108,6 +111,12 @@ class Settings:
             inference_queue=parse_size(
                 inference_queue or env.get("HAVEN_INFERENCE_QUEUE") or 256, "HAVEN_INFERENCE_QUEUE"
             ),
+            inference_workers=tuple(
+                u.strip().rstrip("/")
+                for u in (inference_workers or env.get("HAVEN_INFERENCE_WORKERS", "").split(","))
+                if u.strip()
+            ),
+            worker_secret=env.get("HAVEN_WORKER_SECRET", ""),
             cas_url=(cas_url or env.get("HAVEN_CAS_URL") or "").rstrip("/"),
         )
         if not settings.public_url:

@@ -67,11 +67,23 @@ def _check(body: dict, keys: frozenset[str]) -> None:
         raise InferenceError(400, '"model" must be a repository id, e.g. "alice/tiny-gpt2" (optionally "id@revision")')
 
 
-async def _served(request: Request, body: dict, tasks_allowed: tuple[str, ...]) -> Served:
+def _model(body: dict) -> tuple[str, str | None]:
     repo_id, _, revision = body["model"].partition("@")
     if repo_id.count("/") != 1:
         raise InferenceError(404, f"model {body['model']!r} is not a repository id like 'namespace/name'")
-    served = await service(request).served(request, repo_id, revision or None, wait=True)
+    return repo_id, revision or None
+
+
+async def _forward(request: Request, inference, body: dict) -> Response:
+    from .worker import forward
+
+    repo_id, revision = _model(body)
+    return await forward(request, inference, repo_id, revision, json.dumps(body).encode())
+
+
+async def _served(request: Request, body: dict, tasks_allowed: tuple[str, ...]) -> Served:
+    repo_id, revision = _model(body)
+    served = await service(request).served(request, repo_id, revision, wait=True)
     if served.task not in tasks_allowed:
         raise InferenceError(400, f"{repo_id} is a {served.task} model; this route serves {', '.join(tasks_allowed)} models")
     return served
@@ -82,7 +94,8 @@ async def _served(request: Request, body: dict, tasks_allowed: tuple[str, ...]) 
 
 @router.get("/models")
 async def list_models(request: Request) -> Response:
-    service(request)
+    if service(request).storage is None:
+        return _error(404, "an inference worker lists no models: ask its hub (GET <hub>/v1/models)")
     return await _guarded(run_in_threadpool(_list_models, request))
 
 
@@ -139,6 +152,8 @@ async def _generate(request: Request, *, chat: bool) -> Response:
     inference = service(request)
     body = await json_body(request, inference.limits.max_body)
     _check(body, CHAT_KEYS if chat else COMPLETION_KEYS)
+    if inference.workers:
+        return await _forward(request, inference, body)
     served = await _served(request, body, GENERATIVE)
     n = body.get("n") or 1
     if not isinstance(n, int) or not 1 <= n <= 8:
@@ -267,6 +282,8 @@ async def _embeddings(request: Request) -> Response:
     inference = service(request)
     body = await json_body(request, inference.limits.max_body)
     _check(body, EMBEDDING_KEYS)
+    if inference.workers:
+        return await _forward(request, inference, body)
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise InferenceError(400, 'encoding_format must be "float" or "base64"')

@@ -8,7 +8,8 @@ old one ages out of the LRU). Loading runs on one background thread:
   (once, however many requests ask) and raises `ModelLoading` with an estimated time, or with
   `wait=True` waits for the load to finish.
 - The files of the commit are copied out of the hub's storage into `DATA/inference/<id>/<commit>/`
-  (weights of other frameworks are left out when safetensors are there), then
+  (`StoreFiles`; weights of other frameworks are left out when safetensors are there), or
+  downloaded from the hub by a worker (`worker.HubFiles`), then
   `haven.pipeline(task, model=folder)` builds the model and tokenizer as a user's call would.
 - After a load, the least recently used models are dropped until the weights in memory fit the
   budget (`--inference-memory`). A model bigger than the whole budget is refused (`ModelTooLarge`).
@@ -83,13 +84,13 @@ def weight_bytes(model: Any) -> int:
 
 
 class Registry:
-    """Load-once LRU of `Served` models. `storage` is the hub's `RepoStore`; `folder` is where
-    snapshots are written; `budget` bytes of weights may stay in memory; `make_runner(served)`
-    gives each loaded model its request runner."""
+    """Load-once LRU of `Served` models. `files` gives a commit's files in a folder (`StoreFiles`
+    for the hub's own storage, `worker.HubFiles` for a worker that downloads from its hub);
+    `budget` bytes of weights may stay in memory; `make_runner(served)` gives each loaded model
+    its request runner."""
 
-    def __init__(self, storage: Any, folder: Path, budget: int, make_runner: Callable[[Served], Any]):
-        self.storage = storage
-        self.folder = folder
+    def __init__(self, files: Any, budget: int, make_runner: Callable[[Served], Any]):
+        self.files = files
         self.budget = budget
         self.make_runner = make_runner
         self.loaded: OrderedDict[tuple[str, str], Served] = OrderedDict()
@@ -98,9 +99,6 @@ class Registry:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="haven-inference-load")
 
     # -- asking for a model ---------------------------------------------------------------------
-
-    def commit_of(self, repo_id: str, revision: str) -> str:
-        return self.storage.resolve("model", repo_id, revision)
 
     def lookup(self, repo_id: str, commit: str, task: str | None) -> Served | Future:
         """The served model, or the future of its (possibly just started) load."""
@@ -113,7 +111,7 @@ class Registry:
                 return served
             pending = self.loading.get(key)
             if pending is None:
-                estimate = self._estimate(repo_id, commit)
+                estimate = self.files.estimate(repo_id, commit)
                 future = self.pool.submit(self._load, repo_id, commit, task)
                 pending = (future, time.monotonic() + estimate)
                 self.loading[key] = pending
@@ -124,14 +122,6 @@ class Registry:
         return 1.0 if pending is None else max(1.0, pending[1] - time.monotonic())
 
     # -- loading --------------------------------------------------------------------------------
-
-    def _estimate(self, repo_id: str, commit: str) -> float:
-        try:
-            entries = self.storage.list_tree("model", repo_id, commit, recursive=True)
-        except Exception:  # noqa: BLE001 - an estimate only; the load reports the real error
-            return 2.0
-        size = sum(e.size for e in entries if e.type == "file" and e.path.endswith(".safetensors"))
-        return 2.0 + size / LOAD_BYTES_PER_SECOND
 
     def _load(self, repo_id: str, commit: str, task: str | None) -> Served:
         key = (repo_id, commit)
@@ -151,7 +141,7 @@ class Registry:
         from ... import pipeline
         from ...pipelines import TASKS, infer_task
 
-        folder = self.snapshot(repo_id, commit)
+        folder = self.files.snapshot(repo_id, commit)
         st = (folder / "modules.json").is_file()
         task = task or infer_task(str(folder))
         if task not in TASKS:
@@ -175,6 +165,43 @@ class Registry:
             total -= old.nbytes
             old.close()
             log.info("inference: evicted %s@%s (%.1f MB)", key[0], key[1][:8], old.nbytes / 1e6)
+
+    def models(self) -> list[Served]:
+        with self.lock:
+            return list(self.loaded.values())
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        with self.lock:
+            for served in self.loaded.values():
+                served.close()
+            self.loaded.clear()
+
+
+def unsupported_task(repo_id: str, task: str | None) -> str:
+    from ...pipelines import TASKS
+
+    return (
+        f"{repo_id} is a {task or 'model without a pipeline_tag'} model, which Haven's inference API cannot run; "
+        f"it serves: {', '.join(sorted(TASKS))}"
+    )
+
+
+class StoreFiles:
+    """A commit's files copied out of the hub's own storage (`RepoStore`) into `folder`."""
+
+    def __init__(self, storage: Any, folder: Path):
+        self.storage = storage
+        self.folder = folder
+
+    def estimate(self, repo_id: str, commit: str) -> float:
+        """Seconds a load may take (for the 503's estimated_time), from the weights' size."""
+        try:
+            entries = self.storage.list_tree("model", repo_id, commit, recursive=True)
+        except Exception:  # noqa: BLE001 - an estimate only; the load reports the real error
+            return 2.0
+        size = sum(e.size for e in entries if e.type == "file" and e.path.endswith(".safetensors"))
+        return 2.0 + size / LOAD_BYTES_PER_SECOND
 
     def snapshot(self, repo_id: str, commit: str) -> Path:
         """The commit's files in a folder of their own (written once, atomically)."""
@@ -202,23 +229,3 @@ class Registry:
         except OSError:  # another load wrote it first
             shutil.rmtree(tmp, ignore_errors=True)
         return target
-
-    def models(self) -> list[Served]:
-        with self.lock:
-            return list(self.loaded.values())
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        with self.lock:
-            for served in self.loaded.values():
-                served.close()
-            self.loaded.clear()
-
-
-def unsupported_task(repo_id: str, task: str | None) -> str:
-    from ...pipelines import TASKS
-
-    return (
-        f"{repo_id} is a {task or 'model without a pipeline_tag'} model, which Haven's inference API cannot run; "
-        f"it serves: {', '.join(sorted(TASKS))}"
-    )

@@ -79,6 +79,10 @@ async def _infer(request: Request, repo_id: str, revision: str | None) -> Respon
     inference = service(request)
     body = await json_body(request, inference.limits.max_body)
     inputs, parameters, wait, stream = check_body(body)
+    if inference.workers:  # a hub that hands the work to `haven worker` processes
+        from .worker import forward
+
+        return await forward(request, inference, repo_id, revision, json.dumps(body).encode())
     served = await inference.served(request, repo_id, revision, wait=wait)
     if served.task == "text-generation":
         from . import generation

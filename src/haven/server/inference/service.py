@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from .registry import InferenceError, ModelLoading, Registry, Served, unsupported_task
+from .registry import InferenceError, ModelLoading, Registry, Served, StoreFiles, unsupported_task
 
 
 @dataclass
@@ -40,11 +40,13 @@ def model_max_tokens(served: Served) -> int:
 
 
 class Inference:
-    def __init__(self, settings: Any, storage: Any, limits: Limits | None = None):
+    def __init__(self, settings: Any, storage: Any, files: Any = None, limits: Limits | None = None):
         self.limits = limits or Limits(max_queue=settings.inference_queue)
-        self.registry = Registry(
-            storage, settings.data_dir / "inference", settings.inference_memory, self._runner
-        )
+        self.storage = storage  # the hub's RepoStore; None in a worker
+        files = files or StoreFiles(storage, settings.data_dir / "inference")
+        self.registry = Registry(files, settings.inference_memory, self._runner)
+        self.workers: list[str] = list(getattr(settings, "inference_workers", None) or [])
+        self.worker_secret: str = getattr(settings, "worker_secret", "") or ""
 
     def _runner(self, served: Served) -> Any:
         if served.task == "text-generation":
@@ -60,13 +62,24 @@ class Inference:
             max_rows=self.limits.batch_rows, max_queue=self.limits.max_queue, timeout=self.limits.timeout,
         )
 
-    async def served(self, request: Request, repo_id: str, revision: str | None, *, wait: bool) -> Served:
+    async def resolve(self, request: Request, repo_id: str, revision: str | None) -> tuple[str, str | None]:
+        """(commit, pipeline_tag) of a model the caller may read; 404 otherwise, 400 for a task
+        Haven cannot run."""
         tag, default_branch = await run_in_threadpool(_readable_model, request, repo_id)
         from ...pipelines import TASKS
 
         if tag is not None and tag not in TASKS:
             raise InferenceError(400, unsupported_task(repo_id, tag))
-        commit = await run_in_threadpool(self.registry.commit_of, repo_id, revision or default_branch)
+        commit = await run_in_threadpool(self.storage.resolve, "model", repo_id, revision or default_branch)
+        return commit, tag
+
+    async def served(self, request: Request, repo_id: str, revision: str | None, *, wait: bool) -> Served:
+        if self.storage is None:  # a worker: the hub checked access and names the commit
+            from .worker import forwarded
+
+            commit, tag = forwarded(request, self.worker_secret, repo_id)
+        else:
+            commit, tag = await self.resolve(request, repo_id, revision)
         found = self.registry.lookup(repo_id, commit, tag)
         if isinstance(found, Served):
             return found
