@@ -3,7 +3,8 @@
 `GET /{[datasets/]}{ns}/{name}[.git]/info/refs?service=...`, `POST .../git-upload-pack` and
 `POST .../git-receive-pack`. git authenticates with HTTP Basic (any user name, the token as
 password); anonymous callers are asked for credentials with 401 + `WWW-Authenticate`.
-After a push the repo index is refreshed.
+Pushed LFS pointers are checked against the hub's LFS store (`app.state.lfs`: the blob store it
+serves from, local or S3, and files uploaded through Xet). After a push the repo index is refreshed.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ async def _git(request: Request, repo_type: str, ns: str, name: str, action: str
         remote_user=p.name or "anonymous",
         allow_push=write,
         on_push=_on_push(request, p) if write else None,
+        lfs=request.app.state.lfs,  # its blob store and object sources (Xet) answer the push check
     )
     return StreamingResponse(stream, status_code=status, headers=headers)
 

@@ -32,17 +32,23 @@ Interface (the HTTP layer codes against exactly this):
     Commit ops: AddFile(path, content), AddLfsFile(path, oid, size), DeleteFile(path),
     DeleteFolder(path), CopyFile(src_path, path, src_revision=None).
 
-    LfsStore(root, tmp_dir=None, fsync=False, max_object_size=50 GB)
-      .has(oid) .size(oid) .path(oid) .open(oid) .put(oid, size, chunks) await .put_async(...)
+    LfsStore(root, tmp_dir=None, fsync=False, max_object_size=50 GB, blobs=None)
+      root is DATA/lfs; blobs= another BlobStore (blobs.open_blob_store: a directory, S3), which
+      then has tmp_dir/fsync settings of its own (giving them here too is a ValueError)
+      .has(oid) .size(oid) .read(oid, start, end) .open(oid) .local_path(oid) .download_url(oid, ...)
+      .path(oid) (local stores only) .put(oid, size, chunks) await .put_async(...)
       .put_file(path) -> (oid, size)   .check_size(size) (413 over the limit)   .sweep_tmp() at start
+      .add_source(source): objects an ObjectSource (Xet) produces count as stored
 
     githttp.run_http_backend(repo_root, path_info, method, query, headers, body, *,
-                             remote_user, allow_push, on_push=None) -> (status, headers, body_iter)
+                             remote_user, allow_push, on_push=None, lfs=None)
+      -> (status, headers, body_iter)
       ASYNC: `status, headers, body = await run_http_backend(...)`; `repo_root` is DATA/repos and
       `path_info` comes from `githttp.git_path_info(type, id, "info/refs")`
       ("/models/ns/name.git/info/refs"). It returns once the request body has been fed to git.
       Pushes run the pre-receive policy (hooks/pre_receive.py): non-LFS blobs over 10 MB refused
-      with a git-lfs hint, LFS pointers whose object is not in DATA/lfs refused, names the
+      with a git-lfs hint, LFS pointers whose object `lfs` (default: the local store in DATA/lfs;
+      the hub gives its own, with its blob store and Xet source) does not have refused, names the
       commit API would refuse, submodules and symlinks leaving the repo refused (git's fsck
       refuses .git and ..), packs over `max_pack_size` (2 GiB) refused, only
       refs/heads/* and refs/tags/*, the default branch cannot be deleted. After a push that moved

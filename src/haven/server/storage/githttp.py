@@ -5,6 +5,13 @@ CGI variables, feeds the request body to the backend while reading its response,
 CGI header block. Pushes go through the pre-receive policy in `hooks/pre_receive.py` (installed
 once per repo root as `<repo_root>/.hooks/pre-receive` and enabled with `core.hooksPath` through
 the environment), and `on_push(repo_type, repo_id)` runs after every successful push.
+
+The hook asks this process whether the LFS objects that pushed pointers name exist: for each push
+a Unix socket in a private temporary folder (path in HAVEN_LFS_CHECK) answers through the same
+`LfsStore` the hub serves from, so its blob store (local files, another directory, S3) and its
+object sources (files uploaded through Xet) count, with the settings and credentials of this
+process only. Protocol: the hook sends "<oid> <size>\n" lines and closes its side; the answer
+is one "<oid> <size>\n" line per object not stored with that size, then "ok\n".
 """
 
 from __future__ import annotations
@@ -14,13 +21,18 @@ import inspect
 import logging
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pygit2
 
+from .errors import LfsObjectMissing
+from .lfs import LfsStore
 from .paths import REPO_TYPES, check_repo_id, check_repo_type
 
 log = logging.getLogger("haven.server.storage.githttp")
@@ -31,6 +43,8 @@ MAX_GIT_PACK = 2 * 1024**3  # one push; git stops reading past it (large files b
 _READ = 256 * 1024
 _QUEUE = 64  # chunks of stdout buffered ahead of the client (at most 16 MB)
 _SKIP_HEADERS = {"authorization", "cookie", "proxy-authorization", "content-type", "content-length"}
+_CHECK_THREADS = 8  # objects looked up at once (an S3 HEAD each)
+_SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes
 _installed: set[str] = set()
 
 
@@ -81,16 +95,74 @@ def install_hooks(repo_root: Path) -> Path:
     return hooks
 
 
+def missing_objects(lfs: LfsStore, wanted: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The (oid, size) pairs of `wanted` that `lfs` (its blob store or an object source) does not
+    hold with that size."""
+
+    def absent(item: tuple[str, int]) -> bool:
+        oid, size = item
+        try:
+            return lfs.size(oid) != size
+        except LfsObjectMissing:
+            return True
+
+    if len(wanted) < 2:
+        return [item for item in wanted if absent(item)]
+    with ThreadPoolExecutor(min(_CHECK_THREADS, len(wanted))) as pool:
+        return [item for item, gone in zip(wanted, pool.map(absent, wanted)) if gone]
+
+
+class LfsCheck:
+    """The Unix socket the pre-receive hook of one push asks about LFS objects (see the module's
+    docstring); `await LfsCheck.start(lfs)`, hand `.path` to the hook, `close()` after the push."""
+
+    def __init__(self, lfs: LfsStore):
+        self.lfs = lfs
+        base = tempfile.gettempdir()
+        if len(base) > _SOCKET_PATH_MAX - 30:  # a long TMPDIR would not fit a socket path
+            base = "/tmp"
+        self.folder = tempfile.mkdtemp(prefix="haven-push-", dir=base)  # mode 0700: this user only
+        self.path = os.path.join(self.folder, "lfs")
+        self.server: asyncio.AbstractServer | None = None
+
+    @classmethod
+    async def start(cls, lfs: LfsStore) -> LfsCheck:
+        check = cls(lfs)
+        try:
+            check.server = await asyncio.start_unix_server(check._answer, path=check.path)
+        except BaseException:
+            check.close()
+            raise
+        return check
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            wanted = []
+            for line in (await reader.read()).decode("ascii").splitlines():
+                oid, size = line.split()
+                wanted.append((oid, int(size)))
+            missing = await asyncio.to_thread(missing_objects, self.lfs, wanted)
+            writer.write("".join(f"{oid} {size}\n" for oid, size in missing).encode() + b"ok\n")
+            await writer.drain()
+        except Exception:  # the hook gets no "ok" and refuses the push
+            log.exception("checking the LFS objects of a push failed")
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def backend_env(
     repo_root: Path, path_info: str, method: str, query: str, headers: dict, *,
     remote_user: str, allow_push: bool, remote_addr: str = "127.0.0.1", max_blob_size: int = MAX_GIT_BLOB,
-    lfs_objects: Path | None = None, max_pack_size: int = MAX_GIT_PACK,
+    lfs_check: str | None = None, max_pack_size: int = MAX_GIT_PACK,
 ) -> dict[str, str]:
-    """The CGI environment for one request. `lfs_objects` (default `<repo_root>/../lfs/objects`,
-    i.e. DATA/lfs/objects) lets the push policy check that pushed LFS pointers have objects."""
+    """The CGI environment for one request. `lfs_check` is the socket of an `LfsCheck`, through
+    which the push policy checks that pushed LFS pointers have objects (unset: not checked)."""
     hooks = install_hooks(repo_root)
-    if lfs_objects is None:
-        lfs_objects = Path(repo_root).parent / "lfs" / "objects"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(repo_root),
@@ -106,8 +178,9 @@ def backend_env(
         "REMOTE_USER": remote_user or "",
         "REMOTE_ADDR": remote_addr,
         "HAVEN_MAX_GIT_BLOB": str(max_blob_size),
-        "HAVEN_LFS_OBJECTS": str(lfs_objects),
     }
+    if lfs_check is not None:
+        env["HAVEN_LFS_CHECK"] = lfs_check
     config = {
         "core.hooksPath": str(hooks),
         "http.receivepack": "true" if allow_push else "false",
@@ -191,7 +264,7 @@ async def run_http_backend(
     on_push: Callable[[str, str], Any] | None = None,
     remote_addr: str = "127.0.0.1",
     max_blob_size: int = MAX_GIT_BLOB,
-    lfs_objects: Path | None = None,
+    lfs: LfsStore | None = None,
     max_pack_size: int = MAX_GIT_PACK,
 ) -> tuple[int, dict[str, str], AsyncIterator[bytes]]:
     """Run one smart-HTTP request through `git http-backend` (await it).
@@ -202,18 +275,29 @@ async def run_http_backend(
     request is still being read would race the server's disconnect listener for the request
     channel. Iterate the body to the end (a StreamingResponse does) so the process is reaped and
     `on_push(repo_type, repo_id)` (sync or async) runs after a push that moved a ref.
+    Pushed LFS pointers must name objects `lfs` has (default: the local store in
+    `<repo_root>/../lfs`, i.e. DATA/lfs); give the hub's store when it has another blob store or
+    object sources.
     """
-    env = backend_env(
-        repo_root, path_info, method, query, headers, remote_user=remote_user, allow_push=allow_push,
-        remote_addr=remote_addr, max_blob_size=max_blob_size, lfs_objects=lfs_objects,
-        max_pack_size=max_pack_size,
-    )
     is_push = method.upper() == "POST" and path_info.rstrip("/").endswith("/git-receive-pack")
-    refs_before = _ref_snapshot(repo_root, path_info) if is_push and on_push is not None else None
-    proc = await asyncio.create_subprocess_exec(
-        "git", "http-backend", env=env, cwd=str(repo_root),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
+    check = None
+    if is_push:
+        check = await LfsCheck.start(lfs if lfs is not None else LfsStore(Path(repo_root).parent / "lfs"))
+    try:
+        env = backend_env(
+            repo_root, path_info, method, query, headers, remote_user=remote_user, allow_push=allow_push,
+            remote_addr=remote_addr, max_blob_size=max_blob_size,
+            lfs_check=check.path if check is not None else None, max_pack_size=max_pack_size,
+        )
+        refs_before = _ref_snapshot(repo_root, path_info) if is_push and on_push is not None else None
+        proc = await asyncio.create_subprocess_exec(
+            "git", "http-backend", env=env, cwd=str(repo_root),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+    except BaseException:
+        if check is not None:
+            check.close()
+        raise
     queue: asyncio.Queue = asyncio.Queue(maxsize=_QUEUE)
     pump = asyncio.create_task(_pump(proc.stdout, queue))
     errors = asyncio.create_task(proc.stderr.read())
@@ -228,6 +312,8 @@ async def run_http_backend(
             except (ProcessLookupError, RuntimeError):
                 pass  # it exited meanwhile
             await proc.wait()
+        if check is not None:
+            check.close()
 
     try:
         buffer, head, eof = b"", b"", False

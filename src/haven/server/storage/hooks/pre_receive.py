@@ -3,9 +3,11 @@
 Refuses (before any ref moves):
 - a blob over HAVEN_MAX_GIT_BLOB bytes (default 10 MB) that is not an LFS pointer: such files
   must be tracked with git-lfs, as on the public Hub;
-- an LFS pointer whose object is not in the hub's LFS store (HAVEN_LFS_OBJECTS, the
-  `objects/` folder of the store; skipped when unset): git-lfs uploads objects before the
-  push, so this only catches pushes made without git-lfs or with its upload skipped;
+- an LFS pointer whose object the hub does not have with that size: the hub answers through the
+  Unix socket named by HAVEN_LFS_CHECK (see `githttp.LfsCheck`; skipped when unset), from the
+  store it serves (its blob store, local or S3, and files uploaded through Xet). git-lfs uploads
+  objects before the push, so this only catches pushes made without git-lfs or with its upload
+  skipped. A push is refused too when the hub does not answer;
 - a file or folder name the commit API would refuse, by the same rules (`gitnames.py`: git's
   `.git` aliases, backslash, control characters, a segment over 255 bytes, a name that is not
   UTF-8), a path over 4096 bytes or 64 components at a pushed tip, a symlink that leads outside
@@ -26,9 +28,9 @@ server's interpreter: it uses the standard library, `git`, and its sibling `card
 
 import os
 import re
+import socket
 import subprocess
 import sys
-from pathlib import Path
 
 from card_metadata import CARD_PATH, card_error
 from gitnames import component_error, is_hfs_dotgit, is_ntfs_dotgit, path_error, ref_name_error
@@ -38,6 +40,7 @@ ALLOWED_REFS = ("refs/heads/", "refs/tags/")
 POINTER = re.compile(rb"^version https://git-lfs\S*\noid sha256:([0-9a-f]{64})\nsize (\d+)\n", re.M)
 MAX_POINTER = 1024
 MAX_LINK_HOPS = 40  # links followed while resolving one path, as Linux's limit
+CHECK_TIMEOUT = 600  # seconds the hub may take to look up a push's LFS objects
 
 
 def human(size: int) -> str:
@@ -180,18 +183,35 @@ def tip_errors(tip: str, check_links: bool) -> list[str]:
     return errors
 
 
-def missing_lfs_objects(blobs: list[tuple[str, str, int]], objects: Path) -> list[tuple[str, str]]:
-    """(path, oid) of new LFS pointers whose object is not in the store."""
+def ask_hub(address: str, wanted: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    """The (oid, size) pairs of `wanted` the hub does not hold, asked through its socket;
+    OSError when it does not answer in full."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(CHECK_TIMEOUT)
+        conn.connect(address)
+        conn.sendall("".join(f"{oid} {size}\n" for oid, size in wanted).encode())
+        conn.shutdown(socket.SHUT_WR)
+        reply = bytearray()
+        while chunk := conn.recv(1 << 16):
+            reply += chunk
+    lines = reply.decode("ascii", "replace").splitlines()
+    if not lines or lines[-1] != "ok":
+        raise OSError("the hub's answer was cut short (see its log)")
+    return {(oid, int(size)) for oid, size in (line.split() for line in lines[:-1])}
+
+
+def missing_lfs_objects(blobs: list[tuple[str, str, int]], address: str) -> list[tuple[str, str]]:
+    """(path, oid) of new LFS pointers whose object the hub does not hold (OSError: no answer)."""
     small = [(sha, path) for sha, path, size in blobs if size < MAX_POINTER]
-    missing = []
+    pointers = []
     for (_, path), content in zip(small, read_objects([sha for sha, _ in small])):
         match = POINTER.match(content)
         if match:
-            oid, expected = match.group(1).decode(), int(match.group(2))
-            stored = objects / oid[:2] / oid[2:4] / oid
-            if not stored.is_file() or stored.stat().st_size != expected:
-                missing.append((path, oid))
-    return missing
+            pointers.append((path, match.group(1).decode(), int(match.group(2))))
+    if not pointers:
+        return []
+    absent = ask_hub(address, sorted({(oid, size) for _, oid, size in pointers}))
+    return [(path, oid) for path, oid, size in pointers if (oid, size) in absent]
 
 
 def card_errors(tips: list[str], new_blobs: set[str]) -> list[str]:
@@ -212,7 +232,7 @@ def card_errors(tips: list[str], new_blobs: set[str]) -> list[str]:
 def main() -> int:
     limit = int(os.environ.get("HAVEN_MAX_GIT_BLOB", 10 * 1024 * 1024))
     default = os.environ.get("HAVEN_DEFAULT_BRANCH", "main")
-    lfs_objects = os.environ.get("HAVEN_LFS_OBJECTS")
+    lfs_check = os.environ.get("HAVEN_LFS_CHECK")
     updates = [line.split() for line in sys.stdin.read().splitlines() if line.strip()]
     errors = []
     tips = []
@@ -235,7 +255,13 @@ def main() -> int:
     big = sorted((path, size) for _, path, size in blobs if size > limit)
     for path, size in big:
         errors.append(f"{path} is {human(size)}; files larger than {human(limit)} must be stored with git-lfs.")
-    missing = missing_lfs_objects(blobs, Path(lfs_objects)) if lfs_objects else []
+    missing = []
+    if lfs_check:
+        try:
+            missing = missing_lfs_objects(blobs, lfs_check)
+        except (OSError, ValueError) as err:
+            errors.append(f"the hub could not check that the LFS objects of this push were uploaded ({err}); "
+                          "try again.")
     for path, oid in missing:
         errors.append(f"{path} is an LFS pointer to {oid[:12]}..., but that object was never uploaded.")
     if not errors:
