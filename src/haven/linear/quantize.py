@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-# clipping ratios of the group's range tried for each group (1.0 = no clipping)
-_CLIP_RATIOS = (1.0, 0.96, 0.92, 0.88, 0.84, 0.8, 0.76, 0.72, 0.68)
+# clipping ratios of the group's range tried for each group (1.0 = no clipping); at 8 bits
+# clipping gains nothing measurable, the least-squares refit alone is kept
+_CLIP_RATIOS = {8: (1.0,), 4: (1.0, 0.93, 0.86, 0.79, 0.72)}
 
 
 @dataclass
@@ -100,7 +101,7 @@ def _quantize_rows(weight: torch.Tensor, bits: int, group_size: int, symmetric: 
     w = weight.detach().float().reshape(-1, group_size)
     lo, hi, centre = _levels(bits, symmetric)
     best_q = best_scale = best_zero = best_err = None
-    for ratio in _CLIP_RATIOS:
+    for ratio in _CLIP_RATIOS[bits]:
         q, scale, zero = _fit(w, lo, hi, centre, symmetric, ratio)
         scale, zero = _refit(w, q, scale, zero, symmetric)
         err = ((q - zero) * scale - w).square().sum(1, keepdim=True)
