@@ -139,9 +139,25 @@ def test_full_queue_answers_429(small_hub):
 
 
 def test_no_inference_flag(tmp_path):
-    server = start_server(tmp_path, args=("--no-inference",))
-    try:
-        r = httpx.post(f"{server.url}/models/a/b", json={"inputs": "x"}, timeout=30)
+    """`haven serve --no-inference` (Settings.inference=False): the routes say the API is off."""
+    from fastapi.testclient import TestClient
+
+    from haven.server import db
+    from haven.server.app import create_app
+    from haven.server.commands import _settings
+    from haven.server.settings import Settings
+
+    settings = Settings.load(data_dir=tmp_path, inference=False)
+    db.upgrade(settings.db_url)
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/models/a/b", json={"inputs": "x"})
         assert r.status_code == 404 and "--no-inference" in r.json()["error"]
-    finally:
-        stop_server(server)
+    import argparse
+
+    parsed = argparse.ArgumentParser()
+    from haven.server.commands import register
+
+    register(parsed.add_subparsers())
+    args = parsed.parse_args(["serve", "--no-inference", "--inference-memory", "2GB", "--data", str(tmp_path)])
+    flags = _settings(args)
+    assert flags.inference is False and flags.inference_memory == 2 * 10**9
