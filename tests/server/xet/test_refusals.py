@@ -86,6 +86,18 @@ def test_outsiders_get_404_and_tokens_are_repo_scoped(xet_hub, alice):
     got = httpx.get(fetch["url"], headers={"range": f"bytes={fetch['url_range']['start']}-{fetch['url_range']['end']}"})
     assert got.status_code == 206 and b"".join(read_chunks(got.content, 2)) == b"".join(chunks)
 
+    # a byte range: only the chunks holding it, and where in them it starts
+    reader = Cas(xet_hub, xet_token(xet_hub, repo, token, "read"))
+    part = reader("GET", f"/v1/reconstructions/{file_id}", headers={"range": "bytes=25000-30000"}).json()
+    assert [t["range"] for t in part["terms"]] == [{"start": 1, "end": 2}]
+    assert part["offset_into_first_range"] == 25000 - len(chunks[0])
+    (fetch,) = part["fetch_info"][xorb]
+    got = httpx.get(fetch["url"], headers={"range": f"bytes={fetch['url_range']['start']}-{fetch['url_range']['end']}"})
+    (second,) = read_chunks(got.content, 1)
+    start = part["offset_into_first_range"]
+    assert bytes(second[start : start + 5001]) == b"".join(chunks)[25000:30001]
+    assert reader("GET", f"/v1/reconstructions/{file_id}", headers={"range": "bytes=50000-"}).status_code == 416
+
     # the same file named again with another sha256 (one of another repository's LFS objects, say)
     _, lying = make_shard(chunks, xorb, sha256="cd" * 32)
     r = cas("POST", "/v1/shards", content=lying)
