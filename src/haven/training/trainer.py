@@ -437,10 +437,15 @@ class Trainer:
 
         return write_model_card(self, **kwargs)
 
-    def push_to_hub(self, commit_message: str | None = "End of training", token: str | None = None,
-                    revision: str | None = None, **card_kwargs: Any) -> Any:
-        """Save the model, write the model card, and commit output_dir (runs/ included, checkpoints not)."""
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, **card_kwargs: Any) -> Any:
+        """Save the model, write the model card, and commit output_dir (runs/ included, checkpoints not).
+        `card_kwargs` are `create_model_card`'s: model_name, language, license, tags, finetuned_from,
+        tasks, dataset_tags, dataset, dataset_args. Returns the CommitInfo."""
         from .publish import push_to_hub
+
+        if not blocking:
+            raise NotImplementedError("push_to_hub(blocking=False) is not supported: Haven commits synchronously")
 
         return push_to_hub(self, commit_message=commit_message, token=token, revision=revision, **card_kwargs)
 
