@@ -121,3 +121,5 @@ def test_bad_input_says_what_to_do(tiny_pair_bert, tmp_path):
         default_data_collator([{"input_ids": [1, 2]}, {"input_ids": [1]}])
     with pytest.raises(TypeError, match="unsupported argument"):
         trainer.train(trial={"lr": 1})
+    with pytest.raises(ValueError, match="pass an eval_dataset"):
+        tiny_trainer(tiny_pair_bert, tmp_path, make_pairs(4, seed=9), eval_strategy="epoch")

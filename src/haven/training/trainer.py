@@ -85,6 +85,9 @@ class Trainer:
                 raise ValueError("pass processing_class or tokenizer (its older name), not both")
             processing_class = tokenizer
         self.args = args if args is not None else TrainingArguments()
+        if self.args.eval_strategy != "no" and eval_dataset is None:
+            raise ValueError(f"eval_strategy={self.args.eval_strategy!r} evaluates during training: pass an "
+                             "eval_dataset, or set eval_strategy='no'")
         set_seed(self.args.seed)
         self.model = model.to(self.args.device)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
