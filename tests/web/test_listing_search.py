@@ -123,3 +123,53 @@ def test_marked_repos_are_reindexed_at_start(tmp_path, monkeypatch):
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM repo_facets WHERE facet != 'term'")).scalar() == 2
         assert conn.execute(sa.text("SELECT card_text FROM repos")).scalar() == "old model it predates card search."
+
+
+def test_pages_and_counts_on_a_seeded_index(tmp_path, monkeypatch):
+    """65 models written into the index as the indexer writes them (rows, then their facet rows):
+    pages of 30 in downloads order, private ones left out, and facet counts, all computed here from
+    the seeded values, for the unfiltered list and for a filtered one with a search."""
+    monkeypatch.delenv("HAVEN_DB_URL", raising=False)
+    from haven.server import db
+    from haven.server.api import index
+    from haven.server.app import create_app
+    from haven.server.settings import Settings
+
+    settings = Settings.load(data_dir=tmp_path / "data")
+    db.upgrade(settings.db_url)
+    app = create_app(settings)
+    licenses = ["mit", "apache-2.0", "cc-by-4.0"]
+    seeded = []  # (id, downloads, private, license)
+    with app.state.sessionmaker() as session:
+        for i in range(65):
+            lic, private = licenses[i % 3], i % 13 == 0
+            repo = db.Repo(type="model", namespace="seed", name=f"m{i:02d}", private=private, sha="0" * 40,
+                           downloads=1000 - i * 7 % 500 * 2 - i, pipeline_tag="fill-mask", library_name="transformers",
+                           tags=["fill-mask", f"license:{lic}"], card_data={"license": lic},
+                           card_text=f"card number {i} {'even' if i % 2 == 0 else 'odd'}")
+            session.add(repo)
+            session.flush()
+            index.write_facets(session, repo)
+            seeded.append((f"seed/m{i:02d}", repo.downloads, private, lic, i))
+        session.commit()
+    public = sorted((s for s in seeded if not s[2]), key=lambda s: -s[1])
+    with TestClient(app, base_url=settings.public_url) as client:
+        shown = []
+        for p in (1, 2, 3):
+            html = client.get("/models", params={"p": p, "sort": "downloads"}).text
+            shown += listed(html)
+            assert facet(html, "license") == dict(Counter(s[3] for s in public))
+            assert facet(html, "pipeline_tag") == {"fill-mask": len(public)}
+        assert shown == [s[0] for s in public]
+        # narrowed: a license and a word of the card text, page 2
+        odd_mit = [s for s in public if s[3] == "mit" and s[4] % 2 == 1]
+        params = {"license": "mit", "search": "ODD", "sort": "downloads"}
+        first = client.get("/models", params=params).text
+        assert listed(first) == [s[0] for s in odd_mit][:30]
+        assert facet(first, "license") == {"mit": len(odd_mit)}
+        # narrowed to every public model (a tag and a card phrase): the same pages through the id list
+        params = {"filter": "fill-mask", "search": "CARD NUMBER", "sort": "downloads"}
+        pages = [client.get("/models", params={**params, "p": p}).text for p in (1, 2, 3)]
+        assert [r for html in pages for r in listed(html)] == [s[0] for s in public]
+        assert facet(pages[1], "license") == dict(Counter(s[3] for s in public))
+        assert client.get("/models", params={"p": "0"}).status_code == 400

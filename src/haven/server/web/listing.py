@@ -26,6 +26,7 @@ from ..api.common import ApiError
 from ..db import Repo, RepoFacet
 
 PAGE_SIZE = 30
+MAX_BOUND_IDS = 5000  # repo ids bound in one IN (...) (SQLite allows 32766 parameters, PostgreSQL 65535)
 # web sort name -> (API sort, label); "trending" is most downloads (this hub keeps no trend score)
 SORTS = {
     "trending": ("downloads", "Trending (most downloads)"),
@@ -113,21 +114,28 @@ def list_repos(session: Session, viewer: auth.Principal, plural: str, params: Qu
             for facet, values in index.facet_values(repo).items():
                 if facet in counts:
                     counts[facet].update(values)
-    else:  # all in SQL: count, one page, and the facets' counts from the index's repo_facets rows
-        ids = stmt.with_only_columns(Repo.id).order_by(None)
-        total = session.scalar(select(func.count()).select_from(ids.subquery()))
-        chunk = list(session.scalars(stmt.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
+    else:  # in SQL; the facets' counts from the index's repo_facets rows
         grouped = select(RepoFacet.facet, RepoFacet.value, func.count()).where(
             RepoFacet.type == lq.repo_type, RepoFacet.facet.in_(names)
-        )
-        visible = search._visible(viewer)
+        ).group_by(RepoFacet.facet, RepoFacet.value)
         if lq.searches or lq.terms or lq.author or lq.pipeline_tag or lq.gated:
-            grouped = grouped.where(RepoFacet.repo_id.in_(ids))
-        elif visible is not None:  # every visible repo: leave out the (few) hidden ones, read the index in order
-            hidden = select(Repo.id).where(Repo.type == lq.repo_type, not_(visible))
-            grouped = grouped.where(RepoFacet.repo_id.not_in(hidden))
-        for facet, value, n in session.execute(grouped.group_by(RepoFacet.facet, RepoFacet.value)):
-            counts[facet][value] = n
+            # the matches' ids found once (a search reads card text): their count, a page, their facets
+            ids = list(session.scalars(stmt.with_only_columns(Repo.id)))
+            total, shown = len(ids), ids[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+            loaded = {r.id: r for r in session.scalars(select(Repo).where(Repo.id.in_(shown)))}
+            chunk = [loaded[i] for i in shown]
+            for i in range(0, len(ids), MAX_BOUND_IDS):
+                for facet, value, n in session.execute(grouped.where(RepoFacet.repo_id.in_(ids[i : i + MAX_BOUND_IDS]))):
+                    counts[facet][value] += n
+        else:  # every repo the viewer may see: read the index in order, leaving out the (few) hidden ones
+            total = session.scalar(select(func.count()).select_from(stmt.with_only_columns(Repo.id).subquery()))
+            chunk = list(session.scalars(stmt.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
+            visible = search._visible(viewer)
+            if visible is not None:
+                grouped = grouped.where(RepoFacet.repo_id.not_in(select(Repo.id).where(Repo.type == lq.repo_type,
+                                                                                        not_(visible))))
+            for facet, value, n in session.execute(grouped):
+                counts[facet][value] = n
     facets = {name: sorted(counts[name].items(), key=lambda kv: (-kv[1], kv[0]))[:40] for name in names}
     selected = [(k, v) for k, v in params.multi_items() if k in {FILTERS[n][0] for n in names} and v]
     pages = max(1, -(-total // PAGE_SIZE))
