@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from .. import storage
 from ..db import Repo
+from ..xet.cas import xet_headers
 from . import lfsrefs
 from .common import SANDBOX, ApiError, BigFileResponse, raw_tail
 from .deps import ReadableDataset, ReadableModel, SessionDep
@@ -124,8 +125,6 @@ def _resolve(request: Request, session: Session, repo: Repo):
         headers["ETag"] = f'"{entry.lfs.oid}"'
         headers["X-Linked-Etag"] = f'"{entry.lfs.oid}"'
         headers["X-Linked-Size"] = str(entry.lfs.size)
-        from ..xet.cas import xet_headers
-
         headers.update(xet_headers(request, session, repo, sha, entry.lfs.oid))  # only for files the CAS serves
     else:
         headers["ETag"] = f'"{entry.oid}"'
