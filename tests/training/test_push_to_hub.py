@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import haven
 from fixtures.server import unique_name
@@ -113,3 +114,24 @@ def test_private_repo_and_end_strategy(tiny_pair_bert, tmp_path, hub_server, hub
     trainer.push_to_hub()
     assert {"model.safetensors", "tokenizer.json"} <= set(api.list_repo_files(f"{user}/{name}"))
     assert not HfApi(endpoint=hub_server.url, token=False).repo_exists(f"{user}/{name}")
+
+
+def test_every_save_strategy_and_save_model(tiny_pair_bert, tmp_path, hub_server, hub_user):
+    from huggingface_hub import HfApi
+
+    user, token = hub_user
+    name = unique_name("every-save")
+    args = haven.TrainingArguments(str(tmp_path / name), max_steps=2, save_steps=1, disable_tqdm=True,
+                                   push_to_hub=True, hub_token=token)  # hub_strategy defaults to every_save
+    trainer = haven.Trainer(haven.AutoModelForSequenceClassification.from_pretrained(tiny_pair_bert), args,
+                            train_dataset=make_pairs(8, 3), processing_class=haven.AutoTokenizer.from_pretrained(
+                                tiny_pair_bert))
+    trainer.train()
+    with torch.no_grad():
+        trainer.model.classifier.bias += 1  # a change to save (an unchanged folder makes no commit)
+    trainer.save_model()  # with push_to_hub, a save is a commit too
+    api = HfApi(endpoint=hub_server.url, token=token)
+    titles = [c.title for c in api.list_repo_commits(f"{user}/{name}")]
+    assert titles[:3] == ["Model save", "Training in progress, step 2", "Training in progress, step 1"]
+    files = api.list_repo_files(f"{user}/{name}")
+    assert "model.safetensors" in files and not any(f.startswith(("last-checkpoint/", "checkpoint-")) for f in files)
