@@ -48,7 +48,7 @@ def worker(path: str, batch: int, beams: int, new_tokens: int, prepare: bool) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--before", required=True, help="the `src` folder of the tree to compare against")
+    ap.add_argument("--before", help="the `src` folder of the tree to compare against")
     ap.add_argument("--after", default="src")
     ap.add_argument("--models", nargs="+", default=["gpt2", "llama"])
     ap.add_argument("--batches", nargs="+", type=int, default=[1])
@@ -63,6 +63,8 @@ def main() -> None:
         path, batch, beams, prepare = args.worker
         print(json.dumps(worker(path, int(batch), int(beams), args.new_tokens, prepare == "1")))
         return
+    if not args.before:
+        ap.error("--before: the `src` folder of the tree to compare against is required")
     os.makedirs(args.root, exist_ok=True)
     cases = [(b, 1) for b in args.batches] + [(1, n) for n in args.beams]
     sides = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}

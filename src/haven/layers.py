@@ -169,14 +169,6 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rms_norm(x, self.weight, self.variance_epsilon)
 
-    def plain(self) -> tuple:
-        """The arguments of `rms_norm` after x, for a caller that skips the module."""
-        w = self.weight
-        if w.dtype == torch.float32 and w.device.type == "cpu":
-            n, eps = float32_constants(w.device, w.shape[-1], self.variance_epsilon)
-            return w, eps, n
-        return w, self.variance_epsilon
-
 
 def rms_norm(
     x: torch.Tensor, weight: torch.Tensor, eps: float | torch.Tensor, n: torch.Tensor | None = None
