@@ -179,6 +179,8 @@ def test_expired_or_tampered_tokens_and_urls(xet_hub, alice):
     base = f"{url.scheme}://{url.netloc}{url.path}"
     assert httpx.get(fetch["url"]).status_code == 206
 
+    r = httpx.get(f"{fetch['url']}&extra=1")
+    assert r.status_code == 400 and "unknown query parameter 'extra'" in r.json()["error"]
     tampered = {**query, "range": "0-99999"}  # a wider range under the same signature
     assert httpx.get(f"{base}?{urlencode(tampered)}").status_code == 403
     resigned = {**query, "sig": query["sig"][:-1] + ("0" if query["sig"][-1] != "0" else "1")}

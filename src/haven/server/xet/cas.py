@@ -85,7 +85,15 @@ def write_token(request: Request, repo: WritableRepo, rev: str) -> Response:
 # -- CAS ------------------------------------------------------------------------------------------
 
 
+def _only_params(request: Request, allowed: tuple[str, ...] = ()) -> None:
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r} for {request.url.path}: {takes}")
+
+
 def cas_grant(request: Request, session: SessionDep) -> tokens.XetGrant:
+    _only_params(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -276,6 +284,7 @@ def reconstruction(request: Request, file_id: str, grant: Grant, session: Sessio
 
 @router.get(CAS + "/v1/fetch/{xorb}")
 def fetch_xorb(request: Request, xorb: str, range: str = "", exp: int = 0, sig: str = "") -> Response:
+    _only_params(request, ("range", "exp", "sig"))
     _hash(xorb, "xorb hash")
     m = re.fullmatch(r"(\d+)-(\d+)", range)
     if not m or not tokens.check_fetch(request.app.state.settings.secret, xorb, int(m[1]), int(m[2]), exp, sig):
