@@ -123,3 +123,11 @@ def test_bad_input_says_what_to_do(tiny_pair_bert, tmp_path):
         trainer.train(trial={"lr": 1})
     with pytest.raises(ValueError, match="pass an eval_dataset"):
         tiny_trainer(tiny_pair_bert, tmp_path, make_pairs(4, seed=9), eval_strategy="epoch")
+
+
+def test_a_second_train_call_gets_a_new_schedule(tiny_pair_bert, tmp_path):
+    trainer = tiny_trainer(tiny_pair_bert, tmp_path, make_pairs(8, seed=10), max_steps=2, logging_steps=1,
+                           warmup_steps=1, learning_rate=1e-3)
+    first = [e["learning_rate"] for e in (trainer.train(), trainer.state.log_history)[1] if "loss" in e]
+    second = [e["learning_rate"] for e in (trainer.train(), trainer.state.log_history)[1] if "loss" in e]
+    assert first == second == [0.0, 1e-3]  # warmup from 0, then the peak: the schedule starts over

@@ -98,6 +98,7 @@ class Trainer:
         self.data_collator = data_collator
         self.compute_metrics = compute_metrics
         self.optimizer, self.lr_scheduler = optimizers
+        self._own_scheduler = False
         self.label_names = self.args.label_names or label_names_of(model)
         defaults: list[Any] = [DefaultFlowCallback]
         defaults += [ProgressCallback] if not self.args.disable_tqdm else []
@@ -165,8 +166,9 @@ class Trainer:
     def create_optimizer_and_scheduler(self, num_training_steps: int) -> None:
         if self.optimizer is None:
             self.optimizer = create_optimizer(self.model, self.args)
-        if self.lr_scheduler is None:
+        if self.lr_scheduler is None or self._own_scheduler:  # a new run gets a new schedule
             self.lr_scheduler = create_scheduler(self.optimizer, self.args, num_training_steps)
+            self._own_scheduler = True
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False) -> Any:
         outputs = model(**inputs)
@@ -230,7 +232,7 @@ class Trainer:
             self._run_epoch(loader, epoch, batches, per_epoch, resume if epoch == epochs_done else None, skip_batches)
             if self.control.should_training_stop:
                 break
-        return self._finish(start, max_steps)
+        return self._finish(start)
 
     def _run_epoch(self, loader: Any, epoch: int, batches: int, per_epoch: int, resume: str | None,
                    skip: int) -> None:
@@ -319,7 +321,7 @@ class Trainer:
             return True
         return False
 
-    def _finish(self, start: float, max_steps: int) -> TrainOutput:
+    def _finish(self, start: float) -> TrainOutput:
         self._total_loss += self._tr_loss.item()
         steps = self.state.global_step - self._first_step
         train_loss = self._total_loss / max(steps, 0.001)
