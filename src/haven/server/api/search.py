@@ -228,10 +228,6 @@ def _statement(lq: ListQuery, p: auth.Principal):
         stmt = stmt.where(visible)
     if lq.author:
         stmt = stmt.where(Repo.namespace == lq.author)
-    for term in lq.searches:
-        in_id = (Repo.namespace + "/" + Repo.name).icontains(term, autoescape=True)
-        # card_text is stored lowercase, so a plain LIKE is case-blind on SQLite and PostgreSQL alike
-        stmt = stmt.where(or_(in_id, Repo.card_text.contains(term, autoescape=True)) if lq.in_cards else in_id)
     if lq.pipeline_tag:
         stmt = stmt.where(Repo.pipeline_tag == lq.pipeline_tag)
     for term in lq.terms:  # a tag-like term, or the repo's own id
@@ -239,6 +235,10 @@ def _statement(lq: ListQuery, p: auth.Principal):
             RepoFacet.type == lq.repo_type, RepoFacet.facet == index.TERM, RepoFacet.value == term
         )
         stmt = stmt.where(or_(Repo.namespace + "/" + Repo.name == term, Repo.id.in_(tagged)))
+    for term in lq.searches:  # last: a row the cheaper conditions drop never has its card text read
+        in_id = (Repo.namespace + "/" + Repo.name).icontains(term, autoescape=True)
+        # card_text is stored lowercase, so a plain LIKE is case-blind on SQLite and PostgreSQL alike
+        stmt = stmt.where(or_(in_id, Repo.card_text.contains(term, autoescape=True)) if lq.in_cards else in_id)
     if lq.gated:
         stmt = stmt.where(false())  # this hub has no gated repositories
     column = SORTS[lq.sort]
