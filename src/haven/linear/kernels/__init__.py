@@ -1,10 +1,86 @@
-"""Compiled CPU kernels for `QuantizedLinear` at a few rows (the decode step); see `run`."""
+"""Compiled CPU kernels for `QuantizedLinear` at a few rows (the decode step).
+
+`qgemv.cpp` is compiled on first use with `torch.utils.cpp_extension` (-O3 -march=native, so it
+is vectorised for the CPU it runs on) into a cache folder keyed by the source, the torch version
+and the CPU (under HAVEN_KERNELS_DIR, default ~/.cache/haven/kernels), and loaded from
+there afterwards. When the compiler is missing or the build fails,
+`run` returns None and `QuantizedLinear` takes its portable path (dequantize a tile, F.linear):
+slower, equally correct. HAVEN_QUANT_KERNELS=0 turns the kernels off.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import platform
+import threading
+from pathlib import Path
+
 import torch
+
+logger = logging.getLogger(__name__)
+
+MAX_ROWS = 16  # above this the portable path (one dequantized tile, a GEMM) is the faster one
+_SOURCE = Path(__file__).with_name("qgemv.cpp")
+_lock = threading.Lock()
+_module = None
+_failed = False
+
+
+def _cache_dir() -> Path:
+    key = hashlib.sha256(_SOURCE.read_bytes() + torch.__version__.encode() + _cpu_id().encode()).hexdigest()[:16]
+    base = os.environ.get("HAVEN_KERNELS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "haven", "kernels")
+    return Path(base) / key
+
+
+def _cpu_id() -> str:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = ""
+    return platform.machine() + flags
+
+
+def load():
+    """The compiled module, building it on first use; None when it cannot be built."""
+    global _module, _failed
+    if _module is not None or _failed:
+        return _module
+    with _lock:
+        if _module is None and not _failed:
+            try:
+                from torch.utils.cpp_extension import load as build
+
+                folder = _cache_dir()
+                folder.mkdir(parents=True, exist_ok=True)
+                _module = build(
+                    name="haven_qgemv",
+                    sources=[str(_SOURCE)],
+                    extra_cflags=["-O3", "-march=native", "-fopenmp-simd"],
+                    build_directory=str(folder),
+                    verbose=False,
+                )
+            except Exception as err:  # no compiler, no headers, a failed build: the portable path runs
+                _failed = True
+                logger.warning("Haven's quantized kernels could not be built (%s); using the portable path", err)
+    return _module
+
+
+def enabled() -> bool:
+    return os.environ.get("HAVEN_QUANT_KERNELS", "1") != "0"
 
 
 def run(layer, x: torch.Tensor, rows: int) -> torch.Tensor | None:
-    """`layer(x)` by a compiled kernel, or None when none applies (the caller's portable path runs)."""
-    return None
+    """`layer(x)` (float32 compute) by the compiled kernel, or None when it does not apply: many
+    rows, another compute dtype, the kernels off or not buildable here."""
+    if rows > MAX_ROWS or not enabled() or (layer.compute_dtype not in (None, torch.float32)):
+        return None
+    if layer.scales.dtype != torch.float32:
+        return None
+    module = load()
+    if module is None:
+        return None
+    flat = x.reshape(rows, layer.in_features).float().contiguous()
+    y = module.qgemv(flat, layer.qweight, layer.scales, layer.zeros, None if layer.bias is None else layer.bias.float().contiguous(), layer.bits, layer.group_size)
+    return y.view(*x.shape[:-1], layer.out_features)
