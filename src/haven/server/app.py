@@ -168,7 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.state.engine = db.make_engine(settings.db_url)
     app.state.sessionmaker = db.make_sessionmaker(app.state.engine)
-    from .storage.blobs import open_blob_store
+    from .storage import open_blob_store
 
     app.state.blobs = open_blob_store(settings.blob_store, settings.data_dir)  # LFS objects and xorbs
     app.state.lfs = storage.LfsStore(

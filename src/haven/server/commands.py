@@ -306,7 +306,7 @@ def cmd_create_token(args: argparse.Namespace) -> int:
 
 @needs_server_extra
 def cmd_storage(args: argparse.Namespace) -> int:
-    from .storage.blobs import open_blob_store
+    from .storage import open_blob_store
     from .xet.accounting import format_usage, storage_usage
 
     settings, Session = open_db(args)

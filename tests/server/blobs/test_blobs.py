@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from haven.server.storage import open_blob_store
 from haven.server.storage.blobs import (
     BlobIntegrityError,
     BlobNotFound,
     BlobStoreError,
     LocalBlobStore,
-    open_blob_store,
 )
 from haven.server.storage.s3_blobs import S3BlobStore
 

@@ -17,8 +17,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 
 from fixtures.server import start_server, stop_server, unique_name
-from haven.server.storage import LfsStore, format_pointer
-from haven.server.storage.blobs import open_blob_store
+from haven.server.storage import LfsStore, format_pointer, open_blob_store
 from haven.server.storage.githttp import HOOK_SCRIPT, LfsCheck
 from server.xet.conftest import run_client
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from haven.server import storage
-from haven.server.storage import LfsStore
-from haven.server.storage.blobs import open_blob_store
+from haven.server.storage import LfsStore, open_blob_store
 
 
 class DictSource:

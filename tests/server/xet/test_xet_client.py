@@ -17,7 +17,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from fixtures.server import unique_name
-from haven.server.storage.blobs import open_blob_store
+from haven.server.storage import open_blob_store
 from haven.server.xet.accounting import storage_usage
 
 from .conftest import run_client

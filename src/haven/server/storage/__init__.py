@@ -67,7 +67,10 @@ LfsTooLargeError 413, attributes.GitattributesError 400; a plain StorageError (e
 default branch) is 400.
 """
 
+from pathlib import Path
+
 from . import attributes, githttp, lifecycle, paths  # submodules as attributes
+from .blobs import BlobStore, BlobStoreError, LocalBlobStore
 from .datatypes import (
     AddFile,
     AddLfsFile,
@@ -99,9 +102,30 @@ from .lfs import LfsStore, format_pointer, parse_pointer
 from .repos import DEFAULT_BRANCH, RepoStore
 
 __all__ = [
+    "open_blob_store",
     "AddFile", "AddLfsFile", "CommitInfo", "CopyFile", "DeleteFile", "DeleteFolder", "LfsInfo",
     "Operation", "RefInfo", "TreeEntry", "ConcurrentUpdateError", "EntryNotFound", "InvalidNameError",
     "InvalidPathError", "LfsObjectMissing", "LfsTooLargeError", "LfsVerifyError", "RefExistsError", "RepoExistsError",
     "RepoNotFound", "RevisionNotFound", "StaleParentError", "StorageError", "LfsStore", "RepoStore",
     "DEFAULT_BRANCH", "format_pointer", "parse_pointer", "attributes", "githttp", "lifecycle", "paths",
 ]
+
+
+def open_blob_store(spec: str | None, data_dir: Path) -> BlobStore:
+    """The store a `--blob-store` / HAVEN_BLOB_STORE value names: none or a directory -> local files
+    (default: the data directory itself); `s3://bucket[/prefix]` -> an S3 bucket, with the endpoint and
+    credentials from the standard AWS settings (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_REGION / AWS_DEFAULT_REGION, AWS_PROFILE, ~/.aws/config). Raises
+    BlobStoreError naming the setting when the value or the bucket cannot be used."""
+    if not spec:
+        return LocalBlobStore(Path(data_dir))
+    if spec.startswith("s3://"):
+        bucket, _, prefix = spec[5:].partition("/")
+        from .s3_blobs import S3BlobStore
+
+        return S3BlobStore.connect(bucket, prefix.strip("/"))
+    if "://" in spec:
+        raise BlobStoreError(
+            f"--blob-store {spec!r} (HAVEN_BLOB_STORE) is not supported: give a directory or s3://bucket/prefix."
+        )
+    return LocalBlobStore(Path(spec).expanduser().resolve())

@@ -220,23 +220,3 @@ def _read_file(f, start: int, stop: int) -> Iterator[bytes]:
                 raise OSError(f"{f.name} ended {left} bytes early (changed while read?)")
             left -= len(block)
             yield block
-
-
-def open_blob_store(spec: str | None, data_dir: Path) -> BlobStore:
-    """The store a `--blob-store` / HAVEN_BLOB_STORE value names: none or a directory -> local files
-    (default: the data directory itself); `s3://bucket[/prefix]` -> an S3 bucket, with the endpoint and
-    credentials from the standard AWS settings (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY, AWS_REGION / AWS_DEFAULT_REGION, AWS_PROFILE, ~/.aws/config). Raises
-    BlobStoreError naming the setting when the value or the bucket cannot be used."""
-    if not spec:
-        return LocalBlobStore(Path(data_dir))
-    if spec.startswith("s3://"):
-        from .s3_blobs import S3BlobStore
-
-        bucket, _, prefix = spec[5:].partition("/")
-        return S3BlobStore.connect(bucket, prefix.strip("/"))
-    if "://" in spec:
-        raise BlobStoreError(
-            f"--blob-store {spec!r} (HAVEN_BLOB_STORE) is not supported: give a directory or s3://bucket/prefix."
-        )
-    return LocalBlobStore(Path(spec).expanduser().resolve())
