@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .hashing import file_hash, from_hex, to_hex, verification_hash
@@ -82,7 +83,8 @@ class XetStore:
         for _ in stream:  # the key was there already (a lost race): still verify what was sent
             pass
         index = verified["index"]
-        with self.sessions() as session:
+
+        def record(session: Session) -> bool:
             if self.has_xorb(session, h):
                 return False
             session.add(XetXorb(hash=h, size=size, chunk_count=len(index), unpacked_bytes=index.unpacked_ends[-1],
@@ -91,7 +93,21 @@ class XetStore:
                 if dedup_eligible(ch):
                     session.merge(XetDedupChunk(chunk=to_hex(ch), xorb=h))
             session.commit()
-        return True
+            return True
+
+        return self._recording(record)
+
+    def _recording(self, record):
+        """`record(session)`, checking then inserting; an identical upload that inserted the same
+        rows in between (IntegrityError) makes it run once more, and its checks now see them."""
+        for attempt in (1, 2):
+            with self.sessions() as session:
+                try:
+                    return record(session)
+                except IntegrityError:
+                    session.rollback()
+                    if attempt == 2:
+                        raise
 
     def index(self, session: Session, h: str) -> XorbIndex | None:
         if h not in self._indexes:
@@ -125,7 +141,8 @@ class XetStore:
                 list(pool.map(self._check_sha256, new))
         elif new:
             self._check_sha256(new[0])
-        with self.sessions() as session:
+
+        def record(session: Session) -> bool:
             for r in new:
                 if session.get(XetFile, r.hash) is None:
                     session.add(XetFile(hash=r.hash, sha256=r.sha256, size=r.size, terms=pack_terms(r.terms)))
@@ -138,7 +155,9 @@ class XetStore:
                 self.blobs.put(f"xet/shards/{digest}", [data])
                 session.add(XetShard(sha256=digest, size=len(data), repo_id=repo_pk))
             session.commit()
-        return (1 if fresh else 0), records
+            return fresh
+
+        return (1 if self._recording(record) else 0), records
 
     def _verify_file(self, session: Session, f) -> FileRecord:
         name = to_hex(f.file_hash)

@@ -19,8 +19,10 @@ import lz4.frame
 
 from .hashing import chunk_hash, to_hex, xorb_hash
 
-# 64 MiB of chunks (the spec's limit) plus the footer the reference client appends (~44 bytes a chunk)
-MAX_XORB_BYTES = (64 << 20) + (1 << 20)
+# the footer the reference client appends is ~44 bytes a chunk (at most 8192 chunks: ~360 KB)
+MAX_FOOTER_BYTES = 1 << 20
+# 64 MiB of chunks (the spec's limit) plus that footer
+MAX_XORB_BYTES = (64 << 20) + MAX_FOOTER_BYTES
 MAX_CHUNK_BYTES = 128 << 10
 HEADER = 8
 FOOTER_IDENT = b"XETBLOB"
@@ -123,6 +125,12 @@ class XorbReader:
         self.received += len(data)
         if self.received > MAX_XORB_BYTES:
             raise XorbError("a xorb holds at most 64 MiB of chunks: split it into several xorbs")
+        if self.footer:  # the footer is kept whole for finish(): append, do not re-parse or copy
+            self.buffer += data
+            if len(self.buffer) > MAX_FOOTER_BYTES:
+                raise XorbError(f"the xorb's footer is over {MAX_FOOTER_BYTES >> 20} MiB: no client writes one "
+                                "that large; send the chunks with the footer hf_xet writes, or none")
+            return
         if self.buffer:
             self.buffer += data
             view = memoryview(self.buffer)
