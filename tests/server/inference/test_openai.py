@@ -53,9 +53,14 @@ def test_chat(client, inference_hub, pipelines):
     ref_tok = transformers.AutoTokenizer.from_pretrained(inference_hub.folders["text-generation"])
     assert got.usage.prompt_tokens == len(ref_tok.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=True,
                                                                      return_dict=True)["input_ids"])
-    stream = client.chat.completions.create(model=repo, messages=CHAT, max_tokens=8, temperature=0, stream=True)
-    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    stream = client.chat.completions.create(model=repo, messages=CHAT, max_tokens=8, temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == got.choices[0].message.content
+    last = chunks[-1].usage
+    assert (last.prompt_tokens, last.completion_tokens, last.total_tokens) == (
+        got.usage.prompt_tokens, got.usage.completion_tokens, got.usage.total_tokens)
 
 
 def test_chat_n_seed_and_stop(client, inference_hub):

@@ -182,7 +182,12 @@ async def _generate(request: Request, *, chat: bool) -> Response:
     meta = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
             "model": body["model"]}
     if body.get("stream"):
-        return StreamingResponse(_stream(served, plans, streams, n, stop, chat, meta), media_type="text/event-stream")
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict) or set(options) - {"include_usage"}:
+            raise InferenceError(400, "stream_options takes only include_usage")
+        usage = bool(options.get("include_usage"))
+        return StreamingResponse(_stream(served, plans, streams, n, stop, chat, meta, usage),
+                                 media_type="text/event-stream")
     results = [[t for t, _ in pairs] for pairs in await asyncio.gather(*(s.collect() for s in streams))]
     choices = []
     for i, tokens in enumerate(results):
@@ -215,8 +220,10 @@ def _finish(served: Served, plan: generation.Plan, stream: generation.TokenStrea
     return text, "length" if stream.seq.reason == "length" else "stop"
 
 
-async def _stream(served: Served, plans, streams, n: int, stop: list[str], chat: bool, meta: dict) -> AsyncIterator[bytes]:
-    """Chunks as each choice's text grows (whole characters), then one chunk with finish_reason."""
+async def _stream(served: Served, plans, streams, n: int, stop: list[str], chat: bool, meta: dict,
+                  usage: bool) -> AsyncIterator[bytes]:
+    """Chunks as each choice's text grows (whole characters), then one chunk with finish_reason
+    (and, with stream_options.include_usage, a last chunk with the usage and no choices)."""
     kind = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(index: int, text: str | None, reason: str | None, first: bool = False) -> bytes:
@@ -241,7 +248,7 @@ async def _stream(served: Served, plans, streams, n: int, stop: list[str], chat:
     tasks_ = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
     sent = [""] * len(streams)  # text each choice has been sent
     seen = [""] * len(streams)  # text each choice has produced
-    done = 0
+    done = generated = 0
     try:
         while done < len(streams):
             index, item = await queue.get()
@@ -261,7 +268,12 @@ async def _stream(served: Served, plans, streams, n: int, stop: list[str], chat:
             if len(text) > len(sent[index]):
                 yield chunk(index, text[len(sent[index]):], None)
             yield chunk(index, None, reason)
+            generated += len(item)
             done += 1
+        if usage:
+            prompt = sum(len(p.features["input_ids"]) for p in plans)
+            counts = {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+            yield f"data: {json.dumps({**meta, 'object': kind, 'choices': [], 'usage': counts})}\n\n".encode()
         yield b"data: [DONE]\n\n"
     finally:
         for task in tasks_:
