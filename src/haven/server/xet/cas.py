@@ -51,6 +51,7 @@ router = APIRouter()
 CAS = "/cas"  # the CAS service's base path (casUrl): its /v1 never meets the inference /v1 routes
 RANGE_RE = re.compile(r"bytes=(\d+)-(\d*)")
 _FLUSH = 4 << 20
+_TOO_BIG = "a xorb holds at most 64 MiB of chunks: split it"
 
 
 def _store(request: Request) -> XetStore:
@@ -58,6 +59,7 @@ def _store(request: Request) -> XetStore:
 
 
 def _token_answer(request: Request, repo: Repo, scope: str) -> Response:
+    _only_params(request)
     settings = request.app.state.settings
     token = tokens.issue(settings.secret, repo.id, scope)
     exp = tokens.check(settings.secret, token).expires
@@ -162,7 +164,7 @@ async def _streamed(request: Request, consume):
                 break
             total += len(part)
             if total > MAX_XORB_BYTES:
-                raise ApiError(413, "a xorb holds at most 64 MiB of chunks: split it")
+                raise ApiError(413, _TOO_BIG)
             batch.append(part)
             batched += len(part)
             if batched >= _FLUSH:
@@ -187,8 +189,11 @@ async def upload_xorb(request: Request, prefix: str, xorb: str, grant: Grant) ->
     store = _store(request)
     with store.sessions() as session:
         if store.has_xorb(session, xorb):
-            async for _ in request.stream():
-                pass
+            received = 0
+            async for part in request.stream():  # read (the client sends it all), bounded as below
+                received += len(part)
+                if received > MAX_XORB_BYTES:
+                    raise ApiError(413, _TOO_BIG)
             return {"was_inserted": False}
     try:
         inserted = await _streamed(request, lambda parts: store.put_xorb(xorb, parts, grant.repo_pk))
