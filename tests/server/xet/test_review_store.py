@@ -117,3 +117,20 @@ def test_a_footer_of_normal_size_fed_in_small_parts_is_accepted():
     for i in range(0, len(data), 7):
         reader.feed(data[i : i + 7])
     assert len(reader.finish()) == 4
+
+
+def test_index_survives_another_thread_emptying_the_cache(store):
+    """Shard checks and reads call `index` from several threads; one that empties the full cache
+    right after another's insert made the other's lookup a KeyError (a 500 for that upload)."""
+
+    class EmptiedByAnotherThread(dict):
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            self.clear()
+
+    chunks = [os.urandom(9000)]
+    h, body = _xorb(chunks)
+    store.put_xorb(h, iter([body]), None)
+    store._indexes = EmptiedByAnotherThread()
+    with store.sessions() as session:
+        assert store.index(session, h).hashes == [chunk_hash(chunks[0])]

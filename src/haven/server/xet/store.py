@@ -110,14 +110,18 @@ class XetStore:
                         raise
 
     def index(self, session: Session, h: str) -> XorbIndex | None:
-        if h not in self._indexes:
+        """A stored xorb's chunk index (cached; threads share the cache, so another may empty it
+        between this one's insert and its return: the index returned is the local one)."""
+        index = self._indexes.get(h)
+        if index is None:
             row = session.get(XetXorb, h)
             if row is None:
                 return None
+            index = XorbIndex.from_bytes(row.chunk_index)
             if len(self._indexes) > 256:
                 self._indexes.clear()
-            self._indexes[h] = XorbIndex.from_bytes(row.chunk_index)
-        return self._indexes[h]
+            self._indexes[h] = index
+        return index
 
     # -- shards -------------------------------------------------------------------------------
 
