@@ -161,3 +161,20 @@ def test_no_inference_flag(tmp_path):
     args = parsed.parse_args(["serve", "--no-inference", "--inference-memory", "2GB", "--data", str(tmp_path)])
     flags = _settings(args)
     assert flags.inference is False and flags.inference_memory == 2 * 10**9
+
+
+def test_web_session_cookie_reads_a_private_model(inference_hub, bert_sequence_classification_dir, tmp_path):
+    """The model page's widget posts with the browser's session cookie: its member may use a
+    private model, and the same request without the cookie is 404."""
+    from web.account_helpers import browser, sign_up
+
+    name = unique_name("webber")
+    with browser(inference_hub.url) as page:
+        assert sign_up(page, name).status_code == 303
+        repo = f"{name}/private-cls"
+        publish(inference_hub.url, inference_hub.server.create_token(name), repo,
+                with_card(bert_sequence_classification_dir, tmp_path / "m", "text-classification"), private=True)
+        body = {"inputs": "hi", "options": {"wait_for_model": True}}
+        signed_in = page.post(f"/models/{repo}", json=body, timeout=120)
+        assert signed_in.status_code == 200, signed_in.text
+    assert httpx.post(f"{inference_hub.url}/models/{repo}", json=body, timeout=30).status_code == 404
