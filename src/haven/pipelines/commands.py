@@ -82,7 +82,13 @@ def _add_run(subparsers: Any) -> None:
     )
     parser.add_argument("--max-new-tokens", type=int, dest="max_new_tokens", help="text-generation length")
     parser.add_argument("--device", help="cpu (default), cuda, cuda:0 ...")
-    parser.add_argument("--dtype", help="float32, float16, bfloat16")
+    parser.add_argument("--dtype", help="float32, float16, bfloat16, auto (the checkpoint's)")
+    parser.add_argument("--device-map", dest="device_map", help="auto (cuda if available, else cpu), cpu, cuda:0 ...")
+    quantize = parser.add_mutually_exclusive_group()
+    quantize.add_argument("--load-in-8bit", action="store_true", dest="load_in_8bit", default=None,
+                          help="int8 weights, quantized at load")
+    quantize.add_argument("--load-in-4bit", action="store_true", dest="load_in_4bit", default=None,
+                          help="int4 weights, quantized at load")
     parser.add_argument("--batch-size", type=int, default=1, dest="batch_size")
     parser.add_argument("--json", action="store_true", help="compact JSON on one line (default: indented)")
     flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help"}
@@ -137,6 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         revision=args.revision,
         batch_size=args.batch_size,
+        **{k: getattr(args, k) for k in ("device_map", "load_in_8bit", "load_in_4bit") if getattr(args, k)},
     )
     if task == "sentence-similarity":
         if len(inputs) < 2:
