@@ -104,16 +104,6 @@ def test_lfs_store_settings_are_not_ignored(tmp_path: Path):
         LfsStore(tmp_path / "objects")
 
 
-def test_objects_dir_is_where_local_objects_are(tmp_path: Path, s3_bucket: str):
-    lfs = LfsStore(tmp_path / "lfs")
-    lfs.put_file(_write(tmp_path / "f", b"abc"))
-    oid = hashlib.sha256(b"abc").hexdigest()
-    assert (lfs.objects_dir / oid[:2] / oid[2:4] / oid).read_bytes() == b"abc"
-    other = LfsStore(tmp_path / "lfs", blobs=open_blob_store(str(tmp_path / "elsewhere"), tmp_path))
-    assert other.objects_dir == tmp_path / "elsewhere" / "lfs" / "objects"
-    assert LfsStore(tmp_path / "lfs", blobs=open_blob_store(f"s3://{s3_bucket}", tmp_path)).objects_dir is None
-
-
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path

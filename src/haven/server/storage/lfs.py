@@ -129,12 +129,6 @@ class LfsStore:
             raise TypeError(f"{self.blobs!r} keeps no local files: read objects with `read` or `open`")
         return self.blobs.path(_key(oid))
 
-    @property
-    def objects_dir(self) -> Path | None:
-        """The folder of local objects (`<dir>/ab/cd/<sha256>`, what git's pre-receive hook checks
-        pushed pointers against), or None where objects are not local files (S3)."""
-        return self.blobs.root / "lfs" / "objects" if isinstance(self.blobs, LocalBlobStore) else None
-
     def holds(self, oid: str) -> bool:
         """Whether the blob store itself holds the object (not only a source)."""
         try:

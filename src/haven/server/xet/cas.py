@@ -42,7 +42,7 @@ from ..api.deps import ReadableRepo, SessionDep, WritableRepo
 from ..db import Repo, RepoLfsObject
 from . import tokens
 from .hashing import HashStringError, from_hex, to_hex
-from .shard import ShardError, dedup_shard
+from .shard import MAX_SHARD_BYTES, ShardError, dedup_shard
 from .store import XetStore, xorb_key
 from .xorb import MAX_XORB_BYTES, XorbError
 
@@ -219,8 +219,8 @@ async def upload_shard(request: Request, grant: Grant) -> dict:
     body = bytearray()
     async for part in request.stream():
         body += part
-        if len(body) > 64 << 20:
-            raise ApiError(413, "a shard is at most 64 MiB: split the upload into several shards")
+        if len(body) > MAX_SHARD_BYTES:
+            raise ApiError(413, f"a shard is at most {MAX_SHARD_BYTES >> 20} MiB: split the upload into several shards")
     store = _store(request)
     try:
         result, records = await asyncio.to_thread(store.register_shard, bytes(body), grant.repo_pk)
