@@ -40,10 +40,10 @@ router = APIRouter(prefix="/v1")
 
 GENERATIVE = ("text-generation",)
 EMBEDDING = ("feature-extraction", "sentence-similarity")
-COMMON = {"model", "stream", "max_tokens", "temperature", "top_p", "stop", "n", "seed", "user", "stream_options"}
+COMMON = {"model", "stream", "max_tokens", "temperature", "top_p", "stop", "n", "seed", "stream_options"}
 COMPLETION_KEYS = frozenset(COMMON | {"prompt"})
 CHAT_KEYS = frozenset(COMMON | {"messages", "max_completion_tokens"})
-EMBEDDING_KEYS = frozenset({"model", "input", "encoding_format", "user"})
+EMBEDDING_KEYS = frozenset({"model", "input", "encoding_format"})
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
