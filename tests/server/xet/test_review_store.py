@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tracemalloc
 
 import pytest
 
@@ -134,3 +135,26 @@ def test_index_survives_another_thread_emptying_the_cache(store):
     store._indexes = EmptiedByAnotherThread()
     with store.sessions() as session:
         assert store.index(session, h).hashes == [chunk_hash(chunks[0])]
+
+
+def test_a_chunk_that_decompresses_far_past_its_header_is_refused_early():
+    """An LZ4 frame of ~130 KB may expand to ~32 MB; the header says 1000 bytes. It is refused,
+    and decoding stops at the header's size (a bounded amount of work)."""
+    import lz4.frame
+
+    from haven.server.xet.xorb import decode_chunk
+
+    bomb = lz4.frame.compress(bytes(32 << 20))
+    assert len(bomb) < 140_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(XorbError, match="more than the 1000 bytes"):
+            decode_chunk(1, memoryview(bomb), 1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # the whole 32 MB was decoded before
+    ok = lz4.frame.compress(b"abc" * 1000)
+    assert bytes(decode_chunk(1, memoryview(ok), 3000)) == b"abc" * 1000
+    with pytest.raises(XorbError, match="3000"):
+        decode_chunk(1, ok, 3001)  # says more than the frame holds
