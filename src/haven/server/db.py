@@ -101,7 +101,8 @@ class Repo(Base):
     """One repository and its index (refreshed after every commit or push)."""
 
     __tablename__ = "repos"
-    __table_args__ = (UniqueConstraint("type", "namespace", "name"),)
+    # (type, private): a list's count of every visible repo reads this index alone
+    __table_args__ = (UniqueConstraint("type", "namespace", "name"), Index("ix_repos_type_private", "type", "private"))
     id: Mapped[int] = mapped_column(primary_key=True)
     type: Mapped[str] = mapped_column(String(16), index=True)  # "model" | "dataset"
     namespace: Mapped[str] = mapped_column(String(96), index=True)

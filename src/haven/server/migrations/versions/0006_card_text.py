@@ -1,7 +1,8 @@
 """The lists' search over card text and their facet counts in SQL: `repos.card_text` (the card's
 body as lowercase plain text, bounded) and `repo_facets(repo_id, facet, value)` (the filter values
 that select each repository, counted with one GROUP BY over a covering index; its `term` rows are
-the tag-like filter values, so `filter=`, `license=` ... select in SQL).
+the tag-like filter values, so `filter=`, `license=` ... select in SQL); an index on
+`repos(type, private)` counts a list of every visible repository from the index alone.
 
 Both are written by the indexer, which reads the repositories' files: this migration cannot fill
 them, so it marks every repository for re-indexing (`repos.sha = ''`), and the server re-indexes
@@ -32,10 +33,12 @@ def upgrade() -> None:
         sa.Column("type", sa.String(16), nullable=False),
     )
     op.create_index("ix_repo_facets_count", "repo_facets", ["type", "facet", "value", "repo_id"])
+    op.create_index("ix_repos_type_private", "repos", ["type", "private"])
     op.execute("UPDATE repos SET sha = ''")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_repos_type_private", "repos")
     op.drop_table("repo_facets")
     with op.batch_alter_table("repos") as batch:
         batch.drop_column("card_text")
