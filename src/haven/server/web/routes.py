@@ -17,7 +17,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
-from ..api.common import SANDBOX, ApiError, NoSuchRoute, load_repo, raw_ref, raw_tail
+from ..api.common import SANDBOX, ApiError, NoSuchRoute, raw_ref, raw_tail
 from ..api.likes import likes_of, set_like
 from ..api.repos import store, transformers_info
 from ..db import Org, User
@@ -25,8 +25,8 @@ from . import accounts, listing, orgs, publish, tensorboard, widgets
 from .cardinfo import card_info
 from .diff import commit_changes
 from .markdown import highlight_file, pygments_css, render_card
-from .render import RESERVED, STATIC, Viewer, WebRoute, page, repo_path, rev_url
-from .sessions import require_session, viewing
+from .render import RESERVED, STATIC, WebRoute, page, repo_path, rev_url
+from .sessions import page_repo, require_session, viewing
 from .snippets import snippets
 
 MAX_VIEW_BYTES = 1 << 20  # larger text files are offered as raw downloads, not rendered
@@ -87,12 +87,6 @@ def datasets(request: Request) -> Response:
 # -- repository pages (models at /{owner}/{name}, datasets under /datasets/) --------------------
 
 
-def _repo(session, viewer: Viewer, repo_type: str, owner: str, name: str):
-    if repo_type == "model" and owner in RESERVED:
-        raise NoSuchRoute()
-    return load_repo(session, viewer.principal, repo_type, f"{owner}/{name}")
-
-
 def _refs(request: Request, repo) -> dict:
     branches, tags = store(request).refs(repo.type, repo.repo_id)
     return {"branches": [b.name for b in branches], "tags": [t.name for t in tags]}
@@ -100,7 +94,7 @@ def _refs(request: Request, repo) -> dict:
 
 def card_page(request: Request, repo_type: str, owner: str, name: str) -> Response:
     with viewing(request) as (session, viewer):
-        repo = _repo(session, viewer, repo_type, owner, name)
+        repo = page_repo(session, viewer, repo_type, owner, name)
         st = store(request)
         sha = st.resolve(repo.type, repo.repo_id, "main")
         files = [e for e in st.list_tree(repo.type, repo.repo_id, sha, "", recursive=True) if e.type == "file"]
@@ -122,7 +116,7 @@ def card_page(request: Request, repo_type: str, owner: str, name: str) -> Respon
 
 def tree_page(request: Request, repo_type: str, owner: str, name: str, rest: str) -> Response:
     with viewing(request) as (session, viewer):
-        repo = _repo(session, viewer, repo_type, owner, name)
+        repo = page_repo(session, viewer, repo_type, owner, name)
         rev, path = raw_tail(request, repo.repo_id, "tree")
         path = path.strip("/")
         st = store(request)
@@ -155,7 +149,7 @@ def _is_text(data: bytes) -> bool:
 
 def blob_page(request: Request, repo_type: str, owner: str, name: str, rest: str) -> Response:
     with viewing(request) as (session, viewer):
-        repo = _repo(session, viewer, repo_type, owner, name)
+        repo = page_repo(session, viewer, repo_type, owner, name)
         rev, path = raw_tail(request, repo.repo_id, "blob")
         st = store(request)
         sha = st.resolve(repo.type, repo.repo_id, rev)
@@ -181,7 +175,7 @@ def raw_file(request: Request, repo_type: str, owner: str, name: str, rest: str)
     """The file's git blob (an LFS file's pointer; `/resolve/` serves its content) as plain text,
     or as a download when it is not text. Sandboxed: nothing in it runs on the hub's origin."""
     with viewing(request) as (session, viewer):
-        repo = _repo(session, viewer, repo_type, owner, name)
+        repo = page_repo(session, viewer, repo_type, owner, name)
         rev, path = raw_tail(request, repo.repo_id, "raw")
         data = store(request).read_blob(repo.type, repo.repo_id, rev, path)
     headers = {"Content-Security-Policy": SANDBOX}
@@ -194,7 +188,7 @@ def raw_file(request: Request, repo_type: str, owner: str, name: str, rest: str)
 
 def commits_page(request: Request, repo_type: str, owner: str, name: str, rest: str) -> Response:
     with viewing(request) as (session, viewer):
-        repo = _repo(session, viewer, repo_type, owner, name)
+        repo = page_repo(session, viewer, repo_type, owner, name)
         rev = raw_ref(request, repo.repo_id, "commits")
         raw_page = request.query_params.get("p") or "1"
         if not raw_page.isdigit() or int(raw_page) < 1:
@@ -212,7 +206,7 @@ def commits_page(request: Request, repo_type: str, owner: str, name: str, rest: 
 
 def commit_page(request: Request, repo_type: str, owner: str, name: str, sha: str) -> Response:
     with viewing(request) as (session, viewer):
-        repo = _repo(session, viewer, repo_type, owner, name)
+        repo = page_repo(session, viewer, repo_type, owner, name)
         st = store(request)
         info = st.log(repo.type, repo.repo_id, sha, limit=1)[0]
         parent = info.parents[0] if info.parents else None
@@ -228,7 +222,7 @@ def like_form(request: Request, repo_type: str, owner: str, name: str, csrf: str
     if action not in ("like", "unlike"):
         raise ApiError(400, f"unknown action {action!r}: the like button sends 'like' or 'unlike'")
     with viewing(request) as (session, viewer):
-        repo = _repo(session, viewer, repo_type, owner, name)
+        repo = page_repo(session, viewer, repo_type, owner, name)
         require_session(viewer, csrf)
         set_like(session, viewer.principal.user, repo, action == "like")
         return RedirectResponse(repo_path(repo), status_code=303)

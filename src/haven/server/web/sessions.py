@@ -29,9 +29,9 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from .. import auth
-from ..api.common import ApiError, get_principal, get_session
+from ..api.common import ApiError, NoSuchRoute, get_principal, get_session, load_repo
 from ..db import User
-from .render import Viewer
+from .render import RESERVED, Viewer
 
 SESSION_COOKIE = "haven_session"
 CSRF_COOKIE = "haven_csrf"
@@ -65,6 +65,14 @@ def viewing(request: Request) -> Iterator[tuple[Session, Viewer]]:
             viewer = Viewer(get_principal(request, session))
         request.state.viewer = viewer
         yield session, viewer
+
+
+def page_repo(session: Session, viewer: Viewer, repo_type: str, owner: str, name: str):
+    """The repository a page shows, by the API's own access rule (private = 404); a model URL whose
+    owner is a reserved page name (`/models/...`, `/settings/...`) is no repository at all."""
+    if repo_type == "model" and owner in RESERVED:
+        raise NoSuchRoute()
+    return load_repo(session, viewer.principal, repo_type, f"{owner}/{name}")
 
 
 def require_session(viewer: Viewer, csrf: str) -> None:

@@ -29,12 +29,12 @@ from fastapi import APIRouter, Request, Response
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
-from ..api.common import ApiError, NoSuchRoute, load_repo
+from ..api.common import ApiError
 from ..api.repos import store
 from ..storage.datatypes import TreeEntry
 from ..storage.errors import StorageError
-from .render import RESERVED, WebRoute, page, repo_path
-from .sessions import viewing
+from .render import WebRoute, page, repo_path
+from .sessions import page_repo, viewing
 
 EVENT_PREFIX = "events.out.tfevents."
 MAX_EVENT_FILE = 256 << 20  # bytes; larger event files are named on the page, not read
@@ -229,10 +229,8 @@ def collect(st, repo_type: str, repo_id: str, commit: str, entries: list[TreeEnt
 def metrics_page(request: Request, owner: str, name: str) -> Response:
     if request.query_params:
         raise ApiError(400, f"the Metrics page takes no query parameters (got {', '.join(request.query_params)})")
-    if owner in RESERVED:
-        raise NoSuchRoute()
     with viewing(request) as (session, viewer):
-        repo = load_repo(session, viewer.principal, "model", f"{owner}/{name}")
+        repo = page_repo(session, viewer, "model", owner, name)
         st = store(request)
         sha = st.resolve(repo.type, repo.repo_id, "main")
         entries = st.list_tree(repo.type, repo.repo_id, sha, "", recursive=True)
