@@ -158,3 +158,20 @@ def test_a_chunk_that_decompresses_far_past_its_header_is_refused_early():
     assert bytes(decode_chunk(1, memoryview(ok), 3000)) == b"abc" * 1000
     with pytest.raises(XorbError, match="3000"):
         decode_chunk(1, ok, 3001)  # says more than the frame holds
+
+
+def test_a_stored_xorb_of_another_encoding_is_indexed_as_stored(store):
+    """The xorb hash names the chunks, not their encoding. A blob a crashed upload published (no
+    row) holds the chunks uncompressed; the next upload sends them LZ4-compressed. The row must
+    describe the stored bytes, or every read of a file using the xorb decodes garbage."""
+    from haven.server.xet.store import xorb_key
+
+    chunks = [b"a" * 9000, b"b" * 7000]
+    h = to_hex(xorb_hash([(chunk_hash(c), len(c)) for c in chunks]))
+    plain = b"".join(encode_chunk(c, 0) for c in chunks)
+    packed = b"".join(encode_chunk(c, 1) for c in chunks)
+    assert len(plain) != len(packed)
+    store.blobs.put(xorb_key(h), [plain])  # what the crashed upload left
+    assert store.put_xorb(h, iter([packed]), None) is True
+    terms = [Term(from_hex(h), 16000, 0, 2)]
+    assert b"".join(bytes(p) for p in store.read_terms(terms, 0, 16000)) == b"".join(chunks)

@@ -133,10 +133,10 @@ class LocalBlobStore:
                     os.fsync(f.fileno())
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, dest)
-        except BaseException:
+            if not _publish(tmp, dest):  # another put of the key published first: its bytes stay
+                return dest.stat().st_size
+        finally:
             tmp.unlink(missing_ok=True)
-            raise
         return state.size
 
     def exists(self, key: str) -> bool:
@@ -208,6 +208,19 @@ class LocalBlobStore:
                     leftover.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _publish(tmp: Path, dest: Path) -> bool:
+    """Link `tmp` at `dest` unless `dest` exists (False then). Never replacing matters where one key
+    may hold several encodings of the same content (a xorb's hash names its chunks, not their
+    compression): the row recorded for the first must keep describing the stored bytes."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: replace (the same bytes in every other case)
+        os.replace(tmp, dest)
+    return True
 
 
 def _read_file(f, start: int, stop: int) -> Iterator[bytes]:

@@ -83,6 +83,8 @@ class XetStore:
         for _ in stream:  # the key was there already (a lost race): still verify what was sent
             pass
         index = verified["index"]
+        if size != reader.received:  # the key holds another encoding of these chunks (a crashed
+            index = self._stored_index(h)  # upload's bytes): index what is stored, not what was sent
 
         def record(session: Session) -> bool:
             if self.has_xorb(session, h):
@@ -96,6 +98,12 @@ class XetStore:
             return True
 
         return self._recording(record)
+
+    def _stored_index(self, h: str) -> XorbIndex:
+        reader = XorbReader(from_hex(h))
+        for part in self.blobs.read(xorb_key(h)):
+            reader.feed(part)
+        return reader.finish()
 
     def _recording(self, record):
         """`record(session)`, checking then inserting; an identical upload that inserted the same
