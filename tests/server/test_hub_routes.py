@@ -33,7 +33,7 @@ def account(hub_server):
     [
         ("GET", "/api/nope"),
         ("GET", "/api/models/ns/name/nonsense"),
-        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/nothing/here"),
         ("GET", "/nothing/here/at/all"),
     ],
 )
@@ -46,11 +46,16 @@ def test_unknown_route_is_not_a_missing_repo(hub_server, method, path):
 
 def test_post_to_a_repo_path_is_not_git(hub_server, account):
     _, token, _, repo_id = account
-    for path in (f"/models/{repo_id}", f"/{repo_id}/anything"):
-        r = httpx.post(f"{hub_server.url}{path}", json={"inputs": "hi"}, headers={"authorization": f"Bearer {token}"})
-        assert r.status_code == 404, path
-        assert r.json()["error"] == f"no such route: POST {path}"
-        assert "git" not in r.text and "X-Error-Code" not in r.headers
+    auth = {"authorization": f"Bearer {token}"}
+    path = f"/{repo_id}/anything"
+    r = httpx.post(f"{hub_server.url}{path}", json={"inputs": "hi"}, headers=auth)
+    assert r.status_code == 404
+    assert r.json()["error"] == f"no such route: POST {path}"
+    assert "git" not in r.text and "X-Error-Code" not in r.headers
+    # /models/{id} is the inference API: a repo without a task Haven runs is told so, not sent to git
+    r = httpx.post(f"{hub_server.url}/models/{repo_id}", json={"inputs": "hi"}, headers=auth)
+    assert r.status_code == 400, r.text
+    assert "git" not in r.text and "pipeline_tag:" in r.json()["error"]
 
 
 def test_discussions_are_501_through_the_client(account):

@@ -182,8 +182,10 @@ def unsupported_task(repo_id: str, task: str | None) -> str:
     from ...pipelines import TASKS
 
     return (
-        f"{repo_id} is a {task or 'model without a pipeline_tag'} model, which Haven's inference API cannot run; "
-        f"it serves: {', '.join(sorted(TASKS))}"
+        f"{repo_id} is a {task} model, which Haven's inference API cannot run; it serves: {', '.join(sorted(TASKS))}"
+        if task
+        else f"{repo_id} names no task: add `pipeline_tag:` to its model card (or `architectures` to config.json); "
+        f"Haven's inference API serves: {', '.join(sorted(TASKS))}"
     )
 
 

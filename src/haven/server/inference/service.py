@@ -68,7 +68,7 @@ class Inference:
         tag, default_branch = await run_in_threadpool(_readable_model, request, repo_id)
         from ...pipelines import TASKS
 
-        if tag is not None and tag not in TASKS:
+        if tag not in TASKS:  # None: neither the card nor config.json names a task
             raise InferenceError(400, unsupported_task(repo_id, tag))
         commit = await run_in_threadpool(self.storage.resolve, "model", repo_id, revision or default_branch)
         return commit, tag
