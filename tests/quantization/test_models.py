@@ -137,3 +137,9 @@ def test_compute_dtype_runs_the_products_in_it(long_decoder):
     x = torch.randn(2, layer.in_features)
     want = torch.nn.functional.linear(x.bfloat16(), layer.dequantized(torch.bfloat16), None if layer.bias is None else layer.bias.bfloat16())
     assert torch.equal(layer(x), want.float())
+
+
+def test_a_cast_keeps_scales_float32(long_decoder):
+    model = AutoModelForCausalLM.from_pretrained(long_decoder, load_in_4bit=True, dtype=torch.bfloat16)
+    layer = next(m for m in model.modules() if isinstance(m, QuantizedLinear))
+    assert model.dtype == torch.bfloat16 and layer.scales.dtype == torch.float32 == layer.zeros.dtype

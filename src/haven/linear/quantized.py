@@ -82,8 +82,15 @@ class QuantizedLinear(nn.Module):
         return dequantize(self.qweight, self.scales, self.zeros, self.bits, self.group_size, dtype)
 
     def _apply(self, fn, *args, **kwargs):
-        self._packed = None  # moved or cast: the kernels' copy is stale
-        return super()._apply(fn, *args, **kwargs)
+        """Moves and casts (`model.to(torch.bfloat16)`) apply to the bias; the scales and zeros
+        stay float32, the precision the codes were fitted in and the kernels read."""
+        self._packed = None
+        out = super()._apply(fn, *args, **kwargs)
+        if self.scales.is_floating_point() and self.scales.dtype != torch.float32:
+            self.scales = self.scales.float()
+            if self.zeros is not None:
+                self.zeros = self.zeros.float()
+        return out
 
     def _load_from_state_dict(self, *args, **kwargs):
         self._packed = None
