@@ -26,6 +26,7 @@ from ...generation.streamers import TextStreamer
 from . import tasks
 from .continuous import new_sequence
 from .registry import InferenceError, Served
+from .service import model_max_tokens
 
 
 @dataclass
@@ -146,8 +147,6 @@ def answer(served: Served, plan: Plan, tokens: list[int]) -> Any:
 
 
 async def respond(inference: Any, served: Served, inputs: Any, parameters: Any, stream: bool) -> Response:
-    from .service import model_max_tokens
-
     limits = inference.limits
     plan = await run_in_threadpool(
         prepare, served, inputs, parameters, max_new_tokens=limits.max_new_tokens, max_tokens=model_max_tokens(served)

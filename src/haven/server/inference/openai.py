@@ -33,7 +33,8 @@ from ..api.common import ApiError, get_principal
 from ..db import Repo
 from . import generation
 from .registry import InferenceError, Served
-from .routes import json_body, service
+from .relay import forward
+from .service import json_body, model_max_tokens, service
 from .tasks import EMBED
 
 router = APIRouter(prefix="/v1")
@@ -75,8 +76,6 @@ def _model(body: dict) -> tuple[str, str | None]:
 
 
 async def _forward(request: Request, inference, body: dict) -> Response:
-    from .worker import forward
-
     repo_id, revision = _model(body)
     return await forward(request, inference, repo_id, revision, json.dumps(body).encode())
 
@@ -167,8 +166,6 @@ async def _generate(request: Request, *, chat: bool) -> Response:
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise InferenceError(400, '"prompt" must be a string or a list of strings')
-    from .service import model_max_tokens
-
     params = _parameters(body, chat)
     plans = []
     for prompt in prompts:
@@ -307,8 +304,6 @@ async def _embeddings(request: Request) -> Response:
     if not hasattr(served.pipe, "encode"):
         raise InferenceError(400, f"{served.repo_id} answers token-level features, not sentence embeddings: "
                              "use a sentence-transformers repository (with modules.json)")
-    from .service import model_max_tokens
-
     limit = model_max_tokens(served)
     counts = await run_in_threadpool(lambda: [len(x) for x in served.pipe.tokenizer(texts)["input_ids"]])
     vectors = await served.runner.submit(texts, {EMBED: True}, size=len(texts), tokens=min(max(counts), limit))

@@ -19,31 +19,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import HavenError
-from ..api.common import read_body
+from . import generation, tasks
 from .registry import InferenceError
+from .relay import forward
+from .service import json_body, model_max_tokens, service
 
 router = APIRouter()
 
 BODY_KEYS = frozenset({"inputs", "parameters", "options", "stream"})
 OPTION_KEYS = frozenset({"wait_for_model", "use_cache"})
-
-
-def service(request: Request):
-    inference = getattr(request.app.state, "inference", None)
-    if inference is None:
-        raise InferenceError(404, "this hub serves no inference API (it was started with --no-inference)")
-    return inference
-
-
-async def json_body(request: Request, limit: int) -> dict:
-    raw = await read_body(request, limit)
-    try:
-        body = json.loads(raw or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InferenceError(400, f"the body is not valid JSON: {err}") from None
-    if not isinstance(body, dict):
-        raise InferenceError(400, 'the body must be a JSON object: {"inputs": ..., "parameters": {...}}')
-    return body
 
 
 def check_body(body: dict) -> tuple[Any, dict, bool, bool]:
@@ -80,19 +64,12 @@ async def _infer(request: Request, repo_id: str, revision: str | None) -> Respon
     body = await json_body(request, inference.limits.max_body)
     inputs, parameters, wait, stream = check_body(body)
     if inference.workers:  # a hub that hands the work to `haven worker` processes
-        from .worker import forward
-
         return await forward(request, inference, repo_id, revision, json.dumps(body).encode())
     served = await inference.served(request, repo_id, revision, wait=wait)
     if served.task == "text-generation":
-        from . import generation
-
         return await generation.respond(inference, served, inputs, parameters, stream)
     if stream:
         raise InferenceError(400, f'"stream" is for text generation; {repo_id} is a {served.task} model')
-    from . import tasks
-    from .service import model_max_tokens
-
     try:
         checked = await run_in_threadpool(tasks.prepare, served, inputs, parameters, model_max_tokens(served))
         answer = await served.runner.submit(checked.inputs, checked.kwargs, size=checked.rows, tokens=checked.tokens)

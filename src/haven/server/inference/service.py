@@ -9,12 +9,14 @@ the revision to a commit and answers the loaded model, or raises 503 while it lo
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from ..api.common import load_repo, read_body
 from .registry import InferenceError, ModelLoading, Registry, Served, StoreFiles, unsupported_task
 
 
@@ -37,6 +39,26 @@ def model_max_tokens(served: Served) -> int:
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     candidates = [x for x in (limit, positions) if isinstance(x, int) and 0 < x < 1_000_000]
     return min(candidates) if candidates else 4096
+
+
+def service(request: Request) -> Inference:
+    """The app's inference service; 404 on a hub started with --no-inference."""
+    inference = getattr(request.app.state, "inference", None)
+    if inference is None:
+        raise InferenceError(404, "this hub serves no inference API (it was started with --no-inference)")
+    return inference
+
+
+async def json_body(request: Request, limit: int) -> dict:
+    """The request's JSON object (413 over `limit` bytes, 400 if not JSON or not an object)."""
+    raw = await read_body(request, limit)
+    try:
+        body = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InferenceError(400, f"the body is not valid JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise InferenceError(400, 'the body must be a JSON object: {"inputs": ..., "parameters": {...}}')
+    return body
 
 
 class Inference:
@@ -75,7 +97,7 @@ class Inference:
 
     async def served(self, request: Request, repo_id: str, revision: str | None, *, wait: bool) -> Served:
         if self.storage is None:  # a worker: the hub checked access and names the commit
-            from .worker import forwarded
+            from .relay import forwarded
 
             commit, tag = forwarded(request, self.worker_secret, repo_id)
         else:
@@ -101,7 +123,6 @@ class Inference:
 def _readable_model(request: Request, repo_id: str) -> tuple[str | None, str]:
     """(pipeline_tag, default branch) of a model the caller may read (404 otherwise). The caller is
     the web session's user when the page's cookie is there, else the request's token."""
-    from ..api.common import load_repo
     from ..web.sessions import viewing
 
     with viewing(request) as (session, viewer):
