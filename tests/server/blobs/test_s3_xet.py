@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.xet import test_refusals as refusals
 from server.xet import test_xet_client as xet_tests
 
 
@@ -18,6 +19,10 @@ def xet_hub(hub_server):
 test_default_client_uploads_downloads_and_dedups = xet_tests.test_default_client_uploads_downloads_and_dedups
 test_lfs_uploads_keep_working_without_xet_headers = xet_tests.test_lfs_uploads_keep_working_without_xet_headers
 test_git_clone_gets_the_bytes_of_xet_uploads = xet_tests.test_git_clone_gets_the_bytes_of_xet_uploads
+# A xorb may hold chunks of other repositories' files, so a reconstruction's fetch URLs must sign the
+# exact byte range on S3 too: Haven's own range-signed URLs, never a presigned URL to the whole xorb.
+alice = refusals.alice
+test_expired_or_tampered_tokens_and_urls = refusals.test_expired_or_tampered_tokens_and_urls
 
 
 def test_xet_bytes_went_to_the_bucket(hub_server):

@@ -277,9 +277,9 @@ def reconstruction(request: Request, file_id: str, grant: Grant, session: Sessio
         xh = to_hex(term.xorb)
         terms.append({"hash": xh, "unpacked_length": index.unpacked_length(c0, c1), "range": {"start": c0, "end": c1}})
         b0, b1 = index.packed_range(c0, c1)
-        url = store.blobs.presigned_url(xorb_key(xh), expires=tokens.FETCH_TTL)
-        if url is None:
-            url = f"{settings.public_url}{CAS}/v1/fetch/{xh}?{tokens.fetch_query(settings.secret, xh, b0, b1 - 1)}"
+        # Haven's own URL signing this exact byte range, on every blob store: a xorb may hold chunks
+        # of other repositories' files, and a presigned S3 GET would open the whole xorb.
+        url = f"{settings.public_url}{CAS}/v1/fetch/{xh}?{tokens.fetch_query(settings.secret, xh, b0, b1 - 1)}"
         fetch_info.setdefault(xh, []).append(
             {"range": {"start": c0, "end": c1}, "url": url, "url_range": {"start": b0, "end": b1 - 1}}
         )
