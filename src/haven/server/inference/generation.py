@@ -103,7 +103,11 @@ class TokenStream:
         served.runner.submit(self.seq)
 
     def _emit(self, item: Any) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        """Called on the decoding thread; must not raise there (it would end decoding for everyone)."""
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is closed (shutdown): nobody listens any more
+            self.cancel()
 
     def cancel(self) -> None:
         self.seq.cancelled = True

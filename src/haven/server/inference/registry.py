@@ -34,6 +34,7 @@ log = logging.getLogger("haven.server.inference")
 
 OTHER_WEIGHTS = (".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ot", ".gguf", ".tflite", ".ckpt")
 LOAD_BYTES_PER_SECOND = 200e6  # for the 503's estimated_time: copy + map + prepack
+RETRY_FAILED_LOAD = 30.0  # seconds a failed load is answered with its error before a request tries again
 
 
 class InferenceError(ApiError):
@@ -110,6 +111,8 @@ class Registry:
                 served.last_used = time.monotonic()
                 return served
             pending = self.loading.get(key)
+            if pending is not None and pending[0].done() and time.monotonic() - pending[1] > RETRY_FAILED_LOAD:
+                pending = None  # a failed load, reported for a while: try again
             if pending is None:
                 estimate = self.files.estimate(repo_id, commit)
                 future = self.pool.submit(self._load, repo_id, commit, task)
@@ -132,10 +135,16 @@ class Registry:
                 self.loaded[key] = served
                 self._evict()
             log.info("inference: loaded %s@%s (%s, %.1f MB)", repo_id, commit[:8], served.task, served.nbytes / 1e6)
-            return served
-        finally:
             with self.lock:
                 self.loading.pop(key, None)
+            return served
+        except BaseException:
+            # the failed future stays (its time is now when it failed), so requests that do not wait
+            # get the error instead of starting the same load again and answering 503 forever
+            with self.lock:
+                if key in self.loading:
+                    self.loading[key] = (self.loading[key][0], time.monotonic())
+            raise
 
     def _build(self, repo_id: str, commit: str, task: str | None) -> Served:
         from ... import pipeline

@@ -12,9 +12,11 @@ never cached, so every answer is computed fresh, which both values allow.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -24,7 +26,17 @@ from .registry import InferenceError
 from .relay import forward
 from .service import json_body, model_max_tokens, service
 
-router = APIRouter()
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """At shutdown, unload the models: the decoding and batching threads end, waiting requests hear 503."""
+    yield
+    inference = getattr(app.state, "inference", None)
+    if inference is not None:
+        inference.close()
+
+
+router = APIRouter(lifespan=_lifespan)  # the hub and `haven worker` both include it
 
 BODY_KEYS = frozenset({"inputs", "parameters", "options", "stream"})
 OPTION_KEYS = frozenset({"wait_for_model", "use_cache"})

@@ -1,0 +1,128 @@
+"""Per-request timeouts (504) and a model bigger than the whole inference memory (507), without a
+server: the real Batcher, Generator + TokenStream and Registry with tiny limits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from haven import pipeline
+from haven.server.inference.batching import Batcher
+from haven.server.inference.continuous import Generator
+from haven.server.inference.generation import TokenStream, prepare
+from haven.server.inference.registry import InferenceError, Registry, Served
+
+
+def test_a_request_waits_at_most_the_timeout():
+    """504 after `timeout` seconds; the request that timed out is skipped, not run later."""
+    ran: list = []
+    release = threading.Event()
+
+    def run(jobs):
+        ran.extend(job.inputs for job in jobs)
+        release.wait(5)
+        return [job.inputs for job in jobs]
+
+    batcher = Batcher(run, name="t", timeout=0.2)
+
+    async def main():
+        first = asyncio.create_task(batcher.submit("first", {}, size=1, tokens=1))  # blocks the worker
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(InferenceError) as err:
+            await batcher.submit("second", {}, size=1, tokens=1)
+        waited = time.monotonic() - started
+        with pytest.raises(InferenceError):
+            await first
+        release.set()
+        return err.value, waited
+
+    try:
+        err, waited = asyncio.run(main())
+        assert err.status == 504 and "did not answer within" in err.message
+        assert 0.15 < waited < 2
+        time.sleep(0.2)  # the worker is free again: a timed-out job must not run
+        assert ran == ["first"]
+    finally:
+        release.set()
+        batcher.close()
+
+
+def test_a_generation_stream_times_out(gpt2_dir):
+    """A generation that cannot finish within the timeout ends with 504 (and frees its row)."""
+    pipe = pipeline("text-generation", model=gpt2_dir)
+    served = Served("t/x", "0" * 40, "text-generation", pipe, 0)
+    served.runner = Generator(served, rows=2)
+    plan = prepare(served, "hello", {"max_new_tokens": 1000, "do_sample": False}, max_new_tokens=1000,
+                   max_tokens=10**6)
+
+    async def main():
+        stream = TokenStream(served, plan, timeout=0.05)
+        with pytest.raises(InferenceError) as err:
+            await stream.collect()
+        return err.value, stream
+
+    try:
+        err, stream = asyncio.run(main())
+        assert err.status == 504 and "did not finish within" in err.message
+        assert stream.seq.cancelled
+        # the decoding thread may still hand this stream a token after its event loop closed: that
+        # must not raise there (it ended the decoding thread, and every later request timed out)
+        stream._emit((1, 0.0))
+        time.sleep(0.3)
+        assert served.runner.thread.is_alive()
+    finally:
+        served.runner.close()
+
+
+class FolderFiles:
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+        self.snapshots = 0
+
+    def estimate(self, repo_id: str, commit: str) -> float:
+        return 1.0
+
+    def snapshot(self, repo_id: str, commit: str) -> Path:
+        self.snapshots += 1
+        return self.folder
+
+
+def test_a_model_bigger_than_the_budget_is_507_and_not_loaded_again(bert_sequence_classification_dir):
+    files = FolderFiles(bert_sequence_classification_dir)
+    registry = Registry(files, budget=1000, make_runner=lambda served: None)
+    try:
+        found = registry.lookup("a/big", "0" * 40, "text-classification")
+        err = found.exception(timeout=60)
+        assert isinstance(err, InferenceError) and err.status == 507
+        assert "--inference-memory" in err.message
+        again = registry.lookup("a/big", "0" * 40, "text-classification")  # a request that does not wait
+        assert again.done() and again.exception().status == 507  # the error, not a new load (503 forever)
+        assert files.snapshots == 1 and registry.models() == []
+    finally:
+        registry.close()
+
+
+def test_models_are_unloaded_at_shutdown():
+    """An app that includes the inference routes (the hub's, a worker's) closes its registry when it stops."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from haven.server.inference import routes
+
+    class Service:
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    app = FastAPI()
+    app.include_router(routes.router)
+    app.state.inference = Service()
+    with TestClient(app):
+        assert app.state.inference.closed == 0
+    assert app.state.inference.closed == 1
