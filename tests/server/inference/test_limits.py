@@ -126,3 +126,34 @@ def test_models_are_unloaded_at_shutdown():
     with TestClient(app):
         assert app.state.inference.closed == 0
     assert app.state.inference.closed == 1
+
+
+def test_choices_are_all_queued_or_none(gpt2_dir):
+    """A completion whose choices do not all fit the queue is refused whole (429): the choices already
+    queued are cancelled, not decoded for nobody (they held rows until max_tokens)."""
+    from haven.server.inference.generation import open_streams
+
+    pipe = pipeline("text-generation", model=gpt2_dir)
+    served = Served("t/x", "0" * 40, "text-generation", pipe, 0)
+    served.runner = Generator(served, rows=1, max_queue=3)
+    plan = prepare(served, "hello", {"max_new_tokens": 200, "do_sample": False}, max_new_tokens=200, max_tokens=10**6)
+    submitted = []
+    real_submit = served.runner.submit
+
+    def submit(seq):
+        real_submit(seq)
+        submitted.append(seq)
+
+    served.runner.submit = submit
+
+    async def main():
+        with pytest.raises(InferenceError) as err:
+            open_streams(served, [plan, plan], 4, timeout=30)  # 8 sequences: 1 row + 3 waiting fit
+        return err.value
+
+    try:
+        err = asyncio.run(main())
+    finally:
+        served.runner.close()
+    assert err.status == 429
+    assert len(submitted) >= 3 and all(seq.cancelled for seq in submitted)

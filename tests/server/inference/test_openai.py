@@ -100,3 +100,28 @@ def test_errors_in_openai_shape(client, inference_hub):
     with pytest.raises(openai.BadRequestError, match="logit_bias"):
         client.completions.create(model=inference_hub.repos["text-generation"], prompt="x", max_tokens=2,
                                   logit_bias={"1": 2})
+    with pytest.raises(openai.BadRequestError, match="fewer prompts"):  # could never be queued whole: not 429
+        client.completions.create(model=inference_hub.repos["text-generation"], prompt=["x"] * 33, n=8, max_tokens=2)
+
+
+def test_private_models_are_not_shown_to_others(inference_hub, gpt2_dir, tmp_path):
+    """/v1/models lists a private repo to its owner only; its completions are 404 to anyone else."""
+    from fixtures.server import unique_name
+
+    from .conftest import publish, with_card
+
+    repo = f"{inference_hub.user}/{unique_name('secret')}"
+    publish(inference_hub.url, inference_hub.token, repo, with_card(gpt2_dir, tmp_path / "m", "text-generation"),
+            private=True)
+    other = inference_hub.server.create_user(unique_name("other"))
+    owner = openai.OpenAI(base_url=f"{inference_hub.url}/v1", api_key=inference_hub.token, max_retries=0)
+    assert repo in {m.id for m in owner.models.list()}
+    for key in (other, "anonymous"):  # another user's token; no token at all (the client needs some key)
+        outsider = openai.OpenAI(base_url=f"{inference_hub.url}/v1", api_key=key, max_retries=0)
+        if key == "anonymous":
+            outsider = outsider.with_options(default_headers={"Authorization": ""})
+        assert repo not in {m.id for m in outsider.models.list()}
+        with pytest.raises(openai.NotFoundError):
+            outsider.completions.create(model=repo, prompt="x", max_tokens=2)
+        with pytest.raises(openai.NotFoundError):
+            outsider.chat.completions.create(model=repo, messages=CHAT, max_tokens=2)

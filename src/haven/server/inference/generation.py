@@ -145,6 +145,20 @@ class TokenStream:
         return ids
 
 
+def open_streams(served: Served, plans: list[Plan], n: int, timeout: float) -> list[TokenStream]:
+    """`n` streams per plan (seeds `seed`, `seed + 1` ...), all submitted or none: when one is refused
+    (429, a full queue) the ones already submitted are cancelled, not left decoding for nobody."""
+    streams: list[TokenStream] = []
+    try:
+        for plan in plans:
+            streams.extend(TokenStream(served, plan, timeout, seed_offset=i) for i in range(n))
+    except BaseException:
+        for stream in streams:
+            stream.cancel()
+        raise
+    return streams
+
+
 def answer(served: Served, plan: Plan, tokens: list[int]) -> Any:
     """The pipeline's answer for these new tokens."""
     return tasks.plain(served.pipe.postprocess(plan.features, [tokens], **plan.post))

@@ -166,6 +166,9 @@ async def _generate(request: Request, *, chat: bool) -> Response:
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise InferenceError(400, '"prompt" must be a string or a list of strings')
+    if len(prompts) * n > inference.limits.max_queue:  # it could never be queued whole: 429 would mislead
+        raise InferenceError(400, f"{len(prompts)} prompt(s) x n={n} choices is over this hub's {inference.limits.max_queue} "
+                             "queued sequences per model: send fewer prompts per request")
     params = _parameters(body, chat)
     plans = []
     for prompt in prompts:
@@ -173,8 +176,7 @@ async def _generate(request: Request, *, chat: bool) -> Response:
             generation.prepare, served, prompt, params, max_new_tokens=inference.limits.max_new_tokens,
             max_tokens=model_max_tokens(served), extra={"return_full_text": False},
         ))
-    streams = [generation.TokenStream(served, plan, inference.limits.timeout, seed_offset=i)
-               for plan in plans for i in range(n)]
+    streams = generation.open_streams(served, plans, n, inference.limits.timeout)
     stop = params.get("stop") or []
     meta = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
             "model": body["model"]}
