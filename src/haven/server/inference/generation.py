@@ -64,7 +64,7 @@ def prepare(served: Served, inputs: Any, parameters: Any, *, max_new_tokens: int
         raise InferenceError(400, f"max_new_tokens must be a positive integer, got {new!r}")
     if new > max_new_tokens:
         raise InferenceError(400, f"max_new_tokens={new} is over this hub's limit of {max_new_tokens}: ask for fewer")
-    if not isinstance(inputs, str) and not _is_chat(inputs):
+    if not isinstance(inputs, str) and not is_chat(inputs):
         raise InferenceError(400, 'text-generation takes "inputs" as a string (or a chat: a list of role/content messages)')
     try:
         features = pipe.preprocess(inputs, **pre)
@@ -80,7 +80,7 @@ def prepare(served: Served, inputs: Any, parameters: Any, *, max_new_tokens: int
     return Plan(features, generate, post, seed, details)
 
 
-def _is_chat(value: Any) -> bool:
+def is_chat(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
     )

@@ -68,6 +68,15 @@ def _check(body: dict, keys: frozenset[str]) -> None:
         raise InferenceError(400, '"model" must be a repository id, e.g. "alice/tiny-gpt2" (optionally "id@revision")')
 
 
+def _strings(body: dict, key: str) -> list[str]:
+    """`body[key]` as a non-empty list of strings (one string is a list of one)."""
+    value = body.get(key)
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
+        raise InferenceError(400, f'"{key}" must be a string or a non-empty list of strings (token arrays are not taken)')
+    return value
+
+
 def _model(body: dict) -> tuple[str, str | None]:
     repo_id, _, revision = body["model"].partition("@")
     if repo_id.count("/") != 1:
@@ -159,13 +168,10 @@ async def _generate(request: Request, *, chat: bool) -> Response:
         raise InferenceError(400, "n must be an integer from 1 to 8")
     if chat:
         prompts = [body.get("messages")]
-        if not generation._is_chat(prompts[0]):
+        if not generation.is_chat(prompts[0]):
             raise InferenceError(400, '"messages" must be a list of {"role": ..., "content": "..."} messages')
     else:
-        prompt = body.get("prompt")
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise InferenceError(400, '"prompt" must be a string or a list of strings')
+        prompts = _strings(body, "prompt")
     if len(prompts) * n > inference.limits.max_queue:  # it could never be queued whole: 429 would mislead
         raise InferenceError(400, f"{len(prompts)} prompt(s) x n={n} choices is over this hub's {inference.limits.max_queue} "
                              "queued sequences per model: send fewer prompts per request")
@@ -298,10 +304,7 @@ async def _embeddings(request: Request) -> Response:
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise InferenceError(400, 'encoding_format must be "float" or "base64"')
-    texts = body.get("input")
-    texts = [texts] if isinstance(texts, str) else texts
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise InferenceError(400, '"input" must be a string or a list of strings (token arrays are not taken)')
+    texts = _strings(body, "input")
     served = await _served(request, body, EMBEDDING)
     if not hasattr(served.pipe, "encode"):
         raise InferenceError(400, f"{served.repo_id} answers token-level features, not sentence embeddings: "
