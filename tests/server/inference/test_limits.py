@@ -157,3 +157,33 @@ def test_choices_are_all_queued_or_none(gpt2_dir):
         served.runner.close()
     assert err.status == 429
     assert len(submitted) >= 3 and all(seq.cancelled for seq in submitted)
+
+
+def test_a_repo_whose_generation_config_names_only_max_length(gpt2_dir, tmp_path):
+    """The pipeline adds no max_new_tokens when the repo's generation_config sets max_length: the
+    request (with no max_new_tokens) is served to that total, as the pipeline does (it was a 400
+    'max_new_tokens must be a positive integer, got None')."""
+    import json
+    import shutil
+
+    from haven.server.inference.generation import answer
+
+    folder = tmp_path / "gen"
+    shutil.copytree(gpt2_dir, folder)
+    config_path = folder / "generation_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config_path.write_text(json.dumps({**config, "max_length": 12, "do_sample": False}))
+    pipe = pipeline("text-generation", model=str(folder))
+    served = Served("t/x", "0" * 40, "text-generation", pipe, 0)
+    served.runner = Generator(served, rows=2)
+    plan = prepare(served, "hello there", {}, max_new_tokens=100, max_tokens=10**6)
+    assert plan.generate["max_new_tokens"] == 12 - len(plan.features["input_ids"])
+
+    async def main():
+        return await TokenStream(served, plan, timeout=60).collect()
+
+    try:
+        tokens = [t for t, _ in asyncio.run(main())]
+    finally:
+        served.runner.close()
+    assert answer(served, plan, tokens) == pipe("hello there")

@@ -59,11 +59,6 @@ def prepare(served: Served, inputs: Any, parameters: Any, *, max_new_tokens: int
         generate = pipe._generate_kwargs(fwd)
     except (PipelineError, ValueError, TypeError) as err:
         raise InferenceError(400, str(err)) from None
-    new = generate.get("max_new_tokens")
-    if not isinstance(new, int) or isinstance(new, bool) or new < 1:
-        raise InferenceError(400, f"max_new_tokens must be a positive integer, got {new!r}")
-    if new > max_new_tokens:
-        raise InferenceError(400, f"max_new_tokens={new} is over this hub's limit of {max_new_tokens}: ask for fewer")
     if not isinstance(inputs, str) and not is_chat(inputs):
         raise InferenceError(400, 'text-generation takes "inputs" as a string (or a chat: a list of role/content messages)')
     try:
@@ -71,6 +66,20 @@ def prepare(served: Served, inputs: Any, parameters: Any, *, max_new_tokens: int
     except (PipelineError, ValueError) as err:
         raise InferenceError(400, str(err)) from None
     prompt = len(features["input_ids"])
+    new = generate.get("max_new_tokens")
+    total = getattr(getattr(pipe.model, "generation_config", None), "max_length", None)
+    if new is None and "max_length" not in generate and isinstance(total, int):
+        # the repo's generation_config names a total length only (the pipeline then adds no
+        # max_new_tokens): generate() would stop at that total, so the new tokens are what is left of it
+        new = total - prompt
+        if new < 1:
+            raise InferenceError(400, f"the prompt has {prompt} tokens, as many as this model's max_length ({total}, "
+                                 "its generation_config): pass parameters.max_new_tokens")
+        generate = {**generate, "max_new_tokens": new}
+    if not isinstance(new, int) or isinstance(new, bool) or new < 1:
+        raise InferenceError(400, f"max_new_tokens must be a positive integer, got {new!r}")
+    if new > max_new_tokens:
+        raise InferenceError(400, f"max_new_tokens={new} is over this hub's limit of {max_new_tokens}: ask for fewer")
     if prompt + new > max_tokens:
         raise InferenceError(
             400,
