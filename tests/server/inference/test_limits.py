@@ -4,6 +4,7 @@ server: the real Batcher, Generator + TokenStream and Registry with tiny limits.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from pathlib import Path
@@ -187,3 +188,27 @@ def test_a_repo_whose_generation_config_names_only_max_length(gpt2_dir, tmp_path
     finally:
         served.runner.close()
     assert answer(served, plan, tokens) == pipe("hello there")
+
+
+def test_a_failed_decode_step_is_an_error_event(gpt2_dir):
+    """A decode step that fails mid-stream ends the TGI stream with an error event InferenceClient
+    raises on (the stream was cut with no event: the exception was not an InferenceError)."""
+    from haven.server.inference.generation import _events
+
+    pipe = pipeline("text-generation", model=gpt2_dir)
+    served = Served("t/x", "0" * 40, "text-generation", pipe, 0)
+
+    class Failing:
+        def submit(self, seq):
+            seq.emit((5, -0.1))
+            seq.emit(RuntimeError("out of memory"))
+
+    served.runner = Failing()
+    plan = prepare(served, "hello", {"max_new_tokens": 4}, max_new_tokens=10, max_tokens=10**6)
+
+    async def main():
+        return [event async for event in _events(served, plan, TokenStream(served, plan, timeout=10))]
+
+    events = asyncio.run(main())
+    last = json.loads(events[-1].decode().removeprefix("data: "))
+    assert last["error"] == "generation failed: RuntimeError: out of memory"

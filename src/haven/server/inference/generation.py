@@ -131,8 +131,10 @@ class TokenStream:
                     raise InferenceError(504, f"generation did not finish within {self.timeout:.0f} s") from None
                 if item is None:
                     return
-                if isinstance(item, BaseException):
+                if isinstance(item, InferenceError):
                     raise item
+                if isinstance(item, BaseException):  # the decode step failed: a server error, said as one
+                    raise InferenceError(500, f"generation failed: {type(item).__name__}: {item}") from item
                 yield item
         finally:
             self.cancel()  # a no-op once finished; frees the row when the client went away
