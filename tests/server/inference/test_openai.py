@@ -125,3 +125,19 @@ def test_private_models_are_not_shown_to_others(inference_hub, gpt2_dir, tmp_pat
             outsider.completions.create(model=repo, prompt="x", max_tokens=2)
         with pytest.raises(openai.NotFoundError):
             outsider.chat.completions.create(model=repo, messages=CHAT, max_tokens=2)
+
+
+def test_query_parameters_are_refused(inference_hub):
+    """The inference routes take no query parameters: 400 (OpenAI's error shape under /v1), not ignored."""
+    import httpx
+
+    auth = {"Authorization": f"Bearer {inference_hub.token}"}
+    listed = httpx.get(f"{inference_hub.url}/v1/models?limit=3", headers=auth, timeout=60)
+    assert listed.status_code == 400 and "'limit'" in listed.json()["error"]["message"]
+    body = {"model": inference_hub.repos["text-generation"], "prompt": "x", "max_tokens": 2}
+    done = httpx.post(f"{inference_hub.url}/v1/completions?stream=1", json=body, headers=auth, timeout=60)
+    assert done.status_code == 400 and "'stream'" in done.json()["error"]["message"]
+    repo = inference_hub.repos["text-classification"]
+    hosted = httpx.post(f"{inference_hub.url}/models/{repo}?wait_for_model=true", json={"inputs": "x"}, headers=auth,
+                        timeout=60)
+    assert hosted.status_code == 400 and "'wait_for_model'" in hosted.json()["error"]

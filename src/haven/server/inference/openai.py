@@ -102,9 +102,13 @@ async def _served(request: Request, body: dict, tasks_allowed: tuple[str, ...]) 
 
 @router.get("/models")
 async def list_models(request: Request) -> Response:
+    return await _guarded(_models(request))
+
+
+async def _models(request: Request) -> Response:
     if service(request).storage is None:
-        return _error(404, "an inference worker lists no models: ask its hub (GET <hub>/v1/models)")
-    return await _guarded(run_in_threadpool(_list_models, request))
+        raise InferenceError(404, "an inference worker lists no models: ask its hub (GET <hub>/v1/models)")
+    return await run_in_threadpool(_list_models, request)
 
 
 def _list_models(request: Request) -> Response:

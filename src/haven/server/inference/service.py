@@ -42,7 +42,12 @@ def model_max_tokens(served: Served) -> int:
 
 
 def service(request: Request) -> Inference:
-    """The app's inference service; 404 on a hub started with --no-inference."""
+    """The app's inference service (404 on a hub started with --no-inference). The inference routes
+    take no query parameters: one is a 400, not ignored."""
+    if request.query_params:
+        name = next(iter(request.query_params))
+        raise InferenceError(400, f"unknown query parameter {name!r} for {request.url.path}: it takes none "
+                             "(options go in the JSON body)")
     inference = getattr(request.app.state, "inference", None)
     if inference is None:
         raise InferenceError(404, "this hub serves no inference API (it was started with --no-inference)")
