@@ -310,6 +310,7 @@ def main() -> None:
 
     import torch
 
+    sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, also into a file
     root = args.dir or tempfile.mkdtemp(prefix="haven-bench-")
     if args.memory:
         memory_report(build("gpt2", root))
