@@ -80,7 +80,7 @@ def test_loading_arguments_with_a_loaded_model_are_refused(gpt2_dir):
         pipeline("text-generation", model=model, device_map="auto")
 
 
-@pytest.mark.parametrize("option", [dict(trust_remote_code=True), dict(load_in_8bit=True),
+@pytest.mark.parametrize("option", [dict(trust_remote_code=True), dict(offload_folder="offload"),
                                     dict(attn_implementation="flash_attention_2")])
 def test_loading_options_from_pretrained_refuses_surface_through_pipeline(gpt2_dir, option):
     """Every loading option goes to from_pretrained, whose refusal reaches the caller as is."""
