@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from haven import pipeline
-from haven.server.inference.batching import Batcher
+from haven.server.inference.batching import Batcher, Job
 from haven.server.inference.continuous import Generator
 from haven.server.inference.generation import TokenStream, prepare
 from haven.server.inference.registry import InferenceError, Registry, Served
@@ -212,3 +212,15 @@ def test_a_failed_decode_step_is_an_error_event(gpt2_dir):
     events = asyncio.run(main())
     last = json.loads(events[-1].decode().removeprefix("data: "))
     assert last["error"] == "generation failed: RuntimeError: out of memory"
+
+
+def test_settling_a_job_whose_event_loop_closed_is_harmless():
+    """A job still queued when its caller's event loop has closed (a timed-out request at shutdown)
+    is settled without error: closing a batcher raised 'Event loop is closed' from call_soon_threadsafe."""
+    loop = asyncio.new_event_loop()
+    batcher = Batcher(lambda jobs: [None for _ in jobs], name="t")
+    job = Job("x", 1, 1, {}, loop, loop.create_future())
+    loop.close()
+    with batcher.cond:
+        batcher.queue.append(job)
+    batcher.close()

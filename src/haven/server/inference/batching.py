@@ -58,7 +58,10 @@ class Job:
             else:
                 self.future.set_result(result)
 
-        self.loop.call_soon_threadsafe(apply)
+        try:
+            self.loop.call_soon_threadsafe(apply)
+        except RuntimeError:  # the caller's event loop has closed: nobody is waiting for this answer
+            pass
 
 
 RunBatch = Callable[[list[Job]], list[Any]]  # jobs of equal params -> one answer per job
