@@ -62,6 +62,7 @@ bench: $(VENV)/.test
 	$(PY) benchmarks/encoders.py
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/hub.py
+	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/web.py
 
 # The hub's main pages at desktop and phone widths, from a live `haven serve --demo`
