@@ -188,19 +188,6 @@ def local_path(path_or_id: str | os.PathLike, subfolder: str | None) -> str | os
     )
 
 
-def parse_dtype(value: Any, what: str = "dtype"):
-    """A torch.dtype from a dtype or its name ('bfloat16', 'torch.float16'); None and 'auto' give None
-    (keep the checkpoint's)."""
-    import torch
-
-    if value is None or value == "auto" or isinstance(value, torch.dtype):
-        return value if value != "auto" else None
-    found = getattr(torch, str(value).removeprefix("torch."), None)
-    if not isinstance(found, torch.dtype):
-        raise ValueError(f"{what}={value!r} is not a dtype; pass e.g. torch.bfloat16, 'float16' or 'float32'")
-    return found
-
-
 def parse_device(value: Any):
     """A torch.device from 'cpu', 'cuda:1', an index or a torch.device; 'auto' is cuda if available, else cpu."""
     import torch

@@ -41,7 +41,7 @@ from .hub.mixin import PushToHubMixin
 from .linear.dense import Linear
 from .linear.quantized import QuantizedLinear
 from .linear.replace import quantize_state_dict
-from .loading import LoadOptions, local_path, parse_dtype, place
+from .loading import LoadOptions, local_path, place
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
         model = cls(config, **kwargs)
         if dtype is not None:
-            model = model.to(parse_dtype(dtype))
+            model = model.to(_parse_dtype(dtype))
         return model
 
     # -- loading -----------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             replace_linears(model, quantization)
             model.config.quantization_config = quantization.to_dict()
         info = model.load_weights(state_dict, ignore_mismatched_sizes=opts.ignore_mismatched_sizes)
-        target = parse_dtype(opts.dtype)
+        target = _parse_dtype(opts.dtype)
         if target is not None and target != model.dtype:
             model = model.to(target)
         if opts.device_map is not None:
@@ -536,3 +536,14 @@ def _draw_around_mean(old: torch.Tensor, count: int) -> torch.Tensor:
 
 def _on_meta(module: nn.Module) -> bool:
     return any(p.is_meta for p in module.parameters())
+
+
+def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or dtype == "auto":
+        return None
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use e.g. torch.float32, 'float16' or 'bfloat16'")
+    return value

@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..loading import parse_dtype
 
 QUANT_METHOD = "haven"
 
@@ -210,7 +209,9 @@ def resolve(
 
 
 def _dtype(value: Any, what: str) -> torch.dtype:
-    found = parse_dtype(value, what)
-    if found is None:
-        raise ValueError(f"{what}={value!r}: name the dtype to compute in, e.g. torch.bfloat16 or 'float32'")
+    if isinstance(value, torch.dtype):
+        return value
+    found = getattr(torch, str(value).removeprefix("torch."), None)
+    if not isinstance(found, torch.dtype):
+        raise ValueError(f"{what}={value!r} is not a dtype; pass e.g. torch.bfloat16 or 'float32'")
     return found
