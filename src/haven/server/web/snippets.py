@@ -19,7 +19,7 @@ class Snippet:
 
 
 def _env(url: str) -> str:
-    return f"export HAVEN_ENDPOINT={url} HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1"
+    return f"export HAVEN_ENDPOINT={url} HF_ENDPOINT={url}"
 
 
 def _python(library: str, repo: Repo, auto: str | None) -> str | None:
@@ -49,7 +49,7 @@ def snippets(repo: Repo, url: str, auto: str | None) -> list[Snippet]:
         for library, title in (("haven", "Haven"), ("transformers", "transformers")):
             code = _python(library, repo, auto)
             if code:
-                env = _env(url) if library == "haven" else f"export HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1"
+                env = _env(url) if library == "haven" else f"export HF_ENDPOINT={url}"
                 out.append(Snippet(title, "python", f"# {env}\n{code}"))
     prefix = "datasets/" if repo.type == "dataset" else ""
     out.append(Snippet("git clone (with LFS)", "shell", f"git lfs install\ngit clone {url}/{prefix}{repo.repo_id}"))
@@ -58,6 +58,6 @@ def snippets(repo: Repo, url: str, auto: str | None) -> list[Snippet]:
     hf_kind = " --repo-type dataset" if repo.type == "dataset" else ""
     out.append(Snippet(
         "hf download", "shell",
-        f"export HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1\nhf download {repo.repo_id}{hf_kind}",
+        f"export HF_ENDPOINT={url}\nhf download {repo.repo_id}{hf_kind}",
     ))
     return out
