@@ -49,6 +49,11 @@ $(VENV)/.test: pyproject.toml requirements.lock | $(VENV)/bin/python
 	$(PIP) --no-deps $(DEMO)
 	@touch $@
 
+# the benchmarks' peers (llama-cpp-python compiles llama.cpp: about 10 minutes, once)
+$(VENV)/.bench: $(VENV)/.test
+	$(PIP) -e '.[dev,bench]'
+	@touch $@
+
 test: $(VENV)/.test
 	$(PY) -m pytest -q
 
@@ -58,7 +63,7 @@ serve: $(VENV)/.serve
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests benchmarks tools
 
-bench: $(VENV)/.test
+bench: $(VENV)/.bench
 	$(PY) benchmarks/encoders.py
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/hub.py
@@ -75,7 +80,7 @@ upgrade:
 	rm -rf .venv-upgrade
 	python3 -m venv .venv-upgrade
 	.venv-upgrade/bin/python -m pip install -q $(TORCH)
-	.venv-upgrade/bin/python -m pip install -q '.[dev]'
+	.venv-upgrade/bin/python -m pip install -q '.[dev,bench]'
 	.venv-upgrade/bin/python -m pip install -q --no-deps $(DEMO)
 	{ sed -n '/^#/p' requirements.lock; \
 	  .venv-upgrade/bin/python -m pip freeze --all --exclude-editable \
