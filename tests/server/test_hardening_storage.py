@@ -225,10 +225,48 @@ lfs.put("0" * 64, 100 << 20, body())
 def test_a_killed_upload_is_swept_at_start(tmp_path: Path):
     run = subprocess.run([sys.executable, "-c", _KILLED_UPLOAD, str(tmp_path)], capture_output=True, timeout=60)
     assert run.returncode == -signal.SIGKILL, run.stderr.decode()
-    leftovers = list((tmp_path / "tmp").iterdir())
-    assert len(leftovers) == 1 and leftovers[0].stat().st_size == 1 << 20
+    leftovers = list((tmp_path / "tmp").iterdir())  # the dead process's folder, with its partial file
+    assert len(leftovers) == 1 and [f.stat().st_size for f in leftovers[0].iterdir()] == [1 << 20]
     assert LfsStore(tmp_path / "lfs").sweep_tmp() == 1
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+_SWEEP = """
+import sys
+from pathlib import Path
+from haven.server.storage import LfsStore
+print(LfsStore(Path(sys.argv[1]) / "lfs").sweep_tmp())
+"""
+
+
+def test_a_second_process_starting_on_the_data_dir_keeps_uploads_in_progress(tmp_path: Path):
+    """Two processes share a data directory (a hub restarting next to a running one, a CAS process):
+    the one that starts sweeps what dead processes left, never the files of a live one's uploads."""
+    payload = [b"a" * (1 << 20), b"b" * (1 << 20)]
+    oid = hashlib.sha256(b"".join(payload)).hexdigest()
+    swept = []
+
+    def body():
+        yield payload[0]
+        run = subprocess.run([sys.executable, "-c", _SWEEP, str(tmp_path)], capture_output=True, text=True, timeout=60)
+        swept.append(run.stdout.strip() or run.stderr)
+        yield payload[1]
+
+    lfs = LfsStore(tmp_path / "lfs")
+    lfs.put(oid, 2 << 20, body())
+    assert swept == ["0"]
+    assert b"".join(lfs.read(oid)) == b"".join(payload)
+
+
+def test_sweep_removes_unowned_leftovers_only_once_a_day_old(tmp_path: Path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    old, young = tmp / "blob-old", tmp / "blob-young"  # files of the layout before per-process folders
+    old.write_bytes(b"x")
+    young.write_bytes(b"y")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    assert LfsStore(tmp_path / "lfs").sweep_tmp() == 1
+    assert sorted(p.name for p in tmp.iterdir()) == ["blob-young"]
 
 
 def test_max_lfs_object_setting(tmp_path: Path, monkeypatch):

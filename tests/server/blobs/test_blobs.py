@@ -118,7 +118,7 @@ def test_local_layout_keeps_lfs_objects_where_they_were(tmp_path: Path):
     path = tmp_path / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
     assert store.local_path(f"lfs/{oid}") == path and path.read_bytes() == b"abc"
     assert store.presigned_url(f"lfs/{oid}", expires=60) is None
-    assert not any((tmp_path / "tmp").iterdir())
+    assert not any(p.is_file() for p in (tmp_path / "tmp").rglob("*"))  # the temporary file went
 
 
 def test_s3_multipart_upload_and_presigned_get(s3_bucket: str, tmp_path: Path):

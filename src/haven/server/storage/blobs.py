@@ -8,7 +8,9 @@ is a no-op.
 
 - `LocalBlobStore` (the default): files under the data directory. A key `<area>/<sub...>/<name>`
   lives at `<root>/<area>/objects/<sub...>/<name[:2]>/<name[2:4]>/<name>`, so LFS objects keep the
-  layout Haven has always used (`DATA/lfs/objects/ab/cd/<oid>`); uploads stream into `DATA/tmp`.
+  layout Haven has always used (`DATA/lfs/objects/ab/cd/<oid>`); uploads stream into a folder of
+  this process under `DATA/tmp`, which it holds locked (flock) while it lives: processes sharing a
+  data directory (a hub and its CAS, two hubs) sweep only what dead ones left.
 - `S3BlobStore` (`s3_blobs.py`): an S3-compatible bucket through boto3; downloads are presigned GET
   URLs so the bytes do not pass through Haven, uploads are multipart uploads.
 
@@ -17,11 +19,14 @@ is a no-op.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -104,6 +109,9 @@ class LocalBlobStore:
         self.root = Path(root)
         self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else self.root / "tmp"
         self.fsync = fsync
+        self._own_tmp: Path | None = None
+        self._own_lock = threading.Lock()
+        self._own_fd: int | None = None  # holds the flock on `_own_tmp` for the process's life
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -120,8 +128,7 @@ class LocalBlobStore:
         dest = self.path(key)
         if dest.is_file():
             return dest.stat().st_size
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="blob-", dir=self.tmp_dir)
+        fd, name = tempfile.mkstemp(prefix="blob-", dir=self._process_tmp())
         tmp, state = Path(name), _Hashing(key, sha256)
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
@@ -196,18 +203,67 @@ class LocalBlobStore:
                     total += os.stat(os.path.join(dirpath, name)).st_size
         return count, total
 
+    def _process_tmp(self) -> Path:
+        """This process's folder under `tmp_dir`, made and locked on first use. It is made under a
+        `.new-` name and renamed once locked, so no sweep can take it for a dead process's."""
+        with self._own_lock:
+            if self._own_tmp is None or not self._own_tmp.is_dir():
+                self.tmp_dir.mkdir(parents=True, exist_ok=True)
+                fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=self.tmp_dir))
+                fd = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                own = fresh.with_name(PROCESS_TMP_PREFIX + fresh.name[len(".new-"):])
+                fresh.rename(own)
+                if self._own_fd is not None:
+                    os.close(self._own_fd)
+                self._own_tmp, self._own_fd = own, fd
+            return self._own_tmp
+
     def sweep_tmp(self) -> int:
-        """Empty `tmp_dir` of what a killed process left there; returns how many entries went. Call
-        it at start, before serving: an upload in progress would lose its file."""
+        """Remove what killed processes left in `tmp_dir`; returns how many entries went: the
+        folders of processes that no longer hold their lock, and anything else older than a day
+        (a `.new-` folder a process died making, files of older layouts). Folders of live processes
+        sharing the data directory are left alone, so an upload in progress never loses its file."""
         removed = 0
-        if self.tmp_dir.is_dir():
-            for leftover in self.tmp_dir.iterdir():
-                if leftover.is_dir() and not leftover.is_symlink():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
-                removed += 1
+        if not self.tmp_dir.is_dir():
+            return 0
+        for entry in self.tmp_dir.iterdir():
+            if entry == self._own_tmp:
+                continue
+            if entry.name.startswith(PROCESS_TMP_PREFIX) and entry.is_dir() and not entry.is_symlink():
+                if not _abandoned(entry):
+                    continue
+            else:
+                try:
+                    if time.time() - entry.lstat().st_mtime < STALE_TMP:
+                        continue
+                except FileNotFoundError:
+                    continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
         return removed
+
+
+PROCESS_TMP_PREFIX = "proc-"
+STALE_TMP = 24 * 3600  # seconds after which sweep_tmp removes an unowned entry of tmp_dir
+
+
+def _abandoned(folder: Path) -> bool:
+    """Whether no live process holds `folder`'s lock (its owner died)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock we may have taken
+    return True
 
 
 def _publish(tmp: Path, dest: Path) -> bool:
