@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .quantize import dequantize, quantize
 
 _TILE_BYTES = 1 << 20  # float bytes of one dequantized tile
@@ -100,8 +101,6 @@ class QuantizedLinear(nn.Module):
         dtype = self.compute_dtype or x.dtype
         rows = x.numel() // self.in_features
         if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
-            from . import kernels
-
             out = kernels.run(self, x, rows)
             if out is not None:
                 return out.to(x.dtype)

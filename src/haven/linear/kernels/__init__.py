@@ -1,11 +1,13 @@
 """Compiled CPU kernels for `QuantizedLinear` at a few rows (the decode step).
 
-`qgemv.cpp` is compiled on first use with `torch.utils.cpp_extension` (-O3 -march=native, so it
-is vectorised for the CPU it runs on) into a cache folder keyed by the source, the torch version
-and the CPU (under HAVEN_KERNELS_DIR, default ~/.cache/haven/kernels), and loaded from
-there afterwards. When the compiler is missing or the build fails,
-`run` returns None and `QuantizedLinear` takes its portable path (dequantize a tile, F.linear):
-slower, equally correct. HAVEN_QUANT_KERNELS=0 turns the kernels off.
+`qgemv.cpp` is compiled on first use with `torch.utils.cpp_extension` (-O3 -march=native: its
+AVX-512 path where the CPU has it, a portable loop elsewhere) into a cache folder keyed by the
+source, the torch version and the CPU (under HAVEN_KERNELS_DIR, default ~/.cache/haven/kernels),
+and loaded from there afterwards. It registers `torch.ops.haven.qgemv`, with a shape function
+for tracing, so a `torch.compile`d decode step calls it without a graph break. When the compiler
+is missing or the build fails, `run` returns None and `QuantizedLinear` takes its portable path
+(dequantize a tile, F.linear): slower, equally correct. HAVEN_QUANT_KERNELS=0 turns the kernels
+off.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def _cpu_id() -> str:
 
 
 def load():
-    """The compiled module, building it on first use; None when it cannot be built."""
+    """The path of the compiled library (its ops registered as `torch.ops.haven.*`), building it on
+    first use; None when it cannot be built."""
     global _module, _failed
     if _module is not None or _failed:
         return _module
@@ -54,17 +57,32 @@ def load():
 
                 folder = _cache_dir()
                 folder.mkdir(parents=True, exist_ok=True)
-                _module = build(
+                path = build(
                     name="haven_qgemv",
                     sources=[str(_SOURCE)],
                     extra_cflags=["-O3", "-march=native", "-fopenmp-simd"],
                     build_directory=str(folder),
+                    is_python_module=False,
                     verbose=False,
                 )
+                torch.library.register_fake("haven::qgemv")(_qgemv_shape)
+                _module = path or str(folder)
             except Exception as err:  # no compiler, no headers, a failed build: the portable path runs
                 _failed = True
                 logger.warning("Haven's quantized kernels could not be built (%s); using the portable path", err)
     return _module
+
+
+@torch.compiler.assume_constant_result
+def available() -> bool:
+    """Whether the compiled kernels run here (building them on first use). A `torch.compile`
+    trace runs this as plain Python and keeps the answer as a constant."""
+    return load() is not None
+
+
+def _qgemv_shape(x, qweight, scales, zeros, bias, bits, group_size):
+    """The output `torch.ops.haven.qgemv` makes, for tracing (torch.compile) without running it."""
+    return x.new_empty((x.shape[0], qweight.shape[0]))
 
 
 def enabled() -> bool:
@@ -74,13 +92,13 @@ def enabled() -> bool:
 def run(layer, x: torch.Tensor, rows: int) -> torch.Tensor | None:
     """`layer(x)` (float32 compute) by the compiled kernel, or None when it does not apply: many
     rows, another compute dtype, the kernels off or not buildable here."""
-    if rows > MAX_ROWS or not enabled() or (layer.compute_dtype not in (None, torch.float32)):
+    if rows > MAX_ROWS or layer.compute_dtype not in (None, torch.float32) or not enabled():
         return None
-    if layer.scales.dtype != torch.float32:
+    if layer.scales.dtype != torch.float32 or (_module is None and not available()):
         return None
-    module = load()
-    if module is None:
-        return None
-    flat = x.reshape(rows, layer.in_features).float().contiguous()
-    y = module.qgemv(flat, layer.qweight, layer.scales, layer.zeros, None if layer.bias is None else layer.bias.float().contiguous(), layer.bits, layer.group_size)
+    bias = layer.bias
+    if bias is not None and bias.dtype != torch.float32:
+        bias = bias.float()
+    flat = x.reshape(rows, layer.in_features).float()
+    y = torch.ops.haven.qgemv(flat, layer.qweight, layer.scales, layer.zeros, bias, layer.bits, layer.group_size)
     return y.view(*x.shape[:-1], layer.out_features)
