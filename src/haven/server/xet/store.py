@@ -5,7 +5,8 @@ resolve serve it with no Xet code of their own, and no second copy of the bytes 
 
 Everything the server records is verified from bytes it holds: a xorb's hash from its chunks, a
 file's hash, each term's verification hash and size from the xorbs' chunk index, and the file's
-sha256 by reading it back from the xorbs once, when its shard arrives.
+sha256 from its bytes: hashed as its xorbs arrived where they came in file order (`runs`), read
+back from the xorbs when its shard arrives for the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .hashing import file_hash, from_hex, to_hex, verification_hash
 from .models import XetDedupChunk, XetFile, XetFileXorb, XetShard, XetXorb
+from .runs import Runs
 from .shard import Shard, ShardError, Term, XorbInfo, parse_shard
 from .xorb import XorbError, XorbIndex, XorbReader, read_chunks
 
@@ -61,6 +63,7 @@ class XetStore:
     def __init__(self, blobs, sessions: sessionmaker):
         self.blobs, self.sessions = blobs, sessions
         self._indexes: dict[str, XorbIndex] = {}
+        self.runs = Runs()
 
     # -- xorbs --------------------------------------------------------------------------------
 
@@ -69,8 +72,21 @@ class XetStore:
 
     def put_xorb(self, h: str, parts: Iterator[bytes], repo_pk: int | None) -> bool:
         """Verify a xorb while streaming it into the blob store, then record it; False if it was
-        already here. XorbError (nothing published) when the bytes do not make the xorb `h`."""
-        reader, verified = XorbReader(from_hex(h)), {}
+        already here. XorbError (nothing published) when the bytes do not make the xorb `h`.
+        The decoded chunks also continue the sha256 of the repository's run (`runs`)."""
+        run = self.runs.claim(repo_pk)
+        try:
+            index, size, state = self._put_xorb(h, parts, run.hasher())
+        except BaseException:
+            self.runs.release(run)
+            raise
+        self.runs.extend(run, from_hex(h), len(index), state)
+        return self._record_xorb(h, index, size, repo_pk)
+
+    def _put_xorb(self, h: str, parts: Iterator[bytes], state) -> tuple[XorbIndex, int, object]:
+        """Stream a xorb into the blob store, verified, feeding its chunks to `state`: (its index,
+        its stored size, `state`)."""
+        reader, verified = XorbReader(from_hex(h), sink=state.update), {}
 
         def checked() -> Iterator[bytes]:
             for part in parts:
@@ -85,7 +101,9 @@ class XetStore:
         index = verified["index"]
         if size != reader.received:  # the key holds another encoding of these chunks (a crashed
             index = self._stored_index(h)  # upload's bytes): index what is stored, not what was sent
+        return index, size, state
 
+    def _record_xorb(self, h: str, index: XorbIndex, size: int, repo_pk: int | None) -> bool:
         def record(session: Session) -> bool:
             if self.has_xorb(session, h):
                 return False
@@ -136,6 +154,12 @@ class XetStore:
     def register_shard(self, data: bytes, repo_pk: int) -> tuple[int, list[FileRecord]]:
         """Verify a shard and record its files: (1 registered | 0 already here, the files).
         ShardError for anything wrong, with nothing recorded."""
+        try:
+            return self._register_shard(data, repo_pk)
+        finally:
+            self.runs.end(repo_pk)  # the upload is complete: its runs are of no further use
+
+    def _register_shard(self, data: bytes, repo_pk: int) -> tuple[int, list[FileRecord]]:
         shard = parse_shard(data)
         digest = hashlib.sha256(data).hexdigest()
         with self.sessions() as session:
@@ -206,8 +230,11 @@ class XetStore:
                 raise ShardError(f"the shard lists xorb {to_hex(info.xorb)}, which is not on this hub: upload it first")
 
     def _check_sha256(self, record: FileRecord) -> None:
-        hasher = hashlib.sha256()
-        for part in self.read_terms(record.terms, 0, record.size, views=True):
+        """Refuse the file unless its bytes hash to the sha256 its metadata names: the whole xorbs
+        a run hashed as they arrived (`runs`) count as hashed, the rest is read back."""
+        hasher, covered = self.runs.prefix(record.terms)
+        rest = record.terms[covered:]
+        for part in self.read_terms(rest, 0, sum(t.unpacked_bytes for t in rest), views=True):
             hasher.update(part)
         if hasher.hexdigest() != record.sha256:
             raise ShardError(f"file {record.hash}: its bytes hash to sha256 {hasher.hexdigest()}, not the "

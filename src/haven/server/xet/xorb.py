@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lz4.frame
@@ -125,10 +126,12 @@ def encode_chunk(data: bytes, scheme: int = 1) -> bytes:
 
 
 class XorbReader:
-    """Verify a xorb while it streams in: `feed(bytes)` as parts arrive, then `finish()`."""
+    """Verify a xorb while it streams in: `feed(bytes)` as parts arrive, then `finish()`. With
+    `sink`, each chunk's decoded bytes are also passed to it, in order, as they are hashed."""
 
-    def __init__(self, expected_hash: bytes):
+    def __init__(self, expected_hash: bytes, sink: Callable[[bytes | memoryview], object] | None = None):
         self.expected = expected_hash
+        self.sink = sink
         self.buffer = bytearray()
         self.received = 0
         self.pos = 0  # offset in the xorb of buffer[0]
@@ -174,6 +177,8 @@ class XorbReader:
                 break
             raw = decode_chunk(scheme, buf[off + HEADER : off + HEADER + size], raw_size)
             self.hashes.append(chunk_hash(raw))
+            if self.sink is not None:
+                self.sink(raw)
             self.unpacked += raw_size
             off += HEADER + size
             self.packed_ends.append(self.pos + off)
