@@ -258,15 +258,17 @@ def test_a_second_process_starting_on_the_data_dir_keeps_uploads_in_progress(tmp
     assert b"".join(lfs.read(oid)) == b"".join(payload)
 
 
-def test_sweep_removes_unowned_leftovers_only_once_a_day_old(tmp_path: Path):
+def test_sweep_removes_loose_files_and_only_old_unfinished_folders(tmp_path: Path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    old, young = tmp / "blob-old", tmp / "blob-young"  # files of the layout before per-process folders
-    old.write_bytes(b"x")
-    young.write_bytes(b"y")
-    os.utime(old, (time.time() - 2 * 86400,) * 2)
-    assert LfsStore(tmp_path / "lfs").sweep_tmp() == 1
-    assert sorted(p.name for p in tmp.iterdir()) == ["blob-young"]
+    loose = tmp / "lfs-0123-partial"  # a file of the layout before per-process folders
+    loose.write_bytes(b"x")
+    young, old = tmp / ".new-young", tmp / ".new-old"  # folders a process was making when it died, or is making
+    young.mkdir()
+    old.mkdir()
+    os.utime(old, (time.time() - 2 * 3600,) * 2)
+    assert LfsStore(tmp_path / "lfs").sweep_tmp() == 2
+    assert sorted(p.name for p in tmp.iterdir()) == [".new-young"]
 
 
 def test_max_lfs_object_setting(tmp_path: Path, monkeypatch):

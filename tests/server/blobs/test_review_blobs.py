@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fixtures.server import temp_files
 from haven.server.storage.blobs import LocalBlobStore
 
 
@@ -19,7 +20,7 @@ def test_a_put_that_loses_the_race_keeps_the_first_bytes(tmp_path: Path):
 
     assert store.put("xet/xorbs/abcd", slow_second()) == 5
     assert b"".join(store.read("xet/xorbs/abcd")) == b"first"
-    assert list((tmp_path / "tmp").iterdir()) == []  # the loser's temporary file is gone
+    assert temp_files(tmp_path) == []  # the loser's temporary file is gone
 
 
 def test_a_put_publishes_and_leaves_no_temporary_file(tmp_path: Path):
@@ -27,4 +28,4 @@ def test_a_put_publishes_and_leaves_no_temporary_file(tmp_path: Path):
     assert store.put("lfs/0123abcd", [b"abc", b"def"]) == 6
     assert b"".join(store.read("lfs/0123abcd")) == b"abcdef"
     assert store.path("lfs/0123abcd").stat().st_mode & 0o777 == 0o444
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert temp_files(tmp_path) == []

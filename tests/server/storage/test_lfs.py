@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.server import temp_files
 from haven.server import storage
 from haven.server.storage import LfsStore, attributes
 
@@ -30,7 +31,7 @@ def test_put_stores_verified_object(tmp_path: Path):
     with lfs.open(oid) as f:
         assert f.read() == data
     lfs.put(oid, len(data), iter([]))  # already stored: nothing to read
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert temp_files(tmp_path) == []
 
 
 @pytest.mark.parametrize("case", ["wrong-hash", "short", "long"])
@@ -47,7 +48,7 @@ def test_put_rejects_mismatch_and_stores_nothing(tmp_path: Path, case: str):
         lfs.put(oid, size, chunks(body))
     assert err.value.status == 400
     assert not lfs.has(oid) and not lfs.path(oid).exists()
-    assert list((tmp_path / "tmp").iterdir()) == []  # the temp file is gone too
+    assert temp_files(tmp_path) == []  # the temp file is gone too
 
 
 def test_put_rejects_bad_oid_and_size(tmp_path: Path):
@@ -152,4 +153,4 @@ def test_interrupted_uploads_leave_no_temp_file(tmp_path: Path):
     with pytest.raises(ConnectionResetError):
         asyncio.run(lfs.put_async(oid, len(data), broken_async()))
     assert not lfs.has(oid)
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert temp_files(tmp_path) == []

@@ -221,9 +221,10 @@ class LocalBlobStore:
 
     def sweep_tmp(self) -> int:
         """Remove what killed processes left in `tmp_dir`; returns how many entries went: the
-        folders of processes that no longer hold their lock, and anything else older than a day
-        (a `.new-` folder a process died making, files of older layouts). Folders of live processes
-        sharing the data directory are left alone, so an upload in progress never loses its file."""
+        folders of processes that no longer hold their lock, `.new-` folders older than an hour
+        (a process died making one), and loose files (uploads of versions before per-process
+        folders). Folders of live processes sharing the data directory are left alone, so an
+        upload in progress never loses its file."""
         removed = 0
         if not self.tmp_dir.is_dir():
             return 0
@@ -233,9 +234,9 @@ class LocalBlobStore:
             if entry.name.startswith(PROCESS_TMP_PREFIX) and entry.is_dir() and not entry.is_symlink():
                 if not _abandoned(entry):
                     continue
-            else:
+            elif entry.name.startswith(".new-"):
                 try:
-                    if time.time() - entry.lstat().st_mtime < STALE_TMP:
+                    if time.time() - entry.lstat().st_mtime < STALE_NEW_TMP:
                         continue
                 except FileNotFoundError:
                     continue
@@ -248,7 +249,7 @@ class LocalBlobStore:
 
 
 PROCESS_TMP_PREFIX = "proc-"
-STALE_TMP = 24 * 3600  # seconds after which sweep_tmp removes an unowned entry of tmp_dir
+STALE_NEW_TMP = 3600  # seconds after which sweep_tmp takes a `.new-` folder for a dead process's
 
 
 def _abandoned(folder: Path) -> bool:
