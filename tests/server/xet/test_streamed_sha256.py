@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -164,10 +165,10 @@ def test_runs_follow_each_repository_and_end_with_its_shard(store):
     assert store.read_back == 0
 
 
-def test_xorbs_sent_at_once_and_stored_xorbs_are_read_back(store):
+def test_xorbs_sent_at_once_are_hashed_in_the_order_they_started(store):
     x1, x2, x3 = new_xorb(), new_xorb(), new_xorb()
 
-    def x1_parts():  # x2 streams in while x1 is still arriving: their order is unknown
+    def x1_parts():  # x2 streams in, whole, while x1 is still arriving: x2 is stored first
         yield x1.body[:100]
         assert x2.put(store, REPO)
         yield x1.body[100:]
@@ -176,9 +177,60 @@ def test_xorbs_sent_at_once_and_stored_xorbs_are_read_back(store):
     x3.put(store, REPO)
     info, data = file_info([x1.term(), x2.term(), x3.term()])
     assert store.register_shard(build_shard([info], []), REPO)[1][0].sha256 == hashlib.sha256(data).hexdigest()
-    # x1 got a run of its own, which x3 then continued: only x1 counts as hashed
-    assert store.read_back == len(data) - len(b"".join(x1.chunks))
+    assert store.read_back == 0  # x2 was hashed after x1, in the order the file has them
 
+    # the same with a false sha256 is refused
+    y1, y2 = new_xorb(), new_xorb()
+
+    def y1_parts():
+        yield y1.body[:100]
+        assert y2.put(store, REPO)
+        yield y1.body[100:]
+
+    store.put_xorb(y1.hash, y1_parts(), REPO)
+    lying, _ = file_info([y1.term(), y2.term()], sha256=hashlib.sha256(b"x").hexdigest())
+    with pytest.raises(ShardError, match="sha256"):
+        store.register_shard(build_shard([lying], []), REPO)
+    assert nothing_recorded_but_the_first(store, lying)
+
+
+def nothing_recorded_but_the_first(store: XetStore, info: FileInfo) -> bool:
+    with store.sessions() as session:
+        return session.get(XetFile, to_hex(info.file_hash)) is None and session.query(XetShard).count() == 1
+
+
+def test_the_run_is_hashed_before_the_shard_arrives(store):
+    xorbs = [new_xorb() for _ in range(4)]
+    for x in xorbs:
+        x.put(store, REPO)
+    deadline = time.monotonic() + 10
+    run = store.runs._runs[REPO]
+    while run.hashed < len(xorbs) and time.monotonic() < deadline:  # a background worker hashes them
+        time.sleep(0.01)
+    assert run.hashed == len(xorbs)
+    info, data = file_info([x.term() for x in xorbs])
+    state, covered = store.runs.prefix(REPO, info.terms, wait=0)
+    assert covered == len(xorbs) and state.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_run_that_cannot_read_its_xorbs_leaves_the_shard_to_read_back(store, monkeypatch):
+    def broken(xorb, chunks):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(store.runs, "read", broken)
+    xorbs = [new_xorb() for _ in range(2)]
+    for x in xorbs:
+        x.put(store, REPO)
+    info, data = file_info([x.term() for x in xorbs])
+    assert store.register_shard(build_shard([info], []), REPO)[1][0].sha256 == hashlib.sha256(data).hexdigest()
+    assert store.read_back == len(data)
+
+
+def test_stored_xorbs_are_read_back(store):
+    x1 = new_xorb()
+    x1.put(store, REPO)
+    info, _ = file_info([x1.term()])
+    store.register_shard(build_shard([info], []), REPO)
     # a file using an already stored xorb (dedup: the client does not send it again)
     store.read_back = 0
     x4 = new_xorb()

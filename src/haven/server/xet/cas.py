@@ -26,12 +26,13 @@ Any other `/cas` path (the v2 routes, xorb grants ...) is a plain 404: the clien
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
-import queue
 import re
 import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -94,7 +95,9 @@ def _only_params(request: Request, allowed: tuple[str, ...] = ()) -> None:
         raise ApiError(400, f"unknown query parameter {unknown[0]!r} for {request.url.path}: {takes}")
 
 
-def cas_grant(request: Request, session: SessionDep) -> tokens.XetGrant:
+def cas_grant(request: Request) -> tokens.XetGrant:
+    """The request's Xet token, checked. Its own short session: an upload route must not hold a
+    database connection while the body streams in."""
     _only_params(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -105,8 +108,9 @@ def cas_grant(request: Request, session: SessionDep) -> tokens.XetGrant:
         grant = tokens.check(request.app.state.settings.secret, token.strip())
     except tokens.TokenError as err:
         raise ApiError(401, str(err)) from None
-    if session.get(Repo, grant.repo_pk) is None:
-        raise ApiError(401, "the Xet token's repository no longer exists")
+    with _store(request).sessions() as session:
+        if session.get(Repo, grant.repo_pk) is None:
+            raise ApiError(401, "the Xet token's repository no longer exists")
     return grant
 
 
@@ -127,40 +131,80 @@ def _hash(text: str, what: str) -> str:
 
 
 _END, _ABORT = object(), object()
+_DEPTH = 4  # batches the event loop may read ahead of the worker consuming them
+# The workers that consume uploads: a pool of their own, since each waits on its request's body.
+# Nothing on the event loop's side waits for one (the body is handed over without a thread), so
+# more uploads than workers queue instead of blocking each other.
+_INGEST = ThreadPoolExecutor(32, thread_name_prefix="haven-xet-ingest")
+
+
+class _Pipe:
+    """Batches of a request body, from the event loop to the worker thread consuming them, at
+    most `_DEPTH` ahead: the loop awaits room, it never blocks, and needs no thread to hand over."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._items: collections.deque = collections.deque()
+        self._ready = threading.Condition()
+        self._room = asyncio.Semaphore(_DEPTH)
+        self.closed = False  # the worker is done: it takes nothing more
+
+    async def put(self, item) -> None:
+        await self._room.acquire()
+        self.end(item)
+
+    def end(self, item) -> None:
+        """Hand over `item` without waiting for room (the last one: `_END` or `_ABORT`)."""
+        with self._ready:
+            self._items.append(item)
+            self._ready.notify()
+
+    def get(self):
+        with self._ready:
+            while not self._items:
+                self._ready.wait()
+            item = self._items.popleft()
+        self._wake(1)
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake(_DEPTH)  # a loop awaiting room sees `closed` instead
+
+    def _wake(self, n: int) -> None:
+        def release():
+            for _ in range(n):
+                self._room.release()
+
+        try:
+            self._loop.call_soon_threadsafe(release)
+        except RuntimeError:  # the loop has closed (shutdown): nobody is waiting
+            pass
 
 
 async def _streamed(request: Request, consume):
     """`consume(parts)` in a worker thread, `parts` iterating the request body as it arrives (in
     batches of about 4 MB, at most a few batches ahead); its result, or its exception. A body over
     the xorb limit is 413; a client gone mid-upload makes `parts` raise, so nothing is kept."""
-    pending: queue.Queue = queue.Queue(maxsize=4)
-    stopped = threading.Event()
+    pipe = _Pipe(asyncio.get_running_loop())
 
     def parts():
-        while (item := pending.get()) is not _END:
+        while (item := pipe.get()) is not _END:
             if item is _ABORT:
                 raise XorbError("the upload was interrupted")
-            yield from item
+            yield b"".join(item)  # one write and one parse per batch
 
     def run():
         try:
             return consume(parts())
         finally:
-            stopped.set()
+            pipe.close()
 
-    def put(item) -> None:
-        while not stopped.is_set():
-            try:
-                pending.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    task = asyncio.ensure_future(asyncio.to_thread(run))
+    task = asyncio.wrap_future(_INGEST.submit(run))
     batch, batched, total, last = [], 0, 0, _ABORT
     try:
         async for part in request.stream():
-            if stopped.is_set():
+            if pipe.closed:
                 break
             total += len(part)
             if total > MAX_XORB_BYTES:
@@ -168,12 +212,13 @@ async def _streamed(request: Request, consume):
             batch.append(part)
             batched += len(part)
             if batched >= _FLUSH:
-                await asyncio.to_thread(put, batch)
+                await pipe.put(batch)
                 batch, batched = [], 0
-        await asyncio.to_thread(put, batch)
+        if batch:
+            await pipe.put(batch)
         last = _END
     finally:
-        await asyncio.to_thread(put, last)
+        pipe.end(last)
         if last is _ABORT:
             await asyncio.wait([task])
             task.exception()  # retrieved: the request's own error is the answer

@@ -63,7 +63,7 @@ class XetStore:
     def __init__(self, blobs, sessions: sessionmaker):
         self.blobs, self.sessions = blobs, sessions
         self._indexes: dict[str, XorbIndex] = {}
-        self.runs = Runs()
+        self.runs = Runs(self._xorb_bytes)
 
     # -- xorbs --------------------------------------------------------------------------------
 
@@ -73,20 +73,20 @@ class XetStore:
     def put_xorb(self, h: str, parts: Iterator[bytes], repo_pk: int | None) -> bool:
         """Verify a xorb while streaming it into the blob store, then record it; False if it was
         already here. XorbError (nothing published) when the bytes do not make the xorb `h`.
-        The decoded chunks also continue the sha256 of the repository's run (`runs`)."""
-        run = self.runs.claim(repo_pk)
+        The xorb then continues the sha256 of the repository's run (`runs`), in the background."""
+        link = self.runs.claim(repo_pk, from_hex(h))
         try:
-            index, size, state = self._put_xorb(h, parts, run.hasher())
+            index, size = self._put_xorb(h, parts)
+            inserted = self._record_xorb(h, index, size, repo_pk)
         except BaseException:
-            self.runs.release(run)
+            self.runs.release(link)
             raise
-        self.runs.extend(run, from_hex(h), len(index), state)
-        return self._record_xorb(h, index, size, repo_pk)
+        self.runs.stored(link, len(index))
+        return inserted
 
-    def _put_xorb(self, h: str, parts: Iterator[bytes], state) -> tuple[XorbIndex, int, object]:
-        """Stream a xorb into the blob store, verified, feeding its chunks to `state`: (its index,
-        its stored size, `state`)."""
-        reader, verified = XorbReader(from_hex(h), sink=state.update), {}
+    def _put_xorb(self, h: str, parts: Iterator[bytes]) -> tuple[XorbIndex, int]:
+        """Stream a xorb into the blob store, verified: (its index, its stored size)."""
+        reader, verified = XorbReader(from_hex(h)), {}
 
         def checked() -> Iterator[bytes]:
             for part in parts:
@@ -101,7 +101,7 @@ class XetStore:
         index = verified["index"]
         if size != reader.received:  # the key holds another encoding of these chunks (a crashed
             index = self._stored_index(h)  # upload's bytes): index what is stored, not what was sent
-        return index, size, state
+        return index, size
 
     def _record_xorb(self, h: str, index: XorbIndex, size: int, repo_pk: int | None) -> bool:
         def record(session: Session) -> bool:
@@ -174,9 +174,9 @@ class XetStore:
                     raise ShardError(f"file {r.hash} has sha256 {known.sha256}, not the {r.sha256} its metadata names")
         if len(new) > 1:  # sha256 and LZ4 release the GIL: check several files at once
             with ThreadPoolExecutor(min(4, len(new))) as pool:
-                list(pool.map(self._check_sha256, new))
+                list(pool.map(lambda r: self._check_sha256(r, repo_pk), new))
         elif new:
-            self._check_sha256(new[0])
+            self._check_sha256(new[0], repo_pk)
 
         def record(session: Session) -> bool:
             for r in new:
@@ -229,10 +229,10 @@ class XetStore:
             if not self.has_xorb(session, to_hex(info.xorb)):
                 raise ShardError(f"the shard lists xorb {to_hex(info.xorb)}, which is not on this hub: upload it first")
 
-    def _check_sha256(self, record: FileRecord) -> None:
+    def _check_sha256(self, record: FileRecord, repo_pk: int) -> None:
         """Refuse the file unless its bytes hash to the sha256 its metadata names: the whole xorbs
-        a run hashed as they arrived (`runs`) count as hashed, the rest is read back."""
-        hasher, covered = self.runs.prefix(record.terms)
+        the repository's run hashed as they arrived (`runs`) count as hashed, the rest is read back."""
+        hasher, covered = self.runs.prefix(repo_pk, record.terms)
         rest = record.terms[covered:]
         for part in self.read_terms(rest, 0, sum(t.unpacked_bytes for t in rest), views=True):
             hasher.update(part)
@@ -271,6 +271,11 @@ class XetStore:
             offset = t_end
             if offset >= end:
                 break
+
+    def _xorb_bytes(self, xorb: bytes, chunks: int) -> Iterator[bytes | memoryview]:
+        """The decoded bytes of the first `chunks` chunks of a stored xorb, chunk by chunk."""
+        h = to_hex(xorb)
+        return read_chunks(self._packed(h, 0, self.blobs.size(xorb_key(h))), chunks)
 
     def _packed(self, h: str, first: int, last: int) -> bytes | memoryview:
         """Bytes [first, last) of a stored xorb: a view of the mapped file when the blob store is

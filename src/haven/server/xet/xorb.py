@@ -5,7 +5,7 @@ last chunk (starting with the ident `XETBLOB`, ending with its own length as u32
 version bytes are 0, so the footer cannot be mistaken for a chunk.
 
 `XorbReader` is fed the upload as it arrives: it decompresses and hashes each chunk as soon as its
-bytes are in, holding at most one chunk, and `finish()` checks the Merkle root against the hash
+bytes are in, holding at most one chunk (the one split between two parts), and `finish()` checks the Merkle root against the hash
 the URL names. The stored xorb is the uploaded bytes, unchanged; what the server keeps about it is
 `XorbIndex`: per chunk its hash, end offset in the xorb and end offset uncompressed.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import lz4.frame
@@ -27,6 +27,7 @@ MAX_FOOTER_BYTES = 1 << 20
 MAX_XORB_BYTES = (64 << 20) + MAX_FOOTER_BYTES
 MAX_CHUNK_BYTES = 128 << 10
 HEADER = 8
+MAX_ENCODED_CHUNK = HEADER + MAX_CHUNK_BYTES + 1024  # header and payload (LZ4 may grow a chunk a little)
 FOOTER_IDENT = b"XETBLOB"
 _ENTRY = struct.Struct("<32sII")  # chunk hash, packed end, unpacked end
 
@@ -126,13 +127,12 @@ def encode_chunk(data: bytes, scheme: int = 1) -> bytes:
 
 
 class XorbReader:
-    """Verify a xorb while it streams in: `feed(bytes)` as parts arrive, then `finish()`. With
-    `sink`, each chunk's decoded bytes are also passed to it, in order, as they are hashed."""
+    """Verify a xorb while it streams in: `feed(bytes)` as parts arrive, then `finish()`. Whole
+    chunks are decoded and hashed in place; only a chunk split between two parts is copied."""
 
-    def __init__(self, expected_hash: bytes, sink: Callable[[bytes | memoryview], object] | None = None):
+    def __init__(self, expected_hash: bytes):
         self.expected = expected_hash
-        self.sink = sink
-        self.buffer = bytearray()
+        self.buffer = bytearray()  # the start of a chunk split between parts, or the footer
         self.received = 0
         self.pos = 0  # offset in the xorb of buffer[0]
         self.hashes: list[bytes] = []
@@ -141,25 +141,33 @@ class XorbReader:
         self.unpacked = 0
         self.footer = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self.received += len(data)
         if self.received > MAX_XORB_BYTES:
             raise XorbError("a xorb holds at most 64 MiB of chunks: split it into several xorbs")
-        if self.footer:  # the footer is kept whole for finish(): append, do not re-parse or copy
-            self.buffer += data
-            if len(self.buffer) > MAX_FOOTER_BYTES:
-                raise XorbError(f"the xorb's footer is over {MAX_FOOTER_BYTES >> 20} MiB: no client writes one "
-                                "that large; send the chunks with the footer hf_xet writes, or none")
+        if self.footer:  # the footer is kept whole for finish()
+            self._keep(data)
             return
-        if self.buffer:
-            self.buffer += data
-            view = memoryview(self.buffer)
-        else:
-            view = memoryview(data)  # whole chunks are hashed straight from the caller's bytes
+        view = memoryview(data)
+        if self.buffer:  # complete the split chunk with at most one chunk's bytes of `data`
+            held, taken = len(self.buffer), min(len(view), MAX_ENCODED_CHUNK)
+            self.buffer += view[:taken]
+            with memoryview(self.buffer) as buffered:
+                off = self._parse(buffered)
+            if self.footer or off < held:  # the footer began, or the chunk is still incomplete
+                del self.buffer[:off]
+                self._keep(view[taken:])
+                return
+            view = view[off - held :]
+            self.buffer = bytearray()
         off = self._parse(view)
-        rest = bytes(view[off:])
-        view.release()
-        self.buffer = bytearray(rest)
+        self._keep(view[off:])
+
+    def _keep(self, rest: bytes | memoryview) -> None:
+        self.buffer += rest
+        if self.footer and len(self.buffer) > MAX_FOOTER_BYTES:
+            raise XorbError(f"the xorb's footer is over {MAX_FOOTER_BYTES >> 20} MiB: no client writes one "
+                            "that large; send the chunks with the footer hf_xet writes, or none")
 
     def _parse(self, buf: memoryview) -> int:
         """Decode and hash the whole chunks at the start of `buf`; the bytes consumed."""
@@ -171,14 +179,12 @@ class XorbReader:
             version, size, scheme, raw_size = buf[off], _u24(buf, off + 1), buf[off + 4], _u24(buf, off + 5)
             if version != 0:
                 raise XorbError(f"chunk {len(self.hashes)} has header version {version}: only 0 exists")
-            if raw_size > MAX_CHUNK_BYTES or size > MAX_CHUNK_BYTES + 1024:
+            if raw_size > MAX_CHUNK_BYTES or HEADER + size > MAX_ENCODED_CHUNK:
                 raise XorbError(f"chunk {len(self.hashes)} is over {MAX_CHUNK_BYTES >> 10} KiB")
             if n - off < HEADER + size:
                 break
             raw = decode_chunk(scheme, buf[off + HEADER : off + HEADER + size], raw_size)
             self.hashes.append(chunk_hash(raw))
-            if self.sink is not None:
-                self.sink(raw)
             self.unpacked += raw_size
             off += HEADER + size
             self.packed_ends.append(self.pos + off)
@@ -209,14 +215,13 @@ def _u24(buf, at: int) -> int:
     return buf[at] | buf[at + 1] << 8 | buf[at + 2] << 16
 
 
-def read_chunks(data: bytes, count: int) -> list[bytes | memoryview]:
-    """The uncompressed bytes of the first `count` chunks of `data` (a slice of a xorb); chunks
-    stored uncompressed are views of `data`."""
-    out, pos, view = [], 0, memoryview(data)
+def read_chunks(data: bytes | memoryview, count: int) -> Iterator[bytes | memoryview]:
+    """The uncompressed bytes of the first `count` chunks of `data` (a slice of a xorb), one chunk
+    at a time; chunks stored uncompressed are views of `data`."""
+    pos, view = 0, memoryview(data)
     for _ in range(count):
         if pos + HEADER > len(data):
             raise XorbError("a stored xorb is shorter than its index says")
-        size, scheme, raw_size = _u24(data, pos + 1), data[pos + 4], _u24(data, pos + 5)
-        out.append(decode_chunk(scheme, view[pos + HEADER : pos + HEADER + size], raw_size))
+        size, scheme, raw_size = _u24(view, pos + 1), view[pos + 4], _u24(view, pos + 5)
+        yield decode_chunk(scheme, view[pos + HEADER : pos + HEADER + size], raw_size)
         pos += HEADER + size
-    return out
