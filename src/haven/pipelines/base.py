@@ -19,13 +19,20 @@ Parameters: `_sanitize_parameters(**kwargs)` splits keyword arguments into
 given to a call override them for that call only.
 
 Subclasses may also set `padding_side` ("left" for decoder-only generation) and override
-`_is_batch(inputs)` (what counts as a list of inputs) and `_wrap_output(inputs, results, batched,
+`_is_batch(inputs)` (what counts as a list of inputs) and `wrap_output(inputs, results, batched,
 call_kwargs)` (the final shape of the answer).
+
+Public steps, for callers that batch requests themselves (the hub's inference API does): a call
+is `call_parameters(kwargs)` -> `(pre, fwd, post)`, then `preprocess_batch(items, **pre)` ->
+features, then `run_features(features, params=(pre, fwd, post))` -> one result per input (padding,
+the forward under inference mode and postprocess; `timing=` adds each stage's seconds), then
+`wrap_output(inputs, results, batched, kwargs)`. `__call__` is exactly that sequence.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,9 +147,11 @@ class Pipeline:
     def _is_batch(self, inputs: Any) -> bool:
         return isinstance(inputs, (list, tuple))
 
-    def _wrap_output(
+    def wrap_output(
         self, inputs: Any, results: list[Any], batched: bool, call_kwargs: dict[str, Any]
     ) -> Any:
+        """The answer of a call: `results` (one per input, in order) shaped as the call's `inputs`
+        and keyword arguments ask (one result for one input, unless a task answers otherwise)."""
         return results if batched else results[0]
 
     def __call__(self, inputs: Any, *args: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
@@ -150,15 +159,17 @@ class Pipeline:
             raise PipelineError(
                 f"{type(self).__name__} takes one input (or a list of inputs) and keyword options"
             )
-        pre, fwd, post = self._params_for_call(kwargs)
+        pre, fwd, post = self.call_parameters(kwargs)
         if isinstance(inputs, Iterator) and not isinstance(inputs, (str, bytes)):
             return self._iterate(inputs, batch_size or self.batch_size, pre, fwd, post)
         batched = self._is_batch(inputs)
         items = list(inputs) if batched else [inputs]
         results = self.run(items, batch_size=batch_size, params=(pre, fwd, post))
-        return self._wrap_output(inputs, results, batched, kwargs)
+        return self.wrap_output(inputs, results, batched, kwargs)
 
-    def _params_for_call(self, kwargs: dict[str, Any]) -> tuple[dict, dict, dict]:
+    def call_parameters(self, kwargs: dict[str, Any]) -> tuple[dict, dict, dict]:
+        """(preprocess, forward, postprocess) parameters of a call with these keyword arguments:
+        the constructor's, overridden by the call's (PipelineError for one the task does not take)."""
         if not kwargs:
             return self._preprocess_params, self._forward_params, self._postprocess_params
         pre, fwd, post = self._sanitize_parameters(**kwargs)
@@ -186,22 +197,43 @@ class Pipeline:
         params: tuple[dict, dict, dict] | None = None,
     ) -> list[Any]:
         """Results for a list of inputs, in their order (sorted by length for batching inside)."""
-        pre, fwd, post = params if params is not None else self._params_for_call({})
+        pre, fwd, post = params if params is not None else self.call_parameters({})
+        return self.run_features(self.preprocess_batch(items, **pre), batch_size=batch_size, params=(pre, fwd, post))
+
+    def run_features(
+        self,
+        features: list[dict[str, Any]],
+        *,
+        batch_size: int | None = None,
+        params: tuple[dict, dict, dict] | None = None,
+        timing: dict[str, float] | None = None,
+    ) -> list[Any]:
+        """Results for preprocessed inputs (`preprocess_batch`'s features), in their order: sorted by
+        length, cut into `batch_size` chunks, each padded and run; then postprocess. With `timing`, the
+        seconds spent padding ("pad"), in the model ("forward") and in "postprocess" are added to it."""
+        _, fwd, post = params if params is not None else self.call_parameters({})
         batch_size = batch_size or self.batch_size
-        features = self.preprocess_batch(items, **pre)
         outputs: list[Any] = [None] * len(features)
         if batch_size == 1 or len(features) == 1:
-            order = range(len(features))
+            order = list(range(len(features)))
         else:
             order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
-            order = list(order)
+        padding = forward = 0.0
         with torch.inference_mode():
             for start in range(0, len(features), batch_size):
                 idx = order[start : start + batch_size]
+                began = time.perf_counter()
                 batch = self.collate([features[i] for i in idx])
+                padded = time.perf_counter()
                 for i, out in zip(idx, self._forward(batch, **fwd)):
                     outputs[i] = out
-        return [self.postprocess(f, o, **post) for f, o in zip(features, outputs)]
+                padding, forward = padding + padded - began, forward + time.perf_counter() - padded
+        began = time.perf_counter()
+        results = [self.postprocess(f, o, **post) for f, o in zip(features, outputs)]
+        if timing is not None:
+            for key, seconds in (("pad", padding), ("forward", forward), ("postprocess", time.perf_counter() - began)):
+                timing[key] = timing.get(key, 0.0) + seconds
+        return results
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Pad the model inputs of `features` to the longest row and stack them on the device."""

@@ -158,7 +158,7 @@ class FillMaskPipeline(Pipeline):
             results.append(row)
         return results[0] if single else results
 
-    def _wrap_output(
+    def wrap_output(
         self, inputs: Any, results: list[Any], batched: bool, call_kwargs: dict[str, Any]
     ) -> Any:
         if batched and len(results) == 1:

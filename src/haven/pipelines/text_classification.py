@@ -126,7 +126,7 @@ class TextClassificationPipeline(Pipeline):
             return False  # [[text, pair]]
         return isinstance(inputs, (list, tuple))
 
-    def _wrap_output(
+    def wrap_output(
         self, inputs: Any, results: list[Any], batched: bool, call_kwargs: dict[str, Any]
     ) -> Any:
         if batched:

@@ -75,7 +75,7 @@ class ZeroShotClassificationPipeline(Pipeline):
                 "zero-shot-classification takes the sequence(s), then candidate_labels (positionally or "
                 "by name), then keyword options"
             )
-        pre, _, post = self._params_for_call(kwargs)
+        pre, _, post = self.call_parameters(kwargs)
         labels = pre.get("candidate_labels")
         template = pre.get("hypothesis_template", DEFAULT_TEMPLATE)
         if not labels:

@@ -6,6 +6,13 @@ token budget (rows x longest row <= `max_tokens`), runs them as one call, and ha
 its own answer. While a batch runs, the next one gathers: under load batches grow by themselves,
 and a lone request never waits for company.
 
+Closed-loop clients (each sends its next request when the last is answered) arrive in a burst
+just after a batch ends, not all at once: taking the first arrival alone would run a one-row
+batch (a whole pass over the weights for one request) and leave the rest for the next. So when
+fewer rows wait than the previous batch had, the worker waits up to `gather` seconds (at most a
+quarter of a typical batch's time) for them; a lone client (previous batch: one row) never waits.
+Each job's `timing` gets the seconds it queued ("queue") and the rows of its batch ("rows").
+
 A batch that fails (one request's bad input) is run again one request at a time, so only the
 request at fault gets the error. The queue is bounded: when `max_queue` requests wait, `submit`
 raises `QueueFull` (the route answers 429 with Retry-After). A request waits at most `timeout`
@@ -45,6 +52,7 @@ class Job:
     future: asyncio.Future
     key: str = ""
     started: float = field(default_factory=time.monotonic)
+    timing: dict = field(default_factory=dict)  # filled on the worker thread before the answer is settled
 
     def __post_init__(self) -> None:
         self.key = json.dumps(self.params, sort_keys=True, default=str)
@@ -71,22 +79,28 @@ class Batcher:
     """One worker thread running `run(jobs)` on batches of queued jobs."""
 
     def __init__(self, run: RunBatch, *, name: str, max_tokens: int = 8192, max_rows: int = 64,
-                 max_queue: int = 256, timeout: float = 60.0):
+                 max_queue: int = 256, timeout: float = 60.0, gather: float = 0.02):
         self.run = run
         self.max_tokens = max_tokens
         self.max_rows = max_rows
         self.max_queue = max_queue
         self.timeout = timeout
+        self.gather = gather
         self.queue: deque[Job] = deque()
         self.cond = threading.Condition()
         self.closed = False
         self.busy_seconds = 0.5  # a running mean of one batch's time, for Retry-After
+        self.last_rows = 1  # rows of the previous batch
         self.thread = threading.Thread(target=self._work, name=f"haven-batcher-{name}", daemon=True)
         self.thread.start()
 
-    async def submit(self, inputs: Any, params: dict, *, size: int, tokens: int) -> Any:
+    async def submit(self, inputs: Any, params: dict, *, size: int, tokens: int, timing: dict | None = None) -> Any:
+        """The answer to `inputs`; `timing`, when given, receives the job's "queue" seconds, its
+        batch's "rows" and whatever the run adds."""
         loop = asyncio.get_running_loop()
         job = Job(inputs, size, tokens, params, loop, loop.create_future())
+        if timing is not None:
+            job.timing = timing
         with self.cond:
             if len(self.queue) >= self.max_queue:
                 raise QueueFull(self.busy_seconds * len(self.queue) / max(1, self.max_rows))
@@ -104,6 +118,14 @@ class Batcher:
                 self.cond.wait()
             if self.closed:
                 return None
+            deadline = time.monotonic() + min(self.gather, self.busy_seconds / 4)
+            while not self.closed and sum(job.size for job in self.queue) < self.last_rows:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            if self.closed or not self.queue:
+                return None if self.closed else []
             first = self.queue.popleft()
             batch, rows, longest = [first], first.size, first.tokens
             kept: deque[Job] = deque()
@@ -127,6 +149,9 @@ class Batcher:
             if not batch:
                 continue
             start = time.monotonic()
+            rows = sum(job.size for job in batch)
+            for job in batch:
+                job.timing.update(queue=start - job.started, rows=rows)
             try:
                 answers = self.run(batch)
             except Exception as err:  # noqa: BLE001 - handed to the requests below
@@ -142,6 +167,7 @@ class Batcher:
                 for job, answer in zip(batch, answers):
                     job.settle(answer)
             self.busy_seconds = 0.8 * self.busy_seconds + 0.2 * (time.monotonic() - start)
+            self.last_rows = rows
 
     def close(self) -> None:
         with self.cond:

@@ -55,7 +55,7 @@ def prepare(served: Served, inputs: Any, parameters: Any, *, max_new_tokens: int
     params.update(extra or {})
     pipe = served.pipe
     try:
-        pre, fwd, post = pipe._params_for_call(params)
+        pre, fwd, post = pipe.call_parameters(params)
         generate = pipe._generate_kwargs(fwd)
     except (PipelineError, ValueError, TypeError) as err:
         raise InferenceError(400, str(err)) from None

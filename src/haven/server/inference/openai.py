@@ -35,7 +35,7 @@ from . import generation
 from .registry import InferenceError, Served
 from .relay import forward
 from .service import json_body, model_max_tokens, service
-from .tasks import EMBED
+from .tasks import embedding_request
 
 router = APIRouter(prefix="/v1")
 
@@ -315,7 +315,8 @@ async def _embeddings(request: Request) -> Response:
                              "use a sentence-transformers repository (with modules.json)")
     limit = model_max_tokens(served)
     counts = await run_in_threadpool(lambda: [len(x) for x in served.pipe.tokenizer(texts)["input_ids"]])
-    vectors = await served.runner.submit(texts, {EMBED: True}, size=len(texts), tokens=min(max(counts), limit))
+    job = embedding_request(texts, min(max(counts), limit))
+    vectors = await served.runner.submit(job, job.kwargs, size=job.rows, tokens=job.tokens)
     data = []
     for i, vector in enumerate(vectors):
         value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if fmt == "base64" else vector

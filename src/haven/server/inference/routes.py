@@ -7,11 +7,16 @@ is the pipeline's output for the repo's `pipeline_tag` (see `tasks`); errors are
 or a private one the caller may not read), 413 (body too large), 429 (queue full, Retry-After),
 503 (loading, with `estimated_time`) and 504 (timed out). `use_cache` is accepted: answers are
 never cached, so every answer is computed fresh, which both values allow.
+
+Encoder answers carry a `Server-Timing` header: milliseconds spent checking and tokenizing the
+request ("tokenize"), waiting for its batch ("queue"), and the batch's "pad", "forward" and
+"postprocess", with the batch's rows as `batch;desc="N rows"`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -82,9 +87,13 @@ async def _infer(request: Request, repo_id: str, revision: str | None) -> Respon
         return await generation.respond(inference, served, inputs, parameters, stream)
     if stream:
         raise InferenceError(400, f'"stream" is for text generation; {repo_id} is a {served.task} model')
+    timing: dict = {}
     try:
+        began = time.perf_counter()
         checked = await run_in_threadpool(tasks.prepare, served, inputs, parameters, model_max_tokens(served))
-        answer = await served.runner.submit(checked.inputs, checked.kwargs, size=checked.rows, tokens=checked.tokens)
+        timing["tokenize"] = time.perf_counter() - began
+        answer = await served.runner.submit(checked, checked.kwargs, size=checked.rows, tokens=checked.tokens,
+                                            timing=timing)
     except (HavenError, ValueError, TypeError) as err:  # the pipeline refused the input or a parameter
         raise InferenceError(400, str(err)) from None
-    return JSONResponse(answer)
+    return JSONResponse(answer, headers={"Server-Timing": tasks.server_timing(timing)})

@@ -92,13 +92,15 @@ class Inference:
     async def resolve(self, request: Request, repo_id: str, revision: str | None) -> tuple[str, str | None]:
         """(commit, pipeline_tag) of a model the caller may read; 404 otherwise, 400 for a task
         Haven cannot run."""
-        tag, default_branch = await run_in_threadpool(_readable_model, request, repo_id)
         from ...pipelines import TASKS
 
-        if tag not in TASKS:  # None: neither the card nor config.json names a task
-            raise InferenceError(400, unsupported_task(repo_id, tag))
-        commit = await run_in_threadpool(self.storage.resolve, "model", repo_id, revision or default_branch)
-        return commit, tag
+        def look_up() -> tuple[str, str | None]:  # one trip to a thread for both
+            tag, default_branch = _readable_model(request, repo_id)
+            if tag not in TASKS:  # None: neither the card nor config.json names a task
+                raise InferenceError(400, unsupported_task(repo_id, tag))
+            return self.storage.resolve("model", repo_id, revision or default_branch), tag
+
+        return await run_in_threadpool(look_up)
 
     async def served(self, request: Request, repo_id: str, revision: str | None, *, wait: bool) -> Served:
         if self.storage is None:  # a worker: the hub checked access and names the commit
