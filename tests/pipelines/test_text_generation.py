@@ -83,13 +83,13 @@ def test_sampling_num_return_sequences_shape_and_seed(pipes):
 def test_defaults_sample_256_tokens_at_temperature_0_7(pipes):
     """The reference pipeline's defaults: sampling (temperature 0.7) when nothing says otherwise."""
     _, hv = pipes
-    kwargs = hv._generate_kwargs({})
+    kwargs = hv.generate_arguments({})
     gen_cfg = hv.model.generation_config.to_diff_dict()
     if "do_sample" not in gen_cfg:
         assert kwargs["do_sample"] is True and kwargs["temperature"] == 0.7
     if "max_new_tokens" not in gen_cfg and "max_length" not in gen_cfg:
         assert kwargs["max_new_tokens"] == 256
-    assert "temperature" not in hv._generate_kwargs({"do_sample": False})
+    assert "temperature" not in hv.generate_arguments({"do_sample": False})
 
 
 def test_chat_messages(llama_dir):

@@ -169,7 +169,7 @@ class Pipeline:
 
     def call_parameters(self, kwargs: dict[str, Any]) -> tuple[dict, dict, dict]:
         """(preprocess, forward, postprocess) parameters of a call with these keyword arguments:
-        the constructor's, overridden by the call's (PipelineError for one the task does not take)."""
+        the constructor's, overridden by the call's (checked as the task checks a call's arguments)."""
         if not kwargs:
             return self._preprocess_params, self._forward_params, self._postprocess_params
         pre, fwd, post = self._sanitize_parameters(**kwargs)

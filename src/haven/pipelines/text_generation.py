@@ -8,6 +8,13 @@ gen([{"role": "user", "content": "Hi"}])              # [{"generated_text": [...
 
 Defaults as the reference's pipeline: up to 256 new tokens, sampling at temperature 0.7, unless
 the call or the model's generation_config.json says otherwise. Batches are padded on the left.
+
+For callers that decode themselves (the hub's inference API batches sequences continuously):
+`call_parameters(kwargs)` splits a call's keyword arguments as `__call__` does, `preprocess` makes
+the prompt's features, `generate_arguments(forward_params)` adds the pipeline's defaults as
+`generate()` would receive them, `decoding_settings(arguments, prompt_length)` resolves them into
+the GenerationConfig and total length `generate()` would use, and `postprocess` turns the new
+tokens into the answer.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import PipelineError
+from ..generation.config import GenerationConfig
 from .base import Pipeline
 
 # Applied when neither the call nor the model's generation config sets them (sampling ones only when sampling).
@@ -93,8 +101,9 @@ class TextGenerationPipeline(Pipeline):
             post["continue_final_message"] = continue_final_message
         return pre, generate_kwargs, post
 
-    def _generate_kwargs(self, call: dict[str, Any]) -> dict[str, Any]:
-        """The call's generate() arguments plus the pipeline defaults nobody else set."""
+    def generate_arguments(self, call: dict[str, Any]) -> dict[str, Any]:
+        """generate()'s keyword arguments for a call: the call's forward parameters (the second of
+        `call_parameters`) plus the pipeline defaults neither they nor the model's config set."""
         call = dict(call)
         prefix_length = call.pop("_prefix_length", 0)
         model_set = {}
@@ -120,6 +129,16 @@ class TextGenerationPipeline(Pipeline):
             user_gc.update(**added)
             return {**call, "generation_config": user_gc}
         return {**call, **added}
+
+    def decoding_settings(self, arguments: dict[str, Any], prompt_length: int) -> tuple[GenerationConfig, int]:
+        """(the resolved GenerationConfig, the total length to decode up to) that generate() would use
+        with these `generate_arguments` for a prompt of `prompt_length` tokens. PipelineError for an
+        argument generate() does not take; GenerationError for lengths it refuses."""
+        kwargs = {k: v for k, v in arguments.items() if k != "tokenizer"}
+        config, unused, given = self.model._resolve_config(None, kwargs)
+        if unused:
+            raise PipelineError(f"generation does not take {', '.join(sorted(unused))}")
+        return config, self.model._resolve_lengths(config, given, prompt_length)
 
     # -- steps ------------------------------------------------------------------------------------------
 
@@ -170,7 +189,7 @@ class TextGenerationPipeline(Pipeline):
         return {"input_ids": list(ids), "attention_mask": [1] * len(ids), "prompt": prompt}
 
     def _forward(self, model_inputs: dict[str, torch.Tensor], **generate_kwargs: Any) -> list[Any]:
-        kwargs = self._generate_kwargs(generate_kwargs)
+        kwargs = self.generate_arguments(generate_kwargs)
         ids = model_inputs["input_ids"]
         mask = model_inputs.get("attention_mask")
         out = self.model.generate(ids, attention_mask=mask, **kwargs)

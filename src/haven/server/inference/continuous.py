@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ...errors import PipelineError
 from ...generation.logits_process import build_processors
 from ...generation.stopping import StopStringCriteria
 from ...layers import KVCache
@@ -69,15 +70,14 @@ def new_sequence(served: Served, prompt_ids: list[int], generate_kwargs: dict, e
                  seed: int | None = None) -> Sequence:
     """A Sequence for `prompt_ids` with `generate()`'s keyword arguments (as the pipeline makes them)."""
     model = served.pipe.model
-    kwargs = dict(generate_kwargs)
-    tokenizer = kwargs.pop("tokenizer", None)
-    gc, unused, given = model._resolve_config(None, kwargs)
-    if unused:
-        raise InferenceError(400, f"generation does not take {', '.join(sorted(unused))}")
+    try:
+        gc, max_length = served.pipe.decoding_settings(generate_kwargs, len(prompt_ids))
+    except PipelineError as err:
+        raise InferenceError(400, str(err)) from None
     if gc.num_beams > 1 or (gc.num_return_sequences or 1) > 1:
         raise InferenceError(400, "the inference API decodes one sequence per request (no beams)")
-    max_length = model._resolve_lengths(gc, given, len(prompt_ids))
-    stop = StopStringCriteria(tokenizer or served.pipe.tokenizer, gc.stop_strings) if gc.stop_strings else None
+    tokenizer = generate_kwargs.get("tokenizer") or served.pipe.tokenizer
+    stop = StopStringCriteria(tokenizer, gc.stop_strings) if gc.stop_strings else None
     generator = None
     if seed is not None:
         generator = torch.Generator(device=model.device).manual_seed(int(seed))

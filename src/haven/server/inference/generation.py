@@ -1,8 +1,9 @@
 """Text generation requests: the pipeline's parameters and pre/postprocessing around the
 continuous batcher (`continuous.Generator`), answered whole or as server-sent events.
 
-A request is prepared by the text-generation pipeline itself (`_sanitize_parameters`, its
-defaults, `preprocess` for a prompt or a chat), decoded in the shared batch, and its tokens are
+A request is prepared by the text-generation pipeline itself (its public `call_parameters`,
+`generate_arguments` with its defaults, `preprocess` for a prompt or a chat), decoded in the shared
+batch (`decoding_settings` resolves the lengths and sampling as `generate()` does), and its tokens are
 turned into the answer by the pipeline's `postprocess`: the JSON answer is what
 `pipeline("text-generation", model=repo)(inputs, **parameters)` returns. Streams use the
 library's `TextStreamer` rule for releasing text (whole characters only), one event per token in
@@ -56,7 +57,7 @@ def prepare(served: Served, inputs: Any, parameters: Any, *, max_new_tokens: int
     pipe = served.pipe
     try:
         pre, fwd, post = pipe.call_parameters(params)
-        generate = pipe._generate_kwargs(fwd)
+        generate = pipe.generate_arguments(fwd)
     except (PipelineError, ValueError, TypeError) as err:
         raise InferenceError(400, str(err)) from None
     if not isinstance(inputs, str) and not is_chat(inputs):
