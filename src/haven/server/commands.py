@@ -110,6 +110,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="inference requests that may wait per model; more are answered 429 (HAVEN_INFERENCE_QUEUE, default 256)",
     )
     serve.add_argument(
+        "--inference-timeout", type=float, default=None, metavar="SECONDS",
+        help="seconds an inference request may take (queueing and computing) before it is answered 504 "
+        "(HAVEN_INFERENCE_TIMEOUT, default 120)",
+    )
+    serve.add_argument(
         "--inference-worker", action="append", default=None, metavar="URL",
         help="hand inference requests to this `haven worker` (repeatable; HAVEN_INFERENCE_WORKERS, comma-separated); "
         "both need the same HAVEN_WORKER_SECRET",
@@ -142,6 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--data", default=None, help="folder for downloaded models (HAVEN_DATA, default ./haven-worker)")
     worker.add_argument("--inference-memory", default=None, help="as for haven serve (HAVEN_INFERENCE_MEMORY)")
     worker.add_argument("--inference-queue", type=int, default=None, help="as for haven serve (HAVEN_INFERENCE_QUEUE)")
+    worker.add_argument("--inference-timeout", type=float, default=None, metavar="SECONDS",
+                        help="as for haven serve (HAVEN_INFERENCE_TIMEOUT)")
     worker.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     worker.set_defaults(func=cmd_worker)
 
@@ -202,6 +209,7 @@ def _settings(args: argparse.Namespace):
         inference_memory=getattr(args, "inference_memory", None),
         cas_url=getattr(args, "cas_url", None),
         inference_queue=getattr(args, "inference_queue", None),
+        inference_timeout=getattr(args, "inference_timeout", None),
         inference_workers=getattr(args, "inference_worker", None),
     )
 
@@ -255,6 +263,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.load(
         data_dir=args.data or os.environ.get("HAVEN_DATA") or "./haven-worker", host=args.host,
         port=args.port or 8081, inference_memory=args.inference_memory, inference_queue=args.inference_queue,
+        inference_timeout=args.inference_timeout,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_worker_app(settings, args.hub, os.environ.get("HAVEN_WORKER_TOKEN") or None)

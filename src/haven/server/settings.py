@@ -36,6 +36,17 @@ def parse_size(value: int | str, name: str) -> int:
     return size
 
 
+def parse_seconds(value: float | str, name: str) -> float:
+    """A positive number of seconds ("90", "2.5"); anything else is a SettingsError naming the setting."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={value!r} is not a number of seconds, e.g. 120 or 2.5.") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise SettingsError(f"{name}={value!r} must be a positive, finite number of seconds.")
+    return seconds
+
+
 def parse_bool(value: str, name: str) -> bool:
     """1/true/yes/on or 0/false/no/off (any case); anything else is a SettingsError naming the setting."""
     text = value.strip().lower()
@@ -62,6 +73,7 @@ class Settings:
     inference: bool = True  # the inference API (/models, /v1) runs in this process (--no-inference)
     inference_memory: int = 4 * 10**9  # bytes of model weights the inference API keeps loaded (LRU)
     inference_queue: int = 256  # inference requests that may wait per model; more are answered 429
+    inference_timeout: float = 120.0  # seconds an inference request may take before it is answered 504
     inference_workers: tuple[str, ...] = ()  # `haven worker` URLs the inference API is handed to (--inference-worker)
     worker_secret: str = ""  # shared by a hub and its inference workers (HAVEN_WORKER_SECRET only: never a flag)
     cas_url: str = ""  # the Xet CAS clients are sent to; default PUBLIC_URL/cas (this process)
@@ -87,6 +99,7 @@ class Settings:
         inference: bool | None = None,
         inference_memory: int | str | None = None,
         inference_queue: int | None = None,
+        inference_timeout: float | str | None = None,
         inference_workers: list[str] | None = None,
         cas_url: str | None = None,
     ) -> Settings:
@@ -110,6 +123,10 @@ class Settings:
             ),
             inference_queue=parse_size(
                 inference_queue or env.get("HAVEN_INFERENCE_QUEUE") or 256, "HAVEN_INFERENCE_QUEUE"
+            ),
+            inference_timeout=parse_seconds(
+                inference_timeout if inference_timeout is not None else env.get("HAVEN_INFERENCE_TIMEOUT") or 120.0,
+                "HAVEN_INFERENCE_TIMEOUT",
             ),
             inference_workers=tuple(
                 u.strip().rstrip("/")

@@ -110,7 +110,7 @@ class Batcher:
             return await asyncio.wait_for(asyncio.shield(job.future), self.timeout)
         except TimeoutError:
             job.future.cancel()
-            raise InferenceError(504, f"the model did not answer within {self.timeout:.0f} s: retry later") from None
+            raise InferenceError(504, f"the model did not answer within {self.timeout:g} s: retry later") from None
 
     def _take(self) -> list[Job] | None:
         with self.cond:

@@ -87,12 +87,11 @@ def new_sequence(served: Served, prompt_ids: list[int], generate_kwargs: dict, e
 class Generator:
     """One decoding thread per model, running every admitted sequence together."""
 
-    def __init__(self, served: Served, *, rows: int = 16, max_queue: int = 256, timeout: float = 120.0):
+    def __init__(self, served: Served, *, rows: int = 16, max_queue: int = 256):
         self.model = served.pipe.model
         self.pad = served.pipe.pad_token_id
         self.rows: list[Sequence | None] = [None] * rows
         self.max_queue = max_queue
-        self.timeout = timeout
         self.waiting: deque[Sequence] = deque()
         self.cond = threading.Condition()
         self.closed = False

@@ -129,7 +129,7 @@ class TokenStream:
                 try:
                     item = await asyncio.wait_for(self.queue.get(), max(0.001, left))
                 except TimeoutError:
-                    raise InferenceError(504, f"generation did not finish within {self.timeout:.0f} s") from None
+                    raise InferenceError(504, f"generation did not finish within {self.timeout:g} s") from None
                 if item is None:
                     return
                 if isinstance(item, InferenceError):

@@ -25,7 +25,7 @@ class Limits:
     max_body: int = 1 << 20  # bytes of one request body (413 above)
     max_new_tokens: int = 1024  # the most a generation request may ask for (400 above)
     max_queue: int = 256  # waiting requests per model (429 above)
-    timeout: float = 120.0  # seconds a request may wait for its answer (504)
+    timeout: float = 120.0  # seconds a request may wait for its answer (504); --inference-timeout
     batch_tokens: int = 16384  # padded tokens per encoder batch
     batch_rows: int = 64  # rows per encoder batch
     generation_rows: int = 16  # sequences decoded together
@@ -68,7 +68,7 @@ async def json_body(request: Request, limit: int) -> dict:
 
 class Inference:
     def __init__(self, settings: Any, storage: Any, files: Any = None, limits: Limits | None = None):
-        self.limits = limits or Limits(max_queue=settings.inference_queue)
+        self.limits = limits or Limits(max_queue=settings.inference_queue, timeout=settings.inference_timeout)
         self.storage = storage  # the hub's RepoStore; None in a worker
         files = files or StoreFiles(storage, settings.data_dir / "inference")
         self.registry = Registry(files, settings.inference_memory, self._runner)
@@ -79,8 +79,7 @@ class Inference:
         if served.task == "text-generation":
             from .continuous import Generator
 
-            return Generator(served, rows=self.limits.generation_rows, max_queue=self.limits.max_queue,
-                             timeout=self.limits.timeout)
+            return Generator(served, rows=self.limits.generation_rows, max_queue=self.limits.max_queue)
         from . import tasks
         from .batching import Batcher
 
