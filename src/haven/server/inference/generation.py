@@ -171,6 +171,21 @@ def open_streams(served: Served, plans: list[Plan], n: int, timeout: float) -> l
     return streams
 
 
+async def collect_all(streams: list[TokenStream]) -> list[list[tuple[int, float]]]:
+    """Every stream's (token, logprob) pairs. When one fails, the others are cancelled at once (their
+    rows are freed at the next decode step, not decoded for nobody) and its error is raised."""
+    tasks = [asyncio.ensure_future(stream.collect()) for stream in streams]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for stream in streams:
+            stream.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 def answer(served: Served, plan: Plan, tokens: list[int]) -> Any:
     """The pipeline's answer for these new tokens."""
     return tasks.plain(served.pipe.postprocess(plan.features, [tokens], **plan.post))

@@ -6,7 +6,8 @@ as `api_key`.
 continuous batcher as `/models` (chat renders the tokenizer's chat template through the pipeline);
 OpenAI's defaults apply (`max_tokens` 16 for completions, `temperature` 1, `top_p` 1;
 `temperature` 0 is greedy). `stop` strings end a choice and are cut from its text; `n` choices
-are decoded side by side (seeds `seed`, `seed + 1` ...). Usage counts prompt and completion
+are decoded side by side (seeds `seed`, `seed + 1` ...); when one fails, the others are cancelled
+and the request answers the error. Usage counts prompt and completion
 tokens. Embeddings are the sentence embeddings of a sentence-transformers (or
 sentence-similarity) repository, as floats or base64 (little-endian float32), as asked.
 Errors use OpenAI's shape: `{"error": {"message", "type", "code"}}`.
@@ -197,7 +198,7 @@ async def _generate(request: Request, *, chat: bool) -> Response:
         usage = bool(options.get("include_usage"))
         return StreamingResponse(_stream(served, plans, streams, n, stop, chat, meta, usage),
                                  media_type="text/event-stream")
-    results = [[t for t, _ in pairs] for pairs in await asyncio.gather(*(s.collect() for s in streams))]
+    results = [[t for t, _ in pairs] for pairs in await generation.collect_all(streams)]
     choices = []
     for i, tokens in enumerate(results):
         text, reason = _finish(served, plans[i // n], streams[i], tokens, stop)
@@ -232,7 +233,8 @@ def _finish(served: Served, plan: generation.Plan, stream: generation.TokenStrea
 async def _stream(served: Served, plans, streams, n: int, stop: list[str], chat: bool, meta: dict,
                   usage: bool) -> AsyncIterator[bytes]:
     """Chunks as each choice's text grows (whole characters), then one chunk with finish_reason
-    (and, with stream_options.include_usage, a last chunk with the usage and no choices)."""
+    (and, with stream_options.include_usage, a last chunk with the usage and no choices). A choice
+    that fails ends the stream with an error chunk, and the other choices are cancelled."""
     kind = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(index: int, text: str | None, reason: str | None, first: bool = False) -> bytes:
@@ -261,10 +263,9 @@ async def _stream(served: Served, plans, streams, n: int, stop: list[str], chat:
     try:
         while done < len(streams):
             index, item = await queue.get()
-            if isinstance(item, ApiError):
+            if isinstance(item, ApiError):  # the client stops at an error: the other choices would decode for nobody
                 yield f"data: {json.dumps({'error': {'message': item.message, 'code': item.status}})}\n\n".encode()
-                done += 1
-                continue
+                return
             if isinstance(item, str):  # a text piece: send what is new, held back near a stop string
                 seen[index] += item
                 full = seen[index]
