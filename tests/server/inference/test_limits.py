@@ -57,7 +57,13 @@ def test_a_generation_stream_times_out(gpt2_dir):
     """A generation that cannot finish within the timeout ends with 504 (and frees its row)."""
     pipe = pipeline("text-generation", model=gpt2_dir)
     served = Served("t/x", "0" * 40, "text-generation", pipe, 0)
-    served.runner = Generator(served, rows=2)
+
+    class Slow(Generator):  # a slow decode step: a starved event loop cannot take ~60 tokens and reach
+        def _step(self):  # the tiny model's 64-position window (a 500) before its 504
+            time.sleep(0.05)
+            super()._step()
+
+    served.runner = Slow(served, rows=2)
     plan = prepare(served, "hello", {"max_new_tokens": 1000, "do_sample": False}, max_new_tokens=1000,
                    max_tokens=10**6)
 
