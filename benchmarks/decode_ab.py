@@ -8,6 +8,18 @@ reference's config), then for each case runs greedy decoding (8-token prompt, no
 processes, alternating before/after `--rounds` times, 2 threads, each model prepared with
 `optimize_for_inference()` as pipelines do (`--as-loaded`: without). Prints tokens/s per side
 (median and min-max over the rounds) and the after/before ratio of the medians.
+
+`--split` instead times where a batch-1 greedy decode step goes, per side (medians over the
+rounds, process CPU time, so other processes' load inflates it less than wall time):
+- `step`: one generate() step, (time of 1 + N new tokens - time of 1) / N;
+- `forward`: the model's one-token forward over a KV cache of `PROMPT + N/2` tokens;
+- `generate loop`: step - forward (logits processing, choosing, stopping, buffers);
+- `matmuls`: every projection and the LM head, called back to back on one row (the model's own
+  modules, so its layout and kernels), nothing else;
+- `attention`: scaled_dot_product_attention alone at each layer's shapes;
+- `rest of forward`: forward - matmuls - attention (norms, activations, residuals, the cache
+  writes, module and op dispatch).
+`--threads` sets the threads (default 2); with 1 the split is least disturbed by a busy machine.
 """
 
 from __future__ import annotations
@@ -28,7 +40,6 @@ from generate import PROMPT, build  # noqa: E402
 def worker(path: str, batch: int, beams: int, new_tokens: int, prepare: bool) -> float:
     import torch
 
-    torch.set_num_threads(2)
     from haven import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path).eval()
@@ -46,6 +57,66 @@ def worker(path: str, batch: int, beams: int, new_tokens: int, prepare: bool) ->
     return batch * new_tokens / best
 
 
+def _cpu_ms(fn, repeats: int) -> float:
+    fn()
+    start = time.process_time()
+    for _ in range(repeats):
+        fn()
+    return (time.process_time() - start) / repeats * 1e3
+
+
+def split(path: str, new_tokens: int, prepare: bool) -> dict[str, float]:
+    """Per-step CPU milliseconds of a batch-1 greedy decode, by part (see the module docstring)."""
+    import torch
+    import torch.nn.functional as F
+
+    from haven import AutoModelForCausalLM
+    from haven.layers import KVCache
+
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    if prepare:
+        model.optimize_for_inference()
+    cfg = model.config
+    ids = torch.randint(10, 1000, (1, PROMPT), generator=torch.Generator().manual_seed(0))
+    kw = dict(do_sample=False, pad_token_id=0)
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        one = _cpu_ms(lambda: model.generate(ids, max_new_tokens=1, **kw), 3)
+        full = _cpu_ms(lambda: model.generate(ids, max_new_tokens=new_tokens + 1, **kw), 3)
+        out["step"] = (full - one) / new_tokens
+        past = PROMPT + new_tokens // 2
+        cache = KVCache(max_length=past + 1)
+        model(torch.randint(10, 1000, (1, past)), cache=cache, use_cache=True)
+        token = ids[:, -1:]
+
+        def forward():
+            model(token, cache=cache, use_cache=True, logits_to_keep=1)
+            cache.crop(past)
+
+        out["forward"] = _cpu_ms(forward, 3 * new_tokens)
+        out["generate loop"] = out["step"] - out["forward"]
+        calls = []
+        for name, m in model.named_modules():
+            w = getattr(m, "weight", None)
+            if isinstance(m, (torch.nn.Embedding, torch.nn.LayerNorm)) or not isinstance(w, torch.Tensor):
+                continue
+            if w.dim() != 2 or (name != "lm_head" and any(True for _ in m.children())):
+                continue
+            rows_in = getattr(m, "in_features", None) or w.shape[0]  # GPT-2's Conv1D stores (in, out)
+            calls.append((m, torch.randn(1, 1, rows_in)))
+        out["matmuls"] = _cpu_ms(lambda: [m(x) for m, x in calls], 3 * new_tokens // 4)
+        heads = cfg.num_attention_heads
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        hs = cfg.hidden_size // heads
+        q = torch.randn(1, heads, 1, hs)
+        k, v = torch.randn(1, kv_heads, past + 1, hs), torch.randn(1, kv_heads, past + 1, hs)
+        gqa = kv_heads != heads
+        attend = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)  # noqa: E731
+        out["attention"] = _cpu_ms(lambda: [attend() for _ in range(cfg.num_hidden_layers)], 3 * new_tokens)
+        out["rest of forward"] = out["forward"] - out["matmuls"] - out["attention"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", help="the `src` folder of the tree to compare against")
@@ -57,34 +128,57 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--as-loaded", action="store_true", help="no optimize_for_inference()")
     ap.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "haven-bench-generate"))
+    ap.add_argument("--split", action="store_true", help="where a batch-1 step's time goes, per side")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--worker", nargs=4, metavar=("PATH", "BATCH", "BEAMS", "PREPARE"))
     args = ap.parse_args()
     if args.worker:
+        import torch
+
+        torch.set_num_threads(args.threads)
         path, batch, beams, prepare = args.worker
+        if args.split:
+            print(json.dumps(split(path, args.new_tokens, prepare == "1")))
+            return
         print(json.dumps(worker(path, int(batch), int(beams), args.new_tokens, prepare == "1")))
         return
     if not args.before:
         ap.error("--before: the `src` folder of the tree to compare against is required")
     os.makedirs(args.root, exist_ok=True)
-    cases = [(b, 1) for b in args.batches] + [(1, n) for n in args.beams]
+    cases = [(1, 1)] if args.split else [(b, 1) for b in args.batches] + [(1, n) for n in args.beams]
     sides = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
     for name in args.models:
         path = build(name, args.root)
         for batch, beams in cases:
-            rates: dict[str, list[float]] = {side: [] for side in sides}
+            rates: dict[str, list] = {side: [] for side in sides}
             for _ in range(args.rounds):
                 for side, src in sides.items():
-                    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "2"}
-                    cmd = [sys.executable, __file__, "--new-tokens", str(args.new_tokens),
+                    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(args.threads)}
+                    cmd = [sys.executable, __file__, "--new-tokens", str(args.new_tokens), "--threads",
+                           str(args.threads), *(["--split"] if args.split else []),
                            "--worker", path, str(batch), str(beams), "0" if args.as_loaded else "1"]
                     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
                     if out.returncode:
                         raise SystemExit(f"{side} worker failed:\n{out.stderr[-3000:]}")
                     rates[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            if args.split:
+                print_split(name, rates)
+                continue
             med = {s: statistics.median(r) for s, r in rates.items()}
             label = f"{name} batch {batch}" + (f" beams {beams}" if beams > 1 else "")
             spread = "  ".join(f"{s} {med[s]:.1f} ({min(r):.1f}-{max(r):.1f})" for s, r in rates.items())
             print(f"{label:<22} tok/s {spread}  after/before {med['after'] / med['before']:.3f}", flush=True)
+
+
+def print_split(name: str, parts: dict[str, list[dict[str, float]]]) -> None:
+    print(f"{name}: CPU ms per batch-1 decode step, median (min-max) over the rounds", flush=True)
+    for part in parts["before"][0]:
+        cells = "  ".join(
+            f"{side} {statistics.median(r[part] for r in runs):6.2f} "
+            f"({min(r[part] for r in runs):.2f}-{max(r[part] for r in runs):.2f})"
+            for side, runs in parts.items()
+        )
+        print(f"  {part:<16} {cells}", flush=True)
 
 
 if __name__ == "__main__":
