@@ -49,6 +49,7 @@ def test_hub_forwards_to_a_worker(tmp_path, monkeypatch, bert_sequence_classific
         r = post(hub.url, cls, {"inputs": "hello there", "parameters": {"top_k": 2}}, token)
         assert r.status_code == 200, r.text + (tmp_path / "worker.log").read_text()
         assert r.headers["X-Inference-Worker"] == worker_url
+        assert "forward;dur=" in r.headers["Server-Timing"]  # the worker's stage timings reach the caller
         want = pipeline("text-classification", model=bert_sequence_classification_dir)(["hello there"], top_k=2)
         assert [[(x["label"], round(x["score"], 6)) for x in row] for row in r.json()] == \
             [[(x["label"], round(x["score"], 6)) for x in row] for row in want]

@@ -16,7 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from .registry import InferenceError
 
 SECRET_HEADER = "x-haven-worker-secret"
-PASSED_BACK = ("content-type", "retry-after", "cache-control")
+PASSED_BACK = ("content-type", "retry-after", "cache-control", "server-timing")
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
