@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -60,18 +61,21 @@ def copy_bandwidth(size_mb: int = 1024, repeats: int = 5) -> float:
 
 
 def load_old(rev: str):
-    """The pybind module built from haven/linear/kernels/qgemv.cpp at commit `rev`."""
+    """The kernel built from haven/linear/kernels/qgemv.cpp at commit `rev`, its op renamed
+    `torch.ops.haven_old.qgemv` so that it loads beside the current one."""
     from torch.utils.cpp_extension import load
 
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     text = subprocess.run(["git", "show", f"{rev}:src/haven/linear/kernels/qgemv.cpp"], cwd=root, check=True,
                           capture_output=True, text=True).stdout
+    text = re.sub(r"TORCH_LIBRARY_(FRAGMENT|IMPL)\(haven,", r"TORCH_LIBRARY_\1(haven_old,", text)
     folder = tempfile.mkdtemp(prefix="haven-old-qgemv-")
     source = os.path.join(folder, "qgemv_old.cpp")
     with open(source, "w") as f:
         f.write(text)
-    return load(name="haven_qgemv_old", sources=[source], extra_cflags=["-O3", "-march=native", "-fopenmp-simd"],
-                build_directory=folder, verbose=False)
+    load(name="haven_qgemv_old", sources=[source], extra_cflags=["-O3", "-march=native", "-fopenmp-simd"],
+         build_directory=folder, is_python_module=False, verbose=False)
+    return torch.ops.haven_old
 
 
 def pool(make, nbytes: int, hot: bool) -> list:

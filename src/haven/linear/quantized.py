@@ -7,10 +7,10 @@ Its state dict is `qweight`, `scales`, `zeros` (asymmetric only) and `bias`, in 
 
 The product runs in one of two ways, chosen per call:
 - the compiled CPU kernels of `haven.linear.kernels` (one to a few rows, the decode step), when
-  they built on this machine;
-- otherwise the portable path: the weight is dequantized a tile of output rows at a time and
-  multiplied with `F.linear`. Always available and always correct; the float copy never exists
-  for more than one tile.
+  they built on this machine: they also round x to int8 (in small blocks) and multiply integers;
+- otherwise (prefill, the kernels off or not built) the portable path: the weight is dequantized
+  a tile of output rows at a time and multiplied with the float x by `F.linear`. Always
+  available; the float copy never exists for more than one tile.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ class QuantizedLinear(nn.Module):
         else:
             self.register_buffer("zeros", torch.empty(out_features, groups, device=device))
         self.bias = nn.Parameter(torch.empty(out_features, device=device), requires_grad=False) if bias else None
-        self._packed = None  # the kernels' layout, made on first use
 
     def extra_repr(self) -> str:
         kind = "symmetric" if self.symmetric else "asymmetric"
@@ -76,7 +75,6 @@ class QuantizedLinear(nn.Module):
         self.qweight, self.scales = q.qweight, q.scales
         if not self.symmetric:
             self.zeros = q.zeros
-        self._packed = None
 
     def dequantized(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The float (out, in) weight the codes stand for."""
@@ -85,7 +83,6 @@ class QuantizedLinear(nn.Module):
     def _apply(self, fn, *args, **kwargs):
         """Moves and casts (`model.to(torch.bfloat16)`) apply to the bias; the scales and zeros
         stay float32, the precision the codes were fitted in and the kernels read."""
-        self._packed = None
         out = super()._apply(fn, *args, **kwargs)
         if self.scales.is_floating_point() and self.scales.dtype != torch.float32:
             self.scales = self.scales.float()
@@ -93,17 +90,16 @@ class QuantizedLinear(nn.Module):
                 self.zeros = self.zeros.float()
         return out
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._packed = None
-        return super()._load_from_state_dict(*args, **kwargs)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.compute_dtype or x.dtype
-        rows = x.numel() // self.in_features
-        if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
-            out = kernels.run(self, x, rows)
+        if (
+            x.device.type == "cpu"
+            and x.numel() <= kernels.MAX_ROWS * self.in_features
+            and not (torch.is_grad_enabled() and x.requires_grad)
+        ):
+            out = kernels.run(self, x)
             if out is not None:
-                return out.to(x.dtype)
+                return out if out.dtype == x.dtype else out.to(x.dtype)
         h = x.to(dtype)
         bias = None if self.bias is None else self.bias.to(dtype)
         tile = max(self.group_size, _TILE_BYTES // (self.in_features * dtype.itemsize))

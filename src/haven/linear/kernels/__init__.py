@@ -1,13 +1,19 @@
 """Compiled CPU kernels for `QuantizedLinear` at a few rows (the decode step).
 
 `qgemv.cpp` is compiled on first use with `torch.utils.cpp_extension` (-O3 -march=native: its
-AVX-512 path where the CPU has it, a portable loop elsewhere) into a cache folder keyed by the
+AVX-512 VNNI path where the CPU has it, a portable loop elsewhere) into a cache folder keyed by the
 source, the torch version and the CPU (under HAVEN_KERNELS_DIR, default ~/.cache/haven/kernels),
 and loaded from there afterwards. It registers `torch.ops.haven.qgemv`, with a shape function
 for tracing, so a `torch.compile`d decode step calls it without a graph break. When the compiler
 is missing or the build fails, `run` returns None and `QuantizedLinear` takes its portable path
 (dequantize a tile, F.linear): slower, equally correct. HAVEN_QUANT_KERNELS=0 turns the kernels
 off.
+
+Numerics: the kernel rounds x to int8 (per row and block of 4 or 8 inputs, d = max|x| / 127,
+round to nearest) and multiplies integer codes with integer codes, as llama.cpp's q8_0 product
+does; its compiled portable loop rounds x the same way, so both agree up to float32 rounding.
+The float path (many rows: prefill; the kernels off or not built) multiplies the float x.
+See qgemv.cpp for the exact formula and tests/quantization/test_kernels.py for the bounds.
 """
 
 from __future__ import annotations
@@ -82,23 +88,25 @@ def available() -> bool:
 
 def _qgemv_shape(x, qweight, scales, zeros, bias, bits, group_size):
     """The output `torch.ops.haven.qgemv` makes, for tracing (torch.compile) without running it."""
-    return x.new_empty((x.shape[0], qweight.shape[0]))
+    return x.new_empty((*x.shape[:-1], qweight.shape[0]))
 
 
 def enabled() -> bool:
     return os.environ.get("HAVEN_QUANT_KERNELS", "1") != "0"
 
 
-def run(layer, x: torch.Tensor, rows: int) -> torch.Tensor | None:
-    """`layer(x)` (float32 compute) by the compiled kernel, or None when it does not apply: many
-    rows, another compute dtype, the kernels off or not buildable here."""
-    if rows > MAX_ROWS or layer.compute_dtype not in (None, torch.float32) or not enabled():
-        return None
-    if layer.scales.dtype != torch.float32 or (_module is None and not available()):
+_FLOAT32 = (None, torch.float32)
+
+
+def run(layer, x: torch.Tensor) -> torch.Tensor | None:
+    """`layer(x)` (float32 compute, x of shape (..., in), rounded to int8 as the module docstring
+    says) by the compiled kernel, or None when it does not apply: another compute dtype, the
+    kernels off or not buildable here. The caller keeps to at most MAX_ROWS rows."""
+    if layer.compute_dtype not in _FLOAT32 or not enabled() or (_module is None and not available()):
         return None
     bias = layer.bias
     if bias is not None and bias.dtype != torch.float32:
         bias = bias.float()
-    flat = x.reshape(rows, layer.in_features).float()
-    y = torch.ops.haven.qgemv(flat, layer.qweight, layer.scales, layer.zeros, bias, layer.bits, layer.group_size)
-    return y.view(*x.shape[:-1], layer.out_features)
+    if x.dtype != torch.float32:
+        x = x.float()
+    return torch.ops.haven.qgemv.default(x, layer.qweight, layer.scales, layer.zeros, bias, layer.bits, layer.group_size)

@@ -4,207 +4,307 @@
 //         (asymmetric) or none (symmetric);
 //   int4: codes (out, in/2), two per byte, the even input in the low nibble; a float zero per
 //         group (asymmetric) or the fixed zero 8 (symmetric).
-// Every weight is read back as exactly the float dequantize() makes, (q - zero) * scale, and
-// multiplied with x in float32 (weight-only quantization: the result equals F.linear on the
-// dequantized weight up to the order of the float sums).
+// A weight stands for (q - zero) * scale.
 //
-// The AVX-512 path (built with -march=native on a CPU that has it) reads the weight once per call:
-// a block of 4 output rows at a time, each 16 (int8) or 32 (int4) codes widened in registers and
-// multiplied with up to 4 rows of x before the next codes are read; a block is done for every
-// row chunk of x while its codes are still in L1. int4 codes become floats by a 16-entry table
-// per group ((0..15 - zero) * scale, one register) looked up with a permute: the low nibble
-// indexes it directly, the high nibble after one shift. Because a byte holds inputs 2j and 2j+1,
-// x is first split, per 32 inputs, into its 16 even and 16 odd entries. Output blocks are shared
-// out over torch's intra-op threads. The portable loop below is the fallback for other CPUs.
+// Numerics (both paths below): x is quantized too, per row and per block of 4 inputs (int8
+// weights) or 8 (int4), to int8 by round-to-nearest(-even): d = max|x_j| / 127, xq = round(x / d)
+// (0 when d is 0), llama.cpp's q8_0 rule on smaller blocks (one per int32 lane below, so the
+// finer scales cost nothing; blocks of the weight's group of 32 lose int8 greedy-token
+// agreement on the tiny test decoders). Then, with S_j = the sum of xq over block j,
+//   y = b + sum_g scale_g * sum_{j in g} d_j * (sum_{k in j} q_k xq_k - zero_g S_j),
+// the integer parts exact (int32), the rest float32. A symmetric zero (0 or 8) is an integer and
+// is taken out in the integer sums; a fitted (float) zero is taken out at the end of the row as
+// sum_g scale_g zero_g (sum_{j in g} d_j S_j). So the result is the product of the dequantized
+// weight with the int8-rounded x, up to float32 rounding; the rounding of x moves each input by
+// at most d_j / 2. (Prefill, more than a few rows, takes QuantizedLinear's float path instead.)
+//
+// The AVX-512 VNNI path (built with -march=native on a CPU that has it) reads each weight once
+// per call, a block of output rows at a time for a chunk of up to 4 rows of x, and multiplies
+// bytes with vpdpbusd (64 unsigned x signed int8 products into 16 int32 lanes per instruction):
+// - int8: 64 codes per load; vpdpbusd wants the unsigned operand first, so the codes are made
+//   q + 128 (one xor) and 128 S_j is taken out of the integer sum;
+// - int4: 64 bytes (128 codes) per load, split into the low nibbles (the even inputs) and the high
+//   nibbles (the odd inputs), each an unsigned byte 0..15, multiplied with x laid out the same
+//   way (per block of 128 inputs: its 64 even inputs, then its 64 odd ones).
+// Each int32 lane then holds one of x's blocks (4 or 8 consecutive inputs, in one group); it is
+// converted to float once per load and multiplied by scale_g * d_j (the weight's scales spread
+// over the lanes of their group by one permute per load, x's d laid out per lane once per call).
+// The integer zero term is the lanes' starting value, so it costs nothing.
+// Output blocks are shared out over torch's intra-op threads. The portable loop below, on the
+// same quantized x, is the fallback for other CPUs and other group sizes.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
+#define HAVEN_VNNI 1
 #endif
 
 namespace {
 
 struct Problem {
-  const float* x;  // (rows, in); for the AVX-512 int4 path, split into even/odd halves per 32
-  int64_t rows, in, out, group;
+  int64_t rows, in, out, group, groups;
+  int64_t xgroup, xgroups;  // x's blocks of one d each (see the top): their size, how many per row
+  int bits;
   const uint8_t* q;  // (out, row_bytes)
   int64_t row_bytes;
-  const float* scales;  // (out, in / group)
-  const float* zeros;   // (out, in / group), or nullptr: the fixed zero
-  float fixed_zero;
-  const float* bias;  // (out) or nullptr
-  float* y;           // (rows, out)
+  const float* scales;  // (out, groups)
+  const float* zeros;   // (out, groups), or nullptr: the fixed zero
+  const float* bias;    // (out) or nullptr
+  float* y;             // (rows, out)
+  // x, quantized (see the top), made once per call
+  const int8_t* xq;      // (rows, xstride): in input order, or in the int4 VNNI block layout
+  int64_t xstride;
+  const float* xscale;   // (rows, xgroups): d
+  const int32_t* xsum;   // (rows, xgroups): S
+  const float* xterm;    // (rows, groups): sum of d * S over each of the weight's groups, for a float zero
+  // the VNNI path's per-lane tables, (rows, blocks, 16) each
+  const float* lane_scale;  // d of the lane's group
+  const int32_t* lane_init; // -(integer zero) * S in the lane where a group starts, else 0
 };
 
-// ---- portable: any CPU ---------------------------------------------------------------------
+// The integer zero taken out inside the integer sum of a path: the symmetric int4 zero 8, plus
+// 128 where the VNNI path adds it to int8 codes.
+int64_t integer_zero(int bits, bool symmetric, bool vnni) {
+  return (bits == 4 && symmetric ? 8 : 0) + (bits == 8 && vnni ? 128 : 0);
+}
 
-template <int BITS>
+// sum_g scale_g * zero_g * d_g S_g of output row o and x row r (a float zero), else 0.
+inline float float_zero_term(const Problem& p, int64_t o, int64_t r) {
+  if (!p.zeros) return 0.f;
+  const float* s = p.scales + o * p.groups;
+  const float* z = p.zeros + o * p.groups;
+  const float* t = p.xterm + r * p.groups;
+#if defined(HAVEN_VNNI)
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t g = 0; g < p.groups; g += 16) {
+    const __mmask16 m = p.groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (p.groups - g)) - 1);
+    sum = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + g), _mm512_maskz_loadu_ps(m, z + g)),
+                          _mm512_maskz_loadu_ps(m, t + g), sum);
+  }
+  return _mm512_reduce_add_ps(sum);
+#else
+  float sum = 0.f;
+  for (int64_t g = 0; g < p.groups; ++g) sum += s[g] * z[g] * t[g];
+  return sum;
+#endif
+}
+
+// ---- portable: any CPU, any group ------------------------------------------------------------
+
+// Codes and x are widened to int16 first: GCC 12 at -O3 -march=native turns an int8 x int8
+// dot-product loop into vpdpbusd with the signed codes read as unsigned (wrong sums).
 void portable(const Problem& p, int64_t o_begin, int64_t o_end) {
-  const int64_t groups = p.in / p.group;
-  std::vector<float> w(p.in);
+  const int32_t zero = static_cast<int32_t>(integer_zero(p.bits, p.zeros == nullptr, false));
+  std::vector<int16_t> x(p.xq, p.xq + p.rows * p.xstride), w(p.in);
   for (int64_t o = o_begin; o < o_end; ++o) {
     const uint8_t* row = p.q + o * p.row_bytes;
-    for (int64_t g = 0; g < groups; ++g) {
-      const float s = p.scales[o * groups + g];
-      const float z = p.zeros ? p.zeros[o * groups + g] : p.fixed_zero;
-      for (int64_t k = g * p.group; k < (g + 1) * p.group; ++k) {
-        const float c = BITS == 8 ? static_cast<float>(static_cast<int8_t>(row[k]))
-                                  : static_cast<float>((row[k / 2] >> (4 * (k & 1))) & 0xF);
-        w[k] = (c - z) * s;
-      }
-    }
+    for (int64_t k = 0; k < p.in; ++k)
+      w[k] = p.bits == 8 ? static_cast<int8_t>(row[k]) : static_cast<int16_t>((row[k / 2] >> (4 * (k & 1))) & 0xF);
     for (int64_t r = 0; r < p.rows; ++r) {
-      const float* xr = p.x + r * p.in;
-      float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t k = 0; k < p.in; ++k) dot += xr[k] * w[k];
-      p.y[r * p.out + o] = dot + (p.bias ? p.bias[o] : 0.f);
+      const int16_t* xr = x.data() + r * p.xstride;
+      float y = 0.f;
+      for (int64_t g = 0; g < p.groups; ++g) {
+        float part = 0.f;
+        for (int64_t j = g * p.group / p.xgroup; j < (g + 1) * p.group / p.xgroup; ++j) {
+          int32_t dot = -zero * p.xsum[r * p.xgroups + j];
+          for (int64_t k = j * p.xgroup; k < (j + 1) * p.xgroup; ++k) dot += w[k] * xr[k];
+          part += p.xscale[r * p.xgroups + j] * static_cast<float>(dot);
+        }
+        y += p.scales[o * p.groups + g] * part;
+      }
+      p.y[r * p.out + o] = y - float_zero_term(p, o, r) + (p.bias ? p.bias[o] : 0.f);
     }
   }
 }
 
-// ---- AVX-512 -------------------------------------------------------------------------------
+// ---- AVX-512 VNNI ----------------------------------------------------------------------------
 
-#if defined(__AVX512F__)
+#if defined(HAVEN_VNNI)
+
+// Inputs per 64-byte load of codes, and per int32 lane.
+template <int BITS>
+constexpr int64_t kBlock = BITS == 8 ? 64 : 128;
+template <int BITS>
+constexpr int kSpan = BITS == 8 ? 4 : 8;
+
+inline int log2_of(int64_t v) { return __builtin_ctzll(static_cast<unsigned long long>(v)); }
 
 // Output rows o0..o0+OB-1 for x rows r0..r0+RB-1.
-template <int OB, int RB, bool ASYM>
-void int8_block(const Problem& p, int64_t o0, int64_t r0) {
-  const int64_t groups = p.in / p.group;
+template <int BITS, int OB, int RB>
+void block(const Problem& p, int64_t o0, int64_t r0) {
+  constexpr int64_t B = kBlock<BITS>;
+  const int lg = log2_of(p.group);
+  const int64_t blocks = (p.in + B - 1) / B, full = p.in / B;
+  // lane L of a block covers inputs span*L.. : its group is the block's first group + (span L) >> lg
+  const __m512i spread = _mm512_srl_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm_cvtsi32_si128(lg - log2_of(kSpan<BITS>)));
+  const int64_t per_block = std::max<int64_t>(1, B >> lg);  // groups a whole block touches
+  const int64_t group_step = B >> lg;                       // groups per block, 0 when a group spans blocks
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const uint8_t* w[OB];
+  const float* s[OB];
+#pragma GCC unroll 16
+  for (int o = 0; o < OB; ++o) {
+    w[o] = p.q + (o0 + o) * p.row_bytes;
+    s[o] = p.scales + (o0 + o) * p.groups;
+  }
+  const int8_t* x[RB];
+  const int32_t* init[RB];
+  const float* d[RB];
+#pragma GCC unroll 16
+  for (int r = 0; r < RB; ++r) {
+    x[r] = p.xq + (r0 + r) * p.xstride;
+    init[r] = p.lane_init + (r0 + r) * blocks * 16;
+    d[r] = p.lane_scale + (r0 + r) * blocks * 16;
+  }
   __m512 acc[OB][RB];
 #pragma GCC unroll 16
   for (int o = 0; o < OB; ++o)
 #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) acc[o][r] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512 s[OB], z[OB];
+  // block b (its codes under `mask`, its groups' scales under `smask`)
+  auto step = [&](int64_t b, __mmask64 mask, __mmask16 smask) __attribute__((always_inline)) {
+    const int64_t g0 = (b * B) >> lg;
+    __m512i lo[OB], hi[OB];
+    __m512 sc[OB];
 #pragma GCC unroll 16
     for (int o = 0; o < OB; ++o) {
-      s[o] = _mm512_set1_ps(p.scales[(o0 + o) * groups + g]);
-      z[o] = ASYM ? _mm512_set1_ps(p.zeros[(o0 + o) * groups + g]) : _mm512_setzero_ps();
+      const __m512i c = _mm512_maskz_loadu_epi8(mask, w[o] + b * 64);
+      if constexpr (BITS == 8) {
+        lo[o] = _mm512_xor_si512(c, flip);
+      } else {
+        lo[o] = _mm512_and_si512(c, nibble);
+        hi[o] = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);
+      }
+      sc[o] = _mm512_permutexvar_ps(spread, _mm512_maskz_loadu_ps(smask, s[o] + g0));
     }
-    for (int64_t k = g * p.group; k < (g + 1) * p.group; k += 16) {
-      __m512 xv[RB];
 #pragma GCC unroll 16
-      for (int r = 0; r < RB; ++r) xv[r] = _mm512_loadu_ps(p.x + (r0 + r) * p.in + k);
+    for (int r = 0; r < RB; ++r) {
+      const __m512i xa = _mm512_loadu_si512(x[r] + b * B);
+      const __m512i xb = BITS == 8 ? xa : _mm512_loadu_si512(x[r] + b * B + 64);
+      const __m512i start = _mm512_loadu_si512(init[r] + b * 16);
+      const __m512 dr = _mm512_loadu_ps(d[r] + b * 16);
 #pragma GCC unroll 16
       for (int o = 0; o < OB; ++o) {
-        const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p.q + (o0 + o) * p.row_bytes + k));
-        __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c));
-        w = ASYM ? _mm512_mul_ps(_mm512_sub_ps(w, z[o]), s[o]) : _mm512_mul_ps(w, s[o]);
-#pragma GCC unroll 16
-        for (int r = 0; r < RB; ++r) acc[o][r] = _mm512_fmadd_ps(w, xv[r], acc[o][r]);
+        __m512i dot = _mm512_dpbusd_epi32(start, lo[o], xa);
+        if constexpr (BITS == 4) dot = _mm512_dpbusd_epi32(dot, hi[o], xb);
+        acc[o][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sc[o], dr), acc[o][r]);
       }
     }
+  };
+  const __mmask16 smask = __mmask16((1u << per_block) - 1);
+  for (int64_t b = 0; b < full; ++b) step(b, ~__mmask64(0), smask);
+  if (full < blocks) {  // a last, partial block
+    const int64_t bytes = (p.in - full * B) * BITS / 8;
+    step(full, (__mmask64(1) << bytes) - 1, __mmask16((1u << std::min(per_block, p.groups - full * group_step)) - 1));
   }
 #pragma GCC unroll 16
   for (int o = 0; o < OB; ++o)
 #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r)
-      p.y[(r0 + r) * p.out + o0 + o] = _mm512_reduce_add_ps(acc[o][r]) + (p.bias ? p.bias[o0 + o] : 0.f);
-}
-
-template <int OB, int RB, bool ASYM>
-void int4_block(const Problem& p, int64_t o0, int64_t r0) {
-  const int64_t groups = p.in / p.group;
-  const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  __m512 acc[OB][RB];
-#pragma GCC unroll 16
-  for (int o = 0; o < OB; ++o)
-#pragma GCC unroll 16
-    for (int r = 0; r < RB; ++r) acc[o][r] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512 table[OB];  // the float each of the 16 codes stands for in this group
-#pragma GCC unroll 16
-    for (int o = 0; o < OB; ++o) {
-      const float z = ASYM ? p.zeros[(o0 + o) * groups + g] : p.fixed_zero;
-      table[o] = _mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(z)), _mm512_set1_ps(p.scales[(o0 + o) * groups + g]));
-    }
-    for (int64_t k = g * p.group; k < (g + 1) * p.group; k += 32) {
-      __m512 even[RB], odd[RB];
-#pragma GCC unroll 16
-      for (int r = 0; r < RB; ++r) {
-        even[r] = _mm512_loadu_ps(p.x + (r0 + r) * p.in + k);
-        odd[r] = _mm512_loadu_ps(p.x + (r0 + r) * p.in + k + 16);
-      }
-#pragma GCC unroll 16
-      for (int o = 0; o < OB; ++o) {
-        const __m512i c = _mm512_cvtepu8_epi32(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(p.q + (o0 + o) * p.row_bytes + k / 2)));
-        const __m512 lo = _mm512_permutexvar_ps(c, table[o]);  // uses the low 4 bits of each index
-        const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), table[o]);
-#pragma GCC unroll 16
-        for (int r = 0; r < RB; ++r) {
-          acc[o][r] = _mm512_fmadd_ps(lo, even[r], acc[o][r]);
-          acc[o][r] = _mm512_fmadd_ps(hi, odd[r], acc[o][r]);
-        }
-      }
-    }
-  }
-#pragma GCC unroll 16
-  for (int o = 0; o < OB; ++o)
-#pragma GCC unroll 16
-    for (int r = 0; r < RB; ++r)
-      p.y[(r0 + r) * p.out + o0 + o] = _mm512_reduce_add_ps(acc[o][r]) + (p.bias ? p.bias[o0 + o] : 0.f);
-}
-
-template <int BITS, int OB, int RB, bool ASYM>
-inline void block(const Problem& p, int64_t o0, int64_t r0) {
-  if constexpr (BITS == 8)
-    int8_block<OB, RB, ASYM>(p, o0, r0);
-  else
-    int4_block<OB, RB, ASYM>(p, o0, r0);
-}
-
-// Output rows o0..o0+OB-1 for every row of x, in chunks of 4, 2, 1 rows.
-template <int BITS, int OB, bool ASYM>
-void all_rows(const Problem& p, int64_t o0) {
-  int64_t r = 0;
-  for (; r + 4 <= p.rows; r += 4) block<BITS, OB, 4, ASYM>(p, o0, r);
-  if (r + 2 <= p.rows) {
-    block<BITS, OB, 2, ASYM>(p, o0, r);
-    r += 2;
-  }
-  if (r < p.rows) block<BITS, OB, 1, ASYM>(p, o0, r);
+      p.y[(r0 + r) * p.out + o0 + o] = _mm512_reduce_add_ps(acc[o][r]) - float_zero_term(p, o0 + o, r0 + r) +
+                                       (p.bias ? p.bias[o0 + o] : 0.f);
 }
 
 constexpr int64_t kOutBlock = 4;
 
-template <int BITS, bool ASYM>
-void avx512(const Problem& p, int64_t o_begin, int64_t o_end) {
-  int64_t o = o_begin;
-  for (; o + kOutBlock <= o_end; o += kOutBlock) all_rows<BITS, kOutBlock, ASYM>(p, o);
-  for (; o < o_end; ++o) all_rows<BITS, 1, ASYM>(p, o);
+// Output rows o0..o0+OB-1 (OB = kOutBlock or 1) for every row of x, in chunks of 4, 2, 1 rows
+// (a chunk of 4 takes the output rows 2 at a time, so its accumulators stay in registers).
+template <int BITS, int OB>
+void all_rows(const Problem& p, int64_t o0) {
+  int64_t r = 0;
+  for (; r + 4 <= p.rows; r += 4) {
+    if constexpr (OB == 1) {
+      block<BITS, 1, 4>(p, o0, r);
+    } else {
+      for (int o = 0; o < OB; o += 2) block<BITS, 2, 4>(p, o0 + o, r);
+    }
+  }
+  if (r + 2 <= p.rows) {
+    block<BITS, OB, 2>(p, o0, r);
+    r += 2;
+  }
+  if (r < p.rows) block<BITS, OB, 1>(p, o0, r);
 }
-
-#endif  // __AVX512F__
 
 template <int BITS>
-void run(const Problem& p, int64_t o_begin, int64_t o_end) {
-#if defined(__AVX512F__)
-  if (p.group % 32 == 0) {
-    if (p.zeros)
-      avx512<BITS, true>(p, o_begin, o_end);
-    else
-      avx512<BITS, false>(p, o_begin, o_end);
-    return;
-  }
-#endif
-  portable<BITS>(p, o_begin, o_end);
+void vnni(const Problem& p, int64_t o_begin, int64_t o_end) {
+  int64_t o = o_begin;
+  for (; o + kOutBlock <= o_end; o += kOutBlock) all_rows<BITS, kOutBlock>(p, o);
+  for (; o < o_end; ++o) all_rows<BITS, 1>(p, o);
 }
 
+#endif  // HAVEN_VNNI
+
 bool vectorised(int64_t group) {
-#if defined(__AVX512F__)
-  return group % 32 == 0;
+#if defined(HAVEN_VNNI)
+  return group >= 32 && (group & (group - 1)) == 0 && group <= 128;  // 32, 64, 128
 #else
   (void)group;
   return false;
 #endif
+}
+
+// The size of x's blocks of one d each: 4 inputs for int8, 8 for int4 (one int32 lane of the
+// VNNI path), or the weight's group where it is not a multiple of that.
+int64_t x_group(int64_t bits, int64_t group) {
+  const int64_t size = bits == 8 ? 4 : 8;
+  return group % size == 0 ? size : group;
+}
+
+// x quantized per row and block (see the top): codes in input order (or the int4 VNNI layout),
+// d and S per block, and the sum of d * S over each of the weight's groups.
+struct QuantizedX {
+  std::vector<int8_t> codes;
+  std::vector<float> scale, term;
+  std::vector<int32_t> sum;
+  int64_t stride;
+};
+
+QuantizedX quantize_x(const float* x, int64_t rows, int64_t in, int64_t group, int64_t xgroup, bool int4_layout) {
+  const int64_t groups = in / group, xgroups = in / xgroup;
+  QuantizedX qx;
+  qx.stride = int4_layout ? (in + 127) / 128 * 128 : (in + 63) / 64 * 64;  // whole blocks, zero-padded
+  qx.codes.assign(rows * qx.stride, 0);
+  qx.scale.resize(rows * xgroups);
+  qx.sum.resize(rows * xgroups);
+  qx.term.assign(rows * groups, 0.f);
+  std::vector<int8_t> row(in);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * in;
+    for (int64_t j = 0; j < xgroups; ++j) {
+      float top = 0.f;
+      for (int64_t k = j * xgroup; k < (j + 1) * xgroup; ++k) top = std::max(top, std::fabs(xr[k]));
+      const float d = top / 127.f;
+      int32_t sum = 0;
+      for (int64_t k = j * xgroup; k < (j + 1) * xgroup; ++k) {
+        const float v = d > 0.f ? std::nearbyint(xr[k] / d) : 0.f;
+        row[k] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
+        sum += row[k];
+      }
+      qx.scale[r * xgroups + j] = d;
+      qx.sum[r * xgroups + j] = sum;
+      qx.term[r * groups + j * xgroup / group] += d * static_cast<float>(sum);
+    }
+    int8_t* dst = qx.codes.data() + r * qx.stride;
+    if (!int4_layout) {
+      std::copy(row.begin(), row.end(), dst);
+      continue;
+    }
+    for (int64_t k = 0; k < in; ++k) {  // per 128 inputs: the 64 even ones, then the 64 odd ones
+      const int64_t b = k / 128 * 128, j = k - b;
+      dst[b + (j & 1) * 64 + j / 2] = row[k];
+    }
+  }
+  return qx;
 }
 
 }  // namespace
@@ -212,18 +312,28 @@ bool vectorised(int64_t group) {
 at::Tensor qgemv(const at::Tensor& x_in, const at::Tensor& qweight, const at::Tensor& scales,
                  const c10::optional<at::Tensor>& zeros, const c10::optional<at::Tensor>& bias, int64_t bits,
                  int64_t group) {
-  TORCH_CHECK(x_in.dim() == 2 && x_in.scalar_type() == at::kFloat, "qgemv: x must be float32 (rows, in)");
+  TORCH_CHECK(x_in.dim() >= 1 && x_in.scalar_type() == at::kFloat, "qgemv: x must be float32 (..., in)");
   TORCH_CHECK(bits == 8 || bits == 4, "qgemv: bits must be 8 or 4");
-  const at::Tensor x = x_in.contiguous();
-  const int64_t rows = x.size(0), in = x.size(1), out = qweight.size(0);
+  const int64_t in = x_in.size(-1), out = qweight.size(0);
+  const at::Tensor x = x_in.reshape({-1, in}).contiguous();
+  const int64_t rows = x.size(0);
   TORCH_CHECK(group > 0 && in % group == 0 && (bits == 8 || group % 2 == 0), "qgemv: in must be a multiple of group");
   TORCH_CHECK(qweight.is_contiguous() && qweight.element_size() == 1 && qweight.dim() == 2 &&
                   qweight.size(1) == (bits == 8 ? in : in / 2),
               "qgemv: qweight must be contiguous codes of shape (out, ", bits == 8 ? in : in / 2, ")");
-  TORCH_CHECK(scales.is_contiguous() && scales.scalar_type() == at::kFloat && scales.numel() == out * (in / group),
+  const int64_t groups = in / group;
+  TORCH_CHECK(scales.is_contiguous() && scales.scalar_type() == at::kFloat && scales.numel() == out * groups,
               "qgemv: scales must be contiguous float32 (out, in / group)");
-  Problem p{nullptr, rows, in, out, group, static_cast<const uint8_t*>(qweight.data_ptr()), qweight.size(1),
-            scales.data_ptr<float>(), nullptr, bits == 8 ? 0.f : 8.f, nullptr, nullptr};
+  Problem p{};
+  p.rows = rows;
+  p.in = in;
+  p.out = out;
+  p.group = group;
+  p.groups = groups;
+  p.bits = static_cast<int>(bits);
+  p.q = static_cast<const uint8_t*>(qweight.data_ptr());
+  p.row_bytes = qweight.size(1);
+  p.scales = scales.data_ptr<float>();
   if (zeros.has_value()) {
     TORCH_CHECK(zeros->is_contiguous() && zeros->scalar_type() == at::kFloat && zeros->numel() == scales.numel(),
                 "qgemv: zeros must be contiguous float32 like scales");
@@ -234,47 +344,62 @@ at::Tensor qgemv(const at::Tensor& x_in, const at::Tensor& qweight, const at::Te
                 "qgemv: bias must be contiguous float32 (out)");
     p.bias = bias->data_ptr<float>();
   }
-  at::Tensor y = at::empty({rows, out}, x.options());
+  std::vector<int64_t> shape(x_in.sizes().begin(), x_in.sizes().end());
+  shape.back() = out;
+  at::Tensor y = at::empty(shape, x.options());
   p.y = y.data_ptr<float>();
-  at::Tensor split;
-  if (bits == 4 && vectorised(group)) {  // x's even and odd inputs apart, per 32 (see the top)
-    split = at::empty_like(x);
-    const float* src = x.data_ptr<float>();
-    float* dst = split.data_ptr<float>();
+  const bool fast = vectorised(group);
+  p.xgroup = x_group(bits, group);
+  p.xgroups = in / p.xgroup;
+  const QuantizedX qx = quantize_x(x.data_ptr<float>(), rows, in, group, p.xgroup, fast && bits == 4);
+  p.xq = qx.codes.data();
+  p.xstride = qx.stride;
+  p.xscale = qx.scale.data();
+  p.xsum = qx.sum.data();
+  p.xterm = qx.term.data();
+  std::vector<float> lane_scale;
+  std::vector<int32_t> lane_init;
+#if defined(HAVEN_VNNI)
+  if (fast) {  // per block of inputs, each lane's d and starting value (see the top)
+    const int64_t block = bits == 8 ? kBlock<8> : kBlock<4>, span = bits == 8 ? kSpan<8> : kSpan<4>;
+    const int64_t blocks = (in + block - 1) / block;
+    const int32_t zero = static_cast<int32_t>(integer_zero(p.bits, p.zeros == nullptr, true));
+    TORCH_INTERNAL_ASSERT(span == p.xgroup);
+    lane_scale.assign(rows * blocks * 16, 0.f);
+    lane_init.assign(rows * blocks * 16, 0);
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t b = 0; b < in; b += 32)
-        for (int64_t j = 0; j < 16; ++j) {
-          dst[r * in + b + j] = src[r * in + b + 2 * j];
-          dst[r * in + b + 16 + j] = src[r * in + b + 2 * j + 1];
+      for (int64_t b = 0; b < blocks; ++b)
+        for (int64_t l = 0; l < 16 && b * block + span * l < in; ++l) {
+          // a lane is one of x's blocks (span == xgroup here)
+          const int64_t j = (b * block + span * l) / span, i = (r * blocks + b) * 16 + l;
+          lane_scale[i] = qx.scale[r * p.xgroups + j];
+          lane_init[i] = -zero * qx.sum[r * p.xgroups + j];
         }
-    p.x = dst;
-  } else {
-    p.x = x.data_ptr<float>();
+    p.lane_scale = lane_scale.data();
+    p.lane_init = lane_init.data();
   }
+#endif
   // chunks of at least ~64K multiply-adds, so a small product is not split over threads
   const int64_t step = 4;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (step * in * std::max<int64_t>(rows, 1)));
   at::parallel_for(0, (out + step - 1) / step, grain, [&](int64_t b0, int64_t b1) {
     const int64_t o0 = b0 * step, o1 = std::min(out, b1 * step);
-    if (bits == 8)
-      run<8>(p, o0, o1);
-    else
-      run<4>(p, o0, o1);
+#if defined(HAVEN_VNNI)
+    if (fast) {
+      if (bits == 8)
+        vnni<8>(p, o0, o1);
+      else
+        vnni<4>(p, o0, o1);
+      return;
+    }
+#endif
+    portable(p, o0, o1);
   });
   return y;
 }
 
-bool qgemv_vectorised() {
-#if defined(__AVX512F__)
-  return true;
-#else
-  return false;
-#endif
-}
-
 TORCH_LIBRARY_FRAGMENT(haven, m) {
   m.def("qgemv(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, Tensor? bias, int bits, int group_size) -> Tensor");
-  m.def("qgemv_vectorised() -> bool", &qgemv_vectorised);
 }
 
 TORCH_LIBRARY_IMPL(haven, CPU, m) { m.impl("qgemv", &qgemv); }
