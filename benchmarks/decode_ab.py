@@ -14,11 +14,14 @@ rounds, process CPU time, so other processes' load inflates it less than wall ti
 - `step`: one generate() step, (time of 1 + N new tokens - time of 1) / N;
 - `forward`: the model's one-token forward over a KV cache of `PROMPT + N/2` tokens;
 - `generate loop`: step - forward (logits processing, choosing, stopping, buffers);
-- `matmuls`: every projection and the LM head, called back to back on one row (the model's own
-  modules, so its layout and kernels), nothing else;
-- `attention`: scaled_dot_product_attention alone at each layer's shapes;
-- `rest of forward`: forward - matmuls - attention (norms, activations, residuals, the cache
-  writes, module and op dispatch).
+- `matmuls alone`: every projection and the LM head, called back to back on one row (the
+  model's own modules, so its layout and kernels), nothing else;
+- `forward, no matmuls`: the forward with every projection answering a preallocated output
+  at once: norms, activations, residuals, rotary, the cache writes, attention, module and op
+  dispatch (the overhead a compiled step or fused kernels could remove);
+- `attention`: of that, scaled_dot_product_attention alone at each layer's shapes;
+- `matmuls in forward`: forward - forward without matmuls; above `matmuls alone` when the
+  projections run slower between the other ops than back to back.
 `--threads` sets the threads (default 2); with 1 the split is least disturbed by a busy machine.
 """
 
@@ -65,6 +68,17 @@ def _cpu_ms(fn, repeats: int) -> float:
     return (time.process_time() - start) / repeats * 1e3
 
 
+def _rows_in(m) -> int:
+    return getattr(m, "in_features", None) or m.weight.shape[0]  # GPT-2's Conv1D stores (in, out)
+
+
+def _answer_at_once(result):
+    def forward(x):
+        return result.expand(*x.shape[:-1], result.shape[-1])
+
+    return forward
+
+
 def split(path: str, new_tokens: int, prepare: bool) -> dict[str, float]:
     """Per-step CPU milliseconds of a batch-1 greedy decode, by part (see the module docstring)."""
     import torch
@@ -102,9 +116,14 @@ def split(path: str, new_tokens: int, prepare: bool) -> dict[str, float]:
                 continue
             if w.dim() != 2 or (name != "lm_head" and any(True for _ in m.children())):
                 continue
-            rows_in = getattr(m, "in_features", None) or w.shape[0]  # GPT-2's Conv1D stores (in, out)
-            calls.append((m, torch.randn(1, 1, rows_in)))
-        out["matmuls"] = _cpu_ms(lambda: [m(x) for m, x in calls], 3 * new_tokens // 4)
+            calls.append((m, torch.randn(1, 1, _rows_in(m))))
+        out["matmuls alone"] = _cpu_ms(lambda: [m(x) for m, x in calls], 3 * new_tokens // 4)
+        for m, _ in calls:  # each projection answers at once with an output of its shape
+            m.forward = _answer_at_once(m(torch.zeros(1, 1, _rows_in(m))))
+        out["forward, no matmuls"] = _cpu_ms(forward, 3 * new_tokens)
+        for m, _ in calls:
+            del m.forward
+        out["matmuls in forward"] = out["forward"] - out["forward, no matmuls"]
         heads = cfg.num_attention_heads
         kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
         hs = cfg.hidden_size // heads
@@ -113,7 +132,6 @@ def split(path: str, new_tokens: int, prepare: bool) -> dict[str, float]:
         gqa = kv_heads != heads
         attend = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)  # noqa: E731
         out["attention"] = _cpu_ms(lambda: [attend() for _ in range(cfg.num_hidden_layers)], 3 * new_tokens)
-        out["rest of forward"] = out["forward"] - out["matmuls"] - out["attention"]
     return out
 
 
