@@ -1,29 +1,58 @@
-"""Greedy decoding speed: Haven (fp32, bf16, int8, int4) vs the reference library, and the
-machine's bandwidth ceiling for each weight size.
+"""Greedy decoding speed: Haven (fp32, bf16, int8, int4) vs the reference library and the peers
+users pick for CPU decoding (llama.cpp, CTranslate2), and the machine's bandwidth ceiling for
+each weight size.
 
     .venv/bin/python benchmarks/generate.py [--new-tokens 128] [--batches 1 8] [--models gpt2 llama]
     .venv/bin/python benchmarks/generate.py --engines reference haven haven-int8 haven-int4 --batches 1
     .venv/bin/python benchmarks/generate.py --models gpt2-narrow llama-narrow --batches 1   # overhead
     .venv/bin/python benchmarks/generate.py --memory   # peak RSS of loading GPT-2-124M fp32 vs 4-bit
 
-Engines (--engines): `reference` (transformers, fp32), `haven` (fp32, optimize_for_inference()),
-`haven-bf16` (dtype=torch.bfloat16), `haven-int8` (load_in_8bit), `haven-int4` (load_in_4bit).
-Quantized engines quantize at load; their "ceiling" column uses their own bytes per step.
+Engines (--engines; default all):
+- `reference` (transformers, fp32); `haven` (fp32, optimize_for_inference()); `haven-bf16`
+  (dtype=torch.bfloat16); `haven-int8` (load_in_8bit) and `haven-int4` (load_in_4bit): the
+  output layer stays float, as in the reference; `haven-int8-head` / `haven-int4-head`: the
+  same with `QuantizationConfig(quantize_lm_head=True)`, the output layer quantized too, as
+  llama.cpp's files have it (the rows to hold against llama.cpp's).
+- `llama.cpp-f32`, `llama.cpp-q8_0` (GGUF written by llama.cpp's `convert_hf_to_gguf.py`,
+  --outtype f32 / q8_0) and `llama.cpp-q4_0` (the f32 GGUF through `llama_cpp.llama_model_quantize`
+  with its default parameters, as `llama-quantize model.gguf out.gguf Q4_0` does: the output
+  layer gets Q6_K), run by `llama-cpp-python`. Batch 1 only (this benchmark drives one llama.cpp
+  sequence; the batch-8 rows say so). The prompt is evaluated one token at a time (n_batch 1:
+  the quantized multi-token evaluation crashed on this CPU before), greedy = argmax of the last
+  logits, no EOS.
+- `ctranslate2-int8`: `ctranslate2.converters.TransformersConverter(..., quantization="int8")`,
+  `Generator.generate_batch(sampling_topk=1, end_token=[])`, batch 1 and 8.
+A peer whose package is not installed, or whose conversion fails, is skipped with a line saying why.
+Peers run with as many threads as torch uses here (intra_threads / n_threads).
+
+Tokenizer for the peers: the converters read the checkpoint's tokenizer, and random checkpoints
+have none, so each gets one built here with the `tokenizers` library (nothing downloaded): a
+byte-level BPE whose vocabulary is exactly the model's vocab_size (256 byte tokens, then merges
+of byte pairs in a fixed order, then <|endoftext|> as bos/eos/unk). The prompt and the generated
+ids never go through it. llama.cpp's converter identifies a BPE pre-tokenizer by the hash of a
+test string's ids and refuses unknown ones, so it runs with the pre-tokenizer named explicitly:
+imported as a module, its `TextModel.get_vocab_base_pre` replaced by one returning "gpt-2" (the
+tokenizer's pre-tokenizer is GPT-2's byte-level one). The converter is not copied here: it runs
+from llama-cpp-python's source distribution, which the benchmark downloads with pip (the version
+installed, `pip download llama-cpp-python==X --no-deps --no-binary llama-cpp-python`) into its work dir, or
+takes from `--llama-cpp-src DIR` (the sdist's vendor/llama.cpp, or a llama.cpp checkout).
 
 Builds a GPT-2-124M-shaped and a ~120M Llama-shaped random checkpoint with the reference
 library (fp32, in a temp dir), then for each model and batch size runs an 8-token prompt + 128
 new tokens greedy (no EOS, so every run has the full length) in fresh subprocesses (Haven's
-model prepared with `optimize_for_inference()`, as its pipelines do), the two
-libraries alternated (so load from other processes hits both alike), each side's peak RSS its
-own. Prints tokens/s, the ratio, and the fraction of the memory-bandwidth ceiling: decode
-steps/s cannot exceed (copy bandwidth of a large tensor) / (weight bytes read per step). Also
-prints the matmul-only rate: the step's weight matmuls run back to back with nothing else, an
-upper bound for any implementation using the same GEMM kernels.
+model prepared with `optimize_for_inference()`, as its pipelines do), the engines alternated
+(so load from other processes hits all alike), each one's peak RSS its own. Prints tokens/s,
+the ratio to the reference, and the fraction of the memory-bandwidth ceiling: decode steps/s
+cannot exceed (copy bandwidth of a large tensor) / (weight bytes read per step), counted per
+engine (GGUF: the file's own tensor sizes; CTranslate2 int8: a quarter of fp32, approximately).
+Also prints the matmul-only rate: the step's weight matmuls run back to back with nothing else,
+an upper bound for any implementation using the same GEMM kernels.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -32,11 +61,21 @@ import sys
 import tempfile
 import time
 
+# Run as a script, this folder comes first on sys.path, and benchmarks/kernels.py would shadow the
+# `kernels` package that transformers imports: the folder goes off sys.path, and its one module this
+# script uses is loaded by its file's path.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+_spec = importlib.util.spec_from_file_location("generate_peers", os.path.join(HERE, "generate_peers.py"))
+peers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(peers)
+LLAMA_CPP = peers.LLAMA_CPP
+
 PROMPT = 8
 
 SHAPES = {
-    # GPT-2 small: 124M parameters
-    "gpt2": dict(kind="gpt2", n_embd=768, n_layer=12, n_head=12, n_positions=1024, vocab_size=50257),
+    # GPT-2 small: 124M parameters (n_ctx as GPT-2's own config.json has it: llama.cpp's converter reads it)
+    "gpt2": dict(kind="gpt2", n_embd=768, n_layer=12, n_head=12, n_positions=1024, n_ctx=1024, vocab_size=50257),
     # Llama-shaped, ~125M: GQA 12 heads / 4 kv heads, SwiGLU 2048, untied 32k head
     "llama": dict(
         kind="llama", hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
@@ -44,7 +83,7 @@ SHAPES = {
     ),
     # the same depth at width 96: the matmuls are negligible, so tokens/s measures the per-step
     # overhead around them (run with --models gpt2-narrow llama-narrow)
-    "gpt2-narrow": dict(kind="gpt2", n_embd=96, n_layer=12, n_head=12, n_positions=1024, vocab_size=1000),
+    "gpt2-narrow": dict(kind="gpt2", n_embd=96, n_layer=12, n_head=12, n_positions=1024, n_ctx=1024, vocab_size=1000),
     "llama-narrow": dict(
         kind="llama", hidden_size=96, intermediate_size=256, num_hidden_layers=12, num_attention_heads=12,
         num_key_value_heads=4, vocab_size=1000, max_position_embeddings=2048, tie_word_embeddings=False,
@@ -61,6 +100,8 @@ def build(name: str, root: str) -> str:
     kind = spec.pop("kind")
     path = os.path.join(root, name)
     if os.path.exists(os.path.join(path, "config.json")):
+        if not os.path.exists(os.path.join(path, "tokenizer.json")):  # a work dir from before the peers
+            peers.save_tokenizer(path, spec["vocab_size"])
         return path
     config_cls, model_cls = {
         "gpt2": (transformers.GPT2Config, transformers.GPT2LMHeadModel),
@@ -71,6 +112,7 @@ def build(name: str, root: str) -> str:
     model = model_cls(config).eval()
     model.generation_config = transformers.GenerationConfig(pad_token_id=0)  # no EOS: full length always
     model.save_pretrained(path)
+    peers.save_tokenizer(path, spec["vocab_size"])
     return path
 
 
@@ -89,25 +131,29 @@ def copy_bandwidth(size_mb: int = 1024, repeats: int = 5) -> float:
     return 2 * src.numel() * 4 / best
 
 
-def weight_bytes_per_step(path: str) -> int:
-    """Bytes of weights a decode step reads: every matrix, the LM head, norms; one embedding row
-    (negligible) rather than the input embedding table, unless it is also the (tied) LM head."""
+def weight_bytes_per_step(path: str) -> tuple[int, int]:
+    """fp32 bytes of weights a decode step reads, as (everything but the LM head, the LM head):
+    every matrix, norms; one embedding row (negligible) rather than the input embedding table,
+    unless it is also the (tied) LM head."""
     from safetensors import safe_open
 
-    total = 0
+    body = head = 0
     with safe_open(os.path.join(path, "model.safetensors"), "pt") as f:
         keys = list(f.keys())
         tied = not any(k.startswith("lm_head") for k in keys)
         for key in keys:
             is_embedding = key.endswith(("wte.weight", "embed_tokens.weight", "wpe.weight"))
-            if is_embedding and not (tied and key.endswith(("wte.weight", "embed_tokens.weight"))):
+            is_head = key.startswith("lm_head") or (tied and key.endswith(("wte.weight", "embed_tokens.weight")))
+            if is_embedding and not is_head:
                 continue
-            t = f.get_slice(key)
             n = 1
-            for d in t.get_shape():
+            for d in f.get_slice(key).get_shape():
                 n *= d
-            total += n * 4
-    return total
+            if is_head:
+                head += n * 4
+            else:
+                body += n * 4
+    return body, head
 
 
 def matmul_floor(path: str, batch: int, repeats: int = 5) -> float:
@@ -151,7 +197,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# -- worker: one library, one model, one batch size, in its own process ---------------------------------
+# -- worker: one engine, one model, one batch size, in its own process -----------------------------------
 
 
 HAVEN_LOADING = {
@@ -160,20 +206,27 @@ HAVEN_LOADING = {
     "haven-bf16": {"dtype": "bfloat16"},
     "haven-int8": {"load_in_8bit": True},
     "haven-int4": {"load_in_4bit": True},
+    "haven-int8-head": {"quantization_config": {"bits": 8, "quantize_lm_head": True}},
+    "haven-int4-head": {"quantization_config": {"bits": 4, "quantize_lm_head": True}},
 }
-ENGINES = ["reference", *HAVEN_LOADING]
+ENGINES = ["reference", *HAVEN_LOADING, *peers.PEERS]
+DEFAULT_ENGINES = [e for e in ENGINES if e != "haven-as-loaded"]
 # bytes a decode step reads per weight, relative to fp32 (int8/int4 in groups of 32 with a float32 scale,
-# int4 asymmetric with a float32 zero too); embeddings and norms stay float
-WEIGHT_FRACTION = {"haven-bf16": 0.5, "haven-int8": (1 + 4 / 32) / 4, "haven-int4": (0.5 + 8 / 32) / 4}
+# int4 asymmetric with a float32 zero too; CTranslate2 int8: one scale per row); embeddings and norms
+# stay float, and so does the LM head unless the engine's name ends in -head (bf16, CTranslate2: all)
+WEIGHT_FRACTION = {"haven-bf16": 0.5, "haven-int8": (1 + 4 / 32) / 4, "haven-int4": (0.5 + 8 / 32) / 4,
+                   "ctranslate2-int8": 0.25}
 
 
 def loaded_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
-def worker(lib: str, path: str, batch: int, new_tokens: int, repeats: int) -> dict:
+def load_torch_engine(lib: str, path: str, prompt: list[list[int]], threads: int):
+    """The reference or Haven: `generate(n)` -> the n new tokens of each prompt."""
     import torch
 
+    torch.set_num_threads(threads)
     if lib.startswith("haven"):
         from haven import AutoModelForCausalLM
     else:
@@ -181,38 +234,57 @@ def worker(lib: str, path: str, batch: int, new_tokens: int, repeats: int) -> di
         from transformers import AutoModelForCausalLM
 
         transformers.logging.set_verbosity_error()
-    start = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(path, **HAVEN_LOADING.get(lib, {})).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, **loading_kwargs(lib)).eval()
     if lib in ("haven", "haven-bf16"):
         model.optimize_for_inference()  # as pipelines do: matrices re-laid for decoding, once
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(10, 1000, (batch, PROMPT), generator=g)
-    mask = torch.ones_like(ids)
-    kw = dict(attention_mask=mask, do_sample=False, pad_token_id=0)
-    with torch.inference_mode():
-        model.generate(ids, max_new_tokens=8, **kw)  # warm up
-        ready = time.perf_counter() - start
-        prefill = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model.generate(ids, max_new_tokens=1, **kw)
-            prefill.append(time.perf_counter() - t)
-        totals = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            out = model.generate(ids, max_new_tokens=new_tokens, **kw)
-            totals.append(time.perf_counter() - t)
-    assert out.shape == (batch, PROMPT + new_tokens), out.shape
+    ids = torch.tensor(prompt)
+    kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0)
+
+    def generate(n: int) -> list[list[int]]:
+        with torch.inference_mode():
+            return model.generate(ids, max_new_tokens=n, **kw)[:, ids.shape[1]:].tolist()
+
+    return generate, loaded_bytes(model)
+
+
+def loading_kwargs(lib: str) -> dict:
+    kwargs = dict(HAVEN_LOADING.get(lib, {}))
+    if isinstance(kwargs.get("quantization_config"), dict):
+        from haven import QuantizationConfig
+
+        kwargs["quantization_config"] = QuantizationConfig(**kwargs["quantization_config"])
+    return kwargs
+
+
+def worker(lib: str, path: str, prompt: list[list[int]], new_tokens: int, repeats: int, threads: int) -> dict:
+    start = time.perf_counter()
+    if lib in LLAMA_CPP:
+        generate, model_bytes = peers.load_llama_cpp(path, prompt, threads, new_tokens)
+    elif lib == "ctranslate2-int8":
+        generate, model_bytes = peers.load_ctranslate2(path, prompt, threads)
+    else:
+        generate, model_bytes = load_torch_engine(lib, path, prompt, threads)
+    generate(8)  # warm up
+    ready = time.perf_counter() - start
+    prefill, totals = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        generate(1)
+        prefill.append(time.perf_counter() - t)
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = generate(new_tokens)
+        totals.append(time.perf_counter() - t)
+    assert [len(s) for s in out] == [new_tokens] * len(prompt), [len(s) for s in out]
     total, first = min(totals), min(prefill)
-    decode_steps = new_tokens - 1
     return {
-        "tokens_per_s": batch * new_tokens / total,
-        "decode_steps_per_s": decode_steps / max(total - first, 1e-9),
+        "tokens_per_s": len(prompt) * new_tokens / total,
+        "decode_steps_per_s": (new_tokens - 1) / max(total - first, 1e-9),
         "seconds": total,
-        "ready_s": ready,  # from_pretrained + the first (8-token) generate
+        "ready_s": ready,  # load + the first (8-token) generate
         "peak_rss_mb": peak_rss_mb(),
-        "sequences": out[:, PROMPT:].tolist() if batch == 1 else None,
-        "model_mb": loaded_bytes(model) / 2**20,
+        "sequences": out if len(prompt) == 1 else None,
+        "model_mb": model_bytes / 2**20,
     }
 
 
@@ -227,7 +299,7 @@ def memory_worker(lib: str, path: str) -> dict:
     before = peak_rss_mb()
     if lib == "none":
         return {"peak_rss_mb": before, "embeddings_mb": 0.0}
-    model = AutoModelForCausalLM.from_pretrained(path, **HAVEN_LOADING[lib])
+    model = AutoModelForCausalLM.from_pretrained(path, **loading_kwargs(lib))
     with torch.inference_mode():
         model(torch.tensor([[10, 11, 12, 13]]))
     embeddings = {id(m.weight): m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)}
@@ -254,9 +326,9 @@ def memory_report(path: str) -> None:
               f"{100 * (q - emb) / fp32:.0f}% of the fp32 load (bar: < 40%)")
 
 
-def run_worker(lib: str, path: str, batch: int, new_tokens: int, repeats: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", lib, "--path", path, "--batch", str(batch),
-           "--new-tokens", str(new_tokens), "--repeats", str(repeats)]
+def run_worker(lib: str, path: str, prompt: list[list[int]], new_tokens: int, repeats: int, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", lib, "--path", path, "--prompt", json.dumps(prompt),
+           "--new-tokens", str(new_tokens), "--repeats", str(repeats), "--threads", str(threads)]
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
@@ -265,14 +337,15 @@ def run_worker(lib: str, path: str, batch: int, new_tokens: int, repeats: int) -
 
 
 def best_of_rounds(
-    path: str, batch: int, new_tokens: int, repeats: int, rounds: int, libs: tuple[str, ...]
+    paths: dict[str, str], prompt: list[list[int]], new_tokens: int, repeats: int, rounds: int, threads: int
 ) -> dict[str, dict]:
-    """Alternate the libraries (ABBA...) so load from other processes hits all alike; keep each
+    """Alternate the engines (ABBA...) so load from other processes hits all alike; keep each
     one's best run (peak RSS: the largest seen)."""
     best: dict[str, dict] = {}
+    libs = list(paths)
     for r in range(rounds):
         for lib in libs if r % 2 == 0 else libs[::-1]:
-            res = run_worker(lib, path, batch, new_tokens, repeats)
+            res = run_worker(lib, paths[lib], prompt, new_tokens, repeats, threads)
             old = best.get(lib)
             if old is None or res["tokens_per_s"] > old["tokens_per_s"]:
                 res["peak_rss_mb"] = max(res["peak_rss_mb"], old["peak_rss_mb"] if old else 0)
@@ -282,27 +355,38 @@ def best_of_rounds(
     return best
 
 
+def step_bytes(lib: str, body: int, head: int, peer_step: dict[str, int]) -> float:
+    """Weight bytes engine `lib` reads per decode step (`body`, `head`: the fp32 checkpoint's)."""
+    if lib in peer_step:
+        return peer_step[lib]
+    fraction = WEIGHT_FRACTION.get(lib.removesuffix("-head"), 1.0)
+    head_too = lib.endswith("-head") or lib in ("haven-bf16", "ctranslate2-int8")
+    return body * fraction + head * (fraction if head_too else 1.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(SHAPES))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2, help="timed runs inside each worker process")
-    parser.add_argument("--rounds", type=int, default=2, help="worker processes per library, alternated")
-    parser.add_argument("--dir", default=None, help="where to build (and reuse) the checkpoints")
+    parser.add_argument("--rounds", type=int, default=2, help="worker processes per engine, alternated")
+    parser.add_argument("--dir", default=None, help="where to build (and reuse) the checkpoints and the peers' files")
     parser.add_argument("--as-loaded", action="store_true",
                         help="also run Haven without optimize_for_inference() (the weights as loaded)")
-    parser.add_argument("--engines", nargs="+", default=["reference", "haven", "haven-bf16", "haven-int8", "haven-int4"],
-                        choices=ENGINES)
+    parser.add_argument("--engines", nargs="+", default=DEFAULT_ENGINES, choices=ENGINES)
+    parser.add_argument("--llama-cpp-src", default=None,
+                        help="llama.cpp source dir with convert_hf_to_gguf.py (default: pip download the sdist)")
     parser.add_argument("--memory", action="store_true", help="only the peak-RSS comparison of fp32 / 4-bit loading")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", choices=["none", *HAVEN_LOADING], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
-    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--prompt", type=json.loads, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        print(json.dumps(worker(args.worker, args.path, args.batch, args.new_tokens, args.repeats)))
+        print(json.dumps(worker(args.worker, args.path, args.prompt, args.new_tokens, args.repeats, args.threads)))
         return
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, args.path)))
@@ -315,25 +399,40 @@ def main() -> None:
     if args.memory:
         memory_report(build("gpt2", root))
         return
+    engines = args.engines + (["haven-as-loaded"] if args.as_loaded and "haven-as-loaded" not in args.engines else [])
+    threads = torch.get_num_threads()
     bandwidth = copy_bandwidth()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"torch {torch.__version__}, {threads} threads (the peers too), "
           f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (read + write, 1 GiB fp32 tensor)")
-    print(f"prompt {PROMPT} tokens, {args.new_tokens} new tokens, greedy, fp32, "
+    print(f"prompt {PROMPT} tokens, {args.new_tokens} new tokens, greedy, "
           f"best of {args.rounds} alternated processes x {args.repeats} runs\n")
     for name in args.models:
         path = build(name, root)
-        per_step = weight_bytes_per_step(path)
-        print(f"{name}: fp32 weights read per step {per_step / 2**20:.0f} MiB")
+        body, head = weight_bytes_per_step(path)
+        files, skipped, peer_step, holds = peers.prepare_peers(engines, path, root, args.llama_cpp_src)
+        print(f"{name}: fp32 weights read per step {(body + head) / 2**20:.0f} MiB (LM head {head / 2**20:.0f})")
+        for lib, why in skipped.items():
+            print(f"  {lib}: skipped ({why})")
+        for lib, what in holds.items():
+            print(f"  {lib}: {os.path.basename(files[lib])}: {what}")
         header = (f"{'engine':<17}{'batch':>6}{'tok/s':>9}{'vs ref':>8}{'ceiling steps/s':>17}{'% ceil':>8}"
                   f"{'RSS MB':>8}{'weights MB':>12}{'same tokens':>13}")
         print(header)
         print("-" * len(header))
         for batch in args.batches:
-            best = best_of_rounds(path, batch, args.new_tokens, args.repeats, args.rounds, tuple(args.engines))
+            g = torch.Generator().manual_seed(0)
+            prompt = torch.randint(10, 1000, (batch, PROMPT), generator=g).tolist()
+            runnable = [e for e in engines if e not in skipped and not (batch > 1 and e in LLAMA_CPP)]
+            paths = {e: files.get(e, path) for e in runnable}
+            best = best_of_rounds(paths, prompt, args.new_tokens, args.repeats, args.rounds, threads)
             ref = best.get("reference")
-            for lib in args.engines:
+            for lib in engines:
+                if lib not in best:
+                    why = "batch 1 only: this benchmark drives one llama.cpp sequence" if lib in LLAMA_CPP else "skipped"
+                    print(f"{lib:<17}{batch:>6}  {why if lib not in skipped else 'skipped'}")
+                    continue
                 res = best[lib]
-                ceiling = bandwidth / (per_step * WEIGHT_FRACTION.get(lib, 1.0))
+                ceiling = bandwidth / step_bytes(lib, body, head, peer_step)
                 ratio = f"{res['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref else "-"
                 same = "-"
                 if batch == 1 and ref and res["sequences"] is not None:
@@ -346,6 +445,7 @@ def main() -> None:
                 floor = matmul_floor(path, batch)
                 print(f"{'':<17}fp32 weight matmuls alone: {floor:.1f} steps/s")
         print()
+
 
 if __name__ == "__main__":
     main()
