@@ -238,3 +238,23 @@ def test_stored_xorbs_are_read_back(store):
     info, data = file_info([x4.term(), x1.term()])
     assert store.register_shard(build_shard([info], []), REPO)[1][0].sha256 == hashlib.sha256(data).hexdigest()
     assert store.read_back == len(b"".join(x1.chunks))
+
+
+def test_timings_are_written_where_haven_xet_timings_says(store, tmp_path, monkeypatch):
+    import json
+
+    path = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("HAVEN_XET_TIMINGS", str(path))
+    xorbs = [new_xorb() for _ in range(2)]
+    for x in xorbs:
+        x.put(store, REPO)
+    info, data = file_info([x.term() for x in xorbs])
+    store.register_shard(build_shard([info], []), REPO)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    stored = [r for r in rows if r["kind"] == "xorb"]
+    assert [r["bytes"] for r in stored] == [len(x.body) for x in xorbs]
+    assert sum(r["bytes"] for r in rows if r["kind"] == "run") == len(data)  # hashed in the background
+    (shard,) = [r for r in rows if r["kind"] == "shard"]
+    assert shard["read_back"] == 0 and shard["files"] == 1
+    for r in rows:
+        assert r["start"] <= r["end"] and all(r[k] >= 0 for k in ("wait", "verify", "write", "record", "sha256") if k in r)

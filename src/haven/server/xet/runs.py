@@ -30,7 +30,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from .hashing import to_hex
 from .shard import Term
+from .timing import Laps
 
 log = logging.getLogger("haven.server.xet")
 MAX_RUNS = 64
@@ -141,15 +143,19 @@ class Runs:
                     return
                 link = run.links[i]
                 state = run.links[i - 1].state.copy() if i else hashlib.sha256()
+            laps, size = Laps(), 0
             try:
                 for part in self.read(link.xorb, link.chunks):
                     state.update(part)
+                    size += len(part)
             except Exception:  # the shard reads back what the run does not cover
                 log.exception("hashing stored xorb %s for its run failed", link.xorb.hex())
                 with self._cond:
                     link.failed, run.hashing = True, False
                     self._cond.notify_all()
                 return
+            laps.lap("sha256")
+            laps.report("run", xorb=to_hex(link.xorb), bytes=size)
             with self._cond:
                 link.state = state
                 run.hashed = i + 1

@@ -26,6 +26,7 @@ from .hashing import file_hash, from_hex, to_hex, verification_hash
 from .models import XetDedupChunk, XetFile, XetFileXorb, XetShard, XetXorb
 from .runs import Runs
 from .shard import Shard, ShardError, Term, XorbInfo, parse_shard
+from .timing import Laps
 from .xorb import XorbError, XorbIndex, XorbReader, read_chunks
 
 DEDUP_MODULUS = 1024  # a chunk whose hash is 0 mod this is answered by the global dedup query
@@ -74,30 +75,38 @@ class XetStore:
         """Verify a xorb while streaming it into the blob store, then record it; False if it was
         already here. XorbError (nothing published) when the bytes do not make the xorb `h`.
         The xorb then continues the sha256 of the repository's run (`runs`), in the background."""
-        link = self.runs.claim(repo_pk, from_hex(h))
+        link, laps = self.runs.claim(repo_pk, from_hex(h)), Laps()
         try:
-            index, size = self._put_xorb(h, parts)
+            index, size = self._put_xorb(h, parts, laps)
             inserted = self._record_xorb(h, index, size, repo_pk)
         except BaseException:
             self.runs.release(link)
             raise
         self.runs.stored(link, len(index))
+        laps.lap("record")
+        laps.report("xorb", xorb=h, bytes=size, chunks=len(index))
         return inserted
 
-    def _put_xorb(self, h: str, parts: Iterator[bytes]) -> tuple[XorbIndex, int]:
-        """Stream a xorb into the blob store, verified: (its index, its stored size)."""
+    def _put_xorb(self, h: str, parts: Iterator[bytes], laps: Laps) -> tuple[XorbIndex, int]:
+        """Stream a xorb into the blob store, verified: (its index, its stored size). `laps` gets
+        the time spent waiting for the body, verifying it and writing it."""
         reader, verified = XorbReader(from_hex(h)), {}
 
         def checked() -> Iterator[bytes]:
             for part in parts:
+                laps.lap("wait")
                 reader.feed(part)
+                laps.lap("verify")
                 yield part
+                laps.lap("write")
             verified["index"] = reader.finish()  # raising here aborts the put: nothing published
+            laps.lap("verify")
 
         stream = checked()
         size = self.blobs.put(xorb_key(h), stream)
         for _ in stream:  # the key was there already (a lost race): still verify what was sent
             pass
+        laps.lap("write")
         index = verified["index"]
         if size != reader.received:  # the key holds another encoding of these chunks (a crashed
             index = self._stored_index(h)  # upload's bytes): index what is stored, not what was sent
@@ -160,6 +169,7 @@ class XetStore:
             self.runs.end(repo_pk)  # the upload is complete: its runs are of no further use
 
     def _register_shard(self, data: bytes, repo_pk: int) -> tuple[int, list[FileRecord]]:
+        laps = Laps()
         shard = parse_shard(data)
         digest = hashlib.sha256(data).hexdigest()
         with self.sessions() as session:
@@ -172,11 +182,13 @@ class XetStore:
                     new.append(r)
                 elif known.sha256 != r.sha256:  # the bytes are known: so is their sha256
                     raise ShardError(f"file {r.hash} has sha256 {known.sha256}, not the {r.sha256} its metadata names")
+        laps.lap("verify")
         if len(new) > 1:  # sha256 and LZ4 release the GIL: check several files at once
             with ThreadPoolExecutor(min(4, len(new))) as pool:
-                list(pool.map(lambda r: self._check_sha256(r, repo_pk), new))
-        elif new:
-            self._check_sha256(new[0], repo_pk)
+                read_back = sum(pool.map(lambda r: self._check_sha256(r, repo_pk), new))
+        else:
+            read_back = sum(self._check_sha256(r, repo_pk) for r in new)
+        laps.lap("sha256")
 
         def record(session: Session) -> bool:
             for r in new:
@@ -193,7 +205,10 @@ class XetStore:
             session.commit()
             return fresh
 
-        return (1 if self._recording(record) else 0), records
+        result = 1 if self._recording(record) else 0
+        laps.lap("record")
+        laps.report("shard", bytes=len(data), files=len(records), read_back=read_back)
+        return result, records
 
     def _verify_file(self, session: Session, f) -> FileRecord:
         name = to_hex(f.file_hash)
@@ -229,16 +244,19 @@ class XetStore:
             if not self.has_xorb(session, to_hex(info.xorb)):
                 raise ShardError(f"the shard lists xorb {to_hex(info.xorb)}, which is not on this hub: upload it first")
 
-    def _check_sha256(self, record: FileRecord, repo_pk: int) -> None:
+    def _check_sha256(self, record: FileRecord, repo_pk: int) -> int:
         """Refuse the file unless its bytes hash to the sha256 its metadata names: the whole xorbs
-        the repository's run hashed as they arrived (`runs`) count as hashed, the rest is read back."""
+        the repository's run hashed as they arrived (`runs`) count as hashed, the rest is read
+        back (the bytes read back)."""
         hasher, covered = self.runs.prefix(repo_pk, record.terms)
         rest = record.terms[covered:]
-        for part in self.read_terms(rest, 0, sum(t.unpacked_bytes for t in rest), views=True):
+        size = sum(t.unpacked_bytes for t in rest)
+        for part in self.read_terms(rest, 0, size, views=True):
             hasher.update(part)
         if hasher.hexdigest() != record.sha256:
             raise ShardError(f"file {record.hash}: its bytes hash to sha256 {hasher.hexdigest()}, not the "
                              f"{record.sha256} its metadata names")
+        return size
 
     # -- files --------------------------------------------------------------------------------
 
