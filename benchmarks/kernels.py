@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/kernels.py [--rows 1 2 4 8] [--group 32] [--asymmetric]
     .venv/bin/python benchmarks/kernels.py --old HEAD~3     # also the kernel of an earlier commit
     .venv/bin/python benchmarks/kernels.py --hot            # weights cache-resident (compute bound)
+    .venv/bin/python benchmarks/kernels.py --threads 1 --cpu-time   # on a loaded machine
 
 For each GPT-2-124M layer shape (in -> out: 768->2304 attention qkv, 768->768 attention out,
 768->3072 MLP up, 3072->768 MLP down, 768->50257 the tied lm_head) and each number of rows of
@@ -138,15 +139,15 @@ def engines(in_f: int, out_f: int, args, old) -> dict:
     return found
 
 
-def time_engine(calls: list, x: torch.Tensor, start: int, seconds: float) -> float:
-    """Mean seconds per call over a burst of about `seconds`, cycling through the copies."""
-    n, i, t0 = 0, start, time.perf_counter()
+def time_engine(calls: list, x: torch.Tensor, start: int, seconds: float, clock=time.perf_counter) -> float:
+    """Mean seconds per call over a burst of about `seconds` of `clock`, cycling through the copies."""
+    n, i, t0 = 0, start, clock()
     while True:
         for _ in range(8):
             calls[i % len(calls)](x)
             i += 1
         n += 8
-        elapsed = time.perf_counter() - t0
+        elapsed = clock() - t0
         if elapsed >= seconds:
             return elapsed / n
 
@@ -161,7 +162,14 @@ def main() -> None:
     parser.add_argument("--hot", action="store_true", help="reuse one weight copy (cache-resident)")
     parser.add_argument("--old", metavar="REV", help="also time the kernel source of this git commit")
     parser.add_argument("--shapes", type=int, nargs="*", help="indices into the shape list (default all)")
+    parser.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by the process's CPU seconds, not the wall clock: with --threads 1, a "
+                             "figure that other processes on a loaded machine disturb less")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
 
     if kernels.load() is None:
         sys.exit("Haven's kernels could not be built here")
@@ -170,7 +178,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, copy bandwidth {ceiling / 1e9:.1f} GB/s, "
           f"load average {os.getloadavg()[0]:.2f}; group {args.group}, "
           f"{'asymmetric' if args.asymmetric else 'symmetric'}, {'hot' if args.hot else 'cold (pool of copies)'}, "
-          f"{args.rounds} rounds")
+          f"{args.rounds} rounds, {'CPU' if args.cpu_time else 'wall'} time")
     head = f"{'in->out':>11}{'rows':>5}  {'engine':<11}{'GB/s':>7}{'spread':>14}{'% ceil':>8}{'us/call':>9}{'vs fp32':>9}"
     print(head)
     print("-" * len(head))
@@ -185,7 +193,7 @@ def main() -> None:
                     time_engine(calls, x, 0, 0.01)
                 for r in range(args.rounds):
                     for name, (_, calls) in found.items():
-                        times[name].append(time_engine(calls, x, r * 7, args.burst))
+                        times[name].append(time_engine(calls, x, r * 7, args.burst, clock))
                 fp32 = statistics.median(times["fp32"])
                 for name, (nbytes, _) in found.items():
                     med = statistics.median(times[name])
