@@ -36,11 +36,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
 from starlette.responses import StreamingResponse
 
+from .. import auth
 from ..api.common import ApiError, NoSuchRoute
 from ..api.deps import ReadableRepo, SessionDep, WritableRepo
-from ..db import Repo, RepoLfsObject
+from ..db import Repo, RepoLfsObject, Token, User
 from . import tokens
 from .hashing import HashStringError, from_hex, to_hex
 from .shard import MAX_SHARD_BYTES, ShardError, dedup_shard
@@ -59,10 +61,12 @@ def _store(request: Request) -> XetStore:
     return request.app.state.xet
 
 
-def _token_answer(request: Request, repo: Repo, scope: str) -> Response:
+def _token_answer(request: Request, session, repo: Repo, scope: str) -> Response:
     _only_params(request)
     settings = request.app.state.settings
-    token = tokens.issue(settings.secret, repo.id, scope)
+    raw = auth.token_from_headers(request.headers.get("authorization"))
+    caller = session.scalar(select(Token.id).where(Token.token_hash == auth.hash_token(raw))) if raw else None
+    token = tokens.issue(settings.secret, repo.id, scope, caller or 0)
     exp = tokens.check(settings.secret, token).expires
     cas_url = settings.cas_url or settings.public_url + CAS
     headers = {"X-Xet-Cas-Url": cas_url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(exp),
@@ -72,17 +76,17 @@ def _token_answer(request: Request, repo: Repo, scope: str) -> Response:
 
 
 @router.get("/api/{plural}/{ns}/{name}/xet-read-token/{rev:path}")
-def read_token(request: Request, repo: ReadableRepo, rev: str) -> Response:
+def read_token(request: Request, repo: ReadableRepo, session: SessionDep, rev: str) -> Response:
     """A read token for the repository; the revision must exist (404 RevisionNotFound)."""
     request.app.state.repos.resolve(repo.type, repo.repo_id, rev)
-    return _token_answer(request, repo, "read")
+    return _token_answer(request, session, repo, "read")
 
 
 @router.get("/api/{plural}/{ns}/{name}/xet-write-token/{rev:path}")
-def write_token(request: Request, repo: WritableRepo, rev: str) -> Response:
+def write_token(request: Request, repo: WritableRepo, session: SessionDep, rev: str) -> Response:
     """A write token for the repository. The branch need not exist yet (a new repository's first
     upload, or `None` for a pull request): the commit that follows names and checks it."""
-    return _token_answer(request, repo, "write")
+    return _token_answer(request, session, repo, "write")
 
 
 # -- CAS ------------------------------------------------------------------------------------------
@@ -96,7 +100,8 @@ def _only_params(request: Request, allowed: tuple[str, ...] = ()) -> None:
 
 
 def cas_grant(request: Request) -> tokens.XetGrant:
-    """The request's Xet token, checked. Its own short session: an upload route must not hold a
+    """The request's Xet token, checked, with the access behind it (401 once it is gone: the client
+    refreshes, and the hub answers that). Its own short session: an upload route must not hold a
     database connection while the body streams in."""
     _only_params(request)
     header = request.headers.get("authorization", "")
@@ -109,9 +114,25 @@ def cas_grant(request: Request) -> tokens.XetGrant:
     except tokens.TokenError as err:
         raise ApiError(401, str(err)) from None
     with _store(request).sessions() as session:
-        if session.get(Repo, grant.repo_pk) is None:
+        repo = session.get(Repo, grant.repo_pk)
+        if repo is None:
             raise ApiError(401, "the Xet token's repository no longer exists")
+        caller = _caller(session, grant)
+        allowed = auth.can_read(caller, repo) and (not grant.can_write or auth.can_write_namespace(caller, repo.namespace))
+        if not allowed:
+            raise ApiError(401, "the access this Xet token was issued for has ended: ask the hub for a new token")
     return grant
+
+
+def _caller(session, grant: tokens.XetGrant) -> auth.Principal:
+    """Who the Xet token was issued to, as of now; 401 if their hub token or account is gone."""
+    if not grant.token_pk:
+        return auth.Principal()
+    row = session.get(Token, grant.token_pk)
+    user = session.get(User, row.user_id) if row is not None else None
+    if user is None or user.disabled:
+        raise ApiError(401, "the hub token this Xet token was issued for was revoked, or its account disabled")
+    return auth.principal_for(session, user, role=row.role, token_name=row.name)
 
 
 Grant = Annotated[tokens.XetGrant, Depends(cas_grant)]

@@ -1,9 +1,12 @@
 """Xet access tokens and signed xorb URLs.
 
 A token is `xet_<payload>.<signature>`: the payload (base64url JSON) names one repository (by
-primary key), a scope (`read` or `write`) and an expiry; the signature is an HMAC-SHA256 with the
-hub's secret. Nothing is stored: a token is valid until it expires (TOKEN_TTL), and the CAS routes
-check it again on every request (the repository must still exist).
+primary key), a scope (`read` or `write`), the hub token it was issued to (by primary key; 0 for an
+anonymous caller) and an expiry; the signature is an HMAC-SHA256 with the hub's secret. Nothing is
+stored: a token is valid until it expires (TOKEN_TTL), and the CAS routes check the access behind
+it again on every request (`cas.cas_grant`): the repository must still exist, the hub token must
+not be revoked, and its user must still be allowed the scope on the repository. Access lost is a
+401 at once, not up to TOKEN_TTL later; the client's refresh then gets the hub's answer (404).
 
 A fetch URL authorises one byte range of one xorb until it expires: the CAS hands them out in
 reconstructions and serves them itself (clients send them no token).
@@ -33,18 +36,22 @@ class XetGrant:
     repo_pk: int
     scope: str  # "read" | "write"
     expires: int
+    token_pk: int = 0  # the hub token it was issued to; 0: an anonymous caller
 
     @property
     def can_write(self) -> bool:
         return self.scope == "write"
 
 
-def issue(secret: str, repo_pk: int, scope: str, ttl: int = TOKEN_TTL) -> str:
-    """A token for `scope` on the repository with primary key `repo_pk`."""
+def issue(secret: str, repo_pk: int, scope: str, token_pk: int = 0, ttl: int = TOKEN_TTL) -> str:
+    """A token for `scope` on the repository with primary key `repo_pk`, for the caller holding
+    the hub token `token_pk` (0: anonymous)."""
     if scope not in ("read", "write"):
         raise ValueError(f"unknown Xet token scope {scope!r}: read or write")
-    grant = XetGrant(repo_pk, scope, int(time.time()) + ttl)
-    payload = base64.urlsafe_b64encode(json.dumps({"r": repo_pk, "s": scope, "e": grant.expires}).encode())
+    grant = XetGrant(repo_pk, scope, int(time.time()) + ttl, token_pk)
+    payload = base64.urlsafe_b64encode(
+        json.dumps({"r": repo_pk, "s": scope, "e": grant.expires, "t": token_pk}).encode()
+    )
     body = payload.decode().rstrip("=")
     return PREFIX + body + "." + auth.sign(secret, "xet-token", body)
 
@@ -58,7 +65,7 @@ def check(secret: str, token: str) -> XetGrant:
         raise TokenError("the Xet token's signature does not match: ask the hub for a new token")
     try:
         data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        grant = XetGrant(int(data["r"]), str(data["s"]), int(data["e"]))
+        grant = XetGrant(int(data["r"]), str(data["s"]), int(data["e"]), int(data.get("t", 0)))
     except (ValueError, KeyError, TypeError):
         raise TokenError("the Xet token is malformed: ask the hub for a new token") from None
     if grant.expires < time.time():
