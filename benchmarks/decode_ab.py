@@ -196,7 +196,7 @@ def print_split(name: str, parts: dict[str, list[dict[str, float]]]) -> None:
             f"({min(r[part] for r in runs):.2f}-{max(r[part] for r in runs):.2f})"
             for side, runs in parts.items()
         )
-        print(f"  {part:<16} {cells}", flush=True)
+        print(f"  {part:<20} {cells}", flush=True)
 
 
 if __name__ == "__main__":
