@@ -6,7 +6,8 @@ Tokens: `GET /api/{models|datasets}/{ns}/{name}/xet-{read|write}-token/{rev}` an
 `X-Xet-Cas-Url`. A read token needs read access (a private repo is 404 to outsiders, as
 everywhere) and an existing revision, a write token write access.
 
-CAS (Bearer: a Xet token; 401 without a valid one, 403 for a read token on an upload):
+CAS (Bearer: a Xet token; 401 without a valid one, or once the access it was issued for has ended,
+403 for a read token on an upload):
 - `POST /cas/v1/xorbs/default/{hash}`: the body streams into the blob store while every chunk is
   decoded and hashed; the Merkle root must equal `{hash}` (400 otherwise, nothing stored).
   Idempotent (`was_inserted`).
