@@ -15,8 +15,10 @@ Engines (--engines; default all):
   llama.cpp's files have it (the rows to hold against llama.cpp's).
 - `llama.cpp-f32`, `llama.cpp-q8_0` (GGUF written by llama.cpp's `convert_hf_to_gguf.py`,
   --outtype f32 / q8_0) and `llama.cpp-q4_0` (the f32 GGUF through `llama_cpp.llama_model_quantize`
-  with its default parameters, as `llama-quantize model.gguf out.gguf Q4_0` does: the output
-  layer gets Q6_K), run by `llama-cpp-python`. Batch 1 only (this benchmark drives one llama.cpp
+  with its default parameters, as `llama-quantize model.gguf out.gguf Q4_0` does: llama.cpp's
+  rules give the output layer Q6_K), run by `llama-cpp-python`. The benchmark prints each GGUF
+  file's tensor types (GPT-2 q8_0, checked: every matrix Q8_0, the tied token table included,
+  position table F32). Batch 1 only (this benchmark drives one llama.cpp
   sequence; the batch-8 rows say so). The prompt is evaluated one token at a time (n_batch 1:
   the quantized multi-token evaluation crashed on this CPU before), greedy = argmax of the last
   logits, no EOS.
