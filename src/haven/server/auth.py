@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from .db import Membership, Org, Repo, Token, User, WebSession, utcnow
@@ -259,15 +259,36 @@ def token_from_headers(authorization: str | None) -> str | None:
     raise AuthError(f"unsupported authorization scheme {scheme!r}: use 'Bearer <token>'")
 
 
+# Every request runs these: built once (building a statement costs as much as running it on SQLite).
+# A token, its user and the user's organizations in one query (a row per membership).
+_TOKEN_USER_ORGS = (
+    select(Token, User, Org.name, Membership.role)
+    .outerjoin(User, User.id == Token.user_id)
+    .outerjoin(Membership, Membership.user_id == User.id)
+    .outerjoin(Org, Org.id == Membership.org_id)
+    .where(Token.token_hash == bindparam("token_hash"))
+)
+_USER_ORGS = (
+    select(Org.name, Membership.role)
+    .join(Org, Org.id == Membership.org_id)
+    .where(Membership.user_id == bindparam("user_id"))
+)
+_SESSION_USER = (
+    select(WebSession, User)
+    .outerjoin(User, User.id == WebSession.user_id)
+    .where(WebSession.id_hash == bindparam("id_hash"))
+)
+
+
 def authenticate(session: Session, authorization: str | None) -> Principal:
     """The caller behind an Authorization header. Raises AuthError for a wrong token."""
     token = token_from_headers(authorization)
     if token is None:
         return Principal()
-    row = session.scalar(select(Token).where(Token.token_hash == hash_token(token)))
-    if row is None:
+    rows = session.execute(_TOKEN_USER_ORGS, {"token_hash": hash_token(token)}).all()
+    if not rows:
         raise AuthError("invalid token: check it, or create a new one with `haven admin create-token`")
-    user = session.get(User, row.user_id)
+    row, user = rows[0][0], rows[0][1]
     if user is None:
         raise AuthError("invalid token: its user no longer exists")
     if user.disabled:
@@ -277,19 +298,13 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
         # its own short transaction: a request refused later (403, 404 ...) is still a use
         with session.get_bind().begin() as conn:
             conn.execute(update(Token).where(Token.id == row.id).values(last_used_at=now))
-    return principal_for(session, user, role=row.role, token_name=row.name)
+    orgs = {org: member_role for _, _, org, member_role in rows if org is not None}
+    return Principal(user=user, role=row.role, token_name=row.name, orgs=orgs)
 
 
 def principal_for(session: Session, user: User, *, role: str, token_name: str = "") -> Principal:
     """The Principal of `user` acting with `role` ("read" | "write"), with their organizations."""
-    orgs = {
-        org.name: m.role
-        for m, org in session.execute(
-            select(Membership, Org)
-            .join(Org, Org.id == Membership.org_id)
-            .where(Membership.user_id == user.id)
-        )
-    }
+    orgs = {name: member_role for name, member_role in session.execute(_USER_ORGS, {"user_id": user.id})}
     return Principal(user=user, role=role, token_name=token_name, orgs=orgs)
 
 
@@ -359,19 +374,26 @@ def create_session(session: Session, user: User) -> str:
 
 def find_session(session: Session, sid: str | None) -> WebSession | None:
     """The live session behind a cookie value, its last use refreshed; None if unknown or expired."""
+    found = find_session_user(session, sid)
+    return found[0] if found else None
+
+
+def find_session_user(session: Session, sid: str | None) -> tuple[WebSession, User] | None:
+    """`find_session` with the session's user, both read by one query (the session's identity map
+    holds rows weakly: a caller that let the user go would read it again)."""
     if not sid:
         return None
-    row = session.scalar(select(WebSession).where(WebSession.id_hash == hash_token(sid)))
+    found = session.execute(_SESSION_USER, {"id_hash": hash_token(sid)}).first()
     now = utcnow()
-    if row is None:
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
+    row, user = found
     if row.expires_at <= now or user is None or user.disabled:  # a disabled user's sessions end too
         session.delete(row)
         return None
     if now - row.last_seen_at > LAST_USED_EVERY:
         row.last_seen_at = now
-    return row
+    return row, user
 
 
 def end_sessions(session: Session, user: User, *, keep: WebSession | None = None) -> None:

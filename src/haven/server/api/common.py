@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from fastapi import Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .. import auth
@@ -118,9 +118,14 @@ def repo_url(request: Request, repo_type: str, repo_id: str) -> str:
     return f"{base_url(request)}/{prefix}{repo_id}"
 
 
+_REPO = select(Repo).where(  # built once: every request that names a repository runs it
+    Repo.type == bindparam("type"), Repo.namespace == bindparam("namespace"), Repo.name == bindparam("name")
+)
+
+
 def find_repo(session: Session, repo_type: str, repo_id: str) -> Repo | None:
     ns, _, name = repo_id.partition("/")
-    return session.scalar(select(Repo).where(Repo.type == repo_type, Repo.namespace == ns, Repo.name == name))
+    return session.scalar(_REPO, {"type": repo_type, "namespace": ns, "name": name})
 
 
 def load_repo(

@@ -56,9 +56,9 @@ def viewing(request: Request) -> Iterator[tuple[Session, Viewer]]:
     """(database session, viewer) for a page, committed when the page renders without error (the
     API's own request session)."""
     with contextmanager(get_session)(request) as session:
-        row = auth.find_session(session, request.cookies.get(SESSION_COOKIE))
-        user = session.get(User, row.user_id) if row is not None else None
-        if user is not None:
+        found = auth.find_session_user(session, request.cookies.get(SESSION_COOKIE))
+        if found is not None:
+            row, user = found
             principal = auth.principal_for(session, user, role="write")
             viewer = Viewer(principal, csrf=_mac(request, "csrf", row.id_hash), web_session=row)
         else:
