@@ -17,8 +17,9 @@ Engines (--engines; default all):
   --outtype f32 / q8_0) and `llama.cpp-q4_0` (the f32 GGUF through `llama_cpp.llama_model_quantize`
   with its default parameters, as `llama-quantize model.gguf out.gguf Q4_0` does: llama.cpp's
   rules give the output layer Q6_K), run by `llama-cpp-python`. The benchmark prints each GGUF
-  file's tensor types (GPT-2 q8_0, checked: every matrix Q8_0, the tied token table included,
-  position table F32). Batch 1 only (this benchmark drives one llama.cpp
+  file's tensor types; GPT-2's, checked: f32 every matrix F32; q8_0 every matrix Q8_0 (the tied
+  token table included), the position table F32; q4_0 the 48 block matrices Q4_0, the tied token
+  table Q6_K, the position table F32. Batch 1 only (this benchmark drives one llama.cpp
   sequence; the batch-8 rows say so). The prompt is evaluated one token at a time (n_batch 1:
   the quantized multi-token evaluation crashed on this CPU before), greedy = argmax of the last
   logits, no EOS.
