@@ -36,6 +36,7 @@ from .checkpoint import (
     save_state_dict,
 )
 from .config import PretrainedConfig
+from .dtypes import parse_dtype
 from .errors import CheckpointError, ConfigError
 from .hub.mixin import PushToHubMixin
 from .linear.dense import Linear
@@ -539,11 +540,5 @@ def _on_meta(module: nn.Module) -> bool:
 
 
 def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    if dtype is None or dtype == "auto":
-        return None
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype).removeprefix("torch."), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use e.g. torch.float32, 'float16' or 'bfloat16'")
-    return value
+    """None for the checkpoint's own dtype (None or "auto"), else the torch.dtype named."""
+    return None if dtype is None or dtype == "auto" else parse_dtype(dtype)

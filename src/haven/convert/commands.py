@@ -53,9 +53,9 @@ def register(subparsers: Any) -> None:
 
 
 def _dtype(name: str | None):
-    from ..modeling import _parse_dtype
+    from ..dtypes import parse_dtype  # torch: imported only when a conversion runs
 
-    return _parse_dtype(name)
+    return None if name in (None, "auto") else parse_dtype(name, "--dtype")
 
 
 def _megatron(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..dtypes import parse_dtype
 from ..errors import CheckpointError
 
 QUANT_METHOD = "haven"
@@ -53,7 +54,7 @@ class QuantizationConfig:
             self.symmetric = self.bits == 8
         self.modules_to_not_convert = list(self.modules_to_not_convert or [])
         if isinstance(self.compute_dtype, str):
-            self.compute_dtype = _dtype(self.compute_dtype, "compute_dtype")
+            self.compute_dtype = parse_dtype(self.compute_dtype, "compute_dtype")
         if self.compute_dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"compute_dtype must be float32, bfloat16 or float16, got {self.compute_dtype!r}")
 
@@ -163,7 +164,7 @@ class BitsAndBytesConfig:
         return QuantizationConfig(
             bits=8 if self.load_in_8bit else 4,
             modules_to_not_convert=list(self.llm_int8_skip_modules or []),
-            compute_dtype=_dtype(compute, "bnb_4bit_compute_dtype") if compute is not None else None,
+            compute_dtype=parse_dtype(compute, "bnb_4bit_compute_dtype") if compute is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,12 +207,3 @@ def resolve(
         f"quantization_config must be a haven.QuantizationConfig, a haven.BitsAndBytesConfig or a dict, "
         f"got {type(quantization_config).__name__}"
     )
-
-
-def _dtype(value: Any, what: str) -> torch.dtype:
-    if isinstance(value, torch.dtype):
-        return value
-    found = getattr(torch, str(value).removeprefix("torch."), None)
-    if not isinstance(found, torch.dtype):
-        raise ValueError(f"{what}={value!r} is not a dtype; pass e.g. torch.bfloat16 or 'float32'")
-    return found
