@@ -179,6 +179,9 @@ void block(const Problem& p, int64_t o0, int64_t r0) {
 #pragma GCC unroll 16
     for (int o = 0; o < OB; ++o) {
       const __m512i c = _mm512_maskz_loadu_epi8(mask, w[o] + b * 64);
+      // the next output block's line: without it a weight larger than the last-level cache
+      // streams at a third of the rate (int8 768->50257: 6.7 -> 2.8 ms); a hint never faults
+      _mm_prefetch(reinterpret_cast<const char*>(w[o] + OB * p.row_bytes + b * 64), _MM_HINT_T0);
       if constexpr (BITS == 8) {
         lo[o] = _mm512_xor_si512(c, flip);
       } else {
