@@ -66,7 +66,7 @@ lint: $(VENV)/.test
 bench: $(VENV)/.bench
 	$(PY) benchmarks/encoders.py
 	$(PY) benchmarks/generate.py
-	$(PY) benchmarks/kernels.py
+	$(PY) benchmarks/quant_kernels.py
 	$(PY) benchmarks/hub.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/web.py

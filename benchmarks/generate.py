@@ -55,7 +55,6 @@ an upper bound for any implementation using the same GEMM kernels.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -64,14 +63,8 @@ import sys
 import tempfile
 import time
 
-# Run as a script, this folder comes first on sys.path, and benchmarks/kernels.py would shadow the
-# `kernels` package that transformers imports: the folder goes off sys.path, and its one module this
-# script uses is loaded by its file's path.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
-_spec = importlib.util.spec_from_file_location("generate_peers", os.path.join(HERE, "generate_peers.py"))
-peers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(peers)
+import generate_peers as peers  # this folder is on sys.path when run as a script
+
 LLAMA_CPP = peers.LLAMA_CPP
 
 PROMPT = 8

@@ -36,47 +36,17 @@ import argparse
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from serving import haven, start_server  # this folder is on sys.path when run as a script
 
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def haven(*args: str, data: Path) -> str:
-    cmd = [sys.executable, "-m", "haven.cli", *args, "--data", str(data)]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def start_server(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "haven.cli", "serve", "--no-demo", "--host", "127.0.0.1", "--port", str(port),
-           "--data", str(data), "--public-url", url, "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"haven serve exited:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/health", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    sys.exit(f"haven serve did not start:\n{log.read_text()}")
 
 
 def peak_rss_mb(pid: int) -> float:

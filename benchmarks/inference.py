@@ -27,18 +27,12 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, and its kernels.py would shadow the `kernels`
-# package transformers imports: this script imports nothing from its folder, so take it off.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from serving import haven, start_server  # this folder is on sys.path when run as a script
 
 SENTENCES = [
     "the service was quick and the food arrived warm",
@@ -50,36 +44,6 @@ SENTENCES = [
 ]
 PROMPTS = ["once upon a time", "the history of the city begins with", "in a small village by the sea there lived",
            "the recipe calls for", "scientists announced today that a new kind of", "my favourite book is"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def haven(*args: str, data: Path, stdin: str | None = None) -> str:
-    out = subprocess.run([sys.executable, "-m", "haven.cli", *args, "--data", str(data)], input=stdin,
-                         capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
-def start_server(data: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "haven.cli", "serve", "--port", str(port), "--data", str(data), "--no-demo",
-         "--log-level", "warning"],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 - open for the server's life
-    )
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"{url}/api/health", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"haven serve did not start:\n{log.read_text()}")
 
 
 def build_models(work: Path, tasks: tuple[str, ...]) -> dict[str, Path]:

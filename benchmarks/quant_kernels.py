@@ -1,9 +1,9 @@
 """Few-rows quantized products (the decode step's matmuls): Haven's kernels vs fp32 and torch's.
 
-    .venv/bin/python benchmarks/kernels.py [--rows 1 2 4 8] [--group 32] [--asymmetric]
-    .venv/bin/python benchmarks/kernels.py --old HEAD~3     # also the kernel of an earlier commit
-    .venv/bin/python benchmarks/kernels.py --hot            # weights cache-resident (compute bound)
-    .venv/bin/python benchmarks/kernels.py --threads 1 --cpu-time   # on a loaded machine
+    .venv/bin/python benchmarks/quant_kernels.py [--rows 1 2 4 8] [--group 32] [--asymmetric]
+    .venv/bin/python benchmarks/quant_kernels.py --old HEAD~3     # also the kernel of an earlier commit
+    .venv/bin/python benchmarks/quant_kernels.py --hot            # weights cache-resident (compute bound)
+    .venv/bin/python benchmarks/quant_kernels.py --threads 1 --cpu-time   # on a loaded machine
 
 For each GPT-2-124M layer shape (in -> out: 768->2304 attention qkv, 768->768 attention out,
 768->3072 MLP up, 3072->768 MLP down, 768->50257 the tied lm_head) and each number of rows of
@@ -42,23 +42,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from generate import copy_bandwidth  # noqa: E402  (this folder is on sys.path when run as a script)
+
 from haven.linear import kernels  # noqa: E402
 from haven.linear.quantized import QuantizedLinear  # noqa: E402
 
 SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768), (768, 50257)]  # (in, out)
 POOL_BYTES = 256 << 20  # weight copies cycled through per engine: several times the L3 cache
-
-
-def copy_bandwidth(size_mb: int = 1024, repeats: int = 5) -> float:
-    src = torch.ones(size_mb * 2**20 // 4)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - t)
-    return 2 * src.numel() * 4 / best
 
 
 def load_old(rev: str):
