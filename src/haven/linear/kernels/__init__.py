@@ -37,9 +37,14 @@ _failed = False
 
 
 def _cache_dir() -> Path:
-    key = hashlib.sha256(_SOURCE.read_bytes() + torch.__version__.encode() + _cpu_id().encode()).hexdigest()[:16]
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + torch.__version__.encode() + _cpu_id().encode()).hexdigest()[:16]
     base = os.environ.get("HAVEN_KERNELS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "haven", "kernels")
     return Path(base) / key
+
+
+# -fopenmp: at::parallel_for is OpenMP in torch's CPU builds, and without it the output blocks run
+# on one thread (the pragma is dropped)
+_FLAGS = ["-O3", "-march=native", "-fopenmp"]
 
 
 def _cpu_id() -> str:
@@ -66,7 +71,8 @@ def load():
                 path = build(
                     name="haven_qgemv",
                     sources=[str(_SOURCE)],
-                    extra_cflags=["-O3", "-march=native", "-fopenmp-simd"],
+                    extra_cflags=_FLAGS,
+                    extra_ldflags=["-fopenmp"],
                     build_directory=str(folder),
                     is_python_module=False,
                     verbose=False,
