@@ -14,17 +14,12 @@ from fixtures.server import unique_name
 from haven.server import auth
 from haven.server.db import Token
 
-from .test_refusals import Cas, make_shard, make_xorb, stored_xorbs, xet_token
+from .test_refusals import Cas, make_shard, make_xorb, stored_xorbs, user_with_repo, xet_token
 
 
 @pytest.fixture()
 def dave(xet_hub):
-    user = unique_name("dave")
-    token = xet_hub.create_user(user)
-    r = httpx.post(f"{xet_hub.url}/api/repos/create", json={"name": "shared"},
-                   headers={"authorization": f"Bearer {token}"})
-    assert r.status_code == 200, r.text
-    return user, token, f"{user}/shared"
+    return user_with_repo(xet_hub, "dave", "shared")
 
 
 def test_read_tokens_end_when_the_repository_turns_private(xet_hub, dave):

@@ -14,21 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from fixtures.server import unique_name
-
-from .test_refusals import Cas, make_xorb, xet_token
+from .test_refusals import Cas, make_xorb, user_with_repo, xet_token
 
 UPLOADS = 40  # more than the default pool's threads (at most 32) and the database pool (15)
 
 
 @pytest.fixture(scope="module")
 def carol(xet_hub):
-    user = unique_name("carol")
-    token = xet_hub.create_user(user)
-    r = httpx.post(f"{xet_hub.url}/api/repos/create", json={"name": "many"},
-                   headers={"authorization": f"Bearer {token}"})
-    assert r.status_code == 200, r.text
-    return token, f"{user}/many"
+    _, token, repo = user_with_repo(xet_hub, "carol", "many")
+    return token, repo
 
 
 def test_many_xorb_uploads_at_once(xet_hub, carol):

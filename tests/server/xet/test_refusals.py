@@ -55,15 +55,19 @@ class Cas:
         return httpx.request(method, self.url + path, headers=headers, **kw)
 
 
-@pytest.fixture(scope="module")
-def alice(xet_hub):
-    user = unique_name("alice")
-    token = xet_hub.create_user(user)
-    repo = f"{user}/secret"
-    r = httpx.post(f"{xet_hub.url}/api/repos/create", json={"name": "secret", "private": True},
+def user_with_repo(hub, prefix: str, name: str, private: bool = False) -> tuple[str, str, str]:
+    """A new user (a unique name from `prefix`) owning a new model repo `name`: (user, token, repo id)."""
+    user = unique_name(prefix)
+    token = hub.create_user(user)
+    r = httpx.post(f"{hub.url}/api/repos/create", json={"name": name, "private": private},
                    headers={"authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
-    return user, token, repo
+    return user, token, f"{user}/{name}"
+
+
+@pytest.fixture(scope="module")
+def alice(xet_hub):
+    return user_with_repo(xet_hub, "alice", "secret", private=True)
 
 
 def stored_xorbs(hub) -> set[str]:

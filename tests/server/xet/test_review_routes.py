@@ -9,19 +9,13 @@ import os
 import httpx
 import pytest
 
-from fixtures.server import unique_name
-
-from .test_refusals import Cas, make_xorb, xet_token
+from .test_refusals import Cas, make_xorb, user_with_repo, xet_token
 
 
 @pytest.fixture(scope="module")
 def bob(xet_hub):
-    user = unique_name("bob")
-    token = xet_hub.create_user(user)
-    r = httpx.post(f"{xet_hub.url}/api/repos/create", json={"name": "public"},
-                   headers={"authorization": f"Bearer {token}"})
-    assert r.status_code == 200, r.text
-    return token, f"{user}/public"
+    _, token, repo = user_with_repo(xet_hub, "bob", "public")
+    return token, repo
 
 
 @pytest.mark.parametrize("kind", ["read", "write"])
