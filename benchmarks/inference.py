@@ -7,13 +7,17 @@ a BERT-base–shaped text classifier (`BertConfig()`: 12 layers, hidden 768, ~11
 and a GPT-2-124M–shaped causal LM (`GPT2Config()`), both with the bert-base-uncased wordpiece
 tokenizer of the installed all-MiniLM-L6-v2 package (GPT-2 ids past its vocabulary decode to
 nothing, which changes no timing). They are published to a fresh hub with the real
-`huggingface_hub` client and served by `POST /models/{id}`; clients are threads with httpx.
+`huggingface_hub` client and served by `POST /models/{id}`. Clients are threads, each holding
+one keep-alive connection: the standard library's `http.client` for the classifier (httpx
+costs about 8 ms of CPU per request with 32 threads, and the clients share the server's cores:
+a heavy client measures itself), httpx for the streams.
 
 1. Classifier: requests/s of `--clients` concurrent clients (dynamic batching) against one
    client sending one request at a time, and the latency p50/p99 of both (target >= 3x), in
    `--rounds` interleaved rounds (the median ratio counts). From the responses' Server-Timing
    headers, where a request's time goes: tokenize, queue, pad, forward, postprocess, and the rest
-   (HTTP, JSON, the access check, the client), and the rows per batch.
+   (HTTP, JSON, the access check, the client), and the rows per batch; and the CPU time per
+   request of the server process and of the clients.
 2. Generation: `--streams` concurrent greedy streams (continuous batching) against one stream:
    aggregate generated tokens/s (target >= 6x) and time to first token p50/p99.
 
@@ -24,8 +28,10 @@ cores: on a busy machine the numbers move from run to run; run it twice when it 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import resource
 import shutil
 import tempfile
 import threading
@@ -77,25 +83,36 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def run_clients(clients: int, jobs: list, work) -> tuple[float, list]:
-    """Run work(job, client) for every job on `clients` threads, each with its own keep-alive
-    httpx.Client (as a long-running caller holds one); (wall seconds, results)."""
-    import httpx
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of process `pid` (from /proc), or of this process."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+
+def run_clients(clients: int, jobs: list, work, connect) -> tuple[float, list]:
+    """Run work(job, connection) for every job on `clients` threads, each with its own
+    connection from `connect()` (kept alive, as a long-running caller holds one); (wall seconds,
+    results)."""
     lock = threading.Lock()
     queue = list(jobs)
     results: list = []
 
     def loop():
-        with httpx.Client(timeout=600) as client:
+        connection = connect()
+        try:
             while True:
                 with lock:
                     if not queue:
                         return
                     job = queue.pop()
-                value = work(job, client)
+                value = work(job, connection)
                 with lock:
                     results.append(value)
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=loop) for _ in range(clients)]
     start = time.perf_counter()
@@ -121,7 +138,7 @@ def parse_timing(header: str) -> dict:
     return out
 
 
-def bench_classifier(url: str, repo: str, token: str, clients: int, requests: int, rounds: int) -> None:
+def bench_classifier(url: str, repo: str, token: str, clients: int, requests: int, rounds: int, server_pid: int) -> None:
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
@@ -129,26 +146,43 @@ def bench_classifier(url: str, repo: str, token: str, clients: int, requests: in
     with httpx.Client(timeout=300) as c:
         r = c.post(endpoint, json={"inputs": "warm up", "options": {"wait_for_model": True}}, headers=headers)
         r.raise_for_status()
+    host, port = url.removeprefix("http://").split(":")
+    path = f"/models/{repo}"
+    send_headers = {**headers, "Content-Type": "application/json"}
 
-    def one(i: int, client) -> tuple[float, dict]:
+    def connect() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(host, int(port), timeout=300)
+
+    def one(i: int, conn: http.client.HTTPConnection) -> tuple[float, dict]:
         start = time.perf_counter()
-        r = client.post(endpoint, json={"inputs": SENTENCES[i % len(SENTENCES)]}, headers=headers)
-        r.raise_for_status()
-        return time.perf_counter() - start, parse_timing(r.headers.get("server-timing", ""))
+        conn.request("POST", path, body=json.dumps({"inputs": SENTENCES[i % len(SENTENCES)]}), headers=send_headers)
+        answer = conn.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise SystemExit(f"POST {path}: {answer.status} {body[:300]!r}")
+        return time.perf_counter() - start, parse_timing(answer.getheader("server-timing", ""))
+
+    def measured(n_clients: int, n: int) -> tuple[float, list, float, float]:
+        """(wall, results, server CPU ms per request, client CPU ms per request)"""
+        server0, client0 = cpu_seconds(server_pid), cpu_seconds()
+        wall, results = run_clients(n_clients, list(range(n)), one, connect)
+        return wall, results, (cpu_seconds(server_pid) - server0) / n * 1e3, (cpu_seconds() - client0) / n * 1e3
 
     single_n = max(16, requests // 8)
     print(f"text-classification, BERT-base shape, {requests} requests from {clients} clients against "
           f"{single_n} one at a time; {rounds} interleaved rounds")
     ratios, last = [], None
     for round_ in range(rounds):  # interleaved: a busy machine slows both sides of each ratio alike
-        wall1, one1 = run_clients(1, list(range(single_n)), one)
-        wallc, onec = run_clients(clients, list(range(requests)), one)
+        wall1, one1, server1, client1 = measured(1, single_n)
+        wallc, onec, serverc, clientc = measured(clients, requests)
         rps1, rpsc = single_n / wall1, requests / wallc
         ratios.append(rpsc / rps1)
         lat1, latc = [t for t, _ in one1], [t for t, _ in onec]
         print(f"  round {round_ + 1}: one at a time {rps1:6.1f} req/s (p50 {pct(lat1, .5) * 1e3:6.1f} ms, "
               f"p99 {pct(lat1, .99) * 1e3:6.1f} ms); batched {rpsc:6.1f} req/s (p50 {pct(latc, .5) * 1e3:6.1f} ms, "
               f"p99 {pct(latc, .99) * 1e3:6.1f} ms); ratio {rpsc / rps1:4.2f}x", flush=True)
+        print(f"           CPU ms per request, server / clients: one at a time {server1:.1f} / {client1:.1f}; "
+              f"batched {serverc:.1f} / {clientc:.1f}")
         last = (one1, onec)
     for label, samples in (("one at a time", last[0]), (f"{clients} clients", last[1])):
         timings = [t for _, t in samples if t]
@@ -188,9 +222,12 @@ def bench_generation(url: str, repo: str, token: str, streams: int, new_tokens: 
                     first = first if first is not None else time.perf_counter() - start
         return first or 0.0, count
 
-    wall1, one = run_clients(1, [0, 1], stream)
+    def connect() -> httpx.Client:
+        return httpx.Client(timeout=600)
+
+    wall1, one = run_clients(1, [0, 1], stream, connect)
     tps1 = sum(n for _, n in one) / wall1
-    wallc, many = run_clients(streams, list(range(streams)), stream)
+    wallc, many = run_clients(streams, list(range(streams)), stream, connect)
     tpsc = sum(n for _, n in many) / wallc
     ttft1, ttftc = [t for t, _ in one], [t for t, _ in many]
     print(f"text-generation, GPT-2-124M shape, greedy, {new_tokens} new tokens per stream")
@@ -232,7 +269,8 @@ def main() -> None:
                 api.create_repo(repos[task])
                 api.upload_folder(repo_id=repos[task], folder_path=str(folder))
             if args.only != "generation":
-                bench_classifier(url, repos["text-classification"], token, args.clients, args.requests, args.rounds)
+                bench_classifier(url, repos["text-classification"], token, args.clients, args.requests, args.rounds,
+                                 proc.pid)
             if args.only != "classifier":
                 bench_generation(url, repos["text-generation"], token, args.streams, args.new_tokens)
         finally:
