@@ -172,6 +172,8 @@ def test_bad_arguments_are_refused(built):
         torch.ops.haven.qgemv(torch.randn(1, 128), layer.qweight, layer.scales, None, None, 4, 32)
     with pytest.raises(RuntimeError, match="bits"):
         torch.ops.haven.qgemv(torch.randn(1, 64), layer.qweight, layer.scales, None, None, 3, 32)
+    with pytest.raises(RuntimeError, match="scales must be contiguous float16"):
+        torch.ops.haven.qgemv(torch.randn(1, 64), layer.qweight, layer.scales.float(), None, None, 4, 32)
 
 
 def test_many_rows_and_other_dtypes_take_the_portable_path(built, monkeypatch):

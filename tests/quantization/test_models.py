@@ -139,7 +139,31 @@ def test_compute_dtype_runs_the_products_in_it(long_decoder):
     assert torch.equal(layer(x), want.float())
 
 
-def test_a_cast_keeps_scales_float32(long_decoder):
+def test_a_cast_keeps_scales_float16(long_decoder):
     model = AutoModelForCausalLM.from_pretrained(long_decoder, load_in_4bit=True, dtype=torch.bfloat16)
     layer = next(m for m in model.modules() if isinstance(m, QuantizedLinear))
-    assert model.dtype == torch.bfloat16 and layer.scales.dtype == torch.float32 == layer.zeros.dtype
+    assert model.dtype == torch.bfloat16 and layer.scales.dtype == torch.float16 == layer.zeros.dtype
+    model.float()
+    assert layer.scales.dtype == torch.float16 == layer.zeros.dtype
+
+
+def test_float32_scales_of_an_older_save_load_as_float16(long_decoder, tmp_path):
+    """Haven saved scales and zeros in float32 before they moved to float16: such a save still
+    loads (rounded to float16, the codes as saved) and gives the same logits as the same codes with
+    their scales rounded by hand."""
+    from safetensors.torch import load_file, save_file
+
+    model = AutoModelForCausalLM.from_pretrained(long_decoder, load_in_4bit=True).eval()
+    model.save_pretrained(tmp_path)
+    files = list(tmp_path.glob("*.safetensors"))
+    assert len(files) == 1
+    tensors = load_file(files[0])
+    widened = {k: (v.float() if k.endswith((".scales", ".zeros")) else v) for k, v in tensors.items()}
+    assert any(v.dtype == torch.float32 for k, v in widened.items() if k.endswith(".scales"))
+    save_file(widened, files[0], metadata={"format": "pt"})
+    again = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    layers = [m for m in again.modules() if isinstance(m, QuantizedLinear)]
+    assert layers and all(m.scales.dtype == torch.float16 for m in layers)
+    ids = torch.tensor([[3, 14, 15, 92, 65]])
+    with torch.inference_mode():
+        assert torch.equal(again(ids).logits, model(ids).logits)

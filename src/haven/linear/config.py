@@ -122,7 +122,7 @@ _BNB_REFUSED = {
         "Haven's 4-bit format is neither bitsandbytes' 'fp4' nor 'nf4': it is int4 in groups of 32-128 with "
         "error-minimising scales; leave bnb_4bit_quant_type out, or pass haven.QuantizationConfig(bits=4, ...)"
     ),
-    "bnb_4bit_use_double_quant": "Haven keeps its group scales in float32 (it does not quantize them again)",
+    "bnb_4bit_use_double_quant": "Haven keeps its group scales in float16 (it does not quantize them again)",
 }
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
-from .quantize import dequantize, quantize
+from .quantize import SCALE_DTYPE, dequantize, quantize
 
 _TILE_BYTES = 1 << 20  # float bytes of one dequantized tile
 
@@ -51,11 +51,11 @@ class QuantizedLinear(nn.Module):
         cols = in_features if bits == 8 else in_features // 2
         code = torch.int8 if bits == 8 else torch.uint8
         self.register_buffer("qweight", torch.empty(out_features, cols, dtype=code, device=device))
-        self.register_buffer("scales", torch.empty(out_features, groups, device=device))
+        self.register_buffer("scales", torch.empty(out_features, groups, dtype=SCALE_DTYPE, device=device))
         if symmetric:
             self.zeros = None
         else:
-            self.register_buffer("zeros", torch.empty(out_features, groups, device=device))
+            self.register_buffer("zeros", torch.empty(out_features, groups, dtype=SCALE_DTYPE, device=device))
         self.bias = nn.Parameter(torch.empty(out_features, device=device), requires_grad=False) if bias else None
 
     def extra_repr(self) -> str:
@@ -82,13 +82,22 @@ class QuantizedLinear(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         """Moves and casts (`model.to(torch.bfloat16)`) apply to the bias; the scales and zeros
-        stay float32, the precision the codes were fitted in and the kernels read."""
+        stay float16, the format the codes were chosen for and the kernels read."""
         out = super()._apply(fn, *args, **kwargs)
-        if self.scales.is_floating_point() and self.scales.dtype != torch.float32:
-            self.scales = self.scales.float()
-            if self.zeros is not None:
-                self.zeros = self.zeros.float()
+        self._scales_as_stored()
         return out
+
+    def _scales_as_stored(self) -> None:
+        if self.scales.is_floating_point() and self.scales.dtype != SCALE_DTYPE:
+            self.scales = self.scales.to(SCALE_DTYPE)
+        if self.zeros is not None and self.zeros.is_floating_point() and self.zeros.dtype != SCALE_DTYPE:
+            self.zeros = self.zeros.to(SCALE_DTYPE)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A model saved by a Haven that kept float32 scales and zeros loads with them rounded to
+        float16 (the codes stay as saved)."""
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._scales_as_stored()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.compute_dtype or x.dtype

@@ -1,8 +1,8 @@
 // Quantized matrix x vector products for a few rows of x (the decode step): y = x W^T + b, with W
 // held as in haven/linear/quantize.py, read as saved (no repacking):
-//   int8: codes (out, in), one float scale per group of `group` inputs, a float zero per group
-//         (asymmetric) or none (symmetric);
-//   int4: codes (out, in/2), two per byte, the even input in the low nibble; a float zero per
+//   int8: codes (out, in), one float16 scale per group of `group` inputs, a float16 zero per
+//         group (asymmetric) or none (symmetric);
+//   int4: codes (out, in/2), two per byte, the even input in the low nibble; a float16 zero per
 //         group (asymmetric) or the fixed zero 8 (symmetric).
 // A weight stands for (q - zero) * scale.
 //
@@ -12,8 +12,9 @@
 // finer scales cost nothing; blocks of the weight's group of 32 lose int8 greedy-token
 // agreement on the tiny test decoders). Then, with S_j = the sum of xq over block j,
 //   y = b + sum_g scale_g * sum_{j in g} d_j * (sum_{k in j} q_k xq_k - zero_g S_j),
-// the integer parts exact (int32), the rest float32. A symmetric zero (0 or 8) is an integer and
-// is taken out in the integer sums; a fitted (float) zero is taken out at the end of the row as
+// the integer parts exact (int32), the rest float32 (scales and zeros widened from float16). A
+// symmetric zero (0 or 8) is an integer and is taken out in the integer sums; a fitted (float)
+// zero is taken out at the end of the row as
 // sum_g scale_g zero_g (sum_{j in g} d_j S_j). So the result is the product of the dequantized
 // weight with the int8-rounded x, up to float32 rounding; the rounding of x moves each input by
 // at most d_j / 2. (Prefill, more than a few rows, takes QuantizedLinear's float path instead.)
@@ -55,8 +56,8 @@ struct Problem {
   int bits;
   const uint8_t* q;  // (out, row_bytes)
   int64_t row_bytes;
-  const float* scales;  // (out, groups)
-  const float* zeros;   // (out, groups), or nullptr: the fixed zero
+  const at::Half* scales;  // (out, groups)
+  const at::Half* zeros;   // (out, groups), or nullptr: the fixed zero
   const float* bias;    // (out) or nullptr
   float* y;             // (rows, out)
   // x, quantized (see the top), made once per call
@@ -76,23 +77,30 @@ int64_t integer_zero(int bits, bool symmetric, bool vnni) {
   return (bits == 4 && symmetric ? 8 : 0) + (bits == 8 && vnni ? 128 : 0);
 }
 
+#if defined(HAVEN_VNNI)
+// Up to 16 float16 values (those under `m`, the rest 0) widened to float32.
+inline __m512 load_halves(__mmask16 m, const at::Half* from) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, from));
+}
+#endif
+
 // sum_g scale_g * zero_g * d_g S_g of output row o and x row r (a float zero), else 0.
 inline float float_zero_term(const Problem& p, int64_t o, int64_t r) {
   if (!p.zeros) return 0.f;
-  const float* s = p.scales + o * p.groups;
-  const float* z = p.zeros + o * p.groups;
+  const at::Half* s = p.scales + o * p.groups;
+  const at::Half* z = p.zeros + o * p.groups;
   const float* t = p.xterm + r * p.groups;
 #if defined(HAVEN_VNNI)
   __m512 sum = _mm512_setzero_ps();
   for (int64_t g = 0; g < p.groups; g += 16) {
     const __mmask16 m = p.groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (p.groups - g)) - 1);
-    sum = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + g), _mm512_maskz_loadu_ps(m, z + g)),
-                          _mm512_maskz_loadu_ps(m, t + g), sum);
+    sum = _mm512_fmadd_ps(_mm512_mul_ps(load_halves(m, s + g), load_halves(m, z + g)), _mm512_maskz_loadu_ps(m, t + g),
+                          sum);
   }
   return _mm512_reduce_add_ps(sum);
 #else
   float sum = 0.f;
-  for (int64_t g = 0; g < p.groups; ++g) sum += s[g] * z[g] * t[g];
+  for (int64_t g = 0; g < p.groups; ++g) sum += static_cast<float>(s[g]) * static_cast<float>(z[g]) * t[g];
   return sum;
 #endif
 }
@@ -118,7 +126,7 @@ void portable(const Problem& p, int64_t o_begin, int64_t o_end) {
           for (int64_t k = j * p.xgroup; k < (j + 1) * p.xgroup; ++k) dot += w[k] * xr[k];
           part += p.xscale[r * p.xlanes + j] * static_cast<float>(dot);
         }
-        y += p.scales[o * p.groups + g] * part;
+        y += static_cast<float>(p.scales[o * p.groups + g]) * part;
       }
       p.y[r * p.out + o] = y - float_zero_term(p, o, r) + (p.bias ? p.bias[o] : 0.f);
     }
@@ -151,7 +159,7 @@ void block(const Problem& p, int64_t o0, int64_t r0) {
   const __m512i nibble = _mm512_set1_epi8(0x0F);
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const uint8_t* w[OB];
-  const float* s[OB];
+  const at::Half* s[OB];
 #pragma GCC unroll 16
   for (int o = 0; o < OB; ++o) {
     w[o] = p.q + (o0 + o) * p.row_bytes;
@@ -188,7 +196,7 @@ void block(const Problem& p, int64_t o0, int64_t r0) {
         lo[o] = _mm512_and_si512(c, nibble);
         hi[o] = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);
       }
-      sc[o] = _mm512_permutexvar_ps(spread, _mm512_maskz_loadu_ps(smask, s[o] + g0));
+      sc[o] = _mm512_permutexvar_ps(spread, load_halves(smask, s[o] + g0));
     }
 #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r) {
@@ -395,8 +403,8 @@ at::Tensor qgemv(const at::Tensor& x_in, const at::Tensor& qweight, const at::Te
                   qweight.size(1) == (bits == 8 ? in : in / 2),
               "qgemv: qweight must be contiguous codes of shape (out, ", bits == 8 ? in : in / 2, ")");
   const int64_t groups = in / group;
-  TORCH_CHECK(scales.is_contiguous() && scales.scalar_type() == at::kFloat && scales.numel() == out * groups,
-              "qgemv: scales must be contiguous float32 (out, in / group)");
+  TORCH_CHECK(scales.is_contiguous() && scales.scalar_type() == at::kHalf && scales.numel() == out * groups,
+              "qgemv: scales must be contiguous float16 (out, in / group)");
   Problem p{};
   p.rows = rows;
   p.in = in;
@@ -406,11 +414,11 @@ at::Tensor qgemv(const at::Tensor& x_in, const at::Tensor& qweight, const at::Te
   p.bits = static_cast<int>(bits);
   p.q = static_cast<const uint8_t*>(qweight.data_ptr());
   p.row_bytes = qweight.size(1);
-  p.scales = scales.data_ptr<float>();
+  p.scales = scales.data_ptr<at::Half>();
   if (zeros.has_value()) {
-    TORCH_CHECK(zeros->is_contiguous() && zeros->scalar_type() == at::kFloat && zeros->numel() == scales.numel(),
-                "qgemv: zeros must be contiguous float32 like scales");
-    p.zeros = zeros->data_ptr<float>();
+    TORCH_CHECK(zeros->is_contiguous() && zeros->scalar_type() == at::kHalf && zeros->numel() == scales.numel(),
+                "qgemv: zeros must be contiguous float16 like scales");
+    p.zeros = zeros->data_ptr<at::Half>();
   }
   if (bias.has_value()) {
     TORCH_CHECK(bias->is_contiguous() && bias->scalar_type() == at::kFloat && bias->numel() == out,
