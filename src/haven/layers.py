@@ -95,10 +95,13 @@ def causal_mask(
     Query rows that may attend to nothing (padding positions of a left-padded batch) are opened
     to every key, as the reference does for SDPA, so they hold finite values instead of NaN.
     Returns None when plain causal attention with no padding suffices and SDPA's `is_causal`
-    can be used (q_len == total length, no window).
+    can be used (q_len == total length, no window). Under torch.compile the two shortcuts that
+    read the mask's values (no padding at all; no fully masked row) are not taken: the mask is
+    built as if they did not hold, which gives the same attention without a graph break.
     """
     kv_len = past_len + q_len
-    no_padding = attention_mask is None or bool(attention_mask[:, :kv_len].all())
+    compiling = torch.compiler.is_compiling()
+    no_padding = attention_mask is None or (not compiling and bool(attention_mask[:, :kv_len].all()))
     window_matters = sliding_window is not None and kv_len > sliding_window
     if no_padding and not window_matters and past_len == 0:
         return None
@@ -112,7 +115,7 @@ def causal_mask(
         mask = mask & attention_mask[:, None, None, :kv_len].bool()
     if not no_padding or window_matters:
         dead = ~mask.any(dim=-1, keepdim=True)
-        if bool(dead.any()):
+        if compiling or bool(dead.any()):
             mask = mask | dead
     return mask
 
@@ -443,10 +446,11 @@ def decoder_mask(
     """(mask, is_causal) for SDPA over [cache + new] keys; no mask at all when none is needed.
 
     A single new token with no padding and no active window sees every key: no mask, not causal.
+    (Under torch.compile a given mask is always applied: see `causal_mask`.)
     """
     kv_len = past_len + q_len
     if q_len == 1 and (sliding_window is None or kv_len <= sliding_window):
-        if attention_mask is None or bool(attention_mask.all()):
+        if attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all())):
             return None, False
     mask = causal_mask(
         attention_mask, q_len, past_len, batch_size=batch_size, device=device, sliding_window=sliding_window

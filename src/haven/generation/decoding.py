@@ -29,6 +29,7 @@ class Step:
     """
 
     model: Any
+    decode: Any  # the compiled forward for one-token steps (`compile_decoding()`), or None: the model
     cache: Any  # KVCache, or None when use_cache=False
     mask: torch.Tensor | None  # (B, max_length) 1/0 buffer, None when nothing is padded
     max_length: int
@@ -38,9 +39,10 @@ class Step:
     logits: list[torch.Tensor] = field(default_factory=list)
 
 
-def _forward(step: Step, ids: torch.Tensor, length: int) -> torch.Tensor:
-    """Run the model on `ids` (B, T), the tokens ending at position `length - 1`; (B, V) float logits."""
-    out = step.model(
+def _forward(step: Step, ids: torch.Tensor, length: int, forward: Any = None) -> torch.Tensor:
+    """Run the model (or `forward`) on `ids` (B, T), the tokens ending at position `length - 1`;
+    (B, V) float logits."""
+    out = (forward or step.model)(
         ids,
         attention_mask=step.mask[:, :length] if step.mask is not None else None,
         cache=step.cache,
@@ -60,7 +62,7 @@ def decode_one_token(step: Step, seqs: torch.Tensor, length: int) -> torch.Tenso
     """Feed the last chosen token (at `length - 1`) and return the next-token logits (B, V)."""
     if step.cache is None:  # use_cache=False: recompute the whole prefix
         return _forward(step, seqs[:, :length], length)
-    return _forward(step, seqs[:, length - 1 : length], length)
+    return _forward(step, seqs[:, length - 1 : length], length, step.decode)
 
 
 def choose(scores: torch.Tensor, do_sample: bool) -> torch.Tensor:

@@ -56,6 +56,28 @@ class GenerationMixin:
     `model(input_ids, attention_mask=(B, past+T), position_ids=(B, T), past_key_values=KVCache,
     use_cache=True, logits_to_keep=1).logits -> (B, 1, V)`."""
 
+    # -- a compiled decode step ----------------------------------------------------------------------
+
+    def compile_decoding(self, enabled: bool = True) -> Any:
+        """Run `generate()`'s one-token steps through `torch.compile` (inductor, with its C++
+        wrapper); the prompt still runs as it is. Returns the model.
+
+        The same forward, compiled: the small ops of a step (norms, activations, residuals, the
+        cache writes, attention's reshapes) are fused into a few generated C++ kernels and the
+        Python of the modules leaves the step; the matrix products (dense, or Haven's int8/int4
+        kernels) run as before. Measured on the 124M GPT-2 shape in int8, 2 threads: about 10.6
+        ms per token against 13-14.5 eager (README, Performance). The results equal eager ones
+        up to float32 rounding (fused ops sum in another order), so a greedy choice between two
+        nearly tied tokens can differ.
+
+        Cost: the first step of each new shape (batch size, padded or not) compiles, about 10-40 s
+        on 2 cores (inductor keeps the result on disk, and a later process reuses it), with the
+        system's C++ compiler, which must be present. `enabled=False` goes back to eager steps."""
+        self.__dict__["_compiled_decode"] = (
+            torch.compile(self.forward, dynamic=True, options={"cpp_wrapper": True}) if enabled else None
+        )
+        return self
+
     # -- loading --------------------------------------------------------------------------------------
 
     def _load_generation_config(self, path_or_id: str | os.PathLike, hub: dict[str, Any]) -> None:
@@ -243,6 +265,7 @@ class GenerationMixin:
             mask[:, :prompt_length] = attention_mask
         step = Step(
             model=self,
+            decode=self.__dict__.get("_compiled_decode") if cache is not None else None,
             cache=cache,
             mask=mask,
             max_length=max_length,
