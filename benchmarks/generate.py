@@ -12,7 +12,10 @@ Engines (--engines; default all):
   (dtype=torch.bfloat16); `haven-int8` (load_in_8bit) and `haven-int4` (load_in_4bit): the
   output layer stays float, as in the reference; `haven-int8-head` / `haven-int4-head`: the
   same with `QuantizationConfig(quantize_lm_head=True)`, the output layer quantized too, as
-  llama.cpp's files have it (the rows to hold against llama.cpp's).
+  llama.cpp's files have it (the rows to hold against llama.cpp's). `haven-compiled`,
+  `haven-int8-head-compiled`, `haven-int4-head-compiled`: the same models with
+  `compile_decoding()` (the one-token steps through torch.compile; the compile happens in the
+  warm-up, and the `ready` time printed per engine includes it).
 - `llama.cpp-f32`, `llama.cpp-q8_0` (GGUF written by llama.cpp's `convert_hf_to_gguf.py`,
   --outtype f32 / q8_0) and `llama.cpp-q4_0` (the f32 GGUF through `llama_cpp.llama_model_quantize`
   with its default parameters, as `llama-quantize model.gguf out.gguf Q4_0` does: llama.cpp's
@@ -47,7 +50,8 @@ model prepared with `optimize_for_inference()`, as its pipelines do), the engine
 (so load from other processes hits all alike), each one's peak RSS its own. Prints tokens/s,
 the ratio to the reference, and the fraction of the memory-bandwidth ceiling: decode steps/s
 cannot exceed (copy bandwidth of a large tensor) / (weight bytes read per step), counted per
-engine (GGUF: the file's own tensor sizes; CTranslate2 int8: a quarter of fp32, approximately).
+engine (GGUF: the file's own tensor sizes; CTranslate2 int8: a quarter of fp32, approximately),
+and `ready s`: load plus the warm-up generate (for -compiled engines, the compile).
 Also prints the matmul-only rate: the step's weight matmuls run back to back with nothing else,
 an upper bound for any implementation using the same GEMM kernels.
 """
@@ -205,12 +209,14 @@ HAVEN_LOADING = {
     "haven-int8-head": {"quantization_config": {"bits": 8, "quantize_lm_head": True}},
     "haven-int4-head": {"quantization_config": {"bits": 4, "quantize_lm_head": True}},
 }
+COMPILED = "-compiled"  # an engine name's suffix: its decode steps compiled (compile_decoding())
+HAVEN_LOADING.update({f"{lib}{COMPILED}": HAVEN_LOADING[lib] for lib in ("haven", "haven-int8-head", "haven-int4-head")})
 ENGINES = ["reference", *HAVEN_LOADING, *peers.PEERS]
 DEFAULT_ENGINES = [e for e in ENGINES if e != "haven-as-loaded"]
-# bytes a decode step reads per weight, relative to fp32 (int8/int4 in groups of 32 with a float32 scale,
-# int4 asymmetric with a float32 zero too; CTranslate2 int8: one scale per row); embeddings and norms
+# bytes a decode step reads per weight, relative to fp32 (int8/int4 in groups of 32 with a float16 scale,
+# int4 asymmetric with a float16 zero too; CTranslate2 int8: one scale per row); embeddings and norms
 # stay float, and so does the LM head unless the engine's name ends in -head (bf16, CTranslate2: all)
-WEIGHT_FRACTION = {"haven-bf16": 0.5, "haven-int8": (1 + 4 / 32) / 4, "haven-int4": (0.5 + 8 / 32) / 4,
+WEIGHT_FRACTION = {"haven-bf16": 0.5, "haven-int8": (1 + 2 / 32) / 4, "haven-int4": (0.5 + 4 / 32) / 4,
                    "ctranslate2-int8": 0.25}
 
 
@@ -231,8 +237,10 @@ def load_torch_engine(lib: str, path: str, prompt: list[list[int]], threads: int
 
         transformers.logging.set_verbosity_error()
     model = AutoModelForCausalLM.from_pretrained(path, **loading_kwargs(lib)).eval()
-    if lib in ("haven", "haven-bf16"):
-        model.optimize_for_inference()  # as pipelines do: matrices re-laid for decoding, once
+    if lib in ("haven", "haven-bf16", f"haven{COMPILED}"):
+        model.optimize_for_inference()  # as pipelines do
+    if lib.endswith(COMPILED):
+        model.compile_decoding()
     ids = torch.tensor(prompt)
     kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0)
 
@@ -355,8 +363,9 @@ def step_bytes(lib: str, body: int, head: int, peer_step: dict[str, int]) -> flo
     """Weight bytes engine `lib` reads per decode step (`body`, `head`: the fp32 checkpoint's)."""
     if lib in peer_step:
         return peer_step[lib]
-    fraction = WEIGHT_FRACTION.get(lib.removesuffix("-head"), 1.0)
-    head_too = lib.endswith("-head") or lib in ("haven-bf16", "ctranslate2-int8")
+    base = lib.removesuffix(COMPILED)
+    fraction = WEIGHT_FRACTION.get(base.removesuffix("-head"), 1.0)
+    head_too = base.endswith("-head") or base in ("haven-bf16", "ctranslate2-int8")
     return body * fraction + head * (fraction if head_too else 1.0)
 
 
@@ -411,8 +420,8 @@ def main() -> None:
             print(f"  {lib}: skipped ({why})")
         for lib, what in holds.items():
             print(f"  {lib}: {os.path.basename(files[lib])}: {what}")
-        header = (f"{'engine':<17}{'batch':>6}{'tok/s':>9}{'vs ref':>8}{'ceiling steps/s':>17}{'% ceil':>8}"
-                  f"{'RSS MB':>8}{'weights MB':>12}{'same tokens':>13}")
+        header = (f"{'engine':<25}{'batch':>6}{'tok/s':>9}{'vs ref':>8}{'ceiling steps/s':>17}{'% ceil':>8}"
+                  f"{'RSS MB':>8}{'weights MB':>12}{'same tokens':>13}{'ready s':>9}")
         print(header)
         print("-" * len(header))
         for batch in args.batches:
@@ -425,7 +434,7 @@ def main() -> None:
             for lib in engines:
                 if lib not in best:
                     why = "batch 1 only: this benchmark drives one llama.cpp sequence" if lib in LLAMA_CPP else "skipped"
-                    print(f"{lib:<17}{batch:>6}  {why if lib not in skipped else 'skipped'}")
+                    print(f"{lib:<25}{batch:>6}  {why if lib not in skipped else 'skipped'}")
                     continue
                 res = best[lib]
                 ceiling = bandwidth / step_bytes(lib, body, head, peer_step)
@@ -434,12 +443,12 @@ def main() -> None:
                 if batch == 1 and ref and res["sequences"] is not None:
                     a, b = ref["sequences"][0], res["sequences"][0]
                     same = f"{sum(x == y for x, y in zip(a, b))}/{len(a)}"
-                print(f"{lib:<17}{batch:>6}{res['tokens_per_s']:>9.1f}{ratio:>8}{ceiling:>17.1f}"
+                print(f"{lib:<25}{batch:>6}{res['tokens_per_s']:>9.1f}{ratio:>8}{ceiling:>17.1f}"
                       f"{100 * res['decode_steps_per_s'] / ceiling:>7.0f}%{res['peak_rss_mb']:>8.0f}"
-                      f"{res['model_mb']:>12.0f}{same:>13}")
+                      f"{res['model_mb']:>12.0f}{same:>13}{res['ready_s']:>9.1f}")
             if batch == 1:
                 floor = matmul_floor(path, batch)
-                print(f"{'':<17}fp32 weight matmuls alone: {floor:.1f} steps/s")
+                print(f"{'':<25}fp32 weight matmuls alone: {floor:.1f} steps/s")
         print()
 
 
