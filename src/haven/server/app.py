@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import db
 from .api import unsupported
-from .api.bodies import MAX_BODY, MAX_YAML_BODY, validation_message
+from .api.bodies import MAX_BODY, MAX_PREUPLOAD_BODY, MAX_YAML_BODY, validation_message
 from .api.common import ApiError, NoSuchRoute, error_response
 from .settings import Settings
 
@@ -31,7 +31,10 @@ OWN_LIMITS = re.compile(  # LFS object PUT, NDJSON commit, git packs
     r"^/api/lfs/objects/|^/api/(models|datasets)/[^/]+/[^/]+/commit/|/git-(receive|upload)-pack$"
     r"|^/cas/v1/(xorbs/|shards$)"  # Xet uploads bound their own size (64 MiB)
 )
-SMALL_LIMITS = {"/api/validate-yaml": MAX_YAML_BODY}  # routes whose bodies are smaller still
+SMALL_LIMITS = (  # routes whose bodies are smaller still
+    (re.compile(r"^/api/validate-yaml$"), MAX_YAML_BODY),
+    (re.compile(r"^/api/(models|datasets)/[^/]+/[^/]+/preupload/"), MAX_PREUPLOAD_BODY),
+)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -48,7 +51,7 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or OWN_LIMITS.search(scope["path"]):
             return await self.app(scope, receive, send)
-        limit = SMALL_LIMITS.get(scope["path"], self.limit)
+        limit = next((small for route, small in SMALL_LIMITS if route.search(scope["path"])), self.limit)
         for key, value in scope.get("headers", ()):
             if key == b"content-length" and value.isdigit() and int(value) > limit:
                 return await _refusal(scope, limit)(scope, receive, send)

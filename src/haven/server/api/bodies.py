@@ -27,6 +27,10 @@ from .common import ApiError, read_body
 MAX_JSON_DEPTH = 64  # the Hub's request bodies nest 3 or 4 levels
 MAX_BODY = 16 << 20  # any request body, except the routes that bound their own (app.BodyLimit)
 MAX_YAML_BODY = 1 << 20  # validate-yaml: model cards are far under 1 MB
+# preupload: huggingface_hub asks about 256 files at a time (~200 KB with their samples); the body
+# is parsed in a worker but validated on the event loop, which a 20,000-file body held for 0.1 s
+MAX_PREUPLOAD_FILES = 1000
+MAX_PREUPLOAD_BODY = 1 << 20
 
 _STEP = np.zeros(256, dtype=np.int8)
 _STEP[list(b"[{")] = 1
@@ -145,7 +149,9 @@ class PreuploadFile(BaseModel):
 
 
 class PreuploadBody(BaseModel):
-    files: list[PreuploadFile]
+    files: list[PreuploadFile] = Field(
+        max_length=MAX_PREUPLOAD_FILES, description=f"at most {MAX_PREUPLOAD_FILES} files per request"
+    )
 
 
 class CreateBranchBody(BaseModel):
