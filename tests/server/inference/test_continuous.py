@@ -84,3 +84,39 @@ def test_compaction_and_growth_keep_tokens(gpt2_dir, monkeypatch):
     assert gen.peak_rows >= 2
     for (p, n), c in zip(runs, cs):
         assert c.tokens == alone(pipe, p, n)
+
+
+def test_an_idle_generator_waits_for_requests_being_prepared(gpt2_dir, monkeypatch):
+    """While a request is being prepared (inside `arrival()`), an idle generator holds the first
+    submitted one back (up to GATHER) so both are prefilled together; a lone request is not held."""
+    from haven.server.inference import continuous
+
+    monkeypatch.setattr(continuous, "GATHER", 5.0)  # long, so that only the arrival can end the wait
+    pipe = pipeline("text-generation", model=gpt2_dir)
+    served = Served("t/x", "0" * 40, "text-generation", pipe, 0)
+    admitted: list[int] = []
+    gen = Generator(served, rows=4)
+    admit = gen._admit
+
+    def counted(newcomers):
+        if newcomers:
+            admitted.append(len(newcomers))
+        return admit(newcomers)
+
+    monkeypatch.setattr(gen, "_admit", counted)
+    try:
+        first, second = Collector(), Collector()
+        with gen.arrival():  # the second request, still being checked and tokenized
+            gen.submit(new_sequence(served, [5, 6, 7], {"max_new_tokens": 3, "do_sample": False}, first))
+            assert not first.done.wait(0.5) and first.tokens == [], "the first request did not wait"
+            gen.submit(new_sequence(served, [8, 9], {"max_new_tokens": 3, "do_sample": False}, second))
+        for c in (first, second):
+            assert c.done.wait(60) and c.error is None
+        assert admitted == [2]  # one prefill for both
+        lone = Collector()
+        gen.submit(new_sequence(served, [10, 11], {"max_new_tokens": 2, "do_sample": False}, lone))
+        assert lone.done.wait(3.0), "a lone request waited for nobody"  # far under GATHER
+        assert admitted == [2, 1]
+    finally:
+        gen.close()
+    assert first.tokens == alone(pipe, [5, 6, 7], 3) and second.tokens == alone(pipe, [8, 9], 3)

@@ -7,6 +7,10 @@ mask that hides each row's unused left part and explicit per-row position ids, s
 exactly what it would alone (the model is called as usual: `input_ids`, `attention_mask`,
 `position_ids`, `cache`).
 
+- An idle generator whose requests are still being prepared (checked and tokenized: see
+  `arrival`) waits up to `GATHER` for them before its first prefill, so a burst of requests is
+  prefilled together instead of the first alone while the rest queue behind it (16 streams at
+  once: first tokens after 0.31-0.33 s instead of 0.43 s, in an A/B run); a lone request never waits.
 - Newcomers are prefilled together in their own `KVCache` (left-padded, as `generate()` pads a
   batch), each one's first token chosen, and its keys and values copied into a free row so that
   they end at `length` (the buffer is shifted right once when a prompt is longer than `length`).
@@ -23,8 +27,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +46,7 @@ from .registry import InferenceError, Served
 log = logging.getLogger("haven.server.inference")
 
 COMPACT_AT = 64  # columns of dead left margin before the buffer is shifted left
+GATHER = 0.05  # seconds an idle generator waits for requests still being prepared
 Emit = Callable[[Any], None]  # called with (token id, logprob), then None at the end (or an exception)
 
 
@@ -93,6 +100,7 @@ class Generator:
         self.rows: list[Sequence | None] = [None] * rows
         self.max_queue = max_queue
         self.waiting: deque[Sequence] = deque()
+        self.arriving = 0  # requests between their arrival and `submit` (see `arrival`)
         self.cond = threading.Condition()
         self.closed = False
         self.keys: list[torch.Tensor] = []
@@ -104,6 +112,19 @@ class Generator:
         self.thread.start()
 
     # -- the request side ----------------------------------------------------------------------------
+
+    @contextmanager
+    def arrival(self) -> Iterator[None]:
+        """Around a request's preparation up to its `submit`: while any is inside, an idle
+        generator waits (up to GATHER) before it prefills what has been submitted."""
+        with self.cond:
+            self.arriving += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.arriving -= 1
+                self.cond.notify()
 
     def submit(self, seq: Sequence) -> None:
         with self.cond:
@@ -132,6 +153,13 @@ class Generator:
                         self.cond.wait()
                     if self.closed:
                         return
+                    if not any(self.rows):  # idle: let the requests being prepared join the first prefill
+                        deadline = time.monotonic() + GATHER
+                        while self.arriving and not self.closed and len(self.waiting) < len(self.rows):
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                break
+                            self.cond.wait(left)
                     newcomers = []
                     while self.waiting and len(newcomers) < self.rows.count(None):
                         newcomers.append(self.waiting.popleft())

@@ -193,10 +193,11 @@ def answer(served: Served, plan: Plan, tokens: list[int]) -> Any:
 
 async def respond(inference: Any, served: Served, inputs: Any, parameters: Any, stream: bool) -> Response:
     limits = inference.limits
-    plan = await run_in_threadpool(
-        prepare, served, inputs, parameters, max_new_tokens=limits.max_new_tokens, max_tokens=model_max_tokens(served)
-    )
-    tokens = TokenStream(served, plan, limits.timeout)
+    with served.runner.arrival():
+        plan = await run_in_threadpool(
+            prepare, served, inputs, parameters, max_new_tokens=limits.max_new_tokens, max_tokens=model_max_tokens(served)
+        )
+        tokens = TokenStream(served, plan, limits.timeout)
     if not stream:
         pairs = await tokens.collect()
         records = answer(served, plan, [t for t, _ in pairs])

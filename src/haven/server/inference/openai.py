@@ -182,12 +182,13 @@ async def _generate(request: Request, *, chat: bool) -> Response:
                              "queued sequences per model: send fewer prompts per request")
     params = _parameters(body, chat)
     plans = []
-    for prompt in prompts:
-        plans.append(await run_in_threadpool(
-            generation.prepare, served, prompt, params, max_new_tokens=inference.limits.max_new_tokens,
-            max_tokens=model_max_tokens(served), extra={"return_full_text": False},
-        ))
-    streams = generation.open_streams(served, plans, n, inference.limits.timeout)
+    with served.runner.arrival():
+        for prompt in prompts:
+            plans.append(await run_in_threadpool(
+                generation.prepare, served, prompt, params, max_new_tokens=inference.limits.max_new_tokens,
+                max_tokens=model_max_tokens(served), extra={"return_full_text": False},
+            ))
+        streams = generation.open_streams(served, plans, n, inference.limits.timeout)
     stop = params.get("stop") or []
     meta = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
             "model": body["model"]}
