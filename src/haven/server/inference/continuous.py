@@ -10,7 +10,8 @@ exactly what it would alone (the model is called as usual: `input_ids`, `attenti
 - An idle generator whose requests are still being prepared (checked and tokenized: see
   `arrival`) waits up to `GATHER` for them before its first prefill, so a burst of requests is
   prefilled together instead of the first alone while the rest queue behind it (16 streams at
-  once: first tokens after 0.31-0.33 s instead of 0.43 s, in an A/B run); a lone request never waits.
+  once, benchmarks/inference.py: first tokens after 0.38-0.39 s instead of 0.43 s); a lone
+  request never waits.
 - Newcomers are prefilled together in their own `KVCache` (left-padded, as `generate()` pads a
   batch), each one's first token chosen, and its keys and values copied into a free row so that
   they end at `length` (the buffer is shifted right once when a prompt is longer than `length`).
