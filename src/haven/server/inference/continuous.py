@@ -288,13 +288,27 @@ class Generator:
         self.length += 1
         self.steps += 1
         logits = out.logits[:, -1]
+        # greedy rows with nothing to process are chosen together: one argmax and one log-softmax
+        # for all of them (per row, the two cost more than the rest of the step's bookkeeping)
+        plain = [s for s in busy if not s.gc.do_sample and not s.processors]
+        chosen: dict[int, tuple[int, float]] = {}
+        if plain:
+            scores = logits[torch.tensor([s.row for s in plain], device=logits.device)].float()
+            picks = scores.argmax(-1, keepdim=True)
+            logprobs = torch.log_softmax(scores, -1).gather(-1, picks)
+            chosen = {s.row: pair for s, pair in zip(plain, zip(picks[:, 0].tolist(), logprobs[:, 0].tolist()))}
         for seq in busy:
-            if self._choose(seq, logits[seq.row]):
+            token, logprob = chosen[seq.row] if seq.row in chosen else self._score(seq, logits[seq.row])
+            if self._take(seq, token, logprob):
                 self._finish(seq, None)
         self._compact()
 
     def _choose(self, seq: Sequence, logits: torch.Tensor) -> bool:
         """Append the next token (as generate() chooses it) and hand it out; True when done."""
+        return self._take(seq, *self._score(seq, logits))
+
+    def _score(self, seq: Sequence, logits: torch.Tensor) -> tuple[int, float]:
+        """(the next token as generate() chooses it, its log-probability) of one row's logits."""
         scores = logits[None].float()
         if seq.processors:
             scores = seq.processors(torch.tensor([seq.ids], device=scores.device), scores)
@@ -302,7 +316,10 @@ class Generator:
             token = int(torch.multinomial(scores.softmax(-1), 1, generator=seq.generator)[0, 0])
         else:
             token = int(scores.argmax(-1)[0])
-        logprob = float(torch.log_softmax(scores, -1)[0, token])
+        return token, float(torch.log_softmax(scores, -1)[0, token])
+
+    def _take(self, seq: Sequence, token: int, logprob: float) -> bool:
+        """Append `token` and hand it out; True when the sequence is done."""
         seq.ids.append(token)
         if token in seq.eos:
             seq.reason = "eos_token"
