@@ -84,3 +84,23 @@ def test_compiled_steps_equal_eager_ones(decoder, quantized):
     assert counters["stats"]["calls_captured"] == 0, "compile_decoding(False) still ran the compiled step"
     for e, a in zip(eager, again):
         assert torch.equal(e[0], a[0]) and torch.equal(e[1], a[1])
+
+
+def test_a_copy_decodes_with_its_own_weights(decoder):
+    """The model holds the choice, not a compiled function bound to itself: a deep copy of a
+    compiled-decoding model decodes with the copy's weights, and the model pickles."""
+    import copy
+    import pickle
+
+    model = AutoModelForCausalLM.from_pretrained(decoder).eval().compile_decoding()
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.mul_(1.5)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    torch._dynamo.reset()
+    mine, _ = _generate(model, ids, None)
+    theirs, _ = _generate(twin, ids, None)
+    eager_twin, _ = _generate(copy.deepcopy(twin).compile_decoding(False), ids, None)
+    assert twin.decoding_compiled and pickle.loads(pickle.dumps(model)).decoding_compiled
+    assert torch.equal(theirs, eager_twin) and not torch.equal(theirs, mine)

@@ -14,6 +14,7 @@ Length rules (`max_new_tokens` counts new tokens, `max_length` counts prompt + n
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -38,6 +39,7 @@ from .stopping import (
 logger = logging.getLogger("haven.generation")
 
 DEFAULT_NEW_TOKENS = DEFAULTS["max_length"]
+_COMPILED_FORWARDS: dict[type, Any] = {}  # a model class -> its forward through torch.compile
 _said: set[str] = set()
 
 
@@ -74,11 +76,24 @@ class GenerationMixin:
 
         Cost: the first step of each new shape (batch size, padded or not) compiles, about 10-40 s
         on 2 cores (inductor keeps the result on disk, and a later process reuses it), with the
-        system's C++ compiler, which must be present. `enabled=False` goes back to eager steps."""
-        self.__dict__["_compiled_decode"] = (
-            torch.compile(self.forward, dynamic=True, options={"cpp_wrapper": True}) if enabled else None
-        )
+        system's C++ compiler, which must be present. `enabled=False` goes back to eager steps.
+
+        The model keeps only the choice (`decoding_compiled`), so a copy or a pickle of it
+        carries the choice and compiles its own step; the compiled forward is shared by every
+        model of a class (torch keeps up to `torch._dynamo.config.cache_size_limit` variants of
+        it per process, one per model and shape; past that, steps run eager)."""
+        self.decoding_compiled = bool(enabled)
         return self
+
+    def _decode_forward(self) -> Any:
+        """The compiled forward for one-token steps (`compile_decoding()`), or None."""
+        if not getattr(self, "decoding_compiled", False):
+            return None
+        compiled = _COMPILED_FORWARDS.get(type(self))
+        if compiled is None:
+            compiled = torch.compile(type(self).forward, dynamic=True, options={"cpp_wrapper": True})
+            _COMPILED_FORWARDS[type(self)] = compiled
+        return functools.partial(compiled, self)
 
     # -- loading --------------------------------------------------------------------------------------
 
@@ -267,7 +282,7 @@ class GenerationMixin:
             mask[:, :prompt_length] = attention_mask
         step = Step(
             model=self,
-            decode=self.__dict__.get("_compiled_decode") if cache is not None else None,
+            decode=self._decode_forward() if cache is not None else None,
             cache=cache,
             mask=mask,
             max_length=max_length,
