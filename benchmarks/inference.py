@@ -93,16 +93,17 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_clients(clients: int, jobs: list, work, connect) -> tuple[float, list]:
-    """Run work(job, connection) for every job on `clients` threads, each with its own
-    connection from `connect()` (kept alive, as a long-running caller holds one); (wall seconds,
-    results)."""
+def run_clients(clients: int, jobs: list, work, url: str, server_pid: int) -> tuple[float, list, float, float]:
+    """Run work(job, connection) for every job on `clients` threads, each with its own keep-alive
+    `http.client` connection to `url` (as a long-running caller holds one); (wall seconds,
+    results, CPU seconds of the server process, CPU seconds of this process)."""
+    host, port = url.removeprefix("http://").split(":")
     lock = threading.Lock()
     queue = list(jobs)
     results: list = []
 
     def loop():
-        connection = connect()
+        connection = http.client.HTTPConnection(host, int(port), timeout=600)
         try:
             while True:
                 with lock:
@@ -116,12 +117,14 @@ def run_clients(clients: int, jobs: list, work, connect) -> tuple[float, list]:
             connection.close()
 
     threads = [threading.Thread(target=loop) for _ in range(clients)]
+    server0, client0 = cpu_seconds(server_pid), cpu_seconds()
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - start, results
+    wall = time.perf_counter() - start
+    return wall, results, cpu_seconds(server_pid) - server0, cpu_seconds() - client0
 
 
 STAGES = ("tokenize", "queue", "pad", "forward", "postprocess")
@@ -147,12 +150,8 @@ def bench_classifier(url: str, repo: str, token: str, clients: int, requests: in
     with httpx.Client(timeout=300) as c:
         r = c.post(endpoint, json={"inputs": "warm up", "options": {"wait_for_model": True}}, headers=headers)
         r.raise_for_status()
-    host, port = url.removeprefix("http://").split(":")
     path = f"/models/{repo}"
     send_headers = {**headers, "Content-Type": "application/json"}
-
-    def connect() -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(host, int(port), timeout=300)
 
     def one(i: int, conn: http.client.HTTPConnection) -> tuple[float, dict]:
         start = time.perf_counter()
@@ -165,9 +164,8 @@ def bench_classifier(url: str, repo: str, token: str, clients: int, requests: in
 
     def measured(n_clients: int, n: int) -> tuple[float, list, float, float]:
         """(wall, results, server CPU ms per request, client CPU ms per request)"""
-        server0, client0 = cpu_seconds(server_pid), cpu_seconds()
-        wall, results = run_clients(n_clients, list(range(n)), one, connect)
-        return wall, results, (cpu_seconds(server_pid) - server0) / n * 1e3, (cpu_seconds() - client0) / n * 1e3
+        wall, results, server, client = run_clients(n_clients, list(range(n)), one, url, server_pid)
+        return wall, results, server / n * 1e3, client / n * 1e3
 
     single_n = max(16, requests // 8)
     print(f"text-classification, BERT-base shape, {requests} requests from {clients} clients against "
@@ -209,12 +207,8 @@ def bench_generation(url: str, repo: str, token: str, streams: int, new_tokens: 
     with httpx.Client(timeout=600) as c:
         c.post(endpoint, json={"inputs": "warm", "parameters": {"max_new_tokens": 2}, "options": {"wait_for_model": True}},
                headers=headers).raise_for_status()
-    host, port = url.removeprefix("http://").split(":")
     path = f"/models/{repo}"
     send_headers = {**headers, "Content-Type": "application/json"}
-
-    def connect() -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(host, int(port), timeout=600)
 
     def stream(i: int, conn: http.client.HTTPConnection) -> tuple[float, int]:
         body = {"inputs": PROMPTS[i % len(PROMPTS)], "stream": True,
@@ -233,10 +227,9 @@ def bench_generation(url: str, repo: str, token: str, streams: int, new_tokens: 
 
     def measured(n_streams: int, jobs: list) -> tuple[float, list, float, float]:
         """(wall, results, server CPU ms per token, client CPU ms per token)"""
-        server0, client0 = cpu_seconds(server_pid), cpu_seconds()
-        wall, results = run_clients(n_streams, jobs, stream, connect)
+        wall, results, server, client = run_clients(n_streams, jobs, stream, url, server_pid)
         tokens = max(1, sum(n for _, n in results))
-        return wall, results, (cpu_seconds(server_pid) - server0) / tokens * 1e3, (cpu_seconds() - client0) / tokens * 1e3
+        return wall, results, server / tokens * 1e3, client / tokens * 1e3
 
     wall1, one, server1, client1 = measured(1, [0, 1])
     tps1 = sum(n for _, n in one) / wall1
