@@ -74,7 +74,7 @@ class GenerationMixin:
         up to float32 rounding (fused ops sum in another order), so a greedy choice between two
         nearly tied tokens can differ.
 
-        Cost: the first step of each new shape (batch size, padded or not) compiles, about 10-40 s
+        Cost: the first step of each new shape (batch size, padded or not) compiles, about 10-50 s
         on 2 cores (inductor keeps the result on disk, and a later process reuses it), with the
         system's C++ compiler, which must be present. `enabled=False` goes back to eager steps.
 
