@@ -2,6 +2,8 @@
 
 `optimize_for_inference()` (pipelines call it) leaves a decoder's weights as loaded: the same
 layout at every batch size, so no workload runs slower than `from_pretrained` alone gives it.
+`optimize_for_inference(prepack=True)` (the inference server's batched decoding) adds packed
+copies for calls of several rows, with the reference's results.
 The block bodies call their projections as modules, so hooks, adapters, replaced weights and
 training behave as on any `nn.Module`. Expected values come from the reference library
 (`transformers`) on the same tiny checkpoints, or from the checkpoint files (read with
@@ -23,11 +25,17 @@ from torch import nn
 from fixtures.decoders import build_reference, random_ids
 from haven import AutoModelForCausalLM
 from haven.checkpoint import load_safetensors, release_mapped_pages
-from haven.linear import Linear
+from haven.linear.dense import Prepackable, _packed_weights
 
 transformers.logging.set_verbosity_error()
 
 ATOL = 1e-4  # Haven against the reference (float32)
+
+
+def dense_available() -> bool:
+    from haven.linear import dense
+
+    return dense._ONEDNN
 
 
 def _reference(path, **kwargs):
@@ -87,7 +95,7 @@ def test_optimize_for_inference_keeps_the_checkpoints_tensors(dirs, name, tmp_pa
     ids = random_ids(ours.config.vocab_size, (8, 3))  # 8 rows: where encoders use packed weights
     with torch.no_grad():
         ours(ids)
-    assert not any(m.prepacked for m in ours.modules() if isinstance(m, Linear))
+    assert not any(m.prepacked for m in ours.modules() if isinstance(m, Prepackable))
     state = ours.state_dict()
     for key, value in file.items():
         assert state[key].is_contiguous() and torch.equal(state[key], value), key
@@ -98,12 +106,17 @@ def test_optimize_for_inference_keeps_the_checkpoints_tensors(dirs, name, tmp_pa
     assert all(torch.equal(written[k], v) for k, v in file.items())
 
 
+def _packed_layers(model) -> int:
+    return sum(m in _packed_weights for m in model.modules())
+
+
+@pytest.mark.parametrize("prepack", [None, True])
 @pytest.mark.parametrize("name", MODELS)
-def test_logits_after_optimize_for_inference_match_reference(dirs, name):
+def test_logits_after_optimize_for_inference_match_reference(dirs, name, prepack):
     """Logits of a one-row step (the matrix-vector path), a prompt and a left-padded batch match
-    the reference's."""
+    the reference's, with and without prepacked weights."""
     path = dirs[name]
-    ours, ref = AutoModelForCausalLM.from_pretrained(path).optimize_for_inference(), _reference(path)
+    ours, ref = AutoModelForCausalLM.from_pretrained(path).optimize_for_inference(prepack=prepack), _reference(path)
     vocab = ours.config.vocab_size
     ids = random_ids(vocab, (2, 12))
     padded, mask = _padded_batch(vocab, pad=0)
@@ -115,13 +128,17 @@ def test_logits_after_optimize_for_inference_match_reference(dirs, name):
         b = ref(padded, attention_mask=mask, position_ids=positions).logits
     real = mask.bool()
     assert torch.allclose(a[real], b[real], atol=ATOL)
+    layers = sum(isinstance(m, Prepackable) for m in ours.modules())
+    assert _packed_layers(ours) == (layers if prepack and dense_available() else 0)
 
 
+@pytest.mark.parametrize("prepack", [None, True])
 @pytest.mark.parametrize("name", MODELS)
-def test_generate_matches_reference_at_every_batch_shape(dirs, name):
-    """Greedy tokens equal the reference's for one prompt, a left-padded batch and 3 beams."""
+def test_generate_matches_reference_at_every_batch_shape(dirs, name, prepack):
+    """Greedy tokens equal the reference's for one prompt, a left-padded batch and 3 beams, with
+    and without prepacked weights."""
     path = dirs[name]
-    ours, ref = AutoModelForCausalLM.from_pretrained(path).optimize_for_inference(), _reference(path)
+    ours, ref = AutoModelForCausalLM.from_pretrained(path).optimize_for_inference(prepack=prepack), _reference(path)
     ids, mask = _padded_batch(ours.config.vocab_size, ref.generation_config.pad_token_id)
     assert torch.equal(ours.generate(ids[:1], max_new_tokens=10), ref.generate(ids[:1], max_new_tokens=10))
     assert torch.equal(

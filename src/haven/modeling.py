@@ -39,7 +39,7 @@ from .config import PretrainedConfig
 from .dtypes import parse_dtype
 from .errors import CheckpointError, ConfigError
 from .hub.mixin import PushToHubMixin
-from .linear.dense import Linear
+from .linear.dense import Prepackable
 from .linear.quantized import QuantizedLinear
 from .linear.replace import quantize_state_dict
 from .loading import LoadOptions, local_path, place
@@ -191,7 +191,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         if output is not None and hasattr(output, "out_features"):
             output.out_features = new_num_tokens
         for module in self.modules():
-            if isinstance(module, Linear):
+            if isinstance(module, Prepackable):
                 module.forget_packed()
         self.config.vocab_size = new_num_tokens
         self.tie_weights()
@@ -248,19 +248,25 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             loop.gradient_checkpointing = checkpoint_fn is not None
             loop.checkpoint_fn = checkpoint_fn
 
-    def optimize_for_inference(self, enabled: bool = True) -> PreTrainedModel:
+    def optimize_for_inference(self, enabled: bool = True, *, prepack: bool | None = None) -> PreTrainedModel:
         """Prepare float32 CPU inference (pipelines call this). Returns the model.
 
-        Encoders: a call on a few rows at a time multiplies by weights prepacked once
-        (`haven.linear.Linear`; 1.2-1.5x on a one-sentence call), or stops (`enabled=False`).
-        The packed copies are made on first use and cost memory as large as those weights.
-        They follow changes made through the parameters, but writes through `.data` are not
-        seen: calling this again drops every copy made so far. Models whose class sets
-        `prepack_weights = False` (decoders: a second copy of every weight would double their
-        resident memory) are left as they are."""
+        Calls on several rows at a time (an encoder's one sentence; a decode step of a batch)
+        multiply by weights prepacked once (`haven.linear.dense.Prepackable`: 1.2-1.5x on an
+        encoder's one-sentence call, 1.2-1.5x on a GPT-2 decode step of 2-16 rows), or stop
+        doing so (`enabled=False`). The packed copies are made on first use and cost memory as
+        large as those weights (`haven.linear.dense.packed_bytes(model)`). They follow changes
+        made through the parameters, but writes through `.data` are not seen: calling this again
+        drops every copy made so far.
+
+        `prepack=None` follows the class's `prepack_weights`: encoders prepack; decoders do not,
+        since the copy would double the resident weights of a model that mostly decodes one
+        row at a time (one row never uses the copy). `prepack=True` turns it on for a decoder
+        that decodes batches (the inference server's continuous batch does)."""
+        prepack = self.prepack_weights if prepack is None else bool(prepack)
         for module in self.modules():
-            if isinstance(module, Linear):
-                module.prepacked = enabled and self.prepack_weights
+            if isinstance(module, Prepackable):
+                module.prepacked = enabled and prepack
                 module.forget_packed()
         return self
 

@@ -18,6 +18,7 @@ from ..errors import ConfigError, InputTooLongError
 from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
 from ..linear import Linear
+from ..linear.dense import Prepackable
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import (
@@ -74,17 +75,26 @@ class GPT2Config(PretrainedConfig):
             )
 
 
-class Conv1D(nn.Module):
-    """A linear layer whose weight is stored (in, out), as GPT-2 checkpoints have it: x @ W + b."""
+class Conv1D(Prepackable, nn.Module):
+    """A linear layer whose weight is stored (in, out), as GPT-2 checkpoints have it: x @ W + b.
+    Several rows use a prepacked copy once it is on (`Prepackable`)."""
+
+    PACKED_ROWS = (2, 512)  # an (in, out) weight is slow to multiply from two rows on
 
     def __init__(self, n_out: int, n_in: int):
         super().__init__()
+        self.in_features = n_in
         self.weight = nn.Parameter(torch.empty(n_in, n_out))
         self.bias = nn.Parameter(torch.zeros(n_out))
 
+    def out_in_weight(self) -> torch.Tensor:
+        return self.weight.t().contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)  # (B*T, out)
-        return out.view(*x.shape[:-1], out.shape[-1])
+        out = self.packed_product(x)
+        if out is None:
+            out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
+        return out
 
 
 class GPT2Attention(nn.Module):

@@ -33,9 +33,11 @@ def alone(pipe, prompt: list[int], new: int) -> list[int]:
     return out[0, len(prompt):].tolist()
 
 
+@pytest.mark.parametrize("prepack", [False, True])  # True: as the server serves it
 @pytest.mark.parametrize("fixture", ["gpt2_dir", "llama_dir"])
-def test_greedy_in_batch_equals_alone(fixture, request):
+def test_greedy_in_batch_equals_alone(fixture, prepack, request):
     pipe = pipeline("text-generation", model=request.getfixturevalue(fixture))
+    pipe.model.optimize_for_inference(prepack=prepack)
     served = Served("t/x", "0" * 40, "text-generation", pipe, 0)
     vocab = pipe.model.config.vocab_size
     g = torch.Generator().manual_seed(0)

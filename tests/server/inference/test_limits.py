@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from haven import pipeline
+from haven.linear.dense import _packed_weights
 from haven.server.inference.batching import Batcher, Job
 from haven.server.inference.continuous import Generator
 from haven.server.inference.generation import TokenStream, prepare
@@ -112,6 +115,38 @@ def test_a_model_bigger_than_the_budget_is_507_and_not_loaded_again(bert_sequenc
         assert files.snapshots == 1 and registry.models() == []
     finally:
         registry.close()
+
+
+@pytest.mark.parametrize(("fixture", "task"), [("gpt2_dir", "text-generation"),
+                                            ("bert_sequence_classification_dir", "text-classification")])
+def test_prepacked_copies_count_against_the_budget(fixture, task, request):
+    """A served model's bytes are its checkpoint's tensors plus the prepacked copies of its
+    matrices (encoders' pipelines prepack; the server turns it on for text generation, whose
+    continuous batch decodes many rows per step). Expected bytes come from the checkpoint file."""
+    from safetensors import safe_open
+
+    from haven.linear.dense import _ONEDNN
+
+    folder = request.getfixturevalue(fixture)
+    registry = Registry(FolderFiles(folder), budget=10**12, make_runner=lambda served: None)
+    try:
+        served = registry.lookup("a/m", "0" * 40, task).result(timeout=120)
+    finally:
+        registry.close()
+    with safe_open(str(Path(folder) / "model.safetensors"), "pt") as f:
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    stored = sum(t.numel() * t.element_size() for t in tensors.values())
+    # the blocks' matrices, and GPT-2's output layer (its wte); a classifier's pooler and head
+    # multiply one row per text and are not packed
+    packed = re.compile(r"(\.(layer|h)\.\d+\..*weight|wte\.weight)$")
+    matrices = sum(t.numel() * t.element_size() for key, t in tensors.items() if t.dim() == 2 and packed.search(key))
+    buffers = sum(b.numel() * b.element_size() for b in served.pipe.model.buffers())
+    assert served.nbytes == stored + matrices + buffers
+    if _ONEDNN and task == "text-generation":
+        ids = torch.randint(0, 50, (2, 3))
+        with torch.inference_mode():
+            served.pipe.model(ids)
+        assert served.pipe.model.lm_head in _packed_weights
 
 
 def test_models_are_unloaded_at_shutdown():

@@ -122,6 +122,13 @@ class TokenStream:
     def cancel(self) -> None:
         self.seq.cancelled = True
 
+    def ends_at(self, count: int) -> bool:
+        """Whether the `count`-th new token is the sequence's last. Known as soon as that token
+        is handed out: the decoding thread appends a token and decides whether it ends the
+        sequence before it hands the token over, and appends nothing after the last."""
+        seq = self.seq
+        return bool(seq.reason) and len(seq.ids) - seq.prompt_length == count
+
     async def __aiter__(self) -> AsyncIterator[tuple[int, float]]:
         try:
             while True:
@@ -225,31 +232,28 @@ class _Pieces(TextStreamer):
 
 
 async def _events(served: Served, plan: Plan, tokens: TokenStream) -> AsyncIterator[bytes]:
-    """One TGI-shaped event per token; the last one also carries `generated_text`."""
+    """One TGI-shaped event per token, sent as soon as the token is chosen; the last one also
+    carries `generated_text`."""
     tokenizer = served.pipe.tokenizer
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     pieces = _Pieces(tokenizer)
     ids: list[int] = []
-    pending: dict | None = None
     try:
         async for token, logprob in tokens:
-            if pending is not None:
-                yield _event(pending)
             pieces.put([token])
             ids.append(token)
-            pending = {"index": len(ids) - 1, "token": _token(tokenizer, token, logprob, pieces.take(), special),
-                       "generated_text": None, "details": None}
+            event = {"index": len(ids) - 1, "token": _token(tokenizer, token, logprob, pieces.take(), special),
+                     "generated_text": None, "details": None}
+            if tokens.ends_at(len(ids)):
+                pieces.end()
+                event["token"]["text"] += pieces.take()
+                records = answer(served, plan, ids)
+                event["generated_text"] = records[0].get("generated_text") if records else ""
+                if plan.details:
+                    event["details"] = {**_details(plan, tokens, ids), "input_length": len(plan.features["input_ids"])}
+            yield _event(event)
     except InferenceError as err:
         yield _event({"error": err.message, "error_type": "generation"})
-        return
-    pieces.end()
-    if pending is not None:
-        pending["token"]["text"] += pieces.take()
-        records = answer(served, plan, ids)
-        pending["generated_text"] = records[0].get("generated_text") if records else ""
-        if plan.details:
-            pending["details"] = {**_details(plan, tokens, ids), "input_length": len(plan.features["input_ids"])}
-        yield _event(pending)
 
 
 def _token(tokenizer: Any, token: int, logprob: float, text: str, special: set | None = None) -> dict:

@@ -10,9 +10,12 @@ old one ages out of the LRU). Loading runs on one background thread:
 - The files of the commit are copied out of the hub's storage into `DATA/inference/<id>/<commit>/`
   (`StoreFiles`; weights of other frameworks are left out when safetensors are there), or
   downloaded from the hub by a worker (`worker.HubFiles`), then
-  `haven.pipeline(task, model=folder)` builds the model and tokenizer as a user's call would.
-- After a load, the least recently used models are dropped until the weights in memory fit the
-  budget (`--inference-memory`). A model bigger than the whole budget is refused (`ModelTooLarge`).
+  `haven.pipeline(task, model=folder)` builds the model and tokenizer as a user's call would. A
+  text-generation model is also told to prepack its weights, as encoders' pipelines do (its
+  decode steps run many rows at once).
+- After a load, the least recently used models are dropped until the weights in memory, their
+  prepacked copies included, fit the budget (`--inference-memory`). A model bigger than the whole
+  budget is refused (507).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...linear.dense import packed_bytes
 from ..api.common import ApiError
 
 log = logging.getLogger("haven.server.inference")
@@ -73,7 +77,7 @@ class Served:
 
 
 def weight_bytes(model: Any) -> int:
-    """Bytes of a model's parameters and buffers."""
+    """Bytes of a model's parameters and buffers (prepacked copies are counted apart: `packed_bytes`)."""
     tensors = [*model.parameters(), *model.buffers()]
     seen, total = set(), 0
     for t in tensors:
@@ -157,7 +161,11 @@ class Registry:
             raise InferenceError(400, unsupported_task(repo_id, task))
         # a sentence-transformers repo embeds sentences for feature-extraction too (as the Hub)
         pipe = pipeline("sentence-similarity" if st and task == "feature-extraction" else task, model=str(folder))
-        nbytes = weight_bytes(pipe.model)
+        if task == "text-generation" and hasattr(pipe.model, "optimize_for_inference"):
+            # the continuous batch decodes up to 16 rows per step: prepacked weights make those
+            # steps 1.2-1.5x faster, for a second copy of the weights (counted below)
+            pipe.model.optimize_for_inference(prepack=True)
+        nbytes = weight_bytes(pipe.model) + packed_bytes(pipe.model)
         if nbytes > self.budget:
             raise InferenceError(
                 507,
