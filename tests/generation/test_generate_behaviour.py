@@ -31,6 +31,21 @@ def ids():
     return torch.tensor([[5, 9, 13, 22, 40, 41, 7, 8]])
 
 
+# -- settings -----------------------------------------------------------------------------------------
+
+
+def test_generation_settings_say_what_generate_does(gpt2, ids):
+    """generation_settings(): the config and total length generate() uses (the output's length,
+    the reference's greedy/sampling choice), and the arguments that are no config field."""
+    gc, max_length, others = gpt2.generation_settings(8, max_new_tokens=5, eos_token_id=None, attention_mask=1)
+    assert (max_length, gc.max_new_tokens, gc.do_sample, others) == (13, 5, False, {"attention_mask": 1})
+    assert gpt2.generate(ids, max_new_tokens=5, eos_token_id=None).shape == (1, max_length)
+    gc, max_length, _ = gpt2.generation_settings(8, GenerationConfig(max_length=11, do_sample=True), top_k=3)
+    assert (max_length, gc.do_sample, gc.top_k) == (11, True, 3)
+    with pytest.raises(GenerationError, match="disagree"):
+        gpt2.generation_settings(8, max_length=30, max_new_tokens=5)
+
+
 # -- bad input ----------------------------------------------------------------------------------------
 
 

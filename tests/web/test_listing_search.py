@@ -173,3 +173,23 @@ def test_pages_and_counts_on_a_seeded_index(tmp_path, monkeypatch):
         assert [r for html in pages for r in listed(html)] == [s[0] for s in public]
         assert facet(pages[1], "license") == dict(Counter(s[3] for s in public))
         assert client.get("/models", params={"p": "0"}).status_code == 400
+
+
+def test_a_repo_row_is_loaded_without_its_card_text(tmp_path, monkeypatch):
+    """Every request that names a repo loads its row (`find_repo`); the card's text (up to the
+    indexer's bound) is read by the search's SQL only, so loading a row leaves it out until asked."""
+    monkeypatch.delenv("HAVEN_DB_URL", raising=False)
+    from haven.server import db
+    from haven.server.api.common import find_repo
+    from haven.server.settings import Settings
+
+    settings = Settings.load(data_dir=tmp_path / "data")
+    db.upgrade(settings.db_url)
+    sessions = db.make_sessionmaker(sa.create_engine(settings.db_url))
+    with sessions() as session:
+        session.add(db.Repo(type="model", namespace="a", name="m", card_text="words " * 1000))
+        session.commit()
+    with sessions() as session:
+        repo = find_repo(session, "model", "a/m")
+        assert "card_text" in sa.inspect(repo).unloaded and "pipeline_tag" not in sa.inspect(repo).unloaded
+        assert repo.card_text == "words " * 1000  # still there when asked, in its session

@@ -109,6 +109,17 @@ class GenerationMixin:
 
     # -- settings -------------------------------------------------------------------------------------
 
+    def generation_settings(
+        self, prompt_length: int, generation_config: GenerationConfig | None = None, **kwargs: Any
+    ) -> tuple[GenerationConfig, int, dict[str, Any]]:
+        """What `generate()` makes of its arguments for a prompt of `prompt_length` tokens: (the
+        resolved GenerationConfig, the total length (prompt + new) to decode up to, the arguments
+        that are no GenerationConfig field, such as model inputs). Raises as generate() does for
+        lengths it refuses. Callers that decode by themselves (the inference server's continuous
+        batch) use it to decode as generate() would."""
+        gc, others, given = self._resolve_config(generation_config, kwargs)
+        return gc, self._resolve_lengths(gc, given, prompt_length), others
+
     def _resolve_config(
         self, generation_config: GenerationConfig | None, kwargs: dict[str, Any]
     ) -> tuple[GenerationConfig, dict[str, Any], dict[str, bool]]:
@@ -215,7 +226,8 @@ class GenerationMixin:
             raise GenerationError("generate() needs input_ids: model.generate(**tokenizer(prompt, return_tensors='pt'))")
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
-        gc, model_kwargs, given = self._resolve_config(generation_config, kwargs)
+        batch, prompt_length = input_ids.shape
+        gc, max_length, model_kwargs = self.generation_settings(prompt_length, generation_config, **kwargs)
         attention_mask = model_kwargs.pop("attention_mask", None)
         cache = cache_argument(model_kwargs.pop("cache", None), model_kwargs, only_cache=False)
         model_kwargs.pop("token_type_ids", None)  # decoder-only models have no segments
@@ -226,8 +238,6 @@ class GenerationMixin:
             )
         device = self.device
         input_ids = input_ids.to(device)
-        batch, prompt_length = input_ids.shape
-        max_length = self._resolve_lengths(gc, given, prompt_length)
         start = time.time()
 
         eos_ids = gc.eos_token_ids

@@ -135,10 +135,10 @@ class TextGenerationPipeline(Pipeline):
         with these `generate_arguments` for a prompt of `prompt_length` tokens. PipelineError for an
         argument generate() does not take; GenerationError for lengths it refuses."""
         kwargs = {k: v for k, v in arguments.items() if k != "tokenizer"}
-        config, unused, given = self.model._resolve_config(None, kwargs)
+        config, max_length, unused = self.model.generation_settings(prompt_length, **kwargs)
         if unused:
             raise PipelineError(f"generation does not take {', '.join(sorted(unused))}")
-        return config, self.model._resolve_lengths(config, given, prompt_length)
+        return config, max_length
 
     # -- steps ------------------------------------------------------------------------------------------
 

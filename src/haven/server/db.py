@@ -121,8 +121,9 @@ class Repo(Base):
     safetensors: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"parameters", "total"}
     # files of the head the indexer could not read, and why: {"README.md": "...", "model.safetensors": ...}
     index_errors: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    # the card's body as lowercase plain text (Markdown stripped, bounded): what the web search reads
-    card_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the card's body as lowercase plain text (Markdown stripped, bounded): what the web search reads,
+    # in SQL only; deferred, so the rows every request loads (find_repo) leave it out
+    card_text: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
 
     @property
     def repo_id(self) -> str:
