@@ -52,8 +52,9 @@ class Prepackable:
         return self.weight
 
     def packed_product(self, x: torch.Tensor) -> torch.Tensor | None:
-        """`x W^T + b` through the packed copy, or None where that path does not apply."""
-        packed = self._packed(x) if self.prepacked else None
+        """`x W^T + b` through the packed copy, or None where that path does not apply. Callers
+        ask only when `prepacked` is on (one attribute read on the hot path otherwise)."""
+        packed = self._packed(x)
         if packed is None:
             return None
         out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features), packed, self.bias, "none", [], "")
@@ -61,8 +62,12 @@ class Prepackable:
 
     @property
     def packed_nbytes(self) -> int:
-        """Bytes the packed copy takes once made (0 while `prepacked` is off)."""
-        return self.weight.numel() * self.weight.element_size() if self.prepacked else 0
+        """Bytes the packed copy takes once made: 0 while `prepacked` is off, or where no copy is
+        ever made (a weight that is not float32 on the CPU)."""
+        w = self.weight
+        if not (self.prepacked and _ONEDNN and w.dtype == torch.float32 and w.device.type == "cpu"):
+            return 0
+        return w.numel() * w.element_size()
 
     def forget_packed(self) -> None:
         """Drop the packed copy (the next packed call makes a new one)."""
@@ -104,7 +109,7 @@ class Linear(Prepackable, nn.Linear):
             v = x.reshape(-1)
             out = torch.mv(self.weight, v) if self.bias is None else torch.addmv(self.bias, self.weight, v)
             return out.view(*x.shape[:-1], self.out_features)
-        out = self.packed_product(x)
+        out = self.packed_product(x) if self.prepacked else None
         return F.linear(x, self.weight, self.bias) if out is None else out
 
 

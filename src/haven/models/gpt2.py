@@ -91,7 +91,7 @@ class Conv1D(Prepackable, nn.Module):
         return self.weight.t().contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.packed_product(x)
+        out = self.packed_product(x) if self.prepacked else None
         if out is None:
             out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
         return out

@@ -119,6 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="hand inference requests to this `haven worker` (repeatable; HAVEN_INFERENCE_WORKERS, comma-separated); "
         "both need the same HAVEN_WORKER_SECRET",
     )
+    add_model_flags(serve)
     serve.add_argument(
         "--blob-store", default=None,
         help="where LFS objects and Xet xorbs live: a directory (default: the data directory) or "
@@ -149,6 +150,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--inference-queue", type=int, default=None, help="as for haven serve (HAVEN_INFERENCE_QUEUE)")
     worker.add_argument("--inference-timeout", type=float, default=None, metavar="SECONDS",
                         help="as for haven serve (HAVEN_INFERENCE_TIMEOUT)")
+    add_model_flags(worker)
     worker.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     worker.set_defaults(func=cmd_worker)
 
@@ -193,6 +195,23 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-url", default=None, help="SQLAlchemy database URL (HAVEN_DB_URL)")
 
 
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """How the inference API loads every model: `haven run`'s flags of the same names, prefixed."""
+    parser.add_argument("--inference-device", default=None,
+                        help="cpu (default), auto (cuda if this machine has it), cuda, cuda:N (HAVEN_INFERENCE_DEVICE)")
+    parser.add_argument("--inference-dtype", default=None,
+                        help="float32 (default), bfloat16, float16, auto: the checkpoint's (HAVEN_INFERENCE_DTYPE)")
+    quantize = parser.add_mutually_exclusive_group()
+    quantize.add_argument("--inference-load-in-8bit", dest="inference_quantization", action="store_const",
+                          const="8bit", default=None, help="int8 weights, quantized at load (HAVEN_INFERENCE_QUANTIZATION=8bit)")
+    quantize.add_argument("--inference-load-in-4bit", dest="inference_quantization", action="store_const",
+                          const="4bit", default=None, help="int4 weights, quantized at load (HAVEN_INFERENCE_QUANTIZATION=4bit)")
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name, None) for name in ("inference_device", "inference_dtype", "inference_quantization")}
+
+
 def _settings(args: argparse.Namespace):
     from .settings import Settings
 
@@ -211,6 +230,7 @@ def _settings(args: argparse.Namespace):
         inference_queue=getattr(args, "inference_queue", None),
         inference_timeout=getattr(args, "inference_timeout", None),
         inference_workers=getattr(args, "inference_worker", None),
+        **model_settings(args),
     )
 
 
@@ -263,7 +283,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.load(
         data_dir=args.data or os.environ.get("HAVEN_DATA") or "./haven-worker", host=args.host,
         port=args.port or 8081, inference_memory=args.inference_memory, inference_queue=args.inference_queue,
-        inference_timeout=args.inference_timeout,
+        inference_timeout=args.inference_timeout, **model_settings(args),
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_worker_app(settings, args.hub, os.environ.get("HAVEN_WORKER_TOKEN") or None)

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import HavenError
 from .storage.lfs import DEFAULT_MAX_OBJECT_SIZE as DEFAULT_MAX_LFS_OBJECT  # 50 GB, as the public Hub
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
@@ -15,8 +16,37 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
-class SettingsError(ValueError):
+class SettingsError(HavenError, ValueError):
     """A setting (flag or HAVEN_* variable) has a value the server cannot use."""
+
+
+DTYPES = ("float32", "bfloat16", "float16", "auto")  # what --inference-dtype takes, as `haven run --dtype`
+QUANTIZATIONS = ("8bit", "4bit")  # --inference-load-in-8bit / --inference-load-in-4bit
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
+
+
+def parse_device(value: str, name: str) -> str:
+    """cpu, auto (cuda when this machine has it, else cpu), cuda or cuda:N; a GPU this machine does
+    not have is a SettingsError (said at start, not at each model's load)."""
+    device = value.strip().lower()
+    if not _DEVICE.fullmatch(device):
+        raise SettingsError(f"{name}={value!r} is not a device: use cpu, auto, cuda or cuda:N.")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise SettingsError(f"{name}={value!r}: this machine has {count} CUDA device(s); use cpu or auto.")
+    return device
+
+
+def _optional(value: str | None, choices: tuple[str, ...], name: str) -> str:
+    """"" when unset, else one of `choices` (a SettingsError naming the setting otherwise)."""
+    text = (value or "").strip().lower()
+    if text and text not in choices:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}.")
+    return text
 
 
 def parse_size(value: int | str, name: str) -> int:
@@ -76,6 +106,10 @@ class Settings:
     inference_timeout: float = 120.0  # seconds an inference request may take before it is answered 504
     inference_workers: tuple[str, ...] = ()  # `haven worker` URLs the inference API is handed to (--inference-worker)
     worker_secret: str = ""  # shared by a hub and its inference workers (HAVEN_WORKER_SECRET only: never a flag)
+    # how served models load, as `haven run`'s flags of the same names load them
+    inference_device: str = "cpu"  # cpu, auto, cuda, cuda:N (--inference-device)
+    inference_dtype: str = ""  # "" (as the pipeline loads: float32), or one of DTYPES (--inference-dtype)
+    inference_quantization: str = ""  # "", or one of QUANTIZATIONS (--inference-load-in-8bit / -4bit)
     cas_url: str = ""  # the Xet CAS clients are sent to; default PUBLIC_URL/cas (this process)
 
     @property
@@ -101,6 +135,9 @@ class Settings:
         inference_queue: int | None = None,
         inference_timeout: float | str | None = None,
         inference_workers: list[str] | None = None,
+        inference_device: str | None = None,
+        inference_dtype: str | None = None,
+        inference_quantization: str | None = None,
         cas_url: str | None = None,
     ) -> Settings:
         env = os.environ
@@ -134,6 +171,14 @@ class Settings:
                 if u.strip()
             ),
             worker_secret=env.get("HAVEN_WORKER_SECRET", ""),
+            inference_device=parse_device(
+                inference_device or env.get("HAVEN_INFERENCE_DEVICE") or "cpu", "HAVEN_INFERENCE_DEVICE"
+            ),
+            inference_dtype=_optional(inference_dtype or env.get("HAVEN_INFERENCE_DTYPE"), DTYPES, "HAVEN_INFERENCE_DTYPE"),
+            inference_quantization=_optional(
+                inference_quantization or env.get("HAVEN_INFERENCE_QUANTIZATION"), QUANTIZATIONS,
+                "HAVEN_INFERENCE_QUANTIZATION",
+            ),
             cas_url=(cas_url or env.get("HAVEN_CAS_URL") or "").rstrip("/"),
         )
         if not settings.public_url:
@@ -143,6 +188,15 @@ class Settings:
         if not settings.db_url:
             settings.db_url = f"sqlite:///{data / 'haven.db'}"
         return settings
+
+    def inference_model_options(self) -> dict:
+        """`pipeline()` keyword arguments for every model the inference API loads."""
+        options: dict = {"device": self.inference_device}
+        if self.inference_dtype:
+            options["dtype"] = self.inference_dtype
+        if self.inference_quantization:
+            options[f"load_in_{self.inference_quantization}"] = True
+        return options
 
     def prepare(self) -> None:
         """Create the data dir layout and load (or create) the signing secret."""

@@ -92,12 +92,14 @@ class Registry:
     """Load-once LRU of `Served` models. `files` gives a commit's files in a folder (`StoreFiles`
     for the hub's own storage, `worker.HubFiles` for a worker that downloads from its hub);
     `budget` bytes of weights may stay in memory; `make_runner(served)` gives each loaded model
-    its request runner."""
+    its request runner; `options` are the `pipeline()` keyword arguments every model loads with
+    (the server's --inference-device, --inference-dtype, --inference-load-in-8bit/4bit)."""
 
-    def __init__(self, files: Any, budget: int, make_runner: Callable[[Served], Any]):
+    def __init__(self, files: Any, budget: int, make_runner: Callable[[Served], Any], options: dict | None = None):
         self.files = files
         self.budget = budget
         self.make_runner = make_runner
+        self.options = options or {}  # pipeline() keyword arguments for every model (device, dtype, load_in_8bit...)
         self.loaded: OrderedDict[tuple[str, str], Served] = OrderedDict()
         self.loading: dict[tuple[str, str], tuple[Future, float]] = {}
         self.lock = threading.Lock()
@@ -160,7 +162,8 @@ class Registry:
         if task not in TASKS:
             raise InferenceError(400, unsupported_task(repo_id, task))
         # a sentence-transformers repo embeds sentences for feature-extraction too (as the Hub)
-        pipe = pipeline("sentence-similarity" if st and task == "feature-extraction" else task, model=str(folder))
+        pipe = pipeline("sentence-similarity" if st and task == "feature-extraction" else task, model=str(folder),
+                        **self.options)
         if task == "text-generation" and hasattr(pipe.model, "optimize_for_inference"):
             # the continuous batch decodes up to 16 rows per step: prepacked weights make those
             # steps 1.2-1.5x faster, for a second copy of the weights (counted below)

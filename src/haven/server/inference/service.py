@@ -71,7 +71,7 @@ class Inference:
         self.limits = limits or Limits(max_queue=settings.inference_queue, timeout=settings.inference_timeout)
         self.storage = storage  # the hub's RepoStore; None in a worker
         files = files or StoreFiles(storage, settings.data_dir / "inference")
-        self.registry = Registry(files, settings.inference_memory, self._runner)
+        self.registry = Registry(files, settings.inference_memory, self._runner, settings.inference_model_options())
         self.workers: list[str] = list(getattr(settings, "inference_workers", None) or [])
         self.worker_secret: str = getattr(settings, "worker_secret", "") or ""
 
