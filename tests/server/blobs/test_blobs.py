@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from haven.server.storage.blobs import (
     BlobNotFound,
     BlobStoreError,
     LocalBlobStore,
+    usage,
 )
 from haven.server.storage.s3_blobs import S3BlobStore
 
@@ -93,15 +95,20 @@ def test_failing_stream_stores_nothing(store):
     assert _leftovers(store) == []
 
 
-def test_usage_counts_by_prefix(store):
+def test_entries_and_usage_by_prefix(store):
+    before = time.time() - 5  # S3 keeps whole seconds; a clock may be a little apart
     store.put("xet/xorbs/" + "1" * 64, [b"x" * 10])
     store.put("xet/xorbs/" + "2" * 64, [b"x" * 20])
     store.put("xet/shards/" + "3" * 64, [b"x" * 5])
     store.put("lfs/" + "4" * 64, [b"x" * 7])
-    assert store.usage("xet/xorbs/") == (2, 30)
-    assert store.usage("xet/") == (3, 35)
-    assert store.usage("lfs/") == (1, 7)
-    assert store.usage("nothing/") == (0, 0)
+    entries = sorted(store.entries("xet/"))
+    assert [(e.key, e.size) for e in entries] == [
+        ("xet/shards/" + "3" * 64, 5), ("xet/xorbs/" + "1" * 64, 10), ("xet/xorbs/" + "2" * 64, 20)]
+    assert all(before <= e.modified <= time.time() + 5 for e in entries)
+    assert usage(store, "xet/xorbs/") == (2, 30)
+    assert usage(store, "xet/") == (3, 35)
+    assert usage(store, "lfs/") == (1, 7)
+    assert usage(store, "nothing/") == (0, 0)
 
 
 def test_keys_are_checked(store):

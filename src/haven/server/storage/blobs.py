@@ -14,7 +14,8 @@ is a no-op.
 - `S3BlobStore` (`s3_blobs.py`): an S3-compatible bucket through boto3; downloads are presigned GET
   URLs so the bytes do not pass through Haven, uploads are multipart uploads.
 
-`open_blob_store(spec, data_dir)` picks one from the `--blob-store` setting.
+`open_blob_store(spec, data_dir)` picks one from the `--blob-store` setting; `usage(store, prefix)`
+sums what a prefix holds.
 """
 
 from __future__ import annotations
@@ -29,9 +30,15 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 READ_BLOCK = 1 << 20  # bytes per chunk yielded by `read`
+
+
+class BlobEntry(NamedTuple):
+    key: str
+    size: int
+    modified: float  # seconds since the epoch: when the object was stored
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -60,8 +67,17 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None: ...
     def presigned_url(self, key: str, *, expires: int, filename: str | None = None) -> str | None: ...
     def local_path(self, key: str) -> Path | None: ...
-    def usage(self, prefix: str) -> tuple[int, int]: ...
+    def entries(self, prefix: str) -> Iterator[BlobEntry]: ...
     def sweep_tmp(self) -> int: ...
+
+
+def usage(store: BlobStore, prefix: str) -> tuple[int, int]:
+    """(objects, bytes) stored under `prefix`."""
+    count = total = 0
+    for entry in store.entries(prefix):
+        count += 1
+        total += entry.size
+    return count, total
 
 
 def check_key(key: str) -> str:
@@ -185,23 +201,20 @@ class LocalBlobStore:
             raise BlobNotFound(f"{key} is not in the blob store.")
         return path
 
-    def usage(self, prefix: str) -> tuple[int, int]:
-        """(objects, bytes) of the keys starting with `prefix` (which names at least an area, e.g.
-        'lfs/' or 'xet/xorbs/')."""
+    def entries(self, prefix: str) -> Iterator[BlobEntry]:
+        """Every stored key starting with `prefix` (which names at least an area, e.g. 'lfs/' or
+        'xet/xorbs/'), with its size and time stored."""
         area = prefix.split("/", 1)[0]
         if not area:
-            raise ValueError(f"usage({prefix!r}): the prefix must start with an area such as 'lfs/'.")
+            raise ValueError(f"entries({prefix!r}): the prefix must start with an area such as 'lfs/'.")
         base = self.root / area / "objects"
-        count = total = 0
-        if not base.is_dir():
-            return 0, 0
         for dirpath, _dirs, files in os.walk(base):
             rel = Path(dirpath).relative_to(base).parts[:-2]  # drop the two fan-out levels
             for name in files:
-                if "/".join((area, *rel, name)).startswith(prefix):
-                    count += 1
-                    total += os.stat(os.path.join(dirpath, name)).st_size
-        return count, total
+                key = "/".join((area, *rel, name))
+                if key.startswith(prefix):
+                    st = os.stat(os.path.join(dirpath, name))
+                    yield BlobEntry(key, st.st_size, st.st_mtime)
 
     def _process_tmp(self) -> Path:
         """This process's folder under `tmp_dir`, made and locked on first use. It is made under a

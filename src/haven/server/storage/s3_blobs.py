@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
-from .blobs import READ_BLOCK, BlobNotFound, BlobStoreError, _Hashing, check_key, check_range
+from .blobs import READ_BLOCK, BlobEntry, BlobNotFound, BlobStoreError, _Hashing, check_key, check_range
 
 DEFAULT_PART_SIZE = 8 << 20
 PARTS_IN_FLIGHT = 3  # parts uploading at once, while the next one fills (memory: 4 parts per upload)
@@ -187,16 +187,12 @@ class S3BlobStore:
     def local_path(self, key: str) -> Path | None:
         return None
 
-    def usage(self, prefix: str) -> tuple[int, int]:
-        count = total = 0
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"{self.prefix}/{prefix}" if self.prefix else prefix
-        )
+    def entries(self, prefix: str) -> Iterator[BlobEntry]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base + prefix)
         for page in pages:
             for item in page.get("Contents", []):
-                count += 1
-                total += int(item["Size"])
-        return count, total
+                yield BlobEntry(item["Key"][len(base):], int(item["Size"]), item["LastModified"].timestamp())
 
     def sweep_tmp(self) -> int:
         """Abort multipart uploads under the prefix that a killed process left (started more than a

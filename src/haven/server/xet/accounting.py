@@ -65,8 +65,8 @@ def storage_usage(session: Session, blobs) -> HubUsage:
                 repos[repo_pk].stored += int(total or 0)
     hub = HubUsage(sorted(repos.values(), key=lambda u: u.repo))
     hub.logical = sum(u.logical for u in hub.repos)
-    hub.lfs_stored = blobs.usage("lfs/")[1]
-    hub.xet_stored = blobs.usage("xet/")[1]
+    hub.lfs_stored = usage(blobs, "lfs/")[1]
+    hub.xet_stored = usage(blobs, "xet/")[1]
     hub.stored = hub.lfs_stored + hub.xet_stored
     return hub
 
