@@ -187,6 +187,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_args(st)
     st.add_argument("--blob-store", default=None, help="the hub's --blob-store, if it has one (HAVEN_BLOB_STORE)")
     st.set_defaults(func=cmd_storage)
+    gc = admin_sub.add_parser("gc", help="remove large files no repository can serve any more (after deletions)")
+    _data_args(gc)
+    gc.add_argument("--blob-store", default=None, help="the hub's --blob-store, if it has one (HAVEN_BLOB_STORE)")
+    gc.add_argument("--grace", type=float, default=24.0, metavar="HOURS",
+                    help="keep what is younger than this, e.g. uploads whose commit has not landed (default 24)")
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    gc.set_defaults(func=cmd_gc)
     admin.set_defaults(func=lambda args: admin.print_help() or 2)
 
 
@@ -340,6 +347,24 @@ def cmd_storage(args: argparse.Namespace) -> int:
 
     settings, Session = open_db(args)
     blobs = open_blob_store(getattr(settings, "blob_store", None) or None, settings.data_dir)
+    with Session() as session:
+        print(format_usage(storage_usage(session, blobs)))
+    return 0
+
+
+@needs_server_extra
+def cmd_gc(args: argparse.Namespace) -> int:
+    from .storage import open_blob_store
+    from .xet.accounting import format_usage, storage_usage
+    from .xet.collect import collect
+
+    if not args.grace >= 0:
+        print("haven admin gc: --grace must be a number of hours, 0 or more", file=sys.stderr)
+        return 2
+    settings, Session = open_db(args)
+    blobs = open_blob_store(getattr(settings, "blob_store", None) or None, settings.data_dir)
+    done = collect(Session, blobs, grace=args.grace * 3600, dry_run=args.dry_run)
+    print(f"{'would remove' if args.dry_run else 'removed'} {done}")
     with Session() as session:
         print(format_usage(storage_usage(session, blobs)))
     return 0

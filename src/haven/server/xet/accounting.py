@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..db import Repo, RepoLfsObject
-from ..storage.blobs import BlobNotFound
+from ..storage.blobs import BlobNotFound, usage
 from .models import XetFile, XetShard, XetXorb
 
 
@@ -54,11 +54,11 @@ def storage_usage(session: Session, blobs) -> HubUsage:
         size = lfs_sizes[oid] if lfs_sizes[oid] is not None else xet_sizes.get(oid)
         if size is None or repo_pk not in repos:
             continue
-        usage = repos[repo_pk]
-        usage.logical += size
-        usage.files += 1
+        row = repos[repo_pk]
+        row.logical += size
+        row.files += 1
         if lfs_sizes[oid] is not None:
-            usage.stored += size
+            row.stored += size
     for table in (XetXorb, XetShard):
         for repo_pk, total in session.execute(select(table.repo_id, func.sum(table.size)).group_by(table.repo_id)):
             if repo_pk in repos:
