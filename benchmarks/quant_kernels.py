@@ -10,7 +10,7 @@ For each GPT-2-124M layer shape (in -> out: 768->2304 attention qkv, 768->768 at
 x, it times y = x W^T + b by:
 
 - `fp32`: `F.linear` on the float32 weight (what Haven's fp32 decode runs);
-- `int8`, `int4`: `QuantizedLinear`'s compiled kernel (`torch.ops.haven.qgemv`), the layer's own
+- `int8`, `int4`: `QuantizedLinear`'s compiled kernel (`torch.ops.haven.qlinear`), the layer's own
   codes and group scales;
 - `int8-old`, `int4-old` (with --old REV): the kernel source of that commit, built beside it;
 - `torch-int8`: `aten._weight_int8pack_mm` (int8, one scale per output row: fewer scales than
@@ -53,7 +53,7 @@ POOL_BYTES = 256 << 20  # weight copies cycled through per engine: several times
 
 def load_old(rev: str):
     """The kernel built from haven/linear/kernels/qgemv.cpp at commit `rev`, its op renamed
-    `torch.ops.haven_old.qgemv` so that it loads beside the current one."""
+    `torch.ops.haven_old.*` so that it loads beside the current one."""
     from torch.utils.cpp_extension import load
 
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -99,9 +99,9 @@ def engines(in_f: int, out_f: int, args, old) -> dict:
         layer.set_float_weight(weight)
         layer.bias.data = bias
         nbytes = layer.qweight.numel() + 4 * layer.scales.numel() * (1 if layer.zeros is None else 2)
-        found[f"int{bits}"] = (nbytes, pool(lambda layer=layer: haven_call(layer, torch.ops.haven.qgemv), nbytes, args.hot))
+        found[f"int{bits}"] = (nbytes, pool(lambda layer=layer: haven_call(layer, torch.ops.haven.qlinear), nbytes, args.hot))
         if old is not None:
-            found[f"int{bits}-old"] = (nbytes, pool(lambda layer=layer: haven_call(layer, old.qgemv), nbytes, args.hot))
+            found[f"int{bits}-old"] = (nbytes, pool(lambda layer=layer: haven_call(layer, getattr(old, "qlinear", None) or old.qgemv), nbytes, args.hot))
 
     codes = torch.randint(-127, 128, (out_f, in_f), dtype=torch.int8)
     per_row = torch.rand(out_f) * 0.01

@@ -121,7 +121,7 @@ def test_kernel_matches_float64_for_1_to_16_rows(bits, symmetric, group, built):
         layer = make(in_features, 37, bits, group, symmetric, bias, seed=group + bits)
         for rows in range(1, kernels.MAX_ROWS + 1):
             x = torch.randn(rows, in_features)
-            got = kernels.run(layer, x)
+            got = kernels.run([layer], x)
             assert got is not None
             check(layer, x, got)
 
@@ -135,7 +135,7 @@ def test_x_is_rounded_per_group_and_zero_groups_are_exact(bits, built):
     x[0, 2] = 0
     x[1] = 0
     x = x.reshape(3, 256)
-    got = kernels.run(layer, x)
+    got = kernels.run([layer], x)
     check(layer, x, got)
     assert torch.equal(got[1], layer.bias)
 
@@ -160,20 +160,45 @@ def test_the_portable_loop_of_the_extension(bits, symmetric, built):
     layer = make(96, 7, bits, 16, symmetric=symmetric, bias=True)
     for rows in (1, 3, 5):
         x = torch.randn(rows, 96)
-        got = torch.ops.haven.qgemv(x, layer.qweight, layer.scales, layer.zeros, layer.bias, bits, 16)
+        got = torch.ops.haven.qlinear(x, layer.qweight, layer.scales, layer.zeros, layer.bias, bits, 16)
         check(layer, x, got)
+
+
+@pytest.mark.parametrize("bits, symmetric", [(8, True), (8, False), (4, True), (4, False)])
+def test_several_layers_in_one_call_equal_each_alone(bits, symmetric, built):
+    """One call for layers that multiply the same x (q, k, v): x is rounded once, the same way, so
+    each layer's columns of the output equal that layer's own call exactly, whatever the layers'
+    sizes and biases."""
+    layers = [make(256, out, bits, 32, symmetric, bias, seed=out) for out, bias in ((40, True), (13, False), (96, True))]
+    for count in (2, 3):
+        for rows in (1, 3, 16):
+            x = torch.randn(rows, 256)
+            together = kernels.run(layers[:count], x)
+            assert together.shape == (rows, sum(layer.out_features for layer in layers[:count]))
+            for layer, got in zip(layers, together.split([layer.out_features for layer in layers[:count]], -1)):
+                assert torch.equal(got, kernels.run([layer], x))
+                check(layer, x, got)
+
+
+def test_one_call_needs_one_format(built):
+    a, b = make(64, 8, 8, 32, symmetric=True, bias=False), make(64, 8, 8, 32, symmetric=False, bias=False)
+    x = torch.randn(1, 64)
+    with pytest.raises(RuntimeError, match="zeros or none"):
+        torch.ops.haven.qlinear(x, a.qweight, a.scales, None, None, 8, 32, b.qweight, b.scales, b.zeros, None)
+    with pytest.raises(RuntimeError, match="needs its codes and scales"):
+        torch.ops.haven.qlinear(x, a.qweight, a.scales, None, None, 8, 32, b.qweight, None, None, None)
 
 
 def test_bad_arguments_are_refused(built):
     layer = make(64, 8, 4, 32, symmetric=True, bias=False)
     with pytest.raises(RuntimeError, match="float32"):
-        torch.ops.haven.qgemv(torch.randn(1, 64, dtype=torch.float64), layer.qweight, layer.scales, None, None, 4, 32)
+        torch.ops.haven.qlinear(torch.randn(1, 64, dtype=torch.float64), layer.qweight, layer.scales, None, None, 4, 32)
     with pytest.raises(RuntimeError, match="qweight"):
-        torch.ops.haven.qgemv(torch.randn(1, 128), layer.qweight, layer.scales, None, None, 4, 32)
+        torch.ops.haven.qlinear(torch.randn(1, 128), layer.qweight, layer.scales, None, None, 4, 32)
     with pytest.raises(RuntimeError, match="bits"):
-        torch.ops.haven.qgemv(torch.randn(1, 64), layer.qweight, layer.scales, None, None, 3, 32)
+        torch.ops.haven.qlinear(torch.randn(1, 64), layer.qweight, layer.scales, None, None, 3, 32)
     with pytest.raises(RuntimeError, match="scales must be contiguous float16"):
-        torch.ops.haven.qgemv(torch.randn(1, 64), layer.qweight, layer.scales.float(), None, None, 4, 32)
+        torch.ops.haven.qlinear(torch.randn(1, 64), layer.qweight, layer.scales.float(), None, None, 4, 32)
 
 
 def test_many_rows_and_other_dtypes_take_the_portable_path(built, monkeypatch):
@@ -187,7 +212,7 @@ def test_many_rows_and_other_dtypes_take_the_portable_path(built, monkeypatch):
     check(layer, x[:4], layer(x[:4]))
     assert len(calls) == 1
     layer.compute_dtype = torch.bfloat16
-    assert kernels.run(layer, torch.randn(1, 64)) is None
+    assert kernels.run([layer], torch.randn(1, 64)) is None
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -198,7 +223,7 @@ def test_kernels_off_gives_the_portable_path(bits, built, monkeypatch):
     x = torch.randn(2, 256)
     check(layer, x, layer(x))
     monkeypatch.setenv("HAVEN_QUANT_KERNELS", "0")
-    assert kernels.run(layer, x) is None
+    assert kernels.run([layer], x) is None
     check(layer, x, layer(x), x_rounded=False)
 
 
@@ -212,7 +237,7 @@ def test_a_failed_build_falls_back_to_the_portable_path(tmp_path, monkeypatch, c
     layer = make(64, 12, 4, 32, symmetric=True, bias=True)
     x = torch.randn(1, 64)
     with caplog.at_level(logging.WARNING, logger="haven.linear.kernels"):
-        assert kernels.run(layer, x) is None
+        assert kernels.run([layer], x) is None
     assert "could not be built" in caplog.text
     check(layer, x, layer(x), x_rounded=False)
 

@@ -80,6 +80,30 @@ class QuantizedLinear(nn.Module):
         """The float (out, in) weight the codes stand for."""
         return dequantize(self.qweight, self.scales, self.zeros, self.bits, self.group_size, dtype)
 
+    def same_format(self, other: QuantizedLinear) -> bool:
+        """Whether one kernel call can multiply x by both layers' codes."""
+        return (type(other) is type(self) and other.in_features == self.in_features and other.bits == self.bits
+                and other.group_size == self.group_size and other.symmetric == self.symmetric
+                and other.compute_dtype == self.compute_dtype)
+
+    @staticmethod
+    def by_kernel(layers: list[QuantizedLinear], x: torch.Tensor) -> list[torch.Tensor] | None:
+        """`[layer(x) for layer in layers]` by one call of the compiled kernel (up to
+        `kernels.MAX_LAYERS` layers of the same format; the outputs are views of one tensor), or
+        None where the kernel does not apply: many rows, autograd, not the CPU, the kernels off
+        or not built (each layer's float path runs then)."""
+        if (
+            x.device.type != "cpu"
+            or x.numel() > kernels.MAX_ROWS * layers[0].in_features
+            or (torch.is_grad_enabled() and x.requires_grad)
+        ):
+            return None
+        out = kernels.run(layers, x)
+        if out is None:
+            return None
+        out = out if out.dtype == x.dtype else out.to(x.dtype)
+        return [out] if len(layers) == 1 else list(out.split([layer.out_features for layer in layers], dim=-1))
+
     def _apply(self, fn, *args, **kwargs):
         """Moves and casts (`model.to(torch.bfloat16)`) apply to the bias; the scales and zeros
         stay float16, the format the codes were chosen for and the kernels read."""
@@ -100,15 +124,10 @@ class QuantizedLinear(nn.Module):
         self._scales_as_stored()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.by_kernel([self], x)
+        if out is not None:
+            return out[0]
         dtype = self.compute_dtype or x.dtype
-        if (
-            x.device.type == "cpu"
-            and x.numel() <= kernels.MAX_ROWS * self.in_features
-            and not (torch.is_grad_enabled() and x.requires_grad)
-        ):
-            out = kernels.run(self, x)
-            if out is not None:
-                return out if out.dtype == x.dtype else out.to(x.dtype)
         h = x.to(dtype)
         bias = None if self.bias is None else self.bias.to(dtype)
         tile = max(self.group_size, _TILE_BYTES // (self.in_features * dtype.itemsize))

@@ -28,6 +28,7 @@ from ..layers import (
     rotate,
 )
 from ..linear import Linear
+from ..linear.project import project
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import (
@@ -117,9 +118,10 @@ class LlamaAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = x.shape
         nh, nkv = self.n_head, self.n_kv
-        q = self.q_proj(x).view(B, T, nh, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.k_proj(x).view(B, T, nkv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
-        v = self.v_proj(x).view(B, T, nkv, self.head_dim).transpose(1, 2)
+        q, k, v = project(x, self.q_proj, self.k_proj, self.v_proj)
+        q = q.view(B, T, nh, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, nkv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, nkv, self.head_dim).transpose(1, 2)
         cos, sin = rope
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         if cache is not None:
@@ -157,7 +159,8 @@ class LlamaMLP(nn.Module):
         self.act = get_activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = project(x, self.gate_proj, self.up_proj)
+        return self.down_proj(self.act(gate) * up)
 
 
 class LlamaDecoderLayer(nn.Module):

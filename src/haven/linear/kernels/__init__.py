@@ -3,8 +3,12 @@
 `qgemv.cpp` is compiled on first use with `torch.utils.cpp_extension` (-O3 -march=native: its
 AVX-512 VNNI path where the CPU has it, a portable loop elsewhere) into a cache folder keyed by the
 source, the torch version and the CPU (under HAVEN_KERNELS_DIR, default ~/.cache/haven/kernels),
-and loaded from there afterwards. It registers `torch.ops.haven.qgemv`, with a shape function
-for tracing, so a `torch.compile`d decode step calls it without a graph break. When the compiler
+and loaded from there afterwards. It registers `torch.ops.haven.qlinear` (one call for one to three
+layers that multiply the same x: a block's q, k and v), with a shape function for tracing, so a
+`torch.compile`d decode step calls it without a graph break (and from C++: its arguments are plain
+optional tensors, not lists, which inductor would call back into Python for). The op was named
+`qgemv` while it took one layer; the new name keeps torch.compile's on-disk caches from calling
+it with the old arguments. When the compiler
 is missing or the build fails, `run` returns None and `QuantizedLinear` takes its portable path
 (dequantize a tile, F.linear): slower, equally correct. HAVEN_QUANT_KERNELS=0 turns the kernels
 off.
@@ -77,7 +81,7 @@ def load():
                     is_python_module=False,
                     verbose=False,
                 )
-                torch.library.register_fake("haven::qgemv")(_qgemv_shape)
+                torch.library.register_fake("haven::qlinear")(_qgemv_shape)
                 _module = path or str(folder)
             except Exception as err:  # no compiler, no headers, a failed build: the portable path runs
                 _failed = True
@@ -92,9 +96,11 @@ def available() -> bool:
     return load() is not None
 
 
-def _qgemv_shape(x, qweight, scales, zeros, bias, bits, group_size):
-    """The output `torch.ops.haven.qgemv` makes, for tracing (torch.compile) without running it."""
-    return x.new_empty((*x.shape[:-1], qweight.shape[0]))
+def _qgemv_shape(x, qweight, scales, zeros, bias, bits, group_size, qweight2=None, scales2=None, zeros2=None,
+                 bias2=None, qweight3=None, scales3=None, zeros3=None, bias3=None):
+    """The output `torch.ops.haven.qlinear` makes, for tracing (torch.compile) without running it."""
+    out = sum(q.shape[0] for q in (qweight, qweight2, qweight3) if q is not None)
+    return x.new_empty((*x.shape[:-1], out))
 
 
 def enabled() -> bool:
@@ -104,15 +110,24 @@ def enabled() -> bool:
 _FLOAT32 = (None, torch.float32)
 
 
-def run(layer, x: torch.Tensor) -> torch.Tensor | None:
-    """`layer(x)` (float32 compute, x of shape (..., in), rounded to int8 as the module docstring
-    says) by the compiled kernel, or None when it does not apply: another compute dtype, the
-    kernels off or not buildable here. The caller keeps to at most MAX_ROWS rows."""
-    if layer.compute_dtype not in _FLOAT32 or not enabled() or (_module is None and not available()):
+MAX_LAYERS = 3  # layers one kernel call multiplies by (a block's q, k and v)
+
+
+def run(layers, x: torch.Tensor) -> torch.Tensor | None:
+    """The outputs of `layers` (one to MAX_LAYERS) for x, side by side in one (..., sum of their
+    out_features) tensor, by one call of the compiled kernel (float32 compute, x of shape (..., in)
+    rounded to int8 once, as the module docstring says; one parallel region over all their output
+    rows). None when it does not apply: another compute dtype, the kernels off or not buildable
+    here. The layers share their input size and format (bits, group size, zeros or none), and the
+    caller keeps to at most MAX_ROWS rows."""
+    first = layers[0]
+    if first.compute_dtype not in _FLOAT32 or not enabled() or (_module is None and not available()):
         return None
-    bias = layer.bias
-    if bias is not None and bias.dtype != torch.float32:
-        bias = bias.float()
     if x.dtype != torch.float32:
         x = x.float()
-    return torch.ops.haven.qgemv.default(x, layer.qweight, layer.scales, layer.zeros, bias, layer.bits, layer.group_size)
+    args = []
+    for layer in layers:
+        bias = layer.bias if layer.bias is None or layer.bias.dtype == torch.float32 else layer.bias.float()
+        args += [layer.qweight, layer.scales, layer.zeros, bias]
+    q, s, z, b, *more = args
+    return torch.ops.haven.qlinear.default(x, q, s, z, b, first.bits, first.group_size, *more)

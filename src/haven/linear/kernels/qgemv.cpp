@@ -59,7 +59,8 @@ struct Problem {
   const at::Half* scales;  // (out, groups)
   const at::Half* zeros;   // (out, groups), or nullptr: the fixed zero
   const float* bias;    // (out) or nullptr
-  float* y;             // (rows, out)
+  float* y;             // (rows, ystride): this matrix's columns of the output
+  int64_t ystride;
   // x, quantized (see the top), made once per call
   const int8_t* xq;      // (rows, xstride): in input order, or in the int4 VNNI block layout
   int64_t xstride;
@@ -128,7 +129,7 @@ void portable(const Problem& p, int64_t o_begin, int64_t o_end) {
         }
         y += static_cast<float>(p.scales[o * p.groups + g]) * part;
       }
-      p.y[r * p.out + o] = y - float_zero_term(p, o, r) + (p.bias ? p.bias[o] : 0.f);
+      p.y[r * p.ystride + o] = y - float_zero_term(p, o, r) + (p.bias ? p.bias[o] : 0.f);
     }
   }
 }
@@ -222,7 +223,7 @@ void block(const Problem& p, int64_t o0, int64_t r0) {
   for (int o = 0; o < OB; ++o)
 #pragma GCC unroll 16
     for (int r = 0; r < RB; ++r)
-      p.y[(r0 + r) * p.out + o0 + o] = _mm512_reduce_add_ps(acc[o][r]) - float_zero_term(p, o0 + o, r0 + r) +
+      p.y[(r0 + r) * p.ystride + o0 + o] = _mm512_reduce_add_ps(acc[o][r]) - float_zero_term(p, o0 + o, r0 + r) +
                                        (p.bias ? p.bias[o0 + o] : 0.f);
 }
 
@@ -399,88 +400,144 @@ void quantize_x(const float* x, int64_t rows, int64_t in, int64_t group, int64_t
 
 }  // namespace
 
-at::Tensor qgemv(const at::Tensor& x_in, const at::Tensor& qweight, const at::Tensor& scales,
-                 const c10::optional<at::Tensor>& zeros, const c10::optional<at::Tensor>& bias, int64_t bits,
-                 int64_t group) {
-  TORCH_CHECK(x_in.dim() >= 1 && x_in.scalar_type() == at::kFloat, "qgemv: x must be float32 (..., in)");
-  TORCH_CHECK(bits == 8 || bits == 4, "qgemv: bits must be 8 or 4");
-  const int64_t in = x_in.size(-1), out = qweight.size(0);
+struct Matrix {
+  const at::Tensor* qweight;
+  const at::Tensor* scales;
+  const at::Tensor* zeros;  // nullptr: symmetric
+  const at::Tensor* bias;   // nullptr: none
+};
+
+// One call for one to three matrices that multiply the same x (a layer's q, k and v
+// projections): x is quantized once, the output blocks of all of them are shared out over the
+// threads in one parallel region, and their outputs lie side by side in one (..., sum of outs)
+// tensor. The matrices share the input size and the format (bits, group, zeros or none).
+at::Tensor qgemv_matrices(const at::Tensor& x_in, const std::vector<Matrix>& matrices, int64_t bits, int64_t group) {
+  TORCH_CHECK(x_in.dim() >= 1 && x_in.scalar_type() == at::kFloat, "haven::qlinear: x must be float32 (..., in)");
+  TORCH_CHECK(bits == 8 || bits == 4, "haven::qlinear: bits must be 8 or 4");
+  const size_t count = matrices.size();
+  const int64_t in = x_in.size(-1);
   const at::Tensor x = x_in.reshape({-1, in}).contiguous();
   const int64_t rows = x.size(0);
-  TORCH_CHECK(group > 0 && in % group == 0 && (bits == 8 || group % 2 == 0), "qgemv: in must be a multiple of group");
-  TORCH_CHECK(qweight.is_contiguous() && qweight.element_size() == 1 && qweight.dim() == 2 &&
-                  qweight.size(1) == (bits == 8 ? in : in / 2),
-              "qgemv: qweight must be contiguous codes of shape (out, ", bits == 8 ? in : in / 2, ")");
+  TORCH_CHECK(group > 0 && in % group == 0 && (bits == 8 || group % 2 == 0), "haven::qlinear: in must be a multiple of group");
   const int64_t groups = in / group;
-  TORCH_CHECK(scales.is_contiguous() && scales.scalar_type() == at::kHalf && scales.numel() == out * groups,
-              "qgemv: scales must be contiguous float16 (out, in / group)");
-  Problem p{};
-  p.rows = rows;
-  p.in = in;
-  p.out = out;
-  p.group = group;
-  p.groups = groups;
-  p.bits = static_cast<int>(bits);
-  p.q = static_cast<const uint8_t*>(qweight.data_ptr());
-  p.row_bytes = qweight.size(1);
-  p.scales = scales.data_ptr<at::Half>();
-  if (zeros.has_value()) {
-    TORCH_CHECK(zeros->is_contiguous() && zeros->scalar_type() == at::kHalf && zeros->numel() == scales.numel(),
-                "qgemv: zeros must be contiguous float16 like scales");
-    p.zeros = zeros->data_ptr<at::Half>();
-  }
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->is_contiguous() && bias->scalar_type() == at::kFloat && bias->numel() == out,
-                "qgemv: bias must be contiguous float32 (out)");
-    p.bias = bias->data_ptr<float>();
+  Problem shared{};
+  shared.rows = rows;
+  shared.in = in;
+  shared.group = group;
+  shared.groups = groups;
+  shared.bits = static_cast<int>(bits);
+  shared.row_bytes = bits == 8 ? in : in / 2;
+  const bool symmetric = matrices[0].zeros == nullptr;
+  std::vector<Problem> problems(count, shared);
+  int64_t total = 0;
+  for (size_t m = 0; m < count; ++m) {
+    const at::Tensor& qweight = *matrices[m].qweight;
+    const at::Tensor& scales = *matrices[m].scales;
+    Problem& p = problems[m];
+    p.out = qweight.size(0);
+    TORCH_CHECK(qweight.is_contiguous() && qweight.element_size() == 1 && qweight.dim() == 2 &&
+                    qweight.size(1) == p.row_bytes,
+                "haven::qlinear: qweight must be contiguous codes of shape (out, ", p.row_bytes, ")");
+    p.q = static_cast<const uint8_t*>(qweight.data_ptr());
+    TORCH_CHECK(scales.is_contiguous() && scales.scalar_type() == at::kHalf && scales.numel() == p.out * groups,
+                "haven::qlinear: scales must be contiguous float16 (out, in / group)");
+    p.scales = scales.data_ptr<at::Half>();
+    TORCH_CHECK((matrices[m].zeros == nullptr) == symmetric, "haven::qlinear: the weights must all have zeros or none");
+    if (const at::Tensor* zeros = matrices[m].zeros) {
+      TORCH_CHECK(zeros->is_contiguous() && zeros->scalar_type() == at::kHalf && zeros->numel() == scales.numel(),
+                  "haven::qlinear: zeros must be contiguous float16 like scales");
+      p.zeros = zeros->data_ptr<at::Half>();
+    }
+    if (const at::Tensor* bias = matrices[m].bias) {
+      TORCH_CHECK(bias->is_contiguous() && bias->scalar_type() == at::kFloat && bias->numel() == p.out,
+                  "haven::qlinear: bias must be contiguous float32 (out)");
+      p.bias = bias->data_ptr<float>();
+    }
+    total += p.out;
   }
   std::vector<int64_t> shape(x_in.sizes().begin(), x_in.sizes().end());
-  shape.back() = out;
+  shape.back() = total;
   at::Tensor y = at::empty(shape, x.options());
-  p.y = y.data_ptr<float>();
   const bool fast = vectorised(group);
-  p.xgroup = x_group(bits, group);
-  p.xgroups = in / p.xgroup;
+  const int64_t xgroup = x_group(bits, group);
   thread_local QuantizedX qx;
-  quantize_x(x.data_ptr<float>(), rows, in, group, p.xgroup, fast, p.bits, p.zeros != nullptr, qx);
-  p.xq = qx.codes.data();
-  p.xstride = qx.stride;
-  p.xlanes = qx.lanes;
-  p.xscale = qx.scale.data();
-  p.xsum = qx.sum.data();
-  p.xterm = qx.term.data();
+  quantize_x(x.data_ptr<float>(), rows, in, group, xgroup, fast, shared.bits, !symmetric, qx);
   thread_local std::vector<int32_t> lane_init;
 #if defined(HAVEN_VNNI)
   if (fast) {  // a lane is one of x's blocks: its d, and its starting value (see the top)
-    TORCH_INTERNAL_ASSERT(p.xgroup == (bits == 8 ? kSpan<8> : kSpan<4>));
-    const int32_t zero = static_cast<int32_t>(integer_zero(p.bits, p.zeros == nullptr, true));
+    TORCH_INTERNAL_ASSERT(xgroup == (bits == 8 ? kSpan<8> : kSpan<4>));
+    const int32_t zero = static_cast<int32_t>(integer_zero(shared.bits, symmetric, true));
     lane_init.resize(qx.sum.size());
     for (size_t i = 0; i < lane_init.size(); ++i) lane_init[i] = -zero * qx.sum[i];
-    p.lane_scale = qx.scale.data();
-    p.lane_init = lane_init.data();
   }
 #endif
-  // chunks of at least ~64K multiply-adds, so a small product is not split over threads
+  // each matrix's output blocks, numbered one after another across the matrices
   const int64_t step = kOutBlock;
+  std::vector<int64_t> first_block(count + 1, 0);
+  int64_t column = 0;
+  for (size_t m = 0; m < count; ++m) {
+    Problem& p = problems[m];
+    p.y = y.data_ptr<float>() + column;
+    p.ystride = total;
+    column += p.out;
+    p.xgroup = xgroup;
+    p.xgroups = in / xgroup;
+    p.xq = qx.codes.data();
+    p.xstride = qx.stride;
+    p.xlanes = qx.lanes;
+    p.xscale = qx.scale.data();
+    p.xsum = qx.sum.data();
+    p.xterm = qx.term.data();
+    p.lane_scale = qx.scale.data();
+    p.lane_init = lane_init.data();
+    first_block[m + 1] = first_block[m] + (p.out + step - 1) / step;
+  }
+  // chunks of at least ~64K multiply-adds, so a small product is not split over threads
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (step * in * std::max<int64_t>(rows, 1)));
-  at::parallel_for(0, (out + step - 1) / step, grain, [&](int64_t b0, int64_t b1) {
-    const int64_t o0 = b0 * step, o1 = std::min(out, b1 * step);
+  at::parallel_for(0, first_block[count], grain, [&](int64_t b0, int64_t b1) {
+    for (size_t m = 0; m < count && b0 < b1; ++m) {
+      const int64_t lo = std::max(b0, first_block[m]), hi = std::min(b1, first_block[m + 1]);
+      if (lo >= hi) continue;
+      const Problem& p = problems[m];
+      const int64_t o0 = (lo - first_block[m]) * step, o1 = std::min(p.out, (hi - first_block[m]) * step);
 #if defined(HAVEN_VNNI)
-    if (fast) {
-      if (bits == 8)
-        vnni<8>(p, o0, o1);
-      else
-        vnni<4>(p, o0, o1);
-      return;
-    }
+      if (fast) {
+        if (bits == 8)
+          vnni<8>(p, o0, o1);
+        else
+          vnni<4>(p, o0, o1);
+        continue;
+      }
 #endif
-    portable(p, o0, o1);
+      portable(p, o0, o1);
+    }
   });
   return y;
 }
 
-TORCH_LIBRARY_FRAGMENT(haven, m) {
-  m.def("qgemv(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, Tensor? bias, int bits, int group_size) -> Tensor");
+const at::Tensor* given(const c10::optional<at::Tensor>& t) { return t.has_value() ? &*t : nullptr; }
+
+// The op's arguments: the first matrix, then optionally a second and a third (plain optional
+// tensors rather than lists, so a torch.compile'd graph calls the op directly from C++).
+at::Tensor qgemv(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
+                 const c10::optional<at::Tensor>& zeros, const c10::optional<at::Tensor>& bias, int64_t bits,
+                 int64_t group, const c10::optional<at::Tensor>& qweight2, const c10::optional<at::Tensor>& scales2,
+                 const c10::optional<at::Tensor>& zeros2, const c10::optional<at::Tensor>& bias2,
+                 const c10::optional<at::Tensor>& qweight3, const c10::optional<at::Tensor>& scales3,
+                 const c10::optional<at::Tensor>& zeros3, const c10::optional<at::Tensor>& bias3) {
+  std::vector<Matrix> matrices{{&qweight, &scales, given(zeros), given(bias)}};
+  TORCH_CHECK(qweight2.has_value() == scales2.has_value() && qweight3.has_value() == scales3.has_value() &&
+                  (qweight2.has_value() || !qweight3.has_value()),
+              "haven::qlinear: a second or third matrix needs its codes and scales (and the third the second)");
+  if (qweight2.has_value()) matrices.push_back({&*qweight2, &*scales2, given(zeros2), given(bias2)});
+  if (qweight3.has_value()) matrices.push_back({&*qweight3, &*scales3, given(zeros3), given(bias3)});
+  return qgemv_matrices(x, matrices, bits, group);
 }
 
-TORCH_LIBRARY_IMPL(haven, CPU, m) { m.impl("qgemv", &qgemv); }
+TORCH_LIBRARY_FRAGMENT(haven, m) {
+  m.def("qlinear(Tensor x, Tensor qweight, Tensor scales, Tensor? zeros, Tensor? bias, int bits, int group_size, "
+        "Tensor? qweight2=None, Tensor? scales2=None, Tensor? zeros2=None, Tensor? bias2=None, "
+        "Tensor? qweight3=None, Tensor? scales3=None, Tensor? zeros3=None, Tensor? bias3=None) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(haven, CPU, m) { m.impl("qlinear", &qgemv); }
