@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -115,6 +116,41 @@ def test_a_model_bigger_than_the_budget_is_507_and_not_loaded_again(bert_sequenc
         assert files.snapshots == 1 and registry.models() == []
     finally:
         registry.close()
+
+
+class CopiedFiles:
+    """Each commit's files copied to `folder/<repo>/<commit>`, as the hub's and a worker's are."""
+
+    def __init__(self, source: str, folder: Path):
+        self.source, self.folder = Path(source), folder
+
+    def estimate(self, repo_id: str, commit: str) -> float:
+        return 1.0
+
+    def snapshot(self, repo_id: str, commit: str) -> Path:
+        target = self.folder / repo_id / commit
+        if not target.is_dir():
+            shutil.copytree(self.source, target)
+        return target
+
+
+def test_files_of_commits_no_longer_loaded_are_deleted(bert_sequence_classification_dir, tmp_path):
+    """A new commit of a served repo evicts the old one (the budget holds one model): the old
+    commit's copied files go, the loaded one's stay (they stayed for good before), and a copy
+    being written is not touched."""
+    files = CopiedFiles(bert_sequence_classification_dir, tmp_path / "inference")
+    (files.folder / ".tmp" / "partial").mkdir(parents=True)
+    registry = Registry(files, budget=10**12, make_runner=lambda served: None)
+    try:
+        first = registry.lookup("a/m", "1" * 40, "text-classification").result(timeout=60)
+        assert (files.folder / "a" / "m" / ("1" * 40)).is_dir()
+        registry.budget = first.nbytes  # room for one model
+        registry.lookup("a/m", "2" * 40, "text-classification").result(timeout=60)
+        assert [key for key in registry.loaded] == [("a/m", "2" * 40)]
+    finally:
+        registry.close()
+    assert [p.name for p in (files.folder / "a" / "m").iterdir()] == ["2" * 40]
+    assert (files.folder / ".tmp" / "partial").is_dir()
 
 
 @pytest.mark.parametrize(("fixture", "task"), [("gpt2_dir", "text-generation"),

@@ -14,8 +14,8 @@ old one ages out of the LRU). Loading runs on one background thread:
   text-generation model is also told to prepack its weights, as encoders' pipelines do (its
   decode steps run many rows at once).
 - After a load, the least recently used models are dropped until the weights in memory, their
-  prepacked copies included, fit the budget (`--inference-memory`). A model bigger than the whole
-  budget is refused (507).
+  prepacked copies included, fit the budget (`--inference-memory`), and the copied files of every
+  commit no longer loaded are deleted. A model bigger than the whole budget is refused (507).
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ class Registry:
             log.info("inference: loaded %s@%s (%s, %.1f MB)", repo_id, commit[:8], served.task, served.nbytes / 1e6)
             with self.lock:
                 self.loading.pop(key, None)
+            self._prune()
             return served
         except BaseException:
             # the failed future stays (its time is now when it failed), so requests that do not wait
@@ -185,6 +186,24 @@ class Registry:
             total -= old.nbytes
             old.close()
             log.info("inference: evicted %s@%s (%.1f MB)", key[0], key[1][:8], old.nbytes / 1e6)
+
+    def _prune(self) -> None:
+        """Delete the copied files of every commit neither loaded nor loading (an evicted model, a
+        commit the branch moved past): otherwise each load of a new commit leaves its files behind
+        for good. A loaded model's files stay (its weights are mapped from them)."""
+        root = getattr(self.files, "folder", None)
+        if root is None or not root.is_dir():
+            return
+        with self.lock:
+            keep = {*self.loaded, *self.loading}
+        for ns in root.iterdir():
+            if ns.name.startswith(".") or not ns.is_dir():  # .tmp: copies being written
+                continue
+            for name in ns.iterdir():
+                for commit in name.iterdir() if name.is_dir() else ():
+                    if (f"{ns.name}/{name.name}", commit.name) not in keep:
+                        shutil.rmtree(commit, ignore_errors=True)
+                        log.info("inference: removed the files of %s/%s@%s", ns.name, name.name, commit.name[:8])
 
     def models(self) -> list[Served]:
         with self.lock:
