@@ -253,7 +253,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
 
         Calls on several rows at a time (an encoder's one sentence; a decode step of a batch)
         multiply by weights prepacked once (`haven.linear.dense.Prepackable`: 1.2-1.5x on an
-        encoder's one-sentence call, 1.2-1.5x on a GPT-2 decode step of 2-16 rows), or stop
+        encoder's one-sentence call, 1.15-1.45x on a GPT-2 decode step of 2-16 rows), or stop
         doing so (`enabled=False`). The packed copies are made on first use and cost memory as
         large as those weights (`haven.linear.dense.packed_bytes(model)`). They follow changes
         made through the parameters, but writes through `.data` are not seen: calling this again

@@ -3,8 +3,9 @@
 The block says what it computes, `tuple(layer(x) for layer in layers)`; which calls run is decided
 here, outside its math. Quantized layers of one format run as one call of the compiled kernel: x is
 rounded to int8 once and one parallel region covers all their output rows (on the ~120M Llama
-shape, 49 kernel calls per decode step instead of 85); the outputs are views of one tensor. Anything else calls each layer as a module:
-float layers, a layer with hooks (an adapter, a probe), autograd, many rows.
+shape, 49 kernel calls per decode step instead of 85); the outputs are views of one tensor.
+Anything else calls each layer as a module: float layers, a layer with hooks (an adapter, a
+probe), autograd, many rows.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="hand inference requests to this `haven worker` (repeatable; HAVEN_INFERENCE_WORKERS, comma-separated); "
         "both need the same HAVEN_WORKER_SECRET",
     )
-    add_model_flags(serve)
+    _model_flags(serve)
     serve.add_argument(
         "--blob-store", default=None,
         help="where LFS objects and Xet xorbs live: a directory (default: the data directory) or "
@@ -150,7 +150,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--inference-queue", type=int, default=None, help="as for haven serve (HAVEN_INFERENCE_QUEUE)")
     worker.add_argument("--inference-timeout", type=float, default=None, metavar="SECONDS",
                         help="as for haven serve (HAVEN_INFERENCE_TIMEOUT)")
-    add_model_flags(worker)
+    _model_flags(worker)
     worker.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     worker.set_defaults(func=cmd_worker)
 
@@ -202,7 +202,7 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-url", default=None, help="SQLAlchemy database URL (HAVEN_DB_URL)")
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
+def _model_flags(parser: argparse.ArgumentParser) -> None:
     """How the inference API loads every model: `haven run`'s flags of the same names, prefixed."""
     parser.add_argument("--inference-device", default=None,
                         help="cpu (default), auto (cuda if this machine has it), cuda, cuda:N (HAVEN_INFERENCE_DEVICE)")
@@ -215,7 +215,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                           const="4bit", default=None, help="int4 weights, quantized at load (HAVEN_INFERENCE_QUANTIZATION=4bit)")
 
 
-def model_settings(args: argparse.Namespace) -> dict:
+def _model_settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name, None) for name in ("inference_device", "inference_dtype", "inference_quantization")}
 
 
@@ -237,7 +237,7 @@ def _settings(args: argparse.Namespace):
         inference_queue=getattr(args, "inference_queue", None),
         inference_timeout=getattr(args, "inference_timeout", None),
         inference_workers=getattr(args, "inference_worker", None),
-        **model_settings(args),
+        **_model_settings(args),
     )
 
 
@@ -290,7 +290,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.load(
         data_dir=args.data or os.environ.get("HAVEN_DATA") or "./haven-worker", host=args.host,
         port=args.port or 8081, inference_memory=args.inference_memory, inference_queue=args.inference_queue,
-        inference_timeout=args.inference_timeout, **model_settings(args),
+        inference_timeout=args.inference_timeout, **_model_settings(args),
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_worker_app(settings, args.hub, os.environ.get("HAVEN_WORKER_TOKEN") or None)
@@ -346,7 +346,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
     from .xet.accounting import format_usage, storage_usage
 
     settings, Session = open_db(args)
-    blobs = open_blob_store(getattr(settings, "blob_store", None) or None, settings.data_dir)
+    blobs = open_blob_store(settings.blob_store or None, settings.data_dir)
     with Session() as session:
         print(format_usage(storage_usage(session, blobs)))
     return 0
@@ -362,7 +362,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print("haven admin gc: --grace must be a number of hours, 0 or more", file=sys.stderr)
         return 2
     settings, Session = open_db(args)
-    blobs = open_blob_store(getattr(settings, "blob_store", None) or None, settings.data_dir)
+    blobs = open_blob_store(settings.blob_store or None, settings.data_dir)
     done = collect(Session, blobs, grace=args.grace * 3600, dry_run=args.dry_run)
     print(f"{'would remove' if args.dry_run else 'removed'} {done}")
     with Session() as session:

@@ -81,7 +81,7 @@ def load():
                     is_python_module=False,
                     verbose=False,
                 )
-                torch.library.register_fake("haven::qlinear")(_qgemv_shape)
+                torch.library.register_fake("haven::qlinear")(_qlinear_shape)
                 _module = path or str(folder)
             except Exception as err:  # no compiler, no headers, a failed build: the portable path runs
                 _failed = True
@@ -96,7 +96,7 @@ def available() -> bool:
     return load() is not None
 
 
-def _qgemv_shape(x, qweight, scales, zeros, bias, bits, group_size, qweight2=None, scales2=None, zeros2=None,
+def _qlinear_shape(x, qweight, scales, zeros, bias, bits, group_size, qweight2=None, scales2=None, zeros2=None,
                  bias2=None, qweight3=None, scales3=None, zeros3=None, bias3=None):
     """The output `torch.ops.haven.qlinear` makes, for tracing (torch.compile) without running it."""
     out = sum(q.shape[0] for q in (qweight, qweight2, qweight3) if q is not None)

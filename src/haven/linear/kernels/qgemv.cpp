@@ -411,7 +411,7 @@ struct Matrix {
 // projections): x is quantized once, the output blocks of all of them are shared out over the
 // threads in one parallel region, and their outputs lie side by side in one (..., sum of outs)
 // tensor. The matrices share the input size and the format (bits, group, zeros or none).
-at::Tensor qgemv_matrices(const at::Tensor& x_in, const std::vector<Matrix>& matrices, int64_t bits, int64_t group) {
+at::Tensor qlinear_matrices(const at::Tensor& x_in, const std::vector<Matrix>& matrices, int64_t bits, int64_t group) {
   TORCH_CHECK(x_in.dim() >= 1 && x_in.scalar_type() == at::kFloat, "haven::qlinear: x must be float32 (..., in)");
   TORCH_CHECK(bits == 8 || bits == 4, "haven::qlinear: bits must be 8 or 4");
   const size_t count = matrices.size();
@@ -428,6 +428,29 @@ at::Tensor qgemv_matrices(const at::Tensor& x_in, const std::vector<Matrix>& mat
   shared.bits = static_cast<int>(bits);
   shared.row_bytes = bits == 8 ? in : in / 2;
   const bool symmetric = matrices[0].zeros == nullptr;
+  const bool fast = vectorised(group);
+  const int64_t xgroup = x_group(bits, group);
+  thread_local QuantizedX qx;
+  quantize_x(x.data_ptr<float>(), rows, in, group, xgroup, fast, shared.bits, !symmetric, qx);
+  thread_local std::vector<int32_t> lane_init;
+#if defined(HAVEN_VNNI)
+  if (fast) {  // a lane is one of x's blocks: its d, and its starting value (see the top)
+    TORCH_INTERNAL_ASSERT(xgroup == (bits == 8 ? kSpan<8> : kSpan<4>));
+    const int32_t zero = static_cast<int32_t>(integer_zero(shared.bits, symmetric, true));
+    lane_init.resize(qx.sum.size());
+    for (size_t i = 0; i < lane_init.size(); ++i) lane_init[i] = -zero * qx.sum[i];
+  }
+#endif
+  shared.xgroup = xgroup;
+  shared.xgroups = in / xgroup;
+  shared.xq = qx.codes.data();
+  shared.xstride = qx.stride;
+  shared.xlanes = qx.lanes;
+  shared.xscale = qx.scale.data();
+  shared.xsum = qx.sum.data();
+  shared.xterm = qx.term.data();
+  shared.lane_scale = qx.scale.data();
+  shared.lane_init = lane_init.data();
   std::vector<Problem> problems(count, shared);
   int64_t total = 0;
   for (size_t m = 0; m < count; ++m) {
@@ -458,19 +481,6 @@ at::Tensor qgemv_matrices(const at::Tensor& x_in, const std::vector<Matrix>& mat
   std::vector<int64_t> shape(x_in.sizes().begin(), x_in.sizes().end());
   shape.back() = total;
   at::Tensor y = at::empty(shape, x.options());
-  const bool fast = vectorised(group);
-  const int64_t xgroup = x_group(bits, group);
-  thread_local QuantizedX qx;
-  quantize_x(x.data_ptr<float>(), rows, in, group, xgroup, fast, shared.bits, !symmetric, qx);
-  thread_local std::vector<int32_t> lane_init;
-#if defined(HAVEN_VNNI)
-  if (fast) {  // a lane is one of x's blocks: its d, and its starting value (see the top)
-    TORCH_INTERNAL_ASSERT(xgroup == (bits == 8 ? kSpan<8> : kSpan<4>));
-    const int32_t zero = static_cast<int32_t>(integer_zero(shared.bits, symmetric, true));
-    lane_init.resize(qx.sum.size());
-    for (size_t i = 0; i < lane_init.size(); ++i) lane_init[i] = -zero * qx.sum[i];
-  }
-#endif
   // each matrix's output blocks, numbered one after another across the matrices
   const int64_t step = kOutBlock;
   std::vector<int64_t> first_block(count + 1, 0);
@@ -480,16 +490,6 @@ at::Tensor qgemv_matrices(const at::Tensor& x_in, const std::vector<Matrix>& mat
     p.y = y.data_ptr<float>() + column;
     p.ystride = total;
     column += p.out;
-    p.xgroup = xgroup;
-    p.xgroups = in / xgroup;
-    p.xq = qx.codes.data();
-    p.xstride = qx.stride;
-    p.xlanes = qx.lanes;
-    p.xscale = qx.scale.data();
-    p.xsum = qx.sum.data();
-    p.xterm = qx.term.data();
-    p.lane_scale = qx.scale.data();
-    p.lane_init = lane_init.data();
     first_block[m + 1] = first_block[m] + (p.out + step - 1) / step;
   }
   // chunks of at least ~64K multiply-adds, so a small product is not split over threads
@@ -519,7 +519,7 @@ const at::Tensor* given(const c10::optional<at::Tensor>& t) { return t.has_value
 
 // The op's arguments: the first matrix, then optionally a second and a third (plain optional
 // tensors rather than lists, so a torch.compile'd graph calls the op directly from C++).
-at::Tensor qgemv(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
+at::Tensor qlinear(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
                  const c10::optional<at::Tensor>& zeros, const c10::optional<at::Tensor>& bias, int64_t bits,
                  int64_t group, const c10::optional<at::Tensor>& qweight2, const c10::optional<at::Tensor>& scales2,
                  const c10::optional<at::Tensor>& zeros2, const c10::optional<at::Tensor>& bias2,
@@ -531,7 +531,7 @@ at::Tensor qgemv(const at::Tensor& x, const at::Tensor& qweight, const at::Tenso
               "haven::qlinear: a second or third matrix needs its codes and scales (and the third the second)");
   if (qweight2.has_value()) matrices.push_back({&*qweight2, &*scales2, given(zeros2), given(bias2)});
   if (qweight3.has_value()) matrices.push_back({&*qweight3, &*scales3, given(zeros3), given(bias3)});
-  return qgemv_matrices(x, matrices, bits, group);
+  return qlinear_matrices(x, matrices, bits, group);
 }
 
 TORCH_LIBRARY_FRAGMENT(haven, m) {
@@ -540,4 +540,4 @@ TORCH_LIBRARY_FRAGMENT(haven, m) {
         "Tensor? qweight3=None, Tensor? scales3=None, Tensor? zeros3=None, Tensor? bias3=None) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(haven, CPU, m) { m.impl("qlinear", &qgemv); }
+TORCH_LIBRARY_IMPL(haven, CPU, m) { m.impl("qlinear", &qlinear); }

@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 READ_BLOCK = 1 << 20  # bytes per chunk yielded by `read`
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class BlobEntry(NamedTuple):
     key: str
     size: int
     modified: float  # seconds since the epoch: when the object was stored
-_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class BlobNotFound(KeyError):

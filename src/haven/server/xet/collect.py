@@ -28,6 +28,7 @@ from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import RepoLfsObject
+from .accounting import human
 from .models import XetFile, XetFileXorb, XetShard, XetXorb
 
 DEFAULT_GRACE = 24 * 3600.0  # seconds: younger objects are kept (uploads whose commit has not landed)
@@ -45,8 +46,6 @@ class Collected:
     bytes: int = 0
 
     def __str__(self) -> str:
-        from .accounting import human
-
         return (f"{self.lfs_objects} LFS objects, {self.xorbs} xorbs, {self.shards} shards and {self.files} Xet "
                 f"file records: {human(self.bytes)}")
 
