@@ -55,6 +55,32 @@ def test_migrations_run_on_any_sqlalchemy_url(tmp_path):
     assert {"users", "orgs", "memberships", "tokens", "repos", "alembic_version"} <= tables
 
 
+def test_migrations_make_the_tables_the_models_declare(tmp_path):
+    """Head of the migrations and the models agree: tables, columns, types, indexes, keys."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import haven.server.xet.models  # noqa: F401  (its tables join db.Base's metadata)
+
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    db.upgrade(url)
+    with db.make_engine(url).connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), db.Base.metadata) == []
+
+
+def test_xorbs_stored_before_0008_count_as_referenced_when_created(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    db.upgrade(url, "0007")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO xet_xorbs (hash, size, chunk_count, unpacked_bytes, chunk_index, "
+                             "created_at) VALUES ('ab', 1, 1, 1, x'00', '2026-01-02 03:04:05.000000')"))
+    db.upgrade(url)
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT referenced_at FROM xet_xorbs WHERE hash = 'ab'")).scalar()
+    assert str(got).startswith("2026-01-02 03:04:05")
+
+
 def test_settings_flags_over_env_over_defaults(tmp_path, monkeypatch):
     for key in ("HAVEN_HOST", "HAVEN_PORT", "HAVEN_DATA", "HAVEN_PUBLIC_URL", "HAVEN_DB_URL", "HAVEN_SECRET"):
         monkeypatch.delenv(key, raising=False)

@@ -9,14 +9,19 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from huggingface_hub import HfApi
 
 from fixtures.server import start_server, stop_server, unique_name
 from haven.server.storage import open_blob_store
+from haven.server.xet.collect import collect
+from haven.server.xet.hashing import chunk_hash, from_hex, to_hex
+from haven.server.xet.store import dedup_eligible
 
 from .conftest import run_client
+from .test_refusals import Cas, make_shard, make_xorb, user_with_repo, xet_token
 
 MB = 1 << 20
 
@@ -91,3 +96,36 @@ def test_deleted_repositories_large_files_are_collected(hub, tmp_path):
     got = api.hf_hub_download(b, "lfs_shared.bin", cache_dir=tmp_path / "cache")
     assert open(got, "rb").read() == lfs_shared
     assert gc(hub, "--grace", "0").startswith("removed 0 LFS objects, 0 xorbs, 0 shards and 0 Xet file records")
+
+
+def test_xorbs_a_client_was_just_told_about_outlive_the_grace(hub):
+    """An old xorb that a new upload deduplicates against (the dedup query names it, or its upload
+    is answered "already stored", so the client does not send it) stays through a collection until
+    the client's shard uses it; an old xorb nobody named goes. Before, both went, and the client's
+    shard was refused for a xorb it had been told the hub has."""
+    _, token, repo = user_with_repo(hub, "gus", "dedup")
+    cas = Cas(hub, xet_token(hub, repo, token))
+    eligible = next(c for c in iter(lambda: os.urandom(2_000), None) if dedup_eligible(chunk_hash(c)))
+    files = {"named": [eligible, os.urandom(5_000)], "again": [os.urandom(6_000)], "unnamed": [os.urandom(7_000)]}
+    xorbs = {name: make_xorb(chunks) for name, chunks in files.items()}
+    for h, body in xorbs.values():
+        assert cas("POST", f"/v1/xorbs/default/{h}", content=body).json() == {"was_inserted": True}
+    time.sleep(1.5)  # all three are now older than the 1 s grace below
+
+    r = cas("GET", f"/v1/chunks/default-merkledb/{to_hex(chunk_hash(eligible))}")
+    assert r.status_code == 200 and from_hex(xorbs["named"][0]) in r.content  # the answer names it
+    h, body = xorbs["again"]
+    assert cas("POST", f"/v1/xorbs/default/{h}", content=body).json() == {"was_inserted": False}
+    collect(hub._sessionmaker(), open_blob_store(None, hub.data_dir), grace=1.0)
+
+    stored = keys(hub)
+    assert f"xet/xorbs/{xorbs['unnamed'][0]}" not in stored
+    for name in ("named", "again"):
+        h = xorbs[name][0]
+        assert f"xet/xorbs/{h}" in stored, name
+        file_id, shard = make_shard(files[name], h)
+        r = cas("POST", "/v1/shards", content=shard)
+        assert r.status_code == 200, r.text
+        assert cas("GET", f"/v1/reconstructions/{file_id}").status_code == 200
+    file_id, shard = make_shard(files["unnamed"], xorbs["unnamed"][0])
+    assert cas("POST", "/v1/shards", content=shard).status_code == 400

@@ -256,6 +256,7 @@ async def upload_xorb(request: Request, prefix: str, xorb: str, grant: Grant) ->
     store = _store(request)
     with store.sessions() as session:
         if store.has_xorb(session, xorb):
+            store.referenced(session, [xorb])  # the client's shard will name it: gc keeps it a while
             received = 0
             async for part in request.stream():  # read (the client sends it all), bounded as below
                 received += len(part)
@@ -381,9 +382,11 @@ def fetch_xorb(request: Request, xorb: str, range: str = "", exp: int = 0, sig: 
 def dedup_query(request: Request, prefix: str, chunk: str, grant: Grant, session: SessionDep) -> Response:
     if prefix not in ("default", "default-merkledb"):
         raise ApiError(400, f"chunk prefix {prefix!r} is unknown: use 'default-merkledb'")
-    xorbs = _store(request).dedup_xorbs(session, _hash(chunk, "chunk hash"))
+    store = _store(request)
+    xorbs = store.dedup_xorbs(session, _hash(chunk, "chunk hash"))
     if not xorbs:
         return Response(status_code=404)
+    store.referenced(session, [to_hex(x.xorb) for x in xorbs])  # the client may name them without sending them
     key = secrets.token_bytes(32)
     from .hashing import keyed
 

@@ -12,10 +12,12 @@ whether their bytes arrived through LFS or through Xet; deleting the repository 
   bytes and recording them).
 
 `grace` protects uploads in flight: an LFS object is listed as it is uploaded, but a xorb is
-recorded before the shard and commit that make it part of a file. Rows go before their bytes, so
-a reader finds no record rather than a record without bytes. A client that was told, by the dedup
-query, of a xorb that is collected before its shard arrives gets a clear refusal ("upload the xorb
-first") and uploads it again. `dry_run` counts the same without removing anything.
+recorded before the shard and commit that make it part of a file. A xorb's grace counts from the
+last time a client was told it may name it in a shard without sending it (`referenced_at`: its
+upload, an upload answered "already stored", a dedup answer), so an old xorb that a new upload
+deduplicates against stays until that upload's shard uses it. Rows go before their bytes, so a
+reader finds no record rather than a record without bytes. `dry_run` counts the same without
+removing anything.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def collect(sessions: sessionmaker, blobs, *, grace: float = DEFAULT_GRACE, dry_
 
 def _dead_rows(session: Session, before: datetime) -> tuple[list[str], list[str], list[str]]:
     """(Xet files, xorbs, shards) to remove: files no repository lists, xorbs no other file uses,
-    shards of deleted repositories; all recorded before `before`."""
+    shards of deleted repositories; all recorded (xorbs: last referenced) before `before`."""
     listed = exists().where(RepoLfsObject.oid == XetFile.sha256)
     files = list(session.scalars(select(XetFile.hash).where(XetFile.created_at < before, ~listed)))
     kept_file = (
@@ -98,7 +100,7 @@ def _dead_rows(session: Session, before: datetime) -> tuple[list[str], list[str]
         .join(XetFile, XetFile.hash == XetFileXorb.file)
         .where(XetFileXorb.xorb == XetXorb.hash, or_(XetFile.created_at >= before, listed))
     )
-    xorbs = list(session.scalars(select(XetXorb.hash).where(XetXorb.created_at < before, ~kept_file.exists())))
+    xorbs = list(session.scalars(select(XetXorb.hash).where(XetXorb.referenced_at < before, ~kept_file.exists())))
     shards = list(session.scalars(select(XetShard.sha256).where(XetShard.created_at < before,
                                                                 XetShard.repo_id.is_(None))))
     return files, xorbs, shards

@@ -1,4 +1,4 @@
-"""The Xet store's tables (migration 0007): verified xorbs with their chunk index, files with their
+"""The Xet store's tables (migrations 0007, 0008): verified xorbs with their chunk index, files with their
 terms and the xorbs they use, the chunks the global dedup query can answer for, and the shards
 received."""
 
@@ -22,6 +22,9 @@ class XetXorb(Base):
     # the repository whose write token first uploaded it (accounting); NULL once that repo is gone
     repo_id: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="SET NULL"), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # when a client was last told it may name this xorb in a shard without sending it (its upload,
+    # an upload answered "already stored", a dedup answer): `haven admin gc`'s grace counts from here
+    referenced_at: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow, nullable=True)
 
 
 class XetFile(Base):

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..db import utcnow
 from .hashing import file_hash, from_hex, to_hex, verification_hash
 from .models import XetDedupChunk, XetFile, XetFileXorb, XetShard, XetXorb
 from .runs import Runs
@@ -71,6 +72,13 @@ class XetStore:
     def has_xorb(self, session: Session, h: str) -> bool:
         return session.get(XetXorb, h) is not None
 
+    def referenced(self, session: Session, hashes: list[str]) -> None:
+        """Note that a client was just told it may name these xorbs in a shard without sending
+        them: `haven admin gc` keeps them for its grace period from now (`referenced_at`)."""
+        if hashes:
+            session.execute(update(XetXorb).where(XetXorb.hash.in_(hashes)).values(referenced_at=utcnow()))
+            session.commit()
+
     def put_xorb(self, h: str, parts: Iterator[bytes], repo_pk: int | None) -> bool:
         """Verify a xorb while streaming it into the blob store, then record it; False if it was
         already here. XorbError (nothing published) when the bytes do not make the xorb `h`.
@@ -114,7 +122,8 @@ class XetStore:
 
     def _record_xorb(self, h: str, index: XorbIndex, size: int, repo_pk: int | None) -> bool:
         def record(session: Session) -> bool:
-            if self.has_xorb(session, h):
+            if self.has_xorb(session, h):  # a concurrent upload recorded it first
+                self.referenced(session, [h])
                 return False
             session.add(XetXorb(hash=h, size=size, chunk_count=len(index), unpacked_bytes=index.unpacked_ends[-1],
                                 chunk_index=index.to_bytes(), repo_id=repo_pk))
