@@ -24,6 +24,11 @@ fresh process without that variable, as users run it) on a second file of the sa
 - `upload_file` through Xet, and `hf_hub_download` of it through Xet into an empty cache;
 - dedup: the file with 1% of its bytes changed in one place uploaded again, with the bytes the hub
   stored for it (its blob store's `xet/` area before and after; the upload sends what it stores);
+- the floor: the same client uploading a fresh file of that size (`hf_xet.upload_files`, as
+  `upload_file` calls it) to a stand-in CAS in this process that reads each request and throws the
+  bytes away (no verifying, no storing, no commit): what a Xet upload costs on this machine with
+  any server, since the client's own work (sha256, chunking, hashing, compressing, sending) shares
+  the CPUs with the server's; it prints the client's CPU seconds too;
 - `--xet-rounds` (default 3) hash + upload rounds in all, each on a fresh random file, for the
   ratio's spread, and for each round where its time went: the server writes its own split
   (HAVEN_XET_TIMINGS, `haven/server/xet/timing.py`) and the benchmark lines it up with the client's
@@ -91,10 +96,71 @@ print(json.dumps({"up2": time.perf_counter() - t}), flush=True)
 """
 
 
-def xet_usage(data: Path) -> int:
-    from haven.server.storage.blobs import LocalBlobStore
+FLOOR_CLIENT = """
+import json, resource, sys, time, hf_xet
+src, url = sys.argv[1:3]
+t = time.perf_counter(); hf_xet.hash_files([src]); hash_s = time.perf_counter() - t
+cpu = resource.getrusage(resource.RUSAGE_SELF)
+t = time.perf_counter()
+hf_xet.upload_files([src], url, ("unchecked", int(time.time()) + 3600), None, None, "model")
+up_s, used = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"hash": hash_s, "up": up_s, "cpu": used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime}))
+"""
 
-    return LocalBlobStore(data).usage("xet/")[1]
+
+def discarding_cas() -> str:
+    """A stand-in CAS on a free 127.0.0.1 port, in a thread of this process, that reads every
+    xorb and shard and keeps nothing (the dedup query finds nothing): the floor of a Xet upload."""
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def xorb(request):
+        async for _ in request.stream():
+            pass
+        return JSONResponse({"was_inserted": True})
+
+    async def shard(request):
+        async for _ in request.stream():
+            pass
+        return JSONResponse({"result": 0})
+
+    async def nothing(request):
+        return Response(status_code=404)
+
+    app = Starlette(routes=[Route("/v1/xorbs/{prefix}/{hash}", xorb, methods=["POST"]),
+                            Route("/v1/shards", shard, methods=["POST"]), Route("/v1/chunks/{prefix}/{hash}", nothing)])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, http="h11", log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def xet_floor(work: Path, size: int, rounds: int) -> list[dict]:
+    """`rounds` times, on a fresh random file: the default client's chunk+hash, then its upload to
+    the discarding CAS, in a fresh process (so no local cache knows the chunks)."""
+    import json
+
+    url, src, out = discarding_cas(), work / "floor.bin", []
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
+    for _ in range(rounds):
+        write_random(src, size)
+        run = subprocess.run([sys.executable, "-c", FLOOR_CLIENT, str(src), url], env=env, capture_output=True,
+                             text=True, check=True, timeout=600)
+        out.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        src.unlink()
+    return out
+
+
+def xet_usage(data: Path) -> int:
+    from haven.server.storage.blobs import LocalBlobStore, usage
+
+    return usage(LocalBlobStore(data), "xet/")[1]
 
 
 def xet_client(url: str, token: str, repo: str, src: Path, changed: Path | None, cache: Path) -> subprocess.Popen:
@@ -274,6 +340,7 @@ def main() -> None:
         many_s, _ = timed(lambda: api.create_commit(repo_id, operations=ops, commit_message="many small files"))
         listed = [f for f in api.list_repo_files(repo_id) if f.startswith("configs/")]
         xet = xet_runs(url, token, work, size, args.xet_rounds)
+        floor = xet_floor(work, size, args.xet_rounds)
         rss = peak_rss_mb(proc.pid)
 
         mb = size / 1e6
@@ -317,6 +384,12 @@ def main() -> None:
         print(f"Xet upload / client chunk+hash (each measured in the same client process, just before): "
               f"{', '.join(f'{up / h:.2f}x' for h, up, _ in xet['rounds'])}: median {ratios[len(ratios) // 2]:.2f}x, "
               f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x (target <= 1.5x)")
+        floors = sorted(r["up"] / r["hash"] for r in floor)
+        each = ", ".join(f"{r['up']:.2f} s = {r['up'] / r['hash']:.2f}x" for r in floor)
+        cpu = ", ".join(f"{r['cpu']:.2f}" for r in floor)
+        print(f"the floor, upload to a CAS that discards the bytes / client chunk+hash: {each}: median "
+              f"{floors[len(floors) // 2]:.2f}x; the client's CPU for the upload alone {cpu} s "
+              f"(on {os.cpu_count()} CPUs)")
         for i, (h, up, parts) in enumerate(xet["rounds"]):
             print(f"Xet upload round {i + 1}:")
             print_split(parts, h, up)
