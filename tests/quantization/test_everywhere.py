@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -37,3 +38,27 @@ def test_haven_run_takes_load_in_8bit_and_device_map(bert_masked_lm_dir):
         [sys.executable, "-m", "haven.cli", *args, "--load-in-8bit", "--load-in-4bit"], capture_output=True, text=True
     )
     assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_haven_run_compile_decodes_through_the_compiled_step(gpt2_dir, tmp_path, capsys):
+    """`haven run text-generation --compile` runs its steps compiled (a graph is captured, none
+    breaks) and prints the reference's greedy text; other tasks refuse the flag."""
+    from torch._dynamo.utils import counters
+
+    from haven.cli import main
+
+    model = tmp_path / "greedy"  # the pipeline samples unless the model's generation config says not to
+    shutil.copytree(gpt2_dir, model)
+    settings = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**settings, "do_sample": False}))
+    prompt = "hello world"
+    want = transformers.pipeline("text-generation", model=str(model))(prompt, max_new_tokens=6)
+    counters.clear()
+    code = main(["run", "text-generation", "--model", str(model), prompt, "--max-new-tokens", "6", "--load-in-8bit",
+                 "--compile", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    assert json.loads(out.out)[0]["generated_text"] == want[0]["generated_text"]
+    code = main(["run", "fill-mask", "--model", gpt2_dir, "a [MASK]", "--compile"])
+    assert code == 2 and "--compile" in capsys.readouterr().err
