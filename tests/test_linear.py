@@ -124,8 +124,10 @@ def test_packed_copy_follows_weight_changes():
 
 @needs_onednn
 def test_gpt2_conv1d_packs_its_in_out_weight():
-    """GPT-2's Conv1D (weight stored (in, out)) packs the transpose: from two rows its result is
-    x @ W + b to float32 rounding, one row takes addmm as before, and in-place changes are seen."""
+    """GPT-2's Conv1D (weight stored (in, out)): up to 8 rows take the few-row kernel where it is
+    built (no packed copy), more rows the packed transpose; both give x @ W + b to float32
+    rounding, and in-place changes are seen."""
+    from haven.linear import kernels
     from haven.models.gpt2 import Conv1D
 
     torch.manual_seed(0)
@@ -134,10 +136,11 @@ def test_gpt2_conv1d_packs_its_in_out_weight():
     torch.nn.init.normal_(layer.bias)
     layer.prepacked = True
     with torch.no_grad():
-        one = torch.randn(1, 1, 48)
-        assert torch.equal(layer(one), torch.addmm(layer.bias, one[0], layer.weight)[None])
-        assert not is_packed(layer)
-        for shape in ((2, 48), (3, 5, 48)):
+        for shape in ((1, 1, 48), (2, 4, 48)):
+            x = torch.randn(*shape)
+            torch.testing.assert_close(layer(x), x @ layer.weight + layer.bias, atol=1e-4, rtol=1e-5)
+        assert is_packed(layer) != kernels.dense_available()
+        for shape in ((16, 48), (3, 5, 48)):
             x = torch.randn(*shape)
             torch.testing.assert_close(layer(x), x @ layer.weight + layer.bias, atol=1e-4, rtol=1e-5)
         assert is_packed(layer) and layer.packed_nbytes == 48 * 80 * 4

@@ -20,6 +20,7 @@ import inspect
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -39,12 +40,13 @@ from .config import PretrainedConfig
 from .dtypes import parse_dtype
 from .errors import CheckpointError, ConfigError
 from .hub.mixin import PushToHubMixin
-from .linear.dense import Prepackable
+from .linear.dense import Linear, Prepackable
 from .linear.quantized import QuantizedLinear
 from .linear.replace import quantize_state_dict
 from .loading import LoadOptions, local_path, place
 
 logger = logging.getLogger(__name__)
+_state_dict_call = threading.local()  # set while a model's state_dict() runs (see state_dict)
 
 
 class LayerLoop:
@@ -73,6 +75,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
     _ignore_unexpected: ClassVar[list[str]] = []
     _ignore_missing: ClassVar[list[str]] = []
     prepack_weights: ClassVar[bool] = True  # optimize_for_inference() prepacks the Linear layers' weights
+    store_weights_in_out: ClassVar[bool] = False  # optimize_for_inference() re-lays float Linear weights (in, out)
 
     def __init__(self, config: PretrainedConfig):
         super().__init__()
@@ -248,6 +251,30 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
             loop.gradient_checkpointing = checkpoint_fn is not None
             loop.checkpoint_fn = checkpoint_fn
 
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """nn.Module's state dict, with weights that `optimize_for_inference()` holds (in, out) in
+        memory given back in the checkpoint's contiguous layout (copies, one per shared weight,
+        so tied entries stay one tensor): what safetensors and every saver expect. With
+        `keep_vars=True` the parameters themselves are returned, as they are."""
+        if getattr(_state_dict_call, "active", False):  # inside an enclosing model's call: it copies
+            return super().state_dict(*args, **kwargs)
+        _state_dict_call.active = True
+        try:
+            state = super().state_dict(*args, **kwargs)
+        finally:
+            _state_dict_call.active = False
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        if kwargs.get("keep_vars", len(args) > 2 and args[2]):
+            return state
+        copies: dict[tuple, torch.Tensor] = {}
+        for key, value in state.items():
+            if key.startswith(prefix) and isinstance(value, torch.Tensor) and not value.is_contiguous():
+                same = (value.untyped_storage().data_ptr(), value.storage_offset(), value.stride(), tuple(value.shape))
+                if same not in copies:
+                    copies[same] = value.contiguous()
+                state[key] = copies[same]
+        return state
+
     def optimize_for_inference(self, enabled: bool = True, *, prepack: bool | None = None) -> PreTrainedModel:
         """Prepare float32 CPU inference (pipelines call this). Returns the model.
 
@@ -262,9 +289,17 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         `prepack=None` follows the class's `prepack_weights`: encoders prepack; decoders do not,
         since the copy would double the resident weights of a model that mostly decodes one
         row at a time (one row never uses the copy). `prepack=True` turns it on for a decoder
-        that decodes batches (the inference server's continuous batch does)."""
+        that decodes batches (the inference server's continuous batch does).
+
+        Decoders (`store_weights_in_out`) also hold their float32 `Linear` weights (in, out) in memory
+        (`Linear.store_in_out()`: 1-8 rows, a decode step, run the few-row kernel, which is
+        faster than the checkpoint's layout at every row count; more rows lose nothing). The
+        re-laid copies replace the weights, one matrix at a time, and a memory-mapped
+        checkpoint's pages are released as they are copied. `enabled=False` lays them back."""
         prepack = self.prepack_weights if prepack is None else bool(prepack)
         for module in self.modules():
+            if isinstance(module, Linear) and self.store_weights_in_out:
+                module.store_in_out(enabled, release=release_mapped_pages)
             if isinstance(module, Prepackable):
                 module.prepacked = enabled and prepack
                 module.forget_packed()

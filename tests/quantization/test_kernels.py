@@ -230,7 +230,7 @@ def test_kernels_off_gives_the_portable_path(bits, built, monkeypatch):
 def test_a_failed_build_falls_back_to_the_portable_path(tmp_path, monkeypatch, caplog):
     bad = tmp_path / "qgemv.cpp"
     bad.write_text("this is not C++\n")
-    monkeypatch.setattr(kernels, "_SOURCE", bad)
+    monkeypatch.setattr(kernels, "_SOURCES", [bad])
     monkeypatch.setattr(kernels, "_module", None)
     monkeypatch.setattr(kernels, "_failed", False)
     monkeypatch.setenv("HAVEN_KERNELS_DIR", str(tmp_path / "cache"))

@@ -1,16 +1,24 @@
-"""Float linear layers whose weight can be prepacked once for oneDNN, for CPU calls on several rows.
+"""Float linear layers and the CPU paths they choose per call.
 
-`Prepackable` holds the packed copy and the rules for when it is used; `Linear` (the (out, in)
-`nn.Linear` every Haven block calls) and GPT-2's `Conv1D` (weight stored (in, out)) plug it in.
+- `in_out_product`: a few rows (a decode step, a small batch, a few beams) times a weight stored
+  (in, out), by the compiled `haven::dense_rows` kernel (`kernels/dense_rows.cpp` says why that
+  layout and that kernel).
+- `Prepackable`: a copy of the weight packed once for oneDNN, for calls of a few dozen rows.
+- `Linear`, the `nn.Linear` every Haven block calls: its weight has the checkpoint's (out, in)
+  shape, and `store_in_out()` (which `optimize_for_inference()` calls for decoders) re-lays it
+  in memory as (in, out). GPT-2's `Conv1D` has its weight stored (in, out) in the checkpoint.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import kernels
 
 _ONEDNN = (
     torch.backends.mkldnn.is_available()
@@ -18,6 +26,21 @@ _ONEDNN = (
     and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 )
 _packed_weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> (key, packed, storage)
+
+
+def in_out_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """`x @ weight + bias` for a contiguous (in, out) `weight`, by `haven::dense_rows`; None where
+    that kernel does not apply: not float32 on the CPU, more than `kernels.DENSE_MAX_ROWS` rows,
+    autograd recording, autocast or tracing on, or the kernel not built for this CPU."""
+    if not (x.dtype == weight.dtype == torch.float32 and x.is_cpu and x.numel() <= kernels.DENSE_MAX_ROWS * weight.shape[0]):
+        return None
+    if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)):
+        return None
+    if torch.is_autocast_enabled("cpu") or torch._C._get_tracing_state() or not kernels.dense_available():
+        return None
+    if not weight.is_contiguous() or (bias is not None and bias.dtype != torch.float32):
+        return None
+    return torch.ops.haven.dense_rows.default(x, weight, bias)
 
 
 class Prepackable:
@@ -91,28 +114,60 @@ class Prepackable:
         entry = _packed_weights.get(self)
         if entry is None or entry[0] != key:
             # the storage is kept with the copy so that its address cannot be reused by another weight
-            packed = torch.ops.mkldnn._reorder_linear_weight(self.out_in_weight().detach(), self.PACK_HINT)
+            packed = torch.ops.mkldnn._reorder_linear_weight(self.out_in_weight().detach().contiguous(), self.PACK_HINT)
             entry = (key, packed, w.untyped_storage())
             _packed_weights[self] = entry
         return entry[1]
 
 
 class Linear(Prepackable, nn.Linear):
-    """`nn.Linear` with faster CPU inference paths: one row is a matrix-vector product on the
-    weight as the checkpoint stores it, and several rows use the prepacked copy once it is on
-    (see `Prepackable`; pipelines turn it on for encoders)."""
+    """`nn.Linear` with faster CPU inference paths. Once `store_in_out()` has re-laid the weight,
+    1 to 8 rows run `in_out_product` (the few-row kernel) and more rows a GEMM on that layout;
+    with the checkpoint's layout one row is a matrix-vector product. Several rows use the
+    prepacked copy once it is on (see `Prepackable`; pipelines turn it on for encoders)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() == self.in_features and x.dtype == torch.float32 and x.is_cpu:
-            # one row (a decode step at batch 1): a matrix-vector product on the weight as the
-            # checkpoint stores it, (out, in). A GEMM on an (in, out) copy streams 7.5-10% faster
-            # here, but a copy in that layout doubles the weights or, in place, slows 2-4 rows
-            # (README, "fp32 batch 1, where the budget went")
+        w = self.weight
+        if w.stride(1) != 1:  # stored (in, out): store_in_out()
+            out = in_out_product(x, w.t(), self.bias)
+            if out is not None:
+                return out
+        elif x.numel() == self.in_features and x.dtype == torch.float32 and x.is_cpu:
+            # one row, the checkpoint's (out, in) layout: a matrix-vector product (as fast as
+            # F.linear's GEMM here, without its set-up)
             v = x.reshape(-1)
-            out = torch.mv(self.weight, v) if self.bias is None else torch.addmv(self.bias, self.weight, v)
+            out = torch.mv(w, v) if self.bias is None else torch.addmv(self.bias, w, v)
             return out.view(*x.shape[:-1], self.out_features)
         out = self.packed_product(x) if self.prepacked else None
-        return F.linear(x, self.weight, self.bias) if out is None else out
+        return F.linear(x, w, self.bias) if out is None else out
+
+    @property
+    def stored_in_out(self) -> bool:
+        """Whether the weight is held (in, out) in memory (`store_in_out()`)."""
+        return self.weight.stride(1) != 1
+
+    def store_in_out(self, enabled: bool = True, release: Callable[[torch.Tensor], object] | None = None) -> bool:
+        """Hold a float32 CPU weight (in, out) in memory, where `haven::dense_rows` runs on this
+        CPU, or (`enabled=False`) back (out, in). Returns whether it is stored (in, out) now.
+
+        The parameter keeps its identity, its (out, in) shape and its values: it becomes a
+        transposed view of the re-laid copy, so ties (GPT-2's output layer and its token
+        embedding), state dicts and saving see the same weight. On this layout a few rows run
+        the few-row kernel, 1.05-1.1x faster than the checkpoint's layout at 1-3 rows and
+        1.5-1.66x at 4-8, and more rows a GEMM as fast or faster (measured in
+        `kernels/dense_rows.cpp`). `release` is called with the old weight once copied (the
+        loader's `release_mapped_pages`, so a memory-mapped checkpoint's pages leave the
+        process as the copies are made)."""
+        w = self.weight
+        want = enabled and w.dtype == torch.float32 and w.device.type == "cpu" and kernels.dense_available()
+        if want != self.stored_in_out and min(w.shape) > 1:
+            old = w.detach()
+            with torch.no_grad():
+                w.data = old.t().contiguous().t() if want else old.contiguous()
+            if release is not None:
+                release(old)
+            self.forget_packed()
+        return self.stored_in_out
 
 
 def packed_bytes(model: nn.Module) -> int:

@@ -18,7 +18,7 @@ from ..errors import ConfigError, InputTooLongError
 from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
 from ..linear import Linear
-from ..linear.dense import Prepackable
+from ..linear.dense import Prepackable, in_out_product
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import (
@@ -77,7 +77,8 @@ class GPT2Config(PretrainedConfig):
 
 class Conv1D(Prepackable, nn.Module):
     """A linear layer whose weight is stored (in, out), as GPT-2 checkpoints have it: x @ W + b.
-    Several rows use a prepacked copy once it is on (`Prepackable`)."""
+    1 to 8 rows run the few-row kernel (`in_out_product`); more rows use a prepacked copy once it
+    is on (`Prepackable`), else a GEMM."""
 
     PACKED_ROWS = (2, 512)  # an (in, out) weight is slow to multiply from two rows on
 
@@ -91,7 +92,9 @@ class Conv1D(Prepackable, nn.Module):
         return self.weight.t().contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.packed_product(x) if self.prepacked else None
+        out = in_out_product(x, self.weight, self.bias)
+        if out is None and self.prepacked:
+            out = self.packed_product(x)
         if out is None:
             out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
         return out
@@ -193,6 +196,7 @@ class GPT2PreTrainedModel(PreTrainedModel):
     config_class = GPT2Config
     base_model_prefix = "transformer"
     prepack_weights = False  # a packed copy of every matrix would double the resident weights
+    store_weights_in_out = True  # decode steps multiply 1-8 rows: the output layer re-laid for the few-row kernel
     _ignore_unexpected = [r"(^|\.)attn\.masked_bias$", r"(^|\.)attn\.bias$"]
 
     def _init_weights(self, module: nn.Module) -> None:

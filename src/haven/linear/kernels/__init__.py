@@ -1,6 +1,11 @@
-"""Compiled CPU kernels for `QuantizedLinear` at a few rows (the decode step).
+"""Compiled CPU kernels for products of a few rows (the decode step).
 
-`qgemv.cpp` is compiled on first use with `torch.utils.cpp_extension` (-O3 -march=native: its
+- `qgemv.cpp`: `QuantizedLinear`'s int8/int4 products (`torch.ops.haven.qlinear`, below);
+- `dense_rows.cpp`: float32 products with a weight stored (in, out), 1 to DENSE_MAX_ROWS rows
+  (`torch.ops.haven.dense_rows`; `haven.linear.dense` calls it, `dense_available()` says whether
+  it runs here: it is built only for AVX-512 CPUs).
+
+Both are compiled together on first use with `torch.utils.cpp_extension` (-O3 -march=native: its
 AVX-512 VNNI path where the CPU has it, a portable loop elsewhere) into a cache folder keyed by the
 source, the torch version and the CPU (under HAVEN_KERNELS_DIR, default ~/.cache/haven/kernels),
 and loaded from there afterwards. It registers `torch.ops.haven.qlinear` (one call for one to three
@@ -34,14 +39,15 @@ import torch
 logger = logging.getLogger(__name__)
 
 MAX_ROWS = 16  # above this the portable path (one dequantized tile, a GEMM) is the faster one
-_SOURCE = Path(__file__).with_name("qgemv.cpp")
+DENSE_MAX_ROWS = 8  # the most rows haven::dense_rows takes (dense_rows.cpp's kMaxRows)
+_SOURCES = [Path(__file__).with_name("qgemv.cpp"), Path(__file__).with_name("dense_rows.cpp")]
 _lock = threading.Lock()
 _module = None
 _failed = False
 
 
 def _cache_dir() -> Path:
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + torch.__version__.encode() + _cpu_id().encode()).hexdigest()[:16]
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES) + " ".join(_FLAGS).encode() + torch.__version__.encode() + _cpu_id().encode()).hexdigest()[:16]
     base = os.environ.get("HAVEN_KERNELS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "haven", "kernels")
     return Path(base) / key
 
@@ -74,7 +80,7 @@ def load():
                 folder.mkdir(parents=True, exist_ok=True)
                 path = build(
                     name="haven_qgemv",
-                    sources=[str(_SOURCE)],
+                    sources=[str(p) for p in _SOURCES],
                     extra_cflags=_FLAGS,
                     extra_ldflags=["-fopenmp"],
                     build_directory=str(folder),
@@ -82,6 +88,7 @@ def load():
                     verbose=False,
                 )
                 torch.library.register_fake("haven::qlinear")(_qlinear_shape)
+                torch.library.register_fake("haven::dense_rows")(_dense_rows_shape)
                 _module = path or str(folder)
             except Exception as err:  # no compiler, no headers, a failed build: the portable path runs
                 _failed = True
@@ -101,6 +108,17 @@ def _qlinear_shape(x, qweight, scales, zeros, bias, bits, group_size, qweight2=N
     """The output `torch.ops.haven.qlinear` makes, for tracing (torch.compile) without running it."""
     out = sum(q.shape[0] for q in (qweight, qweight2, qweight3) if q is not None)
     return x.new_empty((*x.shape[:-1], out))
+
+
+def _dense_rows_shape(x, weight, bias):
+    """The output `torch.ops.haven.dense_rows` makes, for tracing."""
+    return x.new_empty((*x.shape[:-1], weight.shape[1]))
+
+
+@torch.compiler.assume_constant_result
+def dense_available() -> bool:
+    """Whether `torch.ops.haven.dense_rows` runs here: the library built, for an AVX-512 CPU."""
+    return load() is not None and torch._C._dispatch_has_kernel_for_dispatch_key("haven::dense_rows", "CPU")
 
 
 def enabled() -> bool:
