@@ -1,7 +1,7 @@
 """Float linear layers and the CPU paths they choose per call.
 
-- `in_out_product`: a few rows (a decode step, a small batch, a few beams) times a weight stored
-  (in, out), by the compiled `haven::dense_rows` kernel (`kernels/dense_rows.cpp` says why that
+- `in_out_product`: 2-8 rows (a decode step of a small batch or a few beams) times a weight
+  stored (in, out), by the compiled `haven::dense_rows` kernel (`kernels/dense_rows.cpp` says why that
   layout and that kernel).
 - `Prepackable`: a copy of the weight packed once for oneDNN, for calls of a few dozen rows.
 - `Linear`, the `nn.Linear` every Haven block calls: its weight has the checkpoint's (out, in)
@@ -29,10 +29,14 @@ _packed_weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # laye
 
 
 def in_out_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
-    """`x @ weight + bias` for a contiguous (in, out) `weight`, by `haven::dense_rows`; None where
-    that kernel does not apply: not float32 on the CPU, more than `kernels.DENSE_MAX_ROWS` rows,
-    autograd recording, autocast or tracing on, or the kernel not built for this CPU."""
-    if not (x.dtype == weight.dtype == torch.float32 and x.is_cpu and x.numel() <= kernels.DENSE_MAX_ROWS * weight.shape[0]):
+    """`x @ weight + bias` for a contiguous (in, out) `weight` and 2 to `kernels.DENSE_MAX_ROWS`
+    rows of x, by `haven::dense_rows`. None where that kernel is not the one to run: one row
+    (MKL's GEMM streams this layout as fast, measured in a model's loop of products), more
+    rows, not float32 on the CPU, autograd recording, autocast or tracing on, or the kernel not
+    built for this CPU. Callers run it between memory-bound products, where each check costs
+    more than in a warm loop, so the checks are few and cheap."""
+    k = weight.shape[0]
+    if not (k < x.numel() <= kernels.DENSE_MAX_ROWS * k and x.dtype == weight.dtype == torch.float32 and x.is_cpu):
         return None
     if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)):
         return None
@@ -122,16 +126,17 @@ class Prepackable:
 
 class Linear(Prepackable, nn.Linear):
     """`nn.Linear` with faster CPU inference paths. Once `store_in_out()` has re-laid the weight,
-    1 to 8 rows run `in_out_product` (the few-row kernel) and more rows a GEMM on that layout;
-    with the checkpoint's layout one row is a matrix-vector product. Several rows use the
-    prepacked copy once it is on (see `Prepackable`; pipelines turn it on for encoders)."""
+    2 to 8 rows run `in_out_product` (the few-row kernel), and one row or more rows a GEMM on
+    that layout; as loaded, one row is a matrix-vector product. Several rows use the prepacked
+    copy once it is on (see `Prepackable`; pipelines turn it on for encoders)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
-        if w.stride(1) != 1:  # stored (in, out): store_in_out()
-            out = in_out_product(x, w.t(), self.bias)
-            if out is not None:
-                return out
+        if w.stride(1) != 1:  # held (in, out): store_in_out()
+            if x.numel() > self.in_features:
+                out = in_out_product(x, w.t(), self.bias)
+                if out is not None:
+                    return out
         elif x.numel() == self.in_features and x.dtype == torch.float32 and x.is_cpu:
             # one row, the checkpoint's (out, in) layout: a matrix-vector product (as fast as
             # F.linear's GEMM here, without its set-up)
@@ -152,10 +157,10 @@ class Linear(Prepackable, nn.Linear):
 
         The parameter keeps its identity, its (out, in) shape and its values: it becomes a
         transposed view of the re-laid copy, so ties (GPT-2's output layer and its token
-        embedding), state dicts and saving see the same weight. On this layout a few rows run
-        the few-row kernel, 1.05-1.1x faster than the checkpoint's layout at 1-3 rows and
-        1.5-1.66x at 4-8, and more rows a GEMM as fast or faster (measured in
-        `kernels/dense_rows.cpp`). `release` is called with the old weight once copied (the
+        embedding), state dicts and saving see the same weight. On this layout one row streams
+        a few percent faster (MKL's GEMM), 2-8 rows run the few-row kernel (1.05-1.1x faster
+        than the checkpoint's layout at 2-3 rows, 1.5-1.66x at 4-8) and more rows a GEMM as
+        fast or faster (measured in `kernels/dense_rows.cpp`). `release` is called with the old weight once copied (the
         loader's `release_mapped_pages`, so a memory-mapped checkpoint's pages leave the
         process as the copies are made)."""
         w = self.weight

@@ -77,8 +77,8 @@ class GPT2Config(PretrainedConfig):
 
 class Conv1D(Prepackable, nn.Module):
     """A linear layer whose weight is stored (in, out), as GPT-2 checkpoints have it: x @ W + b.
-    1 to 8 rows run the few-row kernel (`in_out_product`); more rows use a prepacked copy once it
-    is on (`Prepackable`), else a GEMM."""
+    2 to 8 rows run the few-row kernel (`in_out_product`); more rows use a prepacked copy once it
+    is on (`Prepackable`); one row and the rest a GEMM."""
 
     PACKED_ROWS = (2, 512)  # an (in, out) weight is slow to multiply from two rows on
 

@@ -115,10 +115,18 @@ def _dense_rows_shape(x, weight, bias):
     return x.new_empty((*x.shape[:-1], weight.shape[1]))
 
 
+_dense: bool | None = None
+
+
 @torch.compiler.assume_constant_result
 def dense_available() -> bool:
-    """Whether `torch.ops.haven.dense_rows` runs here: the library built, for an AVX-512 CPU."""
-    return load() is not None and torch._C._dispatch_has_kernel_for_dispatch_key("haven::dense_rows", "CPU")
+    """Whether `torch.ops.haven.dense_rows` runs here: the library built, for an AVX-512 CPU
+    (answered once; callers ask on every product, between memory-bound matrix products that
+    leave the interpreter's data cold, so the answer is one global read)."""
+    global _dense
+    if _dense is None:
+        _dense = load() is not None and torch._C._dispatch_has_kernel_for_dispatch_key("haven::dense_rows", "CPU")
+    return _dense
 
 
 def enabled() -> bool:
