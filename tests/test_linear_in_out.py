@@ -1,10 +1,12 @@
-"""Weights held (in, out) and the few-row kernel (haven/linear/kernels/dense_rows.cpp).
+"""Weights held (in, out), joined side by side, and the few-row kernel
+(haven/linear/kernels/dense_rows.cpp).
 
 The kernel is checked against the float64 product computed here, within the float32 summation
 bound |error| <= K * 2^-23 * (|x| @ |W|) (K terms summed in float32, any order), plus the
-rounding of the output. `Linear.store_in_out()` and `optimize_for_inference()` are checked for
-what a user sees: the same parameter, shape, values, ties and state dict, the reference's
-logits, and autograd untouched."""
+rounding of the output. `store_in_out`, `project()` over joined layers and
+`optimize_for_inference()` are checked for what a user sees: the same parameter, shape, values,
+ties and state dict, and autograd untouched (the reference's logits after optimizing:
+tests/test_decoder_blocks.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import torch.nn.functional as F
 
 from haven import AutoModelForCausalLM
 from haven.linear import Linear, kernels
-from haven.linear.dense import in_out_product
+from haven.linear.project import project
+from haven.linear.dense import in_out_product, joined, store_in_out
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +57,15 @@ def test_the_kernel_is_the_product_up_to_float32_rounding(built, rows, in_out, b
     assert_within_float32_bound(torch.ops.haven.dense_rows(x, w, b), x, w, b)
 
 
+def test_a_weight_whose_rows_are_longer_than_its_out(built):
+    """A column block of a wider matrix (how joined layers are laid): rows of `ld` floats."""
+    torch.manual_seed(1)
+    wide = torch.randn(70, 100)
+    block = wide[:, 30:83]
+    x = torch.randn(3, 70)
+    assert_within_float32_bound(torch.ops.haven.dense_rows(x, block, None), x, block)
+
+
 def test_leading_dimensions_and_strided_inputs(built):
     torch.manual_seed(0)
     w, b = torch.randn(96, 40), torch.randn(40)
@@ -83,36 +95,80 @@ def test_store_in_out_keeps_the_parameter_and_its_values(built):
     layer = Linear(48, 80)
     param, values = layer.weight, layer.weight.detach().clone()
     assert not layer.stored_in_out
-    assert layer.store_in_out() is True
+    assert store_in_out([layer]) is True
     assert layer.weight is param and layer.weight.shape == (80, 48) and torch.equal(layer.weight, values)
     assert layer.weight.t().is_contiguous() and layer.stored_in_out
     with torch.no_grad():
         for rows in (1, 3, 8, 9, 40):
             x = torch.randn(rows, 48)
             assert_within_float32_bound(layer(x), x, values.t(), layer.bias)
-    assert layer.store_in_out(False) is False
+    assert store_in_out([layer], False) is False
     assert layer.weight is param and layer.weight.is_contiguous() and torch.equal(layer.weight, values)
+
+
+def qkv(bias=(True, True, True)) -> list[Linear]:
+    torch.manual_seed(3)
+    return [Linear(40, out, bias=b) for out, b in zip((40, 24, 24), bias)]
+
+
+@pytest.mark.parametrize("bias", [(True, True, True), (False, False, False), (True, False, True)])
+def test_layers_laid_side_by_side_are_one_matrix(built, bias):
+    """q, k and v laid together: their weights are the column blocks of one (in, 88) matrix (and
+    their biases one vector, when all have one); project() gives each layer's own product at
+    every row count, and each layer called alone still gives its own."""
+    layers = qkv(bias)
+    want_w = [layer.weight.detach().clone() for layer in layers]
+    assert store_in_out(layers) is True
+    assert all(torch.equal(layer.weight, w) for layer, w in zip(layers, want_w))
+    matrix = joined(layers)
+    if all(bias):
+        assert torch.equal(matrix[0], torch.cat([w.t() for w in want_w], dim=1))
+        assert torch.equal(matrix[1], torch.cat([layer.bias for layer in layers]))
+    elif not any(bias):
+        assert matrix[1] is None
+    else:
+        assert matrix is None  # mixed biases: each layer is multiplied on its own
+    with torch.no_grad():
+        for rows in (1, 2, 5, 8, 9, 30):
+            x = torch.randn(rows, 40)
+            for layer, got in zip(layers, project(x, *layers)):
+                assert_within_float32_bound(got, x, layer.weight.t(), layer.bias)
+                assert_within_float32_bound(layer(x), x, layer.weight.t(), layer.bias)
+    assert store_in_out(layers, False) is False
+    assert all(layer.weight.is_contiguous() and torch.equal(layer.weight, w) for layer, w in zip(layers, want_w))
+
+
+def test_project_over_joined_layers_leaves_gradients_to_each_layer(built):
+    layers, twins = qkv(), qkv()
+    store_in_out(layers)
+    x = torch.randn(2, 40)
+    sum(y.square().sum() for y in project(x, *layers)).backward()
+    sum(y.square().sum() for y in project(x, *twins)).backward()
+    for layer, twin in zip(layers, twins):
+        torch.testing.assert_close(layer.weight.grad, twin.weight.grad)
+        torch.testing.assert_close(layer.bias.grad, twin.bias.grad)
 
 
 def test_only_float32_cpu_weights_are_re_laid(built):
     layer = Linear(16, 24).to(torch.bfloat16)
-    assert layer.store_in_out() is False and layer.weight.is_contiguous()
+    assert store_in_out([layer]) is False and layer.weight.is_contiguous()
 
 
 def test_nothing_is_re_laid_where_the_kernel_does_not_run(monkeypatch):
     monkeypatch.setattr(kernels, "dense_available", lambda: False)
     layer = Linear(16, 24)
-    assert layer.store_in_out() is False and layer.weight.is_contiguous()
+    assert store_in_out([layer]) is False and layer.weight.is_contiguous()
     x = torch.randn(2, 16)
     assert in_out_product(x, layer.weight.t().contiguous(), None) is None
 
 
-def test_the_old_weight_is_released_once_copied(built):
+def test_the_old_tensors_are_released_once_copied(built):
     layer = Linear(16, 24)
-    old = layer.weight.detach()
+    old = [layer.weight.data_ptr(), layer.bias.data_ptr()]
     released = []
-    layer.store_in_out(release=released.append)
-    assert len(released) == 1 and released[0].data_ptr() == old.data_ptr()
+    store_in_out([layer], release=released.append)
+    assert [t.data_ptr() for t in released] == old
+    assert layer.weight.data_ptr() not in old and layer.bias.data_ptr() not in old
 
 
 def test_autograd_runs_the_plain_product(built, monkeypatch):
@@ -121,7 +177,7 @@ def test_autograd_runs_the_plain_product(built, monkeypatch):
     torch.manual_seed(0)
     layer, twin = Linear(12, 20), Linear(12, 20)
     twin.load_state_dict(layer.state_dict())
-    layer.store_in_out()
+    store_in_out([layer])
 
     def refuse(*args):
         raise AssertionError("the kernel ran under autograd")
@@ -137,7 +193,7 @@ def test_autograd_runs_the_plain_product(built, monkeypatch):
 def test_torch_compile_calls_the_kernel_without_a_graph_break(built):
     torch.manual_seed(0)
     layer = Linear(64, 40)
-    layer.store_in_out()
+    store_in_out([layer])
     x = torch.randn(1, 1, 64)
     with torch.inference_mode():
         want = layer(x)
@@ -156,6 +212,10 @@ def test_optimize_for_inference_re_lays_a_decoders_linear_weights(built, name, r
     model.optimize_for_inference()
     linears = [m for m in model.modules() if isinstance(m, Linear)]
     assert linears and all(m.stored_in_out for m in linears)
+    if name == "llama":  # a block's q/k/v and gate/up: one matrix each
+        for layer in model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            assert joined([attn.q_proj, attn.k_proj, attn.v_proj]) and joined([mlp.gate_proj, mlp.up_proj])
     embedding = model.get_input_embeddings()
     if name == "gpt2":
         assert model.lm_head.weight is embedding.weight

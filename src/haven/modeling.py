@@ -40,7 +40,7 @@ from .config import PretrainedConfig
 from .dtypes import parse_dtype
 from .errors import CheckpointError, ConfigError
 from .hub.mixin import PushToHubMixin
-from .linear.dense import Linear, Prepackable
+from .linear.dense import Linear, Prepackable, store_in_out
 from .linear.quantized import QuantizedLinear
 from .linear.replace import quantize_state_dict
 from .loading import LoadOptions, local_path, place
@@ -291,15 +291,26 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         row at a time (one row never uses the copy). `prepack=True` turns it on for a decoder
         that decodes batches (the inference server's continuous batch does).
 
-        Decoders (`store_weights_in_out`) also hold their float32 `Linear` weights (in, out) in memory
-        (`Linear.store_in_out()`: 1-8 rows, a decode step, run the few-row kernel, which is
-        faster than the checkpoint's layout at every row count; more rows lose nothing). The
-        re-laid copies replace the weights, one matrix at a time, and a memory-mapped
-        checkpoint's pages are released as they are copied. `enabled=False` lays them back."""
+        Decoders (`store_weights_in_out`) also hold their float32 `Linear` weights (in, out) in
+        memory (`haven.linear.dense.store_in_out`), the layers a block multiplies one input by
+        (its modules' `projected_together`: Llama's q/k/v and gate/up) side by side as one
+        matrix that `project()` multiplies in one call. A decode step is then faster at every
+        batch size than on the checkpoint's layout (README, Performance). The re-laid copies
+        replace the weights one group at a time, and a memory-mapped checkpoint's pages are
+        released as they are copied. `enabled=False` lays them back."""
         prepack = self.prepack_weights if prepack is None else bool(prepack)
+        if self.store_weights_in_out:
+            together = [
+                [getattr(module, name) for name in names]
+                for module in self.modules()
+                for names in getattr(module, "projected_together", ())
+            ]
+            together = [layers for layers in together if all(type(layer) is Linear for layer in layers)]
+            grouped = {layer for layers in together for layer in layers}
+            together += [[m] for m in self.modules() if isinstance(m, Linear) and m not in grouped]
+            for layers in together:
+                store_in_out(layers, enabled, release=release_mapped_pages)
         for module in self.modules():
-            if isinstance(module, Linear) and self.store_weights_in_out:
-                module.store_in_out(enabled, release=release_mapped_pages)
             if isinstance(module, Prepackable):
                 module.prepacked = enabled and prepack
                 module.forget_packed()

@@ -5,14 +5,15 @@
   layout and that kernel).
 - `Prepackable`: a copy of the weight packed once for oneDNN, for calls of a few dozen rows.
 - `Linear`, the `nn.Linear` every Haven block calls: its weight has the checkpoint's (out, in)
-  shape, and `store_in_out()` (which `optimize_for_inference()` calls for decoders) re-lays it
-  in memory as (in, out). GPT-2's `Conv1D` has its weight stored (in, out) in the checkpoint.
+  shape, and `store_in_out` (which `optimize_for_inference()` calls for decoders) re-lays it in
+  memory as (in, out), the layers a block multiplies one input by side by side in one matrix
+  (`joined`). GPT-2's `Conv1D` has its weight stored (in, out) in the checkpoint.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ _packed_weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # laye
 
 
 def in_out_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
-    """`x @ weight + bias` for a contiguous (in, out) `weight` and 2 to `kernels.DENSE_MAX_ROWS`
+    """`x @ weight + bias` for an (in, out) `weight` with contiguous rows and 2 to `kernels.DENSE_MAX_ROWS`
     rows of x, by `haven::dense_rows`. None where that kernel is not the one to run: one row
     (MKL's GEMM streams this layout as fast, measured in a model's loop of products), more
     rows, not float32 on the CPU, autograd recording, autocast or tracing on, or the kernel not
@@ -42,7 +43,7 @@ def in_out_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         return None
     if torch.is_autocast_enabled("cpu") or torch._C._get_tracing_state() or not kernels.dense_available():
         return None
-    if not weight.is_contiguous() or (bias is not None and bias.dtype != torch.float32):
+    if weight.stride(1) != 1 or (bias is not None and (bias.dtype != torch.float32 or bias.stride(0) != 1)):
         return None
     return torch.ops.haven.dense_rows.default(x, weight, bias)
 
@@ -125,14 +126,14 @@ class Prepackable:
 
 
 class Linear(Prepackable, nn.Linear):
-    """`nn.Linear` with faster CPU inference paths. Once `store_in_out()` has re-laid the weight,
+    """`nn.Linear` with faster CPU inference paths. Once `store_in_out` has re-laid the weight,
     2 to 8 rows run `in_out_product` (the few-row kernel), and one row or more rows a GEMM on
     that layout; as loaded, one row is a matrix-vector product. Several rows use the prepacked
     copy once it is on (see `Prepackable`; pipelines turn it on for encoders)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
-        if w.stride(1) != 1:  # held (in, out): store_in_out()
+        if w.stride(1) != 1:  # held (in, out): store_in_out
             if x.numel() > self.in_features:
                 out = in_out_product(x, w.t(), self.bias)
                 if out is not None:
@@ -148,31 +149,95 @@ class Linear(Prepackable, nn.Linear):
 
     @property
     def stored_in_out(self) -> bool:
-        """Whether the weight is held (in, out) in memory (`store_in_out()`)."""
+        """Whether the weight is held (in, out) in memory (`store_in_out`)."""
         return self.weight.stride(1) != 1
 
-    def store_in_out(self, enabled: bool = True, release: Callable[[torch.Tensor], object] | None = None) -> bool:
-        """Hold a float32 CPU weight (in, out) in memory, where `haven::dense_rows` runs on this
-        CPU, or (`enabled=False`) back (out, in). Returns whether it is stored (in, out) now.
 
-        The parameter keeps its identity, its (out, in) shape and its values: it becomes a
-        transposed view of the re-laid copy, so ties (GPT-2's output layer and its token
-        embedding), state dicts and saving see the same weight. On this layout one row streams
-        a few percent faster (MKL's GEMM), 2-8 rows run the few-row kernel (1.05-1.1x faster
-        than the checkpoint's layout at 2-3 rows, 1.5-1.66x at 4-8) and more rows a GEMM as
-        fast or faster (measured in `kernels/dense_rows.cpp`). `release` is called with the old weight once copied (the
-        loader's `release_mapped_pages`, so a memory-mapped checkpoint's pages leave the
-        process as the copies are made)."""
-        w = self.weight
-        want = enabled and w.dtype == torch.float32 and w.device.type == "cpu" and kernels.dense_available()
-        if want != self.stored_in_out and min(w.shape) > 1:
-            old = w.detach()
-            with torch.no_grad():
-                w.data = old.t().contiguous().t() if want else old.contiguous()
-            if release is not None:
-                release(old)
-            self.forget_packed()
-        return self.stored_in_out
+def store_in_out(
+    layers: Sequence[Linear], enabled: bool = True, release: Callable[[torch.Tensor], object] | None = None
+) -> bool:
+    """Hold the float32 CPU weights of `layers`, which multiply the same input (a block's q, k
+    and v; or one layer), (in, out) in memory, side by side as the column blocks of one matrix
+    (their biases likewise, when all have one), where `haven::dense_rows` runs on this CPU; or
+    (`enabled=False`, or where the kernel does not run) each back (out, in). Returns whether
+    they are held (in, out) now.
+
+    Each parameter keeps its identity, its (out, in) shape and its values: it becomes a
+    transposed view of its block, so ties (GPT-2's output layer and its token embedding), state
+    dicts and saving see the same weight, and `joined()` finds the matrix the layers make
+    together (`project()` multiplies by it in one call). On this layout one row streams a few
+    percent faster (MKL's GEMM), 2-8 rows run the few-row kernel (1.05-1.1x faster than the
+    checkpoint's layout at 2-3 rows, 1.5-1.66x at 4-8) and more rows a GEMM as fast or faster
+    (measured in `kernels/dense_rows.cpp`). `release` is called with each old weight once copied
+    (the loader's `release_mapped_pages`, so a memory-mapped checkpoint's pages leave the process
+    as the copies are made)."""
+    weights = [layer.weight for layer in layers]
+    first = weights[0]
+    want = (
+        enabled
+        and all(w.dtype == torch.float32 and w.device.type == "cpu" and min(w.shape) > 1 for w in weights)
+        and all(w.shape[1] == first.shape[1] for w in weights)
+        and kernels.dense_available()
+    )
+    if want and (joined(layers) is not None if len(layers) > 1 else first.stride(1) != 1):
+        return True
+    if not want:
+        for layer in layers:
+            if layer.stored_in_out:
+                _replace(layer, "weight", layer.weight.detach().contiguous(), release=None)
+        return False
+    outs = [w.shape[0] for w in weights]
+    matrix = torch.empty(first.shape[1], sum(outs))
+    biases = torch.empty(sum(outs)) if all(layer.bias is not None for layer in layers) else None
+    column = 0
+    for layer, out in zip(layers, outs):
+        block = matrix[:, column : column + out]
+        block.copy_(layer.weight.detach().t())
+        _replace(layer, "weight", block.t(), release)
+        if biases is not None:
+            biases[column : column + out].copy_(layer.bias.detach())
+            _replace(layer, "bias", biases[column : column + out], release)
+        column += out
+    return True
+
+
+def _replace(layer: Linear, name: str, value: torch.Tensor, release: Callable[[torch.Tensor], object] | None) -> None:
+    """Give the parameter `name` of `layer` the tensor `value` (same values), keeping the parameter."""
+    param = getattr(layer, name)
+    old = param.detach()
+    with torch.no_grad():
+        param.data = value
+    if release is not None:
+        release(old)
+    layer.forget_packed()
+
+
+def joined(layers: Sequence[Linear]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The (in, sum of outs) matrix whose column blocks the layers' weights are, in order (as
+    `store_in_out` lays them), and the bias made of theirs (None when none has one); None when
+    they are not so laid (then each is multiplied on its own). Every element of the matrix
+    belongs to one of the weights, so the view is safe whatever the layers went through."""
+    first = layers[0].weight
+    ld = first.stride(1)
+    if ld == 1:
+        return None
+    size = first.element_size()
+    column = first.shape[0]
+    bias0 = layers[0].bias
+    for layer in layers[1:]:
+        w, b = layer.weight, layer.bias
+        if w.stride(1) != ld or w.stride(0) != 1 or w.shape[1] != first.shape[1] or w.dtype != first.dtype:
+            return None
+        if w.data_ptr() != first.data_ptr() + column * size:
+            return None
+        if (b is None) != (bias0 is None) or (b is not None and (b.data_ptr() != bias0.data_ptr() + column * size or b.stride(0) != 1)):
+            return None
+        column += w.shape[0]
+    if column > ld:
+        return None
+    matrix = first.t().as_strided((first.shape[1], column), (ld, 1))
+    bias = None if bias0 is None else bias0.as_strided((column,), (1,))
+    return matrix, bias
 
 
 def packed_bytes(model: nn.Module) -> int:

@@ -1,20 +1,27 @@
 """`project(x, *layers)`: the projections a block makes of one input, e.g. a layer's q, k and v.
 
 The block says what it computes, `tuple(layer(x) for layer in layers)`; which calls run is decided
-here, outside its math. Quantized layers of one format run as one call of the compiled kernel: x is
-rounded to int8 once and one parallel region covers all their output rows (on the ~120M Llama
-shape, 49 kernel calls per decode step instead of 85); the outputs are views of one tensor.
-Anything else calls each layer as a module: float layers, a layer with hooks (an adapter, a
-probe), autograd, many rows.
+here, outside its math:
+- quantized layers of one format run as one call of the compiled kernel: x is rounded to int8
+  once and one parallel region covers all their output rows (on the ~120M Llama shape, 49 kernel
+  calls per decode step instead of 85);
+- float layers that `optimize_for_inference()` laid side by side (`dense.store_in_out`) run as
+  one product by the matrix they make together (`dense.joined`) for up to 8 rows (a decode
+  step): the few-row kernel, or MKL's GEMM at one row.
+The outputs are then views of one tensor. Anything else calls each layer as a module: layers laid
+out apart, a layer with hooks (an adapter, a probe), autograd, many rows (each layer's prepacked
+copy, where it has one).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module
 
 from . import kernels
+from .dense import Linear, in_out_product, joined
 from .quantized import QuantizedLinear
 
 
@@ -30,7 +37,27 @@ def project(x: torch.Tensor, *layers: nn.Module) -> tuple[torch.Tensor, ...]:
         outs = QuantizedLinear.by_kernel(list(layers), x)
         if outs is not None:
             return tuple(outs)
+    elif (
+        len(layers) > 1
+        and all(type(layer) is Linear for layer in layers)
+        and x.numel() <= kernels.DENSE_MAX_ROWS * first.in_features  # a decode step; more rows: prepacked copies
+        and not _records_grad(x, layers)
+        and not _hooked(layers)
+    ):
+        matrix = joined(layers)
+        if matrix is not None:
+            weight, bias = matrix
+            y = in_out_product(x, weight, bias)
+            if y is None:
+                y = F.linear(x, weight.t(), bias)
+            return tuple(y.split([layer.out_features for layer in layers], dim=-1))
     return tuple(layer(x) for layer in layers)
+
+
+def _records_grad(x: torch.Tensor, layers: tuple[nn.Module, ...]) -> bool:
+    """Whether autograd would record the product (the joined matrix is a view of the first
+    weight only, so gradients must flow through each layer's own call)."""
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for layer in layers for p in layer.parameters()))
 
 
 def _hooked(layers: tuple[nn.Module, ...]) -> bool:

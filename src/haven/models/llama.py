@@ -93,6 +93,8 @@ class MistralConfig(LlamaConfig):
 
 
 class LlamaAttention(nn.Module):
+    projected_together = (("q_proj", "k_proj", "v_proj"),)  # one matrix once optimized for inference
+
     def __init__(self, config: LlamaConfig, layer_idx: int):
         super().__init__()
         self.layer_idx = layer_idx
@@ -149,6 +151,8 @@ class LlamaAttention(nn.Module):
 
 class LlamaMLP(nn.Module):
     """SwiGLU: down(act(gate(x)) * up(x))."""
+
+    projected_together = (("gate_proj", "up_proj"),)  # one matrix once optimized for inference
 
     def __init__(self, config: LlamaConfig):
         super().__init__()

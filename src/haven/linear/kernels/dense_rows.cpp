@@ -1,6 +1,9 @@
-// Float32 products of a few rows (1 to kMaxRows: a decode step, a small batch, a few beams) with a
-// weight stored (in, out): y = x W + b. `PreTrainedModel.optimize_for_inference()` stores a
-// decoder's Linear weights this way; GPT-2's Conv1D weights are stored so in the checkpoint.
+// Float32 products of a few rows (up to kMaxRows: a decode step of a small batch or a few beams)
+// with a weight stored (in, out): y = x W + b. `PreTrainedModel.optimize_for_inference()` stores a
+// decoder's Linear weights this way (those a block multiplies one input by side by side, as
+// column blocks of one matrix: the weight's rows may be longer than its out); GPT-2's Conv1D
+// weights are stored so in the checkpoint. Haven calls it from 2 rows on (see
+// haven/linear/dense.py: at one row MKL's GEMM streams this layout as fast).
 //
 // Why its own kernel (measured on the project's CPU, 2 threads, the ~120M Llama step's 85
 // matrices): with the weight stored (in, out), MKL's GEMM is 7.5-13% faster than any product on
@@ -33,16 +36,17 @@ namespace {
 
 constexpr int64_t kMaxRows = 8;
 
-// acc (R, N) += x[:, 0:U] W[0:U, :], for R rows of x (row stride K) and U consecutive rows of W.
+// acc (R, N) += x[:, 0:U] W[0:U, :], for R rows of x (row stride K) and U consecutive rows of W
+// (row stride ld).
 template <int R, int U>
-inline void add_rows(const float* x, int64_t K, const float* w, int64_t N, float* acc) {
+inline void add_rows(const float* x, int64_t K, const float* w, int64_t ld, int64_t N, float* acc) {
   __m512 xs[R][U];
   for (int r = 0; r < R; ++r)
     for (int u = 0; u < U; ++u) xs[r][u] = _mm512_set1_ps(x[r * K + u]);
   for (int64_t j = 0; j < N; j += 16) {
     const __mmask16 m = N - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (N - j)) - 1);
     __m512 wv[U];
-    for (int u = 0; u < U; ++u) wv[u] = _mm512_maskz_loadu_ps(m, w + u * N + j);
+    for (int u = 0; u < U; ++u) wv[u] = _mm512_maskz_loadu_ps(m, w + u * ld + j);
     for (int r = 0; r < R; ++r) {
       float* a = acc + r * N + j;
       __m512 s = _mm512_maskz_loadu_ps(m, a);
@@ -54,22 +58,23 @@ inline void add_rows(const float* x, int64_t K, const float* w, int64_t N, float
 
 // One thread's share: acc (R, N) = x[:, k0:k1] W[k0:k1, :].
 template <int R>
-void part(const float* x, int64_t K, const float* W, int64_t N, float* acc, int64_t k0, int64_t k1) {
+void part(const float* x, int64_t K, const float* W, int64_t ld, int64_t N, float* acc, int64_t k0, int64_t k1) {
   std::fill(acc, acc + R * N, 0.f);
   int64_t k = k0;
-  for (; k + 4 <= k1; k += 4) add_rows<R, 4>(x + k, K, W + k * N, N, acc);
-  for (; k < k1; ++k) add_rows<R, 1>(x + k, K, W + k * N, N, acc);
+  for (; k + 4 <= k1; k += 4) add_rows<R, 4>(x + k, K, W + k * ld, ld, N, acc);
+  for (; k < k1; ++k) add_rows<R, 1>(x + k, K, W + k * ld, ld, N, acc);
 }
 
-using Part = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t);
+using Part = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, int64_t);
 constexpr Part kParts[kMaxRows] = {part<1>, part<2>, part<3>, part<4>, part<5>, part<6>, part<7>, part<8>};
 
 at::Tensor dense_rows(const at::Tensor& x_in, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   TORCH_CHECK(x_in.device().is_cpu() && weight.device().is_cpu(), "haven::dense_rows: CPU tensors only");
   TORCH_CHECK(x_in.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
               "haven::dense_rows: x and the weight must be float32");
-  TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous(), "haven::dense_rows: the weight must be a contiguous (in, out) matrix");
-  const int64_t K = weight.size(0), N = weight.size(1);
+  TORCH_CHECK(weight.dim() == 2 && weight.stride(1) == 1 && weight.stride(0) >= weight.size(1),
+              "haven::dense_rows: the weight must be an (in, out) matrix with contiguous rows");
+  const int64_t K = weight.size(0), N = weight.size(1), ld = weight.stride(0);
   TORCH_CHECK(x_in.dim() >= 1 && x_in.size(-1) == K, "haven::dense_rows: x's last dimension (", x_in.size(-1),
               ") is not the weight's in (", K, ")");
   const at::Tensor x = x_in.reshape({-1, K}).contiguous();
@@ -97,7 +102,7 @@ at::Tensor dense_rows(const at::Tensor& x_in, const at::Tensor& weight, const c1
   at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t k0 = std::min(K, s * per_share), k1 = std::min(K, k0 + per_share);
-      kParts[R - 1](xp, K, wp, N, sums + s * R * N, k0, k1);
+      kParts[R - 1](xp, K, wp, ld, N, sums + s * R * N, k0, k1);
     }
   });
   float* yp = y.data_ptr<float>();
