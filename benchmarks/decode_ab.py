@@ -15,7 +15,8 @@ rounds, process CPU time, so other processes' load inflates it less than wall ti
 - `forward`: the model's one-token forward over a KV cache of `PROMPT + N/2` tokens;
 - `generate loop`: step - forward (logits processing, choosing, stopping, buffers);
 - `matmuls alone`: every projection and the LM head, called back to back on one row (the
-  model's own modules, so its layout and kernels), nothing else;
+  model's own modules, so its layout and kernels; the layers a block projects together through
+  `project()`, as the block calls them), nothing else;
 - `forward, no matmuls`: the forward with every projection answering a preallocated output
   at once: norms, activations, residuals, rotary, the cache writes, attention, module and op
   dispatch (the overhead a compiled step or fused kernels could remove);
@@ -87,6 +88,12 @@ def split(path: str, new_tokens: int, prepare: bool) -> dict[str, float]:
     from haven import AutoModelForCausalLM
     from haven.layers import KVCache
 
+    try:
+        from haven.linear import project as haven_project
+    except ImportError:  # a tree from before linear.project
+        haven_project = None
+    project = haven_project.project if haven_project else lambda x, *layers: tuple(layer(x) for layer in layers)
+
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     if prepare:
         model.optimize_for_inference()
@@ -117,10 +124,21 @@ def split(path: str, new_tokens: int, prepare: bool) -> dict[str, float]:
             if w.dim() != 2 or (name != "lm_head" and any(True for _ in m.children())):
                 continue
             calls.append((m, torch.randn(1, 1, _rows_in(m))))
-        out["matmuls alone"] = _cpu_ms(lambda: [m(x) for m, x in calls], 3 * new_tokens // 4)
+        # the products as the model makes them: the layers a block projects together in one call
+        together = [
+            [getattr(m, n) for n in names] for m in model.modules() for names in getattr(m, "projected_together", ())
+        ]
+        grouped = {id(layer) for layers in together for layer in layers}
+        products = [(layers, torch.randn(1, 1, _rows_in(layers[0]))) for layers in together]
+        products += [([m], x) for m, x in calls if id(m) not in grouped]
+        out["matmuls alone"] = _cpu_ms(lambda: [project(x, *layers) for layers, x in products], 3 * new_tokens // 4)
         for m, _ in calls:  # each projection answers at once with an output of its shape
             m.forward = _answer_at_once(m(torch.zeros(1, 1, _rows_in(m))))
+        if haven_project and hasattr(haven_project, "joined"):  # so project() calls the layers
+            joined, haven_project.joined = haven_project.joined, lambda layers: None
         out["forward, no matmuls"] = _cpu_ms(forward, 3 * new_tokens)
+        if haven_project and hasattr(haven_project, "joined"):
+            haven_project.joined = joined
         for m, _ in calls:
             del m.forward
         out["matmuls in forward"] = out["forward"] - out["forward, no matmuls"]

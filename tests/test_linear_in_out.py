@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from haven import AutoModelForCausalLM
 from haven.linear import Linear, kernels
-from haven.linear.project import project
 from haven.linear.dense import in_out_product, joined, store_in_out
+from haven.linear.project import project
 
 ROOT = Path(__file__).resolve().parents[1]
 

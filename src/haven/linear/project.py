@@ -16,12 +16,11 @@ copy, where it has one).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module
 
 from . import kernels
-from .dense import Linear, in_out_product, joined
+from .dense import Linear, in_out_mm, in_out_product, joined
 from .quantized import QuantizedLinear
 
 
@@ -49,7 +48,7 @@ def project(x: torch.Tensor, *layers: nn.Module) -> tuple[torch.Tensor, ...]:
             weight, bias = matrix
             y = in_out_product(x, weight, bias)
             if y is None:
-                y = F.linear(x, weight.t(), bias)
+                y = in_out_mm(x, weight, bias)
             return tuple(y.split([layer.out_features for layer in layers], dim=-1))
     return tuple(layer(x) for layer in layers)
 

@@ -18,7 +18,7 @@ from ..errors import ConfigError, InputTooLongError
 from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
 from ..linear import Linear
-from ..linear.dense import Prepackable, in_out_product
+from ..linear.dense import Prepackable, in_out_mm, in_out_product
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import (
@@ -95,9 +95,7 @@ class Conv1D(Prepackable, nn.Module):
         out = in_out_product(x, self.weight, self.bias)
         if out is None and self.prepacked:
             out = self.packed_product(x)
-        if out is None:
-            out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
-        return out
+        return in_out_mm(x, self.weight, self.bias) if out is None else out
 
 
 class GPT2Attention(nn.Module):
