@@ -194,7 +194,7 @@ class GPT2PreTrainedModel(PreTrainedModel):
     config_class = GPT2Config
     base_model_prefix = "transformer"
     prepack_weights = False  # a packed copy of every matrix would double the resident weights
-    store_weights_in_out = True  # decode steps multiply 1-8 rows: the output layer re-laid for the few-row kernel
+    store_weights_in_out = True  # decode steps: the output layer (the tied wte) re-laid (in, out), as the blocks are
     _ignore_unexpected = [r"(^|\.)attn\.masked_bias$", r"(^|\.)attn\.bias$"]
 
     def _init_weights(self, module: nn.Module) -> None:

@@ -186,7 +186,7 @@ class LlamaPreTrainedModel(PreTrainedModel):
     config_class = LlamaConfig
     base_model_prefix = "model"
     prepack_weights = False  # a packed copy of every matrix would double the resident weights
-    store_weights_in_out = True  # decode steps multiply 1-8 rows: every matrix re-laid for the few-row kernel
+    store_weights_in_out = True  # decode steps: every matrix re-laid (in, out), q/k/v and gate/up joined
     _ignore_unexpected = [r"rotary_emb\.inv_freq$"]
 
     def _init_weights(self, module: nn.Module) -> None:

@@ -1,7 +1,7 @@
 """Compiled CPU kernels for products of a few rows (the decode step).
 
 - `qgemv.cpp`: `QuantizedLinear`'s int8/int4 products (`torch.ops.haven.qlinear`, below);
-- `dense_rows.cpp`: float32 products with a weight stored (in, out), 1 to DENSE_MAX_ROWS rows
+- `dense_rows.cpp`: float32 products with a weight stored (in, out), up to DENSE_MAX_ROWS rows
   (`torch.ops.haven.dense_rows`; `haven.linear.dense` calls it, `dense_available()` says whether
   it runs here: it is built only for AVX-512 CPUs).
 

@@ -6,11 +6,12 @@
 // haven/linear/dense.py: at one row MKL's GEMM streams this layout as fast).
 //
 // Why its own kernel (measured on the project's CPU, 2 threads, the ~120M Llama step's 85
-// matrices): with the weight stored (in, out), MKL's GEMM is 7.5-13% faster than any product on
-// the checkpoint's (out, in) layout at one row, and as fast or faster from 4 rows on, but takes
-// 1.5x as long at 2 and 3 rows. This kernel streams the weight once at every row count up to
-// kMaxRows, and is faster than both layouts' best there (1.05-1.1x at 1-3 rows, 1.5-1.66x at
-// 4-8, and 1.1-1.25x faster than oneDNN's prepacked copy at 2-8 rows).
+// matrices called back to back): with the weight stored (in, out), MKL's GEMM is faster than any
+// product on the checkpoint's (out, in) layout at one row (by 3-13%, run to run) and from 4 rows
+// on, but takes 1.5x as long at 2 and 3 rows. This kernel streams the weight once at every row
+// count up to kMaxRows: 1.05-1.1x faster than the (out, in) layout's best at 2-3 rows,
+// 1.5-1.66x at 4-8, 1.1-1.25x faster than oneDNN's prepacked copy at 2-8 rows, and level with
+// MKL at one row.
 //
 // How: the `in` dimension is shared out over torch's intra-op threads. Each thread streams its
 // rows of W front to back, four at a time, every row of x adding x[r, k] * W[k, :] into the
