@@ -69,8 +69,9 @@ class GenerationMixin:
         Python of the modules leaves the step; the matrix products (dense, or Haven's int8/int4
         kernels) run as before. Measured on the 124M GPT-2 shape in int8, 2 threads: about 10.6
         ms per token against 13-14.5 eager (README, Performance); with float32 weights it helps
-        less or not at all (Llama 1.08x, GPT-2 0.92x: eager multiplies one row by a
-        matrix-vector product, the compiled graph by a general one). The results equal eager ones
+        less or not at all (Llama 1.08x, GPT-2 0.92x, measured on 2026-12-07 with the weights as
+        loaded, where eager multiplies one row by a matrix-vector product and the compiled graph
+        by a general one). The results equal eager ones
         up to float32 rounding (fused ops sum in another order), so a greedy choice between two
         nearly tied tokens can differ.
 
