@@ -190,15 +190,23 @@ def test_autograd_runs_the_plain_product(built, monkeypatch):
 
 
 def test_torch_compile_calls_the_kernel_without_a_graph_break(built):
+    """A compiled step (compile_decoding()) keeps the kernel: it is in the captured graph, which
+    has no break (fullgraph raises on one), and gives the eager result."""
     torch.manual_seed(0)
     layer = Linear(64, 40)
     store_in_out([layer])
-    x = torch.randn(1, 1, 64)
+    x = torch.randn(2, 1, 64)  # two rows: the kernel's
+    targets = []
+
+    def record(graph, inputs):
+        targets.extend(str(node.target) for node in graph.graph.nodes)
+        return graph.forward
+
     with torch.inference_mode():
         want = layer(x)
         torch._dynamo.reset()
-        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")  # fullgraph: a break raises
-        assert torch.equal(compiled(x), want)
+        assert torch.equal(torch.compile(layer, fullgraph=True, backend=record)(x), want)
+    assert any("haven.dense_rows" in target for target in targets), targets
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
