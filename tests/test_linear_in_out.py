@@ -161,13 +161,24 @@ def test_nothing_is_re_laid_where_the_kernel_does_not_run(monkeypatch):
     assert in_out_product(x, layer.weight.t().contiguous(), None) is None
 
 
-def test_the_old_tensors_are_released_once_copied(built):
+def test_the_old_tensors_are_released_as_they_are_copied(built, monkeypatch):
+    """`release` gets each slice of the old weight once copied (so a mapped checkpoint's pages
+    leave as the copy grows: the peak is one slice above the weights), then the whole old weight
+    and bias."""
+    from haven.linear import dense
+
+    monkeypatch.setattr(dense, "_COPY_ROWS", 10)
     layer = Linear(16, 24)
-    old = [layer.weight.data_ptr(), layer.bias.data_ptr()]
+    weight, bias = layer.weight.detach(), layer.bias.detach()
     released = []
     store_in_out([layer], release=released.append)
-    assert [t.data_ptr() for t in released] == old
-    assert layer.weight.data_ptr() not in old and layer.bias.data_ptr() not in old
+    spans = [(t.data_ptr(), t.numel()) for t in released]
+    row = 16 * weight.element_size()
+    assert spans == [
+        (weight.data_ptr(), 160), (weight.data_ptr() + 10 * row, 160), (weight.data_ptr() + 20 * row, 64),
+        (weight.data_ptr(), 384), (bias.data_ptr(), 24),
+    ]
+    assert layer.weight.data_ptr() != weight.data_ptr() and torch.equal(layer.weight, weight)
 
 
 def test_autograd_runs_the_plain_product(built, monkeypatch):

@@ -201,13 +201,20 @@ def store_in_out(
     column = 0
     for layer, out in zip(layers, outs):
         block = matrix[:, column : column + out]
-        block.copy_(layer.weight.detach().t())
+        old = layer.weight.detach()
+        for row in range(0, out, _COPY_ROWS):  # released as copied: peak memory grows by a slice
+            block[:, row : row + _COPY_ROWS].copy_(old[row : row + _COPY_ROWS].t())
+            if release is not None:
+                release(old[row : row + _COPY_ROWS])
         _replace(layer, "weight", block.t(), release)
         if biases is not None:
             biases[column : column + out].copy_(layer.bias.detach())
             _replace(layer, "bias", biases[column : column + out], release)
         column += out
     return True
+
+
+_COPY_ROWS = 512  # rows of an old weight copied (and released) at a time by store_in_out
 
 
 def _replace(layer: Linear, name: str, value: torch.Tensor, release: Callable[[torch.Tensor], object] | None) -> None:
