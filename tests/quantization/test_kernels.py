@@ -242,6 +242,29 @@ def test_a_failed_build_falls_back_to_the_portable_path(tmp_path, monkeypatch, c
     check(layer, x, layer(x), x_rounded=False)
 
 
+def test_a_build_lock_left_by_a_killed_process_does_not_hang_the_next(tmp_path, monkeypatch, caplog):
+    """torch's build lock is a plain file; a process killed while holding it used to leave every
+    later load waiting forever. The next load removes it (a failing source keeps this test fast:
+    reaching the compiler is what it shows)."""
+    import threading
+
+    bad = tmp_path / "qgemv.cpp"
+    bad.write_text("this is not C++\n")
+    monkeypatch.setattr(kernels, "_SOURCES", [bad])
+    monkeypatch.setattr(kernels, "_module", None)
+    monkeypatch.setattr(kernels, "_failed", False)
+    monkeypatch.setenv("HAVEN_KERNELS_DIR", str(tmp_path / "cache"))
+    folder = kernels._cache_dir()
+    folder.mkdir(parents=True)
+    (folder / "lock").touch()  # what a killed process leaves
+    done = threading.Event()
+    with caplog.at_level(logging.WARNING, logger="haven.linear.kernels"):
+        worker = threading.Thread(target=lambda: (kernels.load(), done.set()), daemon=True)
+        worker.start()
+        assert done.wait(120), "load() is still waiting on the stale lock"
+    assert "could not be built" in caplog.text
+
+
 @pytest.mark.parametrize("bits", [8, 4])
 def test_torch_compile_calls_the_kernel_without_a_graph_break(bits, built):
     layer = make(128, 20, bits, 32, symmetric=False, bias=True)

@@ -27,6 +27,8 @@ See qgemv.cpp for the exact formula and tests/quantization/test_kernels.py for t
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -65,6 +67,19 @@ def _cpu_id() -> str:
     return platform.machine() + flags
 
 
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """Hold the build folder alone among Haven processes, by a lock the system drops when its
+    holder dies. torch's own build lock is a plain `lock` file, which a process killed while
+    building or loading (Ctrl-C during the first model load) leaves behind, and every later
+    process then waits on forever; inside this lock no other process can be using it, so one
+    found there is stale and removed."""
+    with open(folder / "haven.lock", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        (folder / "lock").unlink(missing_ok=True)
+        yield
+
+
 def load():
     """The path of the compiled library (its ops registered as `torch.ops.haven.*`), building it on
     first use; None when it cannot be built."""
@@ -78,15 +93,16 @@ def load():
 
                 folder = _cache_dir()
                 folder.mkdir(parents=True, exist_ok=True)
-                path = build(
-                    name="haven_qgemv",
-                    sources=[str(p) for p in _SOURCES],
-                    extra_cflags=_FLAGS,
-                    extra_ldflags=["-fopenmp"],
-                    build_directory=str(folder),
-                    is_python_module=False,
-                    verbose=False,
-                )
+                with _exclusive(folder):
+                    path = build(
+                        name="haven_qgemv",
+                        sources=[str(p) for p in _SOURCES],
+                        extra_cflags=_FLAGS,
+                        extra_ldflags=["-fopenmp"],
+                        build_directory=str(folder),
+                        is_python_module=False,
+                        verbose=False,
+                    )
                 torch.library.register_fake("haven::qlinear")(_qlinear_shape)
                 torch.library.register_fake("haven::dense_rows")(_dense_rows_shape)
                 _module = path or str(folder)
