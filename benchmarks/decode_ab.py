@@ -6,8 +6,9 @@
 Builds the GPT-2-124M and ~120M Llama shapes of `benchmarks/generate.py` (random weights, the
 reference's config), then for each case runs greedy decoding (8-token prompt, no EOS) in fresh
 processes, alternating before/after `--rounds` times, 2 threads, each model prepared with
-`optimize_for_inference()` as pipelines do (`--as-loaded`: without). Prints tokens/s per side
-(median and min-max over the rounds) and the after/before ratio of the medians.
+`optimize_for_inference()` as pipelines do (`--as-loaded`: without; `--compile-after`: the after
+side also with `compile_decoding()`, against a before side that may not have it). Prints tokens/s
+per side (median and min-max over the rounds) and the after/before ratio of the medians.
 
 `--split` instead times where a batch-1 greedy decode step goes, per side (medians over the
 rounds, process CPU time, so other processes' load inflates it less than wall time):
@@ -41,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import PROMPT, build  # noqa: E402
 
 
-def worker(path: str, batch: int, beams: int, new_tokens: int, prepare: bool) -> float:
+def worker(path: str, batch: int, beams: int, new_tokens: int, prepare: bool, compiled: bool = False) -> float:
     import torch
 
     from haven import AutoModelForCausalLM
@@ -49,6 +50,8 @@ def worker(path: str, batch: int, beams: int, new_tokens: int, prepare: bool) ->
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     if prepare:
         model.optimize_for_inference()
+    if compiled:
+        model.compile_decoding()  # the warm-up below compiles (inductor's disk cache serves later rounds)
     ids = torch.randint(10, 1000, (batch, PROMPT), generator=torch.Generator().manual_seed(0))
     kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0, num_beams=beams)
     with torch.inference_mode():
@@ -163,6 +166,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--as-loaded", action="store_true", help="no optimize_for_inference()")
+    ap.add_argument("--compile-after", action="store_true", help="the after side decodes with compile_decoding()")
     ap.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "haven-bench-generate"))
     ap.add_argument("--split", action="store_true", help="where a batch-1 step's time goes, per side")
     ap.add_argument("--threads", type=int, default=2)
@@ -176,7 +180,7 @@ def main() -> None:
         if args.split:
             print(json.dumps(split(path, args.new_tokens, prepare == "1")))
             return
-        print(json.dumps(worker(path, int(batch), int(beams), args.new_tokens, prepare == "1")))
+        print(json.dumps(worker(path, int(batch), int(beams), args.new_tokens, prepare in "1c", prepare == "c")))
         return
     if not args.before:
         ap.error("--before: the `src` folder of the tree to compare against is required")
@@ -192,7 +196,7 @@ def main() -> None:
                     env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(args.threads)}
                     cmd = [sys.executable, __file__, "--new-tokens", str(args.new_tokens), "--threads",
                            str(args.threads), *(["--split"] if args.split else []),
-                           "--worker", path, str(batch), str(beams), "0" if args.as_loaded else "1"]
+                           "--worker", path, str(batch), str(beams), mode(args, side)]
                     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
                     if out.returncode:
                         raise SystemExit(f"{side} worker failed:\n{out.stderr[-3000:]}")
@@ -204,6 +208,13 @@ def main() -> None:
             label = f"{name} batch {batch}" + (f" beams {beams}" if beams > 1 else "")
             spread = "  ".join(f"{s} {med[s]:.1f} ({min(r):.1f}-{max(r):.1f})" for s, r in rates.items())
             print(f"{label:<22} tok/s {spread}  after/before {med['after'] / med['before']:.3f}", flush=True)
+
+
+def mode(args: argparse.Namespace, side: str) -> str:
+    """The worker's PREPARE argument: 0 as loaded, 1 optimize_for_inference(), c also compiled."""
+    if args.compile_after and side == "after":
+        return "c"
+    return "0" if args.as_loaded else "1"
 
 
 def print_split(name: str, parts: dict[str, list[dict[str, float]]]) -> None:

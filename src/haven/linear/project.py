@@ -42,6 +42,7 @@ def project(x: torch.Tensor, *layers: nn.Module) -> tuple[torch.Tensor, ...]:
         and x.numel() <= kernels.DENSE_MAX_ROWS * first.in_features  # a decode step; more rows: prepacked copies
         and not _records_grad(x, layers)
         and not _hooked(layers)
+        and not torch.compiler.is_compiling()  # joined() reads data pointers, which break a graph
     ):
         matrix = joined(layers)
         if matrix is not None:
