@@ -227,13 +227,18 @@ def test_kernels_off_gives_the_portable_path(bits, built, monkeypatch):
     check(layer, x, layer(x), x_rounded=False)
 
 
-def test_a_failed_build_falls_back_to_the_portable_path(tmp_path, monkeypatch, caplog):
+@pytest.fixture
+def unbuildable(tmp_path, monkeypatch):
+    """The kernels as yet unloaded, their source one the compiler refuses, built into tmp_path."""
     bad = tmp_path / "qgemv.cpp"
     bad.write_text("this is not C++\n")
     monkeypatch.setattr(kernels, "_SOURCES", [bad])
     monkeypatch.setattr(kernels, "_module", None)
     monkeypatch.setattr(kernels, "_failed", False)
     monkeypatch.setenv("HAVEN_KERNELS_DIR", str(tmp_path / "cache"))
+
+
+def test_a_failed_build_falls_back_to_the_portable_path(unbuildable, caplog):
     layer = make(64, 12, 4, 32, symmetric=True, bias=True)
     x = torch.randn(1, 64)
     with caplog.at_level(logging.WARNING, logger="haven.linear.kernels"):
@@ -242,18 +247,12 @@ def test_a_failed_build_falls_back_to_the_portable_path(tmp_path, monkeypatch, c
     check(layer, x, layer(x), x_rounded=False)
 
 
-def test_a_build_lock_left_by_a_killed_process_does_not_hang_the_next(tmp_path, monkeypatch, caplog):
+def test_a_build_lock_left_by_a_killed_process_does_not_hang_the_next(unbuildable, caplog):
     """torch's build lock is a plain file; a process killed while holding it used to leave every
     later load waiting forever. The next load removes it (a failing source keeps this test fast:
     reaching the compiler is what it shows)."""
     import threading
 
-    bad = tmp_path / "qgemv.cpp"
-    bad.write_text("this is not C++\n")
-    monkeypatch.setattr(kernels, "_SOURCES", [bad])
-    monkeypatch.setattr(kernels, "_module", None)
-    monkeypatch.setattr(kernels, "_failed", False)
-    monkeypatch.setenv("HAVEN_KERNELS_DIR", str(tmp_path / "cache"))
     folder = kernels._cache_dir()
     folder.mkdir(parents=True)
     (folder / "lock").touch()  # what a killed process leaves
