@@ -36,16 +36,36 @@ def in_out_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     rows, not float32 on the CPU, autograd recording, autocast or tracing on, or the kernel not
     built for this CPU. Callers run it between memory-bound products, where each check costs
     more than in a warm loop, so the checks are few and cheap."""
-    k = weight.shape[0]
-    if not (k < x.numel() <= kernels.DENSE_MAX_ROWS * k and x.dtype == weight.dtype == torch.float32 and x.is_cpu):
+    if not _few_rows(x, weight, bias, weight.shape[0], torch.float32, 2) or weight.stride(1) != 1:
         return None
-    if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)):
-        return None
-    if torch.is_autocast_enabled("cpu") or torch._C._get_tracing_state() or not kernels.dense_available():
-        return None
-    if weight.stride(1) != 1 or (bias is not None and (bias.dtype != torch.float32 or bias.stride(0) != 1)):
+    if not kernels.dense_available():
         return None
     return torch.ops.haven.dense_rows.default(x, weight, bias)
+
+
+def bf16_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """`x @ weight.T + bias` for a bfloat16 (out, in) `weight` whose rows (a Linear's) or columns
+    (a Conv1D's weight, transposed) are contiguous, and 1 to `kernels.DENSE_MAX_ROWS` rows of x,
+    by `haven::bf16_rows` (`kernels/bf16_rows.cpp` has the speeds). None where it does not apply,
+    as `in_out_product`."""
+    if not _few_rows(x, weight, bias, weight.shape[1], torch.bfloat16, 1) or 1 not in weight.stride():
+        return None
+    if not kernels.bf16_available():
+        return None
+    return torch.ops.haven.bf16_rows.default(x, weight, bias)
+
+
+def _few_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: int, dtype: torch.dtype, least: int) -> bool:
+    """Whether a few-row kernel can take the product: `least` to DENSE_MAX_ROWS rows of `k`
+    inputs, x, weight and bias all `dtype` on the CPU, the bias contiguous, and nothing
+    recording (autograd, autocast, tracing)."""
+    if not (least * k <= x.numel() <= kernels.DENSE_MAX_ROWS * k and 0 < k and x.dtype == weight.dtype == dtype and x.is_cpu):
+        return False
+    if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)):
+        return False
+    if torch.is_autocast_enabled("cpu") or torch._C._get_tracing_state():
+        return False
+    return bias is None or (bias.dtype == dtype and bias.stride(0) == 1)
 
 
 def in_out_mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -147,6 +167,10 @@ class Linear(Prepackable, nn.Linear):
             if out is None and self.prepacked:
                 out = self.packed_product(x)
             return in_out_mm(x, w.t(), self.bias) if out is None else out
+        if w.dtype == torch.bfloat16:
+            out = bf16_product(x, w, self.bias)
+            if out is not None:
+                return out
         if x.numel() == self.in_features and x.dtype == torch.float32 and x.is_cpu:
             # one row, the checkpoint's (out, in) layout: a matrix-vector product (as fast as
             # F.linear's GEMM here, without its set-up)

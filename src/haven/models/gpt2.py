@@ -18,7 +18,7 @@ from ..errors import ConfigError, InputTooLongError
 from ..generation.mixin import GenerationMixin
 from ..layers import KVCache, attention, decoder_mask, decoder_positions, get_activation
 from ..linear import Linear
-from ..linear.dense import Prepackable, in_out_mm, in_out_product
+from ..linear.dense import Prepackable, bf16_product, in_out_mm, in_out_product
 from ..modeling import LayerLoop, PreTrainedModel
 from ..outputs import BaseModelOutput
 from ._decoder import (
@@ -77,8 +77,9 @@ class GPT2Config(PretrainedConfig):
 
 class Conv1D(Prepackable, nn.Module):
     """A linear layer whose weight is stored (in, out), as GPT-2 checkpoints have it: x @ W + b.
-    2 to 8 rows run the few-row kernel (`in_out_product`); more rows use a prepacked copy once it
-    is on (`Prepackable`); one row and the rest a GEMM."""
+    2 to 8 rows run the few-row kernel (`in_out_product`; in bfloat16 `bf16_product`, from one
+    row); more rows use a prepacked copy once it is on (`Prepackable`); one row and the rest a
+    GEMM."""
 
     PACKED_ROWS = (2, 512)  # an (in, out) weight is slow to multiply from two rows on
 
@@ -92,7 +93,8 @@ class Conv1D(Prepackable, nn.Module):
         return self.weight.t().contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = in_out_product(x, self.weight, self.bias)
+        w = self.weight
+        out = bf16_product(x, w.t(), self.bias) if w.dtype == torch.bfloat16 else in_out_product(x, w, self.bias)
         if out is None and self.prepacked:
             out = self.packed_product(x)
         return in_out_mm(x, self.weight, self.bias) if out is None else out

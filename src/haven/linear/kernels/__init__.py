@@ -3,9 +3,11 @@
 - `qgemv.cpp`: `QuantizedLinear`'s int8/int4 products (`torch.ops.haven.qlinear`, below);
 - `dense_rows.cpp`: float32 products with a weight stored (in, out), up to DENSE_MAX_ROWS rows
   (`torch.ops.haven.dense_rows`; `haven.linear.dense` calls it, `dense_available()` says whether
-  it runs here: it is built only for AVX-512 CPUs).
+  it runs here: it is built only for AVX-512 CPUs);
+- `bf16_rows.cpp`: bfloat16 products with a weight as stored, (out, in), up to DENSE_MAX_ROWS
+  rows (`torch.ops.haven.bf16_rows`; `bf16_available()`: built only for CPUs with AVX512-BF16).
 
-Both are compiled together on first use with `torch.utils.cpp_extension` (-O3 -march=native: its
+All are compiled together on first use with `torch.utils.cpp_extension` (-O3 -march=native: its
 AVX-512 VNNI path where the CPU has it, a portable loop elsewhere) into a cache folder keyed by the
 source, the torch version and the CPU (under HAVEN_KERNELS_DIR, default ~/.cache/haven/kernels),
 and loaded from there afterwards. It registers `torch.ops.haven.qlinear` (one call for one to three
@@ -42,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 MAX_ROWS = 16  # above this the portable path (one dequantized tile, a GEMM) is the faster one
 DENSE_MAX_ROWS = 8  # the most rows haven::dense_rows takes (dense_rows.cpp's kMaxRows)
-_SOURCES = [Path(__file__).with_name("qgemv.cpp"), Path(__file__).with_name("dense_rows.cpp")]
+_SOURCES = [Path(__file__).with_name(name) for name in ("qgemv.cpp", "dense_rows.cpp", "bf16_rows.cpp")]
 _lock = threading.Lock()
 _module = None
 _failed = False
@@ -105,6 +107,7 @@ def load():
                     )
                 torch.library.register_fake("haven::qlinear")(_qlinear_shape)
                 torch.library.register_fake("haven::dense_rows")(_dense_rows_shape)
+                torch.library.register_fake("haven::bf16_rows")(_bf16_rows_shape)
                 _module = path or str(folder)
             except Exception as err:  # no compiler, no headers, a failed build: the portable path runs
                 _failed = True
@@ -131,7 +134,17 @@ def _dense_rows_shape(x, weight, bias):
     return x.new_empty((*x.shape[:-1], weight.shape[1]))
 
 
+def _bf16_rows_shape(x, weight, bias):
+    """The output `torch.ops.haven.bf16_rows` makes, for tracing."""
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+def _has_kernel(op: str) -> bool:
+    return load() is not None and torch._C._dispatch_has_kernel_for_dispatch_key(op, "CPU")
+
+
 _dense: bool | None = None
+_bf16: bool | None = None
 
 
 @torch.compiler.assume_constant_result
@@ -141,8 +154,18 @@ def dense_available() -> bool:
     leave the interpreter's data cold, so the answer is one global read)."""
     global _dense
     if _dense is None:
-        _dense = load() is not None and torch._C._dispatch_has_kernel_for_dispatch_key("haven::dense_rows", "CPU")
+        _dense = _has_kernel("haven::dense_rows")
     return _dense
+
+
+@torch.compiler.assume_constant_result
+def bf16_available() -> bool:
+    """Whether `torch.ops.haven.bf16_rows` runs here: the library built, for a CPU with
+    AVX512-BF16 (answered once, as `dense_available`)."""
+    global _bf16
+    if _bf16 is None:
+        _bf16 = _has_kernel("haven::bf16_rows")
+    return _bf16
 
 
 def enabled() -> bool:

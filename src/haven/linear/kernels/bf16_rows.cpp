@@ -1,0 +1,211 @@
+// bfloat16 products of a few rows (up to kMaxRows: a decode step of a small batch or a few beams)
+// with a weight as the checkpoint stores it, (out, in): y = x W^T + b, everything bfloat16 in and
+// out, summed in float32. A bfloat16 model's Linear layers call it (haven/linear/dense.py).
+//
+// Why its own kernel (measured on the project's CPU, 2 threads, the ~120M Llama step's 49
+// matrices back to back, one row): F.linear on bfloat16 runs at 13 GB/s of weights (oneDNN
+// re-lays the weight on every call) and torch.mv at 21 GB/s, where float32 products stream at
+// 25-30; so a bfloat16 decode step, half the bytes of a float32 one, took as long. This kernel
+// reads each weight once whatever the row count, at the rate the int8 kernel reads its codes.
+//
+// How: blocks of output rows are shared out over torch's intra-op threads. For a block, the
+// kernel walks the inputs 32 at a time (one 64-byte line of each weight row), multiplying them
+// with the same inputs of each row of x by vdpbf16ps (AVX512-BF16: 32 bfloat16 products summed
+// pairwise into 16 float32 lanes); each output's 16 lanes are added at the end, the bias added
+// and the sum rounded to bfloat16 (to nearest even). Eight rows of W stream side by side for one
+// row of x; for 2-4 rows of x, four or two (so the sums stay in registers), the next block's
+// lines prefetched as in the int8 kernel.
+//
+// Numerics: the products of two bfloat16 values are exact in float32; they are summed in float32
+// (another order than oneDNN's), so results differ from F.linear's by float32 rounding before
+// the final rounding to bfloat16. vdpbf16ps treats subnormal inputs as zero, which changes a sum
+// by less than 2^-126 per product.
+//
+// Built only where the compiler targets AVX512-BF16 (-march=native on such a CPU). Elsewhere the
+// op has no CPU kernel, `haven.linear.kernels.bf16_available()` says so, and F.linear runs.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#include <immintrin.h>
+
+namespace {
+
+constexpr int64_t kMaxRows = 8;
+constexpr int64_t kOutBlock = 8;
+
+struct Problem {
+  const at::BFloat16* x;  // (rows, in), row stride in
+  const at::BFloat16* w;  // (out, in): row stride ld; or (in, out) for in_out(): row stride ld
+  const at::BFloat16* bias;  // (out) or nullptr
+  at::BFloat16* y;           // (rows, out)
+  int64_t rows, in, out, ld;
+};
+
+// Output rows o0..o0+OB-1 for x rows r0..r0+RB-1.
+template <int OB, int RB>
+void block(const Problem& p, int64_t o0, int64_t r0) {
+  const at::BFloat16* w[OB];
+  for (int o = 0; o < OB; ++o) w[o] = p.w + (o0 + o) * p.ld;
+  const at::BFloat16* x[RB];
+  for (int r = 0; r < RB; ++r) x[r] = p.x + (r0 + r) * p.in;
+  __m512 acc[OB][RB];
+  for (int o = 0; o < OB; ++o)
+    for (int r = 0; r < RB; ++r) acc[o][r] = _mm512_setzero_ps();
+  auto step = [&](int64_t k, __mmask32 m) __attribute__((always_inline)) {
+    __m512i wv[OB];
+    for (int o = 0; o < OB; ++o) {
+      wv[o] = _mm512_maskz_loadu_epi16(m, w[o] + k);
+      _mm_prefetch(reinterpret_cast<const char*>(w[o] + OB * p.ld + k), _MM_HINT_T0);
+    }
+    for (int r = 0; r < RB; ++r) {
+      const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x[r] + k);
+      for (int o = 0; o < OB; ++o) acc[o][r] = _mm512_dpbf16_ps(acc[o][r], (__m512bh)wv[o], xv);
+    }
+  };
+  int64_t k = 0;
+  for (; k + 32 <= p.in; k += 32) step(k, ~__mmask32(0));
+  if (k < p.in) step(k, (__mmask32(1) << (p.in - k)) - 1);
+  for (int o = 0; o < OB; ++o)
+    for (int r = 0; r < RB; ++r) {
+      float v = _mm512_reduce_add_ps(acc[o][r]);
+      if (p.bias) v += static_cast<float>(p.bias[o0 + o]);
+      p.y[(r0 + r) * p.out + o0 + o] = at::BFloat16(v);  // rounds to nearest even
+    }
+}
+
+// Output rows o0..o0+OB-1 (OB = kOutBlock or 1) for every row of x: chunks of 4, 2 and 1 rows,
+// the output rows taken 2 or 4 at a time for chunks of 4 or 2 so the sums stay in registers.
+template <int OB>
+void all_rows(const Problem& p, int64_t o0) {
+  int64_t r = 0;
+  for (; r + 4 <= p.rows; r += 4) {
+    if constexpr (OB == 1) {
+      block<1, 4>(p, o0, r);
+    } else {
+      for (int o = 0; o < OB; o += 2) block<2, 4>(p, o0 + o, r);
+    }
+  }
+  if (r + 2 <= p.rows) {
+    if constexpr (OB == 1) {
+      block<1, 2>(p, o0, r);
+    } else {
+      for (int o = 0; o < OB; o += 4) block<4, 2>(p, o0 + o, r);
+    }
+    r += 2;
+  }
+  if (r < p.rows) block<OB, 1>(p, o0, r);
+}
+
+// The other layout, (in, out) in memory (GPT-2's Conv1D): the `in` dimension is shared out over
+// the threads, each adding x[r, k] * W[k, :] over its rows of W into float32 partial sums (rows x
+// out: L1 or L2 resident), eight rows of W at a time, widened from bfloat16 by a shift; the
+// partial sums and the bias are added and rounded at the end (as dense_rows.cpp does in float32).
+template <int R>
+void add_rows_in_out(const at::BFloat16* x, int64_t K, const at::BFloat16* w, int64_t ld, int64_t N, float* acc,
+                     int64_t k0, int64_t k1) {
+  std::fill(acc, acc + R * N, 0.f);
+  for (int64_t k = k0; k < k1; k += 8) {
+    const int U = static_cast<int>(std::min<int64_t>(8, k1 - k));
+    __m512 xs[R][8];
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < 8; ++u) xs[r][u] = _mm512_set1_ps(u < U ? static_cast<float>(x[r * K + k + u]) : 0.f);
+    for (int64_t j = 0; j < N; j += 16) {
+      const __mmask16 m = N - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (N - j)) - 1);
+      __m512 wv[8];
+      for (int u = 0; u < 8; ++u) {
+        const __m256i h = u < U ? _mm256_maskz_loadu_epi16(m, w + (k + u) * ld + j) : _mm256_setzero_si256();
+        wv[u] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      }
+      for (int r = 0; r < R; ++r) {
+        float* a = acc + r * N + j;
+        __m512 s = _mm512_maskz_loadu_ps(m, a);
+        for (int u = 0; u < 8; ++u) s = _mm512_fmadd_ps(xs[r][u], wv[u], s);
+        _mm512_mask_storeu_ps(a, m, s);
+      }
+    }
+  }
+}
+
+using InOut = void (*)(const at::BFloat16*, int64_t, const at::BFloat16*, int64_t, int64_t, float*, int64_t, int64_t);
+constexpr InOut kInOut[kMaxRows] = {add_rows_in_out<1>, add_rows_in_out<2>, add_rows_in_out<3>, add_rows_in_out<4>,
+                                    add_rows_in_out<5>, add_rows_in_out<6>, add_rows_in_out<7>, add_rows_in_out<8>};
+
+void in_out(const Problem& p, const at::BFloat16* w, int64_t ld) {
+  const int64_t K = p.in, N = p.out, R = p.rows;
+  // one share of at least 64 rows of W per thread, each starting on a multiple of 8
+  const int64_t shares = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), K / 64));
+  const int64_t per_share = ((K + shares - 1) / shares + 7) / 8 * 8;
+  std::vector<float> partial(shares * R * N);
+  float* sums = partial.data();
+  at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t k0 = std::min(K, s * per_share), k1 = std::min(K, k0 + per_share);
+      kInOut[R - 1](p.x, K, w, ld, N, sums + s * R * N, k0, k1);
+    }
+  });
+  at::parallel_for(0, N, 4096, [&](int64_t j0, int64_t j1) {
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = j0; j < j1; ++j) {
+        float v = p.bias ? static_cast<float>(p.bias[j]) : 0.f;
+        for (int64_t s = 0; s < shares; ++s) v += sums[(s * R + r) * N + j];
+        p.y[r * N + j] = at::BFloat16(v);
+      }
+  });
+}
+
+// weight: the (out, in) matrix, its rows contiguous in memory (the checkpoint's layout of a
+// Linear) or its columns (a Conv1D's (in, out) weight, passed transposed).
+at::Tensor bf16_rows(const at::Tensor& x_in, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x_in.device().is_cpu() && weight.device().is_cpu(), "haven::bf16_rows: CPU tensors only");
+  TORCH_CHECK(x_in.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16,
+              "haven::bf16_rows: x and the weight must be bfloat16");
+  TORCH_CHECK(weight.dim() == 2, "haven::bf16_rows: the weight must be an (out, in) matrix");
+  const int64_t N = weight.size(0), K = weight.size(1);
+  const bool rows = weight.stride(1) == 1 && weight.stride(0) >= K;
+  TORCH_CHECK(rows || (weight.stride(0) == 1 && weight.stride(1) >= N),
+              "haven::bf16_rows: the weight's rows or its columns must be contiguous");
+  TORCH_CHECK(x_in.dim() >= 1 && x_in.size(-1) == K, "haven::bf16_rows: x's last dimension (", x_in.size(-1),
+              ") is not the weight's in (", K, ")");
+  const at::Tensor x = x_in.reshape({-1, K}).contiguous();
+  const int64_t R = x.size(0);
+  TORCH_CHECK(R <= kMaxRows, "haven::bf16_rows: ", R, " rows; the kernel takes at most ", kMaxRows);
+  const at::BFloat16* b = nullptr;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == at::kBFloat16 && bias->numel() == N && bias->is_contiguous(),
+                "haven::bf16_rows: the bias must be a contiguous bfloat16 vector of ", N, " values");
+    b = bias->data_ptr<at::BFloat16>();
+  }
+  std::vector<int64_t> shape(x_in.sizes().begin(), x_in.sizes().end());
+  shape.back() = N;
+  at::Tensor y = at::empty(shape, x.options());
+  if (R == 0 || N == 0) return y;
+  if (K == 0) return b ? y.copy_(bias->expand_as(y)) : y.zero_();
+  const Problem p{x.data_ptr<at::BFloat16>(), weight.data_ptr<at::BFloat16>(), b, y.data_ptr<at::BFloat16>(),
+                  R, K, N, rows ? weight.stride(0) : weight.stride(1)};
+  if (!rows) {
+    in_out(p, p.w, p.ld);
+    return y;
+  }
+  const int64_t blocks = (N + kOutBlock - 1) / kOutBlock;
+  // chunks of at least ~64K multiply-adds, so a small product is not split over threads
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (kOutBlock * K * R));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    const int64_t o1 = std::min(N, b1 * kOutBlock);
+    int64_t o = b0 * kOutBlock;
+    for (; o + kOutBlock <= o1; o += kOutBlock) all_rows<kOutBlock>(p, o);
+    for (; o < o1; ++o) all_rows<1>(p, o);
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(haven, CPU, m) { m.impl("bf16_rows", &bf16_rows); }
+#endif
+
+TORCH_LIBRARY_FRAGMENT(haven, m) { m.def("bf16_rows(Tensor x, Tensor weight, Tensor? bias) -> Tensor"); }
