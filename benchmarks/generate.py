@@ -313,16 +313,19 @@ def memory_worker(lib: str, path: str) -> dict:
 
 def memory_report(path: str) -> None:
     """The issue's bar: loading GPT-2-124M in 4 bits, the memory beyond the float embeddings is
-    below 40% of what the fp32 load takes. Each load in its own process; the import cost (a
-    process that imports torch and Haven and loads nothing) is subtracted from both."""
+    below 40% of what the fp32 load takes; and what loading it as bfloat16 takes. Each load in
+    its own process; the import cost (a process that imports torch and Haven and loads nothing)
+    is subtracted from each."""
     res = {}
-    for lib in ("none", "haven", "haven-int4"):
+    for lib in ("none", "haven", "haven-bf16", "haven-int4"):
         cmd = [sys.executable, __file__, "--memory-worker", lib, "--path", path]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         res[lib] = json.loads(out.stdout.strip().splitlines()[-1])
     base = res["none"]["peak_rss_mb"]
     fp32 = res["haven"]["peak_rss_mb"] - base
     print(f"peak RSS beyond imports ({base:.0f} MB), load + one forward: fp32 {fp32:.0f} MB")
+    half = res["haven-bf16"]["peak_rss_mb"] - base
+    print(f"  haven-bf16 (dtype=bfloat16 from the fp32 checkpoint): {half:.0f} MB = {100 * half / fp32:.0f}% of the fp32 load")
     for lib in ("haven-int4",):
         q = res[lib]["peak_rss_mb"] - base
         emb = res[lib]["embeddings_mb"]

@@ -31,3 +31,50 @@ def test_quantization_config_and_from_pretrained_share_it(tmp_path):
     assert _parse_dtype("auto") is None and _parse_dtype(None) is None
     with pytest.raises(ValueError, match="dtype='float33' is not a dtype"):
         _parse_dtype("float33")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_cast_load_equals_casting_the_float32_model(gpt2_dir, dtype):
+    """dtype= casts the checkpoint tensor by tensor while loading: the values are the float32
+    model's cast, and GPT-2's output layer stays its token embedding (one parameter)."""
+    from haven import AutoModelForCausalLM
+
+    cast = AutoModelForCausalLM.from_pretrained(gpt2_dir, dtype=dtype)
+    full = AutoModelForCausalLM.from_pretrained(gpt2_dir).to(dtype)
+    assert cast.lm_head.weight is cast.transformer.wte.weight
+    mine, theirs = cast.state_dict(), full.state_dict()
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        assert mine[key].dtype == theirs[key].dtype and torch.equal(mine[key], theirs[key]), key
+
+
+def test_a_cast_load_gives_back_the_float32_pages_as_it_copies(gpt2_dir, monkeypatch):
+    """Peak memory holds the cast model and a slice of one float32 tensor, not both models:
+    every byte of every float32 tensor of the checkpoint is handed to release_mapped_pages once
+    copied (the benchmark `generate.py --memory` measures the peak RSS this gives)."""
+    import haven.checkpoint as checkpoint
+    from haven import AutoModelForCausalLM
+
+    mapped = checkpoint.load_checkpoint(gpt2_dir)
+    spans = {(t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()) for t in mapped.values() if t.is_floating_point()}
+    released = []
+    real = checkpoint.release_mapped_pages
+
+    def record(tensor):
+        released.append((tensor.data_ptr(), tensor.data_ptr() + tensor.numel() * tensor.element_size()))
+        return real(tensor)
+
+    monkeypatch.setattr(checkpoint, "release_mapped_pages", record)
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: mapped)
+    monkeypatch.setattr(checkpoint, "_CAST_BYTES", 256)  # several slices per matrix
+    import haven.modeling as modeling
+
+    monkeypatch.setattr(modeling, "load_checkpoint", lambda *a, **k: mapped)
+    AutoModelForCausalLM.from_pretrained(gpt2_dir, dtype=torch.bfloat16)
+    assert len(released) > len(spans)  # the matrices in slices
+    for start, end in spans:
+        covered = start
+        for a, b in sorted(s for s in released if start <= s[0] < end):
+            assert a <= covered, "a gap"
+            covered = max(covered, b)
+        assert covered >= end, "not all of a tensor was released"

@@ -126,6 +126,42 @@ def release_mapped_pages(tensor: torch.Tensor) -> bool:
     return _libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED) == 0
 
 
+def cast_floats(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """`state_dict` with its floating-point tensors in `dtype`, cast one at a time, each mapped
+    tensor's pages released once it is copied (`release_mapped_pages`): loading a float32
+    checkpoint as bfloat16 then holds the bfloat16 model and one float32 tensor at a time, not
+    both models. Entries that share one tensor (tied weights) share its cast."""
+    out: dict[str, torch.Tensor] = {}
+    casts: dict[tuple, torch.Tensor] = {}
+    for key, tensor in state_dict.items():
+        if not tensor.is_floating_point() or tensor.dtype == dtype:
+            out[key] = tensor
+            continue
+        same = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
+        if same not in casts:
+            casts[same] = _cast_releasing(tensor, dtype)
+        out[key] = casts[same]
+    return out
+
+
+_CAST_BYTES = 8 << 20  # of a tensor cast (and its mapped pages released) at a time
+
+
+def _cast_releasing(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`tensor.to(dtype)`, copied a slice of rows at a time, each slice's mapped pages released
+    as it is copied (so a large embedding table is not held twice either)."""
+    if tensor.dim() == 0 or not tensor.is_contiguous():
+        cast = tensor.to(dtype)
+        release_mapped_pages(tensor)
+        return cast
+    cast = torch.empty(tensor.shape, dtype=dtype)
+    step = max(1, _CAST_BYTES // max(1, tensor[0].numel() * tensor.element_size()))
+    for row in range(0, tensor.shape[0], step):
+        cast[row : row + step].copy_(tensor[row : row + step])
+        release_mapped_pages(tensor[row : row + step])
+    return cast
+
+
 def load_torch_bin(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A legacy pytorch_model.bin, loaded with `weights_only=True` (no code runs)."""
     try:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .checkpoint import (
+    cast_floats,
     dedupe_shared,
     load_checkpoint,
     match_prefix,
@@ -371,8 +372,10 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
 
             replace_linears(model, quantization)
             model.config.quantization_config = quantization.to_dict()
-        info = model.load_weights(state_dict, ignore_mismatched_sizes=opts.ignore_mismatched_sizes)
         target = _parse_dtype(opts.dtype)
+        if target is not None and quantization is None:
+            state_dict = cast_floats(state_dict, target)
+        info = model.load_weights(state_dict, ignore_mismatched_sizes=opts.ignore_mismatched_sizes)
         if target is not None and target != model.dtype:
             model = model.to(target)
         if opts.device_map is not None:
