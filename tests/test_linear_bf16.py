@@ -191,3 +191,55 @@ def test_bf16_decode_steps_close_to_the_reference_in_bf16(built, name, batch, re
             want = ref(ids[:, t : t + 1], cache=ref_cache).logits
             assert step.dtype == BF16
             assert (step.float() - want.float()).abs().max() < 0.05, t
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8])
+@pytest.mark.parametrize("biases", [(True, True, True), (False, False, False), (True, False, True)])
+def test_two_or_three_matrices_in_one_call(built, rows, biases):
+    """A block's q, k and v in one call: the outputs side by side, each its own product."""
+    torch.manual_seed(rows)
+    outs = (48, 16, 19)
+    x = torch.randn(rows, 70).to(BF16)
+    ws = [torch.randn(n, 70).to(BF16) for n in outs]
+    bs = [torch.randn(n).to(BF16) if has else None for n, has in zip(outs, biases)]
+    for count in (2, 3):
+        args = [t for pair in zip(ws[:count], bs[:count]) for t in pair]
+        got = torch.ops.haven.bf16_rows(x, *args)
+        assert got.shape == (rows, sum(outs[:count]))
+        for part, w, b in zip(got.split(outs[:count], dim=-1), ws, bs):
+            assert torch.equal(part, torch.ops.haven.bf16_rows(x, w, b))
+            assert_within_bf16_rounding(part, x, w, b)
+
+
+def test_several_matrices_need_contiguous_rows_and_one_in(built):
+    x = torch.randn(1, 8).to(BF16)
+    w = torch.randn(4, 8).to(BF16)
+    with pytest.raises(RuntimeError, match="several matrices"):
+        torch.ops.haven.bf16_rows(x, w, None, torch.randn(8, 4).to(BF16).t(), None)
+    with pytest.raises(RuntimeError, match="share their in"):
+        torch.ops.haven.bf16_rows(x, w, None, torch.randn(4, 9).to(BF16), None)
+    with pytest.raises(RuntimeError, match="needs a second"):
+        torch.ops.haven.bf16_rows(x, w, None, None, None, w, None)
+
+
+def test_project_multiplies_a_bf16_blocks_layers_in_one_call(built, llama_dir, monkeypatch):
+    """Llama's q/k/v and gate/up in bfloat16: one kernel call per group, the same values as
+    each layer's own call."""
+    from haven.linear.project import project
+
+    model = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=BF16)
+    attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+    x = torch.randn(2, 1, attn.q_proj.in_features).to(BF16)
+    calls = []
+    real = torch.ops.haven.bf16_rows
+
+    class Spy:
+        default = staticmethod(lambda *a: calls.append(len(a)) or real.default(*a))
+
+    with torch.inference_mode():
+        each = [layer(x) for layer in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj)]
+        monkeypatch.setattr(torch.ops.haven, "bf16_rows", Spy, raising=False)
+        together = project(x, attn.q_proj, attn.k_proj, attn.v_proj) + project(x, mlp.gate_proj, mlp.up_proj)
+    assert calls == [7, 5]  # x and three (weight, bias) pairs; x and two
+    for a, b in zip(together, each):
+        assert torch.equal(a, b)

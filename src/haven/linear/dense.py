@@ -43,16 +43,20 @@ def in_out_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return torch.ops.haven.dense_rows.default(x, weight, bias)
 
 
-def bf16_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+def bf16_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *more: torch.Tensor | None) -> torch.Tensor | None:
     """`x @ weight.T + bias` for a bfloat16 (out, in) `weight` whose rows (a Linear's) or columns
     (a Conv1D's weight, transposed) are contiguous, and 1 to `kernels.DENSE_MAX_ROWS` rows of x,
-    by `haven::bf16_rows` (`kernels/bf16_rows.cpp` has the speeds). None where it does not apply,
-    as `in_out_product`."""
-    if not _few_rows(x, weight, bias, weight.shape[1], torch.bfloat16, 1) or 1 not in weight.stride():
+    by `haven::bf16_rows` (`kernels/bf16_rows.cpp` has the speeds); `more`: up to two further
+    weights and biases, (weight2, bias2, weight3, bias3), with contiguous rows, multiplying the
+    same x in the same call (a block's q, k and v), their outputs side by side. None where it
+    does not apply, as `in_out_product`."""
+    k = weight.shape[1]
+    for w, b in zip((weight, *more[0::2]), (bias, *more[1::2])):
+        if not _few_rows(x, w, b, k, torch.bfloat16, 1) or w.shape[1] != k or 1 not in w.stride():
+            return None
+    if (more and weight.stride(1) != 1) or not kernels.bf16_available():
         return None
-    if not kernels.bf16_available():
-        return None
-    return torch.ops.haven.bf16_rows.default(x, weight, bias)
+    return torch.ops.haven.bf16_rows.default(x, weight, bias, *more)
 
 
 def _few_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: int, dtype: torch.dtype, least: int) -> bool:

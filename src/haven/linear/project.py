@@ -5,9 +5,11 @@ here, outside its math:
 - quantized layers of one format run as one call of the compiled kernel: x is rounded to int8
   once and one parallel region covers all their output rows (on the ~120M Llama shape, 49 kernel
   calls per decode step instead of 85);
-- float layers that `optimize_for_inference()` laid side by side (`dense.store_in_out`) run as
+- float32 layers that `optimize_for_inference()` laid side by side (`dense.store_in_out`) run as
   one product by the matrix they make together (`dense.joined`) for up to 8 rows (a decode
-  step): the few-row kernel, or MKL's GEMM at one row.
+  step): the few-row kernel, or MKL's GEMM at one row;
+- bfloat16 layers (up to three) run as one call of the bfloat16 few-row kernel for up to 8 rows,
+  their weights as loaded (`dense.bf16_product`).
 The outputs are then views of one tensor. Anything else calls each layer as a module: layers laid
 out apart, a layer with hooks (an adapter, a probe), autograd, many rows (each layer's prepacked
 copy, where it has one).
@@ -20,7 +22,7 @@ from torch import nn
 from torch.nn.modules import module as _module
 
 from . import kernels
-from .dense import Linear, in_out_mm, in_out_product, joined
+from .dense import Linear, bf16_product, in_out_mm, in_out_product, joined
 from .quantized import QuantizedLinear
 
 
@@ -42,14 +44,18 @@ def project(x: torch.Tensor, *layers: nn.Module) -> tuple[torch.Tensor, ...]:
         and x.numel() <= kernels.DENSE_MAX_ROWS * first.in_features  # a decode step; more rows: prepacked copies
         and not _records_grad(x, layers)
         and not _hooked(layers)
-        and not torch.compiler.is_compiling()  # joined() reads data pointers, which break a graph
     ):
-        matrix = joined(layers)
-        if matrix is not None:
-            weight, bias = matrix
-            y = in_out_product(x, weight, bias)
-            if y is None:
-                y = in_out_mm(x, weight, bias)
+        y = None
+        if first.weight.dtype == torch.bfloat16 and len(layers) <= kernels.MAX_LAYERS:
+            y = bf16_product(x, *(t for layer in layers for t in (layer.weight, layer.bias)))
+        elif not torch.compiler.is_compiling():  # joined() reads data pointers, which break a graph
+            matrix = joined(layers)
+            if matrix is not None:
+                weight, bias = matrix
+                y = in_out_product(x, weight, bias)
+                if y is None:
+                    y = in_out_mm(x, weight, bias)
+        if y is not None:
             return tuple(y.split([layer.out_features for layer in layers], dim=-1))
     return tuple(layer(x) for layer in layers)
 

@@ -4,8 +4,9 @@
 - `dense_rows.cpp`: float32 products with a weight stored (in, out), up to DENSE_MAX_ROWS rows
   (`torch.ops.haven.dense_rows`; `haven.linear.dense` calls it, `dense_available()` says whether
   it runs here: it is built only for AVX-512 CPUs);
-- `bf16_rows.cpp`: bfloat16 products with a weight as stored, (out, in), up to DENSE_MAX_ROWS
-  rows (`torch.ops.haven.bf16_rows`; `bf16_available()`: built only for CPUs with AVX512-BF16).
+- `bf16_rows.cpp`: bfloat16 products with weights as stored, up to DENSE_MAX_ROWS rows, one to
+  three layers of the same x in one call (`torch.ops.haven.bf16_rows`; `bf16_available()`: built
+  only for CPUs with AVX512-BF16).
 
 All are compiled together on first use with `torch.utils.cpp_extension` (-O3 -march=native: its
 AVX-512 VNNI path where the CPU has it, a portable loop elsewhere) into a cache folder keyed by the
@@ -134,9 +135,9 @@ def _dense_rows_shape(x, weight, bias):
     return x.new_empty((*x.shape[:-1], weight.shape[1]))
 
 
-def _bf16_rows_shape(x, weight, bias):
+def _bf16_rows_shape(x, weight, bias, weight2=None, bias2=None, weight3=None, bias3=None):
     """The output `torch.ops.haven.bf16_rows` makes, for tracing."""
-    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+    return x.new_empty((*x.shape[:-1], sum(w.shape[0] for w in (weight, weight2, weight3) if w is not None)))
 
 
 def _has_kernel(op: str) -> bool:

@@ -42,8 +42,8 @@ struct Problem {
   const at::BFloat16* x;  // (rows, in), row stride in
   const at::BFloat16* w;  // (out, in): row stride ld; or (in, out) for in_out(): row stride ld
   const at::BFloat16* bias;  // (out) or nullptr
-  at::BFloat16* y;           // (rows, out)
-  int64_t rows, in, out, ld;
+  at::BFloat16* y;           // (rows, ystride): this matrix's columns of the output
+  int64_t rows, in, out, ld, ystride;
 };
 
 // Output rows o0..o0+OB-1 for x rows r0..r0+RB-1.
@@ -74,7 +74,7 @@ void block(const Problem& p, int64_t o0, int64_t r0) {
     for (int r = 0; r < RB; ++r) {
       float v = _mm512_reduce_add_ps(acc[o][r]);
       if (p.bias) v += static_cast<float>(p.bias[o0 + o]);
-      p.y[(r0 + r) * p.out + o0 + o] = at::BFloat16(v);  // rounds to nearest even
+      p.y[(r0 + r) * p.ystride + o0 + o] = at::BFloat16(v);  // rounds to nearest even
     }
 }
 
@@ -135,7 +135,7 @@ using InOut = void (*)(const at::BFloat16*, int64_t, const at::BFloat16*, int64_
 constexpr InOut kInOut[kMaxRows] = {add_rows_in_out<1>, add_rows_in_out<2>, add_rows_in_out<3>, add_rows_in_out<4>,
                                     add_rows_in_out<5>, add_rows_in_out<6>, add_rows_in_out<7>, add_rows_in_out<8>};
 
-void in_out(const Problem& p, const at::BFloat16* w, int64_t ld) {
+void in_out(const Problem& p) {
   const int64_t K = p.in, N = p.out, R = p.rows;
   // one share of at least 64 rows of W per thread, each starting on a multiple of 8
   const int64_t shares = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), K / 64));
@@ -145,7 +145,7 @@ void in_out(const Problem& p, const at::BFloat16* w, int64_t ld) {
   at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t k0 = std::min(K, s * per_share), k1 = std::min(K, k0 + per_share);
-      kInOut[R - 1](p.x, K, w, ld, N, sums + s * R * N, k0, k1);
+      kInOut[R - 1](p.x, K, p.w, p.ld, N, sums + s * R * N, k0, k1);
     }
   });
   at::parallel_for(0, N, 4096, [&](int64_t j0, int64_t j1) {
@@ -153,52 +153,90 @@ void in_out(const Problem& p, const at::BFloat16* w, int64_t ld) {
       for (int64_t j = j0; j < j1; ++j) {
         float v = p.bias ? static_cast<float>(p.bias[j]) : 0.f;
         for (int64_t s = 0; s < shares; ++s) v += sums[(s * R + r) * N + j];
-        p.y[r * N + j] = at::BFloat16(v);
+        p.y[r * p.ystride + j] = at::BFloat16(v);
       }
   });
 }
 
-// weight: the (out, in) matrix, its rows contiguous in memory (the checkpoint's layout of a
-// Linear) or its columns (a Conv1D's (in, out) weight, passed transposed).
-at::Tensor bf16_rows(const at::Tensor& x_in, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
-  TORCH_CHECK(x_in.device().is_cpu() && weight.device().is_cpu(), "haven::bf16_rows: CPU tensors only");
-  TORCH_CHECK(x_in.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16,
-              "haven::bf16_rows: x and the weight must be bfloat16");
-  TORCH_CHECK(weight.dim() == 2, "haven::bf16_rows: the weight must be an (out, in) matrix");
-  const int64_t N = weight.size(0), K = weight.size(1);
-  const bool rows = weight.stride(1) == 1 && weight.stride(0) >= K;
-  TORCH_CHECK(rows || (weight.stride(0) == 1 && weight.stride(1) >= N),
+// Whether `weight` is an (out, in) matrix whose rows are contiguous (else its columns are, or
+// neither: refused).
+bool rows_contiguous(const at::Tensor& weight) {
+  TORCH_CHECK(weight.scalar_type() == at::kBFloat16 && weight.dim() == 2 && weight.device().is_cpu(),
+              "haven::bf16_rows: the weight must be a bfloat16 (out, in) matrix on the CPU");
+  const bool rows = weight.stride(1) == 1 && weight.stride(0) >= weight.size(1);
+  TORCH_CHECK(rows || (weight.stride(0) == 1 && weight.stride(1) >= weight.size(0)),
               "haven::bf16_rows: the weight's rows or its columns must be contiguous");
+  return rows;
+}
+
+// One call for one to three (out, in) matrices that multiply the same x (a layer's q, k and v
+// projections): one parallel region over all their output blocks, the outputs side by side in one
+// (..., sum of outs) tensor. Several matrices must have contiguous rows; one (a Conv1D's weight,
+// transposed) may have contiguous columns instead.
+at::Tensor bf16_rows(const at::Tensor& x_in, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                     const c10::optional<at::Tensor>& weight2, const c10::optional<at::Tensor>& bias2,
+                     const c10::optional<at::Tensor>& weight3, const c10::optional<at::Tensor>& bias3) {
+  TORCH_CHECK(x_in.device().is_cpu() && x_in.scalar_type() == at::kBFloat16, "haven::bf16_rows: x must be bfloat16 on the CPU");
+  TORCH_CHECK(weight2.has_value() || !weight3.has_value(), "haven::bf16_rows: a third matrix needs a second");
+  TORCH_CHECK((weight2.has_value() || !bias2.has_value()) && (weight3.has_value() || !bias3.has_value()),
+              "haven::bf16_rows: a bias without its matrix");
+  std::vector<std::pair<const at::Tensor*, const c10::optional<at::Tensor>*>> matrices{{&weight, &bias}};
+  if (weight2.has_value()) matrices.push_back({&*weight2, &bias2});
+  if (weight3.has_value()) matrices.push_back({&*weight3, &bias3});
+  const bool rows = rows_contiguous(weight);
+  const int64_t K = weight.size(1);
   TORCH_CHECK(x_in.dim() >= 1 && x_in.size(-1) == K, "haven::bf16_rows: x's last dimension (", x_in.size(-1),
               ") is not the weight's in (", K, ")");
   const at::Tensor x = x_in.reshape({-1, K}).contiguous();
   const int64_t R = x.size(0);
   TORCH_CHECK(R <= kMaxRows, "haven::bf16_rows: ", R, " rows; the kernel takes at most ", kMaxRows);
-  const at::BFloat16* b = nullptr;
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->scalar_type() == at::kBFloat16 && bias->numel() == N && bias->is_contiguous(),
-                "haven::bf16_rows: the bias must be a contiguous bfloat16 vector of ", N, " values");
-    b = bias->data_ptr<at::BFloat16>();
+  int64_t total = 0;
+  for (const auto& [w, b] : matrices) {
+    TORCH_CHECK(rows_contiguous(*w) == rows && (rows || matrices.size() == 1),
+                "haven::bf16_rows: several matrices must each have contiguous rows");
+    TORCH_CHECK(w->size(1) == K, "haven::bf16_rows: the matrices must share their in");
+    if (b->has_value())
+      TORCH_CHECK((*b)->scalar_type() == at::kBFloat16 && (*b)->numel() == w->size(0) && (*b)->is_contiguous(),
+                  "haven::bf16_rows: the bias must be a contiguous bfloat16 vector of ", w->size(0), " values");
+    total += w->size(0);
   }
   std::vector<int64_t> shape(x_in.sizes().begin(), x_in.sizes().end());
-  shape.back() = N;
+  shape.back() = total;
   at::Tensor y = at::empty(shape, x.options());
-  if (R == 0 || N == 0) return y;
-  if (K == 0) return b ? y.copy_(bias->expand_as(y)) : y.zero_();
-  const Problem p{x.data_ptr<at::BFloat16>(), weight.data_ptr<at::BFloat16>(), b, y.data_ptr<at::BFloat16>(),
-                  R, K, N, rows ? weight.stride(0) : weight.stride(1)};
-  if (!rows) {
-    in_out(p, p.w, p.ld);
+  if (R == 0 || total == 0) return y;
+  std::vector<Problem> problems;
+  std::vector<int64_t> first_block{0};
+  int64_t column = 0;
+  for (const auto& [w, b] : matrices) {
+    const int64_t N = w->size(0);
+    problems.push_back({x.data_ptr<at::BFloat16>(), w->data_ptr<at::BFloat16>(),
+                        b->has_value() ? (*b)->data_ptr<at::BFloat16>() : nullptr, y.data_ptr<at::BFloat16>() + column,
+                        R, K, N, rows ? w->stride(0) : w->stride(1), total});
+    column += N;
+    first_block.push_back(first_block.back() + (N + kOutBlock - 1) / kOutBlock);
+  }
+  if (K == 0) {
+    for (const Problem& p : problems)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t o = 0; o < p.out; ++o) p.y[r * total + o] = p.bias ? p.bias[o] : at::BFloat16(0.f);
     return y;
   }
-  const int64_t blocks = (N + kOutBlock - 1) / kOutBlock;
+  if (!rows) {
+    in_out(problems[0]);
+    return y;
+  }
   // chunks of at least ~64K multiply-adds, so a small product is not split over threads
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (kOutBlock * K * R));
-  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-    const int64_t o1 = std::min(N, b1 * kOutBlock);
-    int64_t o = b0 * kOutBlock;
-    for (; o + kOutBlock <= o1; o += kOutBlock) all_rows<kOutBlock>(p, o);
-    for (; o < o1; ++o) all_rows<1>(p, o);
+  at::parallel_for(0, first_block.back(), grain, [&](int64_t b0, int64_t b1) {
+    for (size_t m = 0; m < problems.size() && b0 < b1; ++m) {
+      const int64_t lo = std::max(b0, first_block[m]), hi = std::min(b1, first_block[m + 1]);
+      if (lo >= hi) continue;
+      const Problem& p = problems[m];
+      const int64_t o1 = std::min(p.out, (hi - first_block[m]) * kOutBlock);
+      int64_t o = (lo - first_block[m]) * kOutBlock;
+      for (; o + kOutBlock <= o1; o += kOutBlock) all_rows<kOutBlock>(p, o);
+      for (; o < o1; ++o) all_rows<1>(p, o);
+    }
   });
   return y;
 }
@@ -208,4 +246,7 @@ at::Tensor bf16_rows(const at::Tensor& x_in, const at::Tensor& weight, const c10
 TORCH_LIBRARY_IMPL(haven, CPU, m) { m.impl("bf16_rows", &bf16_rows); }
 #endif
 
-TORCH_LIBRARY_FRAGMENT(haven, m) { m.def("bf16_rows(Tensor x, Tensor weight, Tensor? bias) -> Tensor"); }
+TORCH_LIBRARY_FRAGMENT(haven, m) {
+  m.def("bf16_rows(Tensor x, Tensor weight, Tensor? bias, Tensor? weight2=None, Tensor? bias2=None, "
+        "Tensor? weight3=None, Tensor? bias3=None) -> Tensor");
+}
