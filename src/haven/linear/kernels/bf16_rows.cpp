@@ -103,29 +103,54 @@ void all_rows(const Problem& p, int64_t o0) {
 
 // The other layout, (in, out) in memory (GPT-2's Conv1D): the `in` dimension is shared out over
 // the threads, each adding x[r, k] * W[k, :] over its rows of W into float32 partial sums (rows x
-// out: L1 or L2 resident), eight rows of W at a time, widened from bfloat16 by a shift; the
-// partial sums and the bias are added and rounded at the end (as dense_rows.cpp does in float32).
+// out: L1 or L2 resident), eight rows of W at a time; the partial sums and the bias are added and
+// rounded at the end (as dense_rows.cpp does in float32). vdpbf16ps wants the two inputs of a
+// pair side by side, so rows k and k+1 of W are interleaved by unpacklo/hi: in a chunk of 32
+// columns, the low unpack holds columns {0-3, 8-11, 16-19, 24-27} of each lane pair and the high
+// one the others; the partial sums keep that order (`position`) until the final pass. The lines of
+// the rows two steps ahead are prefetched. GPT-2's 48 block matrices back to back, one row: 25
+// GB/s, 2.3-2.5x torch.mm (which re-lays the weight per call); 1.4x at 4 rows, level at 8. (Widening
+// each weight to float32 by a shift and an FMA instead, without prefetching, ran at 20 GB/s;
+// prefetching one step ahead, 23; four steps, 26.)
+
+// Where column e (0..31) of a 32-column chunk sits in the chunk's partial sums.
+inline int64_t position(int64_t e) { return ((e & 7) >= 4 ? 16 : 0) + (e >> 3) * 4 + (e & 3); }
+
 template <int R>
 void add_rows_in_out(const at::BFloat16* x, int64_t K, const at::BFloat16* w, int64_t ld, int64_t N, float* acc,
                      int64_t k0, int64_t k1) {
-  std::fill(acc, acc + R * N, 0.f);
+  const int64_t padded = (N + 31) / 32 * 32;
+  std::fill(acc, acc + R * padded, 0.f);
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(x);
   for (int64_t k = k0; k < k1; k += 8) {
-    const int U = static_cast<int>(std::min<int64_t>(8, k1 - k));
-    __m512 xs[R][8];
+    const int64_t U = std::min<int64_t>(8, k1 - k);  // rows of W in this step
+    __m512i xs[R][4];  // (x[r, k + 2i], x[r, k + 2i + 1]) in every 32-bit lane; 0 past U
     for (int r = 0; r < R; ++r)
-      for (int u = 0; u < 8; ++u) xs[r][u] = _mm512_set1_ps(u < U ? static_cast<float>(x[r * K + k + u]) : 0.f);
-    for (int64_t j = 0; j < N; j += 16) {
-      const __mmask16 m = N - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (N - j)) - 1);
-      __m512 wv[8];
-      for (int u = 0; u < 8; ++u) {
-        const __m256i h = u < U ? _mm256_maskz_loadu_epi16(m, w + (k + u) * ld + j) : _mm256_setzero_si256();
-        wv[u] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t even = 2 * i < U ? bits[r * K + k + 2 * i] : 0, odd = 2 * i + 1 < U ? bits[r * K + k + 2 * i + 1] : 0;
+        xs[r][i] = _mm512_set1_epi32(static_cast<int>(even | (odd << 16)));
+      }
+    for (int64_t j = 0; j < N; j += 32) {
+      const __mmask32 m = N - j >= 32 ? ~__mmask32(0) : (__mmask32(1) << (N - j)) - 1;
+      __m512i lo[4], hi[4];
+      for (int i = 0; i < 4; ++i) {
+        const __m512i a = 2 * i < U ? _mm512_maskz_loadu_epi16(m, w + (k + 2 * i) * ld + j) : _mm512_setzero_si512();
+        const __m512i b = 2 * i + 1 < U ? _mm512_maskz_loadu_epi16(m, w + (k + 2 * i + 1) * ld + j) : _mm512_setzero_si512();
+        lo[i] = _mm512_unpacklo_epi16(a, b);
+        hi[i] = _mm512_unpackhi_epi16(a, b);
+        // the lines two steps ahead (a hint: never faults past the end)
+        _mm_prefetch(reinterpret_cast<const char*>(w + (k + 16 + 2 * i) * ld + j), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + (k + 17 + 2 * i) * ld + j), _MM_HINT_T0);
       }
       for (int r = 0; r < R; ++r) {
-        float* a = acc + r * N + j;
-        __m512 s = _mm512_maskz_loadu_ps(m, a);
-        for (int u = 0; u < 8; ++u) s = _mm512_fmadd_ps(xs[r][u], wv[u], s);
-        _mm512_mask_storeu_ps(a, m, s);
+        float* sums = acc + r * padded + j;
+        __m512 low = _mm512_loadu_ps(sums), high = _mm512_loadu_ps(sums + 16);
+        for (int i = 0; i < 4; ++i) {
+          low = _mm512_dpbf16_ps(low, (__m512bh)lo[i], (__m512bh)xs[r][i]);
+          high = _mm512_dpbf16_ps(high, (__m512bh)hi[i], (__m512bh)xs[r][i]);
+        }
+        _mm512_storeu_ps(sums, low);
+        _mm512_storeu_ps(sums + 16, high);
       }
     }
   }
@@ -136,23 +161,24 @@ constexpr InOut kInOut[kMaxRows] = {add_rows_in_out<1>, add_rows_in_out<2>, add_
                                     add_rows_in_out<5>, add_rows_in_out<6>, add_rows_in_out<7>, add_rows_in_out<8>};
 
 void in_out(const Problem& p) {
-  const int64_t K = p.in, N = p.out, R = p.rows;
+  const int64_t K = p.in, N = p.out, R = p.rows, padded = (N + 31) / 32 * 32;
   // one share of at least 64 rows of W per thread, each starting on a multiple of 8
   const int64_t shares = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), K / 64));
   const int64_t per_share = ((K + shares - 1) / shares + 7) / 8 * 8;
-  std::vector<float> partial(shares * R * N);
+  std::vector<float> partial(shares * R * padded);
   float* sums = partial.data();
   at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t k0 = std::min(K, s * per_share), k1 = std::min(K, k0 + per_share);
-      kInOut[R - 1](p.x, K, p.w, p.ld, N, sums + s * R * N, k0, k1);
+      kInOut[R - 1](p.x, K, p.w, p.ld, N, sums + s * R * padded, k0, k1);
     }
   });
   at::parallel_for(0, N, 4096, [&](int64_t j0, int64_t j1) {
     for (int64_t r = 0; r < R; ++r)
       for (int64_t j = j0; j < j1; ++j) {
+        const int64_t at = (j & ~int64_t{31}) + position(j & 31);
         float v = p.bias ? static_cast<float>(p.bias[j]) : 0.f;
-        for (int64_t s = 0; s < shares; ++s) v += sums[(s * R + r) * N + j];
+        for (int64_t s = 0; s < shares; ++s) v += sums[(s * R + r) * padded + at];
         p.y[r * p.ystride + j] = at::BFloat16(v);
       }
   });
