@@ -1,20 +1,23 @@
 // bfloat16 products of a few rows (up to kMaxRows: a decode step of a small batch or a few beams)
-// with a weight as the checkpoint stores it, (out, in): y = x W^T + b, everything bfloat16 in and
-// out, summed in float32. A bfloat16 model's Linear layers call it (haven/linear/dense.py).
+// with weights as the checkpoint stores them: y = x W^T + b, everything bfloat16 in and out,
+// summed in float32. A bfloat16 model's Linear layers (W (out, in), its rows contiguous; one to
+// three layers of one input in one call, their outputs side by side: a block's q, k and v) and
+// GPT-2's Conv1D (W (in, out), passed transposed) call it (haven/linear/dense.py, project.py).
 //
 // Why its own kernel (measured on the project's CPU, 2 threads, the ~120M Llama step's 49
 // matrices back to back, one row): F.linear on bfloat16 runs at 13 GB/s of weights (oneDNN
 // re-lays the weight on every call) and torch.mv at 21 GB/s, where float32 products stream at
 // 25-30; so a bfloat16 decode step, half the bytes of a float32 one, took as long. This kernel
-// reads each weight once whatever the row count, at the rate the int8 kernel reads its codes.
+// reads each weight once whatever the row count: 29 GB/s at one row (2.2x F.linear, 1.3x
+// torch.mv), 1.9x F.linear at 2 rows, 1.5x at 4, level at 8 (there the dot products bound it).
 //
-// How: blocks of output rows are shared out over torch's intra-op threads. For a block, the
-// kernel walks the inputs 32 at a time (one 64-byte line of each weight row), multiplying them
-// with the same inputs of each row of x by vdpbf16ps (AVX512-BF16: 32 bfloat16 products summed
-// pairwise into 16 float32 lanes); each output's 16 lanes are added at the end, the bias added
-// and the sum rounded to bfloat16 (to nearest even). Eight rows of W stream side by side for one
-// row of x; for 2-4 rows of x, four or two (so the sums stay in registers), the next block's
-// lines prefetched as in the int8 kernel.
+// How, (out, in): blocks of output rows are shared out over torch's intra-op threads. For a
+// block, the kernel walks the inputs 32 at a time (one 64-byte line of each weight row),
+// multiplying them with the same inputs of each row of x by vdpbf16ps (AVX512-BF16: 32 bfloat16
+// products summed pairwise into 16 float32 lanes); each output's 16 lanes are added at the end,
+// the bias added and the sum rounded to bfloat16 (to nearest even). Eight rows of W stream side
+// by side for one row of x; for 2-4 rows of x, four or two (so the sums stay in registers), the
+// next block's lines prefetched as in the int8 kernel. (in, out): see in_out() below.
 //
 // Numerics: the products of two bfloat16 values are exact in float32; they are summed in float32
 // (another order than oneDNN's), so results differ from F.linear's by float32 rounding before
