@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fixtures.compiling import assert_compiles_with
 from fixtures.decoders import random_ids
 from haven import AutoModelForCausalLM
 from haven.linear import Linear, kernels
@@ -159,17 +160,7 @@ def test_torch_compile_calls_the_kernel_without_a_graph_break(built):
     torch.manual_seed(0)
     layer = Linear(64, 40).to(BF16)
     x = torch.randn(1, 1, 64).to(BF16)
-    targets = []
-
-    def record(graph, inputs):
-        targets.extend(str(node.target) for node in graph.graph.nodes)
-        return graph.forward
-
-    with torch.inference_mode():
-        want = layer(x)
-        torch._dynamo.reset()
-        assert torch.equal(torch.compile(layer, fullgraph=True, backend=record)(x), want)
-    assert any("haven.bf16_rows" in target for target in targets), targets
+    assert_compiles_with(layer, x, "haven.bf16_rows")
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fixtures.compiling import assert_compiles_with
 from haven import AutoModelForCausalLM
 from haven.linear import Linear, kernels
 from haven.linear.dense import in_out_product, joined, store_in_out
@@ -207,17 +208,7 @@ def test_torch_compile_calls_the_kernel_without_a_graph_break(built):
     layer = Linear(64, 40)
     store_in_out([layer])
     x = torch.randn(2, 1, 64)  # two rows: the kernel's
-    targets = []
-
-    def record(graph, inputs):
-        targets.extend(str(node.target) for node in graph.graph.nodes)
-        return graph.forward
-
-    with torch.inference_mode():
-        want = layer(x)
-        torch._dynamo.reset()
-        assert torch.equal(torch.compile(layer, fullgraph=True, backend=record)(x), want)
-    assert any("haven.dense_rows" in target for target in targets), targets
+    assert_compiles_with(layer, x, "haven.dense_rows")
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
