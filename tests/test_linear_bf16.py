@@ -234,3 +234,22 @@ def test_project_multiplies_a_bf16_blocks_layers_in_one_call(built, llama_dir, m
     assert calls == [7, 5]  # x and three (weight, bias) pairs; x and two
     for a, b in zip(together, each):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_a_bf16_decoder_step_compiles_without_a_graph_break(built, llama_dir, rows):
+    """compile_decoding() on a bf16 Llama: the one-token step, its q/k/v and gate/up in one
+    kernel call each, is one graph (fullgraph raises on a break) with the eager step's logits."""
+    from haven.layers import KVCache
+
+    model = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=BF16).optimize_for_inference()
+    ids = random_ids(model.config.vocab_size, (rows, 6))
+    with torch.inference_mode():
+        cache = KVCache(max_length=8)
+        model(ids, cache=cache, use_cache=True)
+        want = model(ids[:, -1:], cache=cache, use_cache=True).logits
+        cache.crop(6)
+        torch._dynamo.reset()
+        step = torch.compile(type(model).forward, fullgraph=True, backend="eager")
+        got = step(model, ids[:, -1:], cache=cache, use_cache=True).logits
+    assert torch.equal(got, want)
