@@ -78,3 +78,14 @@ def test_a_cast_load_gives_back_the_float32_pages_as_it_copies(gpt2_dir, monkeyp
             assert a <= covered, "a gap"
             covered = max(covered, b)
         assert covered >= end, "not all of a tensor was released"
+
+
+def test_cast_floats_takes_empty_and_zero_dim_tensors():
+    from haven.checkpoint import cast_floats
+
+    state = {"empty": torch.zeros(0, 4), "scalar": torch.tensor(1.5), "ids": torch.arange(3), "w": torch.randn(3, 2)}
+    cast = cast_floats(state, torch.bfloat16)
+    assert cast["empty"].shape == (0, 4) and cast["empty"].dtype == torch.bfloat16
+    assert cast["scalar"].item() == 1.5 and cast["scalar"].dtype == torch.bfloat16
+    assert cast["ids"] is state["ids"]
+    assert torch.equal(cast["w"], state["w"].to(torch.bfloat16))

@@ -253,3 +253,27 @@ def test_a_bf16_decoder_step_compiles_without_a_graph_break(built, llama_dir, ro
         step = torch.compile(type(model).forward, fullgraph=True, backend="eager")
         got = step(model, ids[:, -1:], cache=cache, use_cache=True).logits
     assert torch.equal(got, want)
+
+
+def test_a_weight_re_laid_in_float32_then_cast_runs_the_kernel(built, monkeypatch):
+    """optimize_for_inference() then .to(torch.bfloat16): the weight keeps its (in, out) memory
+    layout through the cast, and the kernel's other layout takes it."""
+    from haven.linear.dense import store_in_out
+
+    torch.manual_seed(0)
+    layer = Linear(64, 40)
+    store_in_out([layer])
+    layer = layer.to(BF16)
+    assert layer.weight.stride(0) == 1  # (in, out) in memory
+    x = torch.randn(1, 64).to(BF16)
+    calls = []
+    real = torch.ops.haven.bf16_rows
+
+    class Spy:
+        default = staticmethod(lambda *a: calls.append(a[1].stride()) or real.default(*a))
+
+    monkeypatch.setattr(torch.ops.haven, "bf16_rows", Spy, raising=False)
+    with torch.inference_mode():
+        got = layer(x)
+    assert calls == [(1, 40)]
+    assert_within_bf16_rounding(got, x, layer.weight, layer.bias)

@@ -150,7 +150,7 @@ _CAST_BYTES = 8 << 20  # of a tensor cast (and its mapped pages released) at a t
 def _cast_releasing(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """`tensor.to(dtype)`, copied a slice of rows at a time, each slice's mapped pages released
     as it is copied (so a large embedding table is not held twice either)."""
-    if tensor.dim() == 0 or not tensor.is_contiguous():
+    if tensor.dim() == 0 or tensor.numel() == 0 or not tensor.is_contiguous():
         cast = tensor.to(dtype)
         release_mapped_pages(tensor)
         return cast

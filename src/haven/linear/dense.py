@@ -162,19 +162,20 @@ class Linear(Prepackable, nn.Linear):
     """`nn.Linear` with faster CPU inference paths. Once `store_in_out` has re-laid the weight,
     2 to 8 rows run `in_out_product` (the few-row kernel), and one row or more rows a GEMM on
     that layout; as loaded, one row is a matrix-vector product. Several rows use the prepacked
-    copy once it is on (see `Prepackable`; pipelines turn it on for encoders)."""
+    copy once it is on (see `Prepackable`; pipelines turn it on for encoders). A bfloat16
+    weight, in either layout, multiplies 1 to 8 rows by `bf16_product`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
+        if w.dtype == torch.bfloat16:  # either layout
+            out = bf16_product(x, w, self.bias)
+            if out is not None:
+                return out
         if w.stride(1) != 1:  # held (in, out): store_in_out
             out = in_out_product(x, w.t(), self.bias) if x.numel() > self.in_features else None
             if out is None and self.prepacked:
                 out = self.packed_product(x)
             return in_out_mm(x, w.t(), self.bias) if out is None else out
-        if w.dtype == torch.bfloat16:
-            out = bf16_product(x, w, self.bias)
-            if out is not None:
-                return out
         if x.numel() == self.in_features and x.dtype == torch.float32 and x.is_cpu:
             # one row, the checkpoint's (out, in) layout: a matrix-vector product (as fast as
             # F.linear's GEMM here, without its set-up)
