@@ -8,8 +8,10 @@ each weight size.
     .venv/bin/python benchmarks/generate.py --memory   # peak RSS of loading GPT-2-124M fp32 vs 4-bit
 
 Engines (--engines; default all):
-- `reference` (transformers, fp32); `haven` (fp32, optimize_for_inference()); `haven-bf16`
-  (dtype=torch.bfloat16); `haven-int8` (load_in_8bit) and `haven-int4` (load_in_4bit): the
+- `reference` (transformers, fp32) and `reference-bf16` (the same with dtype=torch.bfloat16);
+  `haven` (fp32, optimize_for_inference()); `haven-bf16` (dtype=torch.bfloat16; its `same
+  tokens` column counts against `reference-bf16` when that runs: greedy tokens of two bfloat16
+  runs part at the reference's own near-ties, which a float32 run does not have); `haven-int8` (load_in_8bit) and `haven-int4` (load_in_4bit): the
   output layer stays float, as in the reference; `haven-int8-head` / `haven-int4-head`: the
   same with `QuantizationConfig(quantize_lm_head=True)`, the output layer quantized too, as
   llama.cpp's files have it (the rows to hold against llama.cpp's). `haven-compiled`,
@@ -211,12 +213,13 @@ HAVEN_LOADING = {
 }
 COMPILED = "-compiled"  # an engine name's suffix: its decode steps compiled (compile_decoding())
 HAVEN_LOADING.update({f"{lib}{COMPILED}": HAVEN_LOADING[lib] for lib in ("haven", "haven-int8-head", "haven-int4-head")})
-ENGINES = ["reference", *HAVEN_LOADING, *peers.PEERS]
+REFERENCE_LOADING = {"reference": {}, "reference-bf16": {"dtype": "bfloat16"}}
+ENGINES = [*REFERENCE_LOADING, *HAVEN_LOADING, *peers.PEERS]
 DEFAULT_ENGINES = [e for e in ENGINES if e != "haven-as-loaded"]
 # bytes a decode step reads per weight, relative to fp32 (int8/int4 in groups of 32 with a float16 scale,
 # int4 asymmetric with a float16 zero too; CTranslate2 int8: one scale per row); embeddings and norms
 # stay float, and so does the LM head unless the engine's name ends in -head (bf16, CTranslate2: all)
-WEIGHT_FRACTION = {"haven-bf16": 0.5, "haven-int8": (1 + 2 / 32) / 4, "haven-int4": (0.5 + 4 / 32) / 4,
+WEIGHT_FRACTION = {"haven-bf16": 0.5, "reference-bf16": 0.5, "haven-int8": (1 + 2 / 32) / 4, "haven-int4": (0.5 + 4 / 32) / 4,
                    "ctranslate2-int8": 0.25}
 
 
@@ -252,7 +255,7 @@ def load_torch_engine(lib: str, path: str, prompt: list[list[int]], threads: int
 
 
 def loading_kwargs(lib: str) -> dict:
-    kwargs = dict(HAVEN_LOADING.get(lib, {}))
+    kwargs = dict(HAVEN_LOADING.get(lib) or REFERENCE_LOADING.get(lib, {}))
     if isinstance(kwargs.get("quantization_config"), dict):
         from haven import QuantizationConfig
 
@@ -368,7 +371,7 @@ def step_bytes(lib: str, body: int, head: int, peer_step: dict[str, int]) -> flo
         return peer_step[lib]
     base = lib.removesuffix(COMPILED)
     fraction = WEIGHT_FRACTION.get(base.removesuffix("-head"), 1.0)
-    head_too = base.endswith("-head") or base in ("haven-bf16", "ctranslate2-int8")
+    head_too = base.endswith("-head") or base in ("haven-bf16", "reference-bf16", "ctranslate2-int8")
     return body * fraction + head * (fraction if head_too else 1.0)
 
 
@@ -443,8 +446,9 @@ def main() -> None:
                 ceiling = bandwidth / step_bytes(lib, body, head, peer_step)
                 ratio = f"{res['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref else "-"
                 same = "-"
-                if batch == 1 and ref and res["sequences"] is not None:
-                    a, b = ref["sequences"][0], res["sequences"][0]
+                base = best.get("reference-bf16") if lib == "haven-bf16" and "reference-bf16" in best else ref
+                if batch == 1 and base and res["sequences"] is not None:
+                    a, b = base["sequences"][0], res["sequences"][0]
                     same = f"{sum(x == y for x, y in zip(a, b))}/{len(a)}"
                 print(f"{lib:<25}{batch:>6}{res['tokens_per_s']:>9.1f}{ratio:>8}{ceiling:>17.1f}"
                       f"{100 * res['decode_steps_per_s'] / ceiling:>7.0f}%{res['peak_rss_mb']:>8.0f}"
