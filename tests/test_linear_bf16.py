@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fixtures.compiling import assert_compiles_with
+from fixtures.compiling import assert_compiles_with, compiled_decode_step
 from fixtures.decoders import random_ids
 from haven import AutoModelForCausalLM
 from haven.linear import Linear, kernels
@@ -240,18 +240,9 @@ def test_project_multiplies_a_bf16_blocks_layers_in_one_call(built, llama_dir, m
 def test_a_bf16_decoder_step_compiles_without_a_graph_break(built, llama_dir, rows):
     """compile_decoding() on a bf16 Llama: the one-token step, its q/k/v and gate/up in one
     kernel call each, is one graph (fullgraph raises on a break) with the eager step's logits."""
-    from haven.layers import KVCache
-
     model = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=BF16).optimize_for_inference()
     ids = random_ids(model.config.vocab_size, (rows, 6))
-    with torch.inference_mode():
-        cache = KVCache(max_length=8)
-        model(ids, cache=cache, use_cache=True)
-        want = model(ids[:, -1:], cache=cache, use_cache=True).logits
-        cache.crop(6)
-        torch._dynamo.reset()
-        step = torch.compile(type(model).forward, fullgraph=True, backend="eager")
-        got = step(model, ids[:, -1:], cache=cache, use_cache=True).logits
+    got, want = compiled_decode_step(model, ids)
     assert torch.equal(got, want)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fixtures.compiling import assert_compiles_with
+from fixtures.compiling import assert_compiles_with, compiled_decode_step
 from haven import AutoModelForCausalLM
 from haven.linear import Linear, kernels
 from haven.linear.dense import in_out_product, joined, store_in_out
@@ -254,16 +254,7 @@ def test_a_prepared_decoder_step_compiles_without_a_graph_break(built, llama_dir
     """compile_decoding() on a prepared Llama: the one-token step is one graph (fullgraph raises
     on a break; joined layers are multiplied one by one under compilation, as the data pointers
     joined() reads would break it) and gives the eager step's logits."""
-    from haven.layers import KVCache
-
     model = AutoModelForCausalLM.from_pretrained(llama_dir).optimize_for_inference()
     ids = torch.randint(3, model.config.vocab_size, (rows, 6), generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        cache = KVCache(max_length=8)
-        model(ids, cache=cache, use_cache=True)
-        want = model(ids[:, -1:], cache=cache, use_cache=True).logits
-        cache.crop(6)
-        torch._dynamo.reset()
-        step = torch.compile(type(model).forward, fullgraph=True, backend="eager")
-        got = step(model, ids[:, -1:], cache=cache, use_cache=True).logits
+    got, want = compiled_decode_step(model, ids)
     torch.testing.assert_close(got, want)
