@@ -26,11 +26,11 @@ def test_what_is_not_a_dtype_is_refused_by_name(value):
 def test_quantization_config_and_from_pretrained_share_it(tmp_path):
     with pytest.raises(ValueError, match="compute_dtype='half-ish' is not a dtype"):
         QuantizationConfig(bits=8, compute_dtype="half-ish")
-    from haven.modeling import _parse_dtype
+    from haven.loading import dtype_option
 
-    assert _parse_dtype("auto") is None and _parse_dtype(None) is None
+    assert dtype_option("auto") is None and dtype_option(None) is None
     with pytest.raises(ValueError, match="dtype='float33' is not a dtype"):
-        _parse_dtype("float33")
+        dtype_option("float33")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -439,9 +439,9 @@ def test_real_layers_built_while_loading_are_still_initialised():
     import torch
     from torch import nn
 
-    from haven.modeling import _skip_reset_parameters
+    from haven.loading import skip_reset_parameters
 
-    with _skip_reset_parameters(), torch.device("cpu"):
+    with skip_reset_parameters(), torch.device("cpu"):
         layer = nn.Linear(64, 64)
     w = layer.weight.detach()
     assert torch.isfinite(w).all() and w.abs().max() <= 1 / 64**0.5

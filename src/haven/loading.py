@@ -8,14 +8,24 @@ refuse)`, where `refuse(value)` gives the reason a value cannot be honoured (Non
 Keyword arguments that are not loading options are config overrides (`num_labels=3`) or
 arguments of the model class (`add_pooling_layer=False`); anything else is a `TypeError`.
 Loading options never become config attributes, so they are never written to config.json.
+
+Below the table, what applies them: `LoadOptions` (the options of one call), `place`
+(device_map), `dtype_option`, `checkpoint_quantization` (a checkpoint saved quantized loads so,
+another tool's format is refused), `init_parameters` and `skip_reset_parameters` (the model is
+built on `meta` without torch's random init, which the checkpoint would overwrite).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -302,3 +312,69 @@ def _memory_key(key: Any) -> str:
     if device is None:
         return "cpu"
     return f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type
+
+
+# -- applying them ---------------------------------------------------------------------------------
+
+
+def checkpoint_quantization(config: Any, asked: Any, path_or_id: Any) -> Any:
+    """The QuantizationConfig to load with: the checkpoint's own (saved quantized by Haven; another
+    tool's format is refused by name), or the one asked for at load (None: float)."""
+    from .linear.config import QuantizationConfig
+
+    stored = getattr(config, "quantization_config", None)
+    if not stored:
+        return asked
+    if not isinstance(stored, dict):
+        stored = stored.to_dict()
+    saved = QuantizationConfig.from_dict(stored)
+    if asked is not None and asked.to_dict() != saved.to_dict():
+        raise ValueError(
+            f"{path_or_id} is already quantized ({saved.to_dict()}); it cannot be quantized again differently: "
+            "leave load_in_8bit / load_in_4bit / quantization_config out, or load the float checkpoint"
+        )
+    return saved
+
+
+def init_parameters(cls: type) -> set[str]:
+    """Names of the keyword arguments a model class takes besides its config."""
+    params = inspect.signature(cls.__init__).parameters
+    return {n for n, p in params.items() if n not in ("self", "config") and p.kind is not p.VAR_KEYWORD}
+
+
+@contextmanager
+def skip_reset_parameters() -> Iterator[None]:
+    """Skip torch's default init in layer constructors while they build on the meta device.
+
+    Weights come from the checkpoint, and the ones it lacks get `_init_weights` in
+    `_materialize`, so the constructors' own random init would only be thrown away. The patch is
+    class-wide, so it skips only layers whose weight is on meta: a real layer built meanwhile on
+    another thread is still initialised.
+    """
+    from torch import nn
+
+    classes = (nn.Linear, nn.Embedding, nn.LayerNorm)
+    saved = [cls.__dict__["reset_parameters"] for cls in classes]
+    for cls, original in zip(classes, saved):
+        cls.reset_parameters = _reset_unless_meta(original)
+    try:
+        yield
+    finally:
+        for cls, original in zip(classes, saved):
+            cls.reset_parameters = original
+
+
+def _reset_unless_meta(original):
+    def reset_parameters(self) -> None:
+        weight = getattr(self, "weight", None)
+        if weight is None or not weight.is_meta:
+            original(self)
+
+    return reset_parameters
+
+
+def dtype_option(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """None for the checkpoint's own dtype (None or "auto"), else the torch.dtype named."""
+    from .dtypes import parse_dtype
+
+    return None if dtype is None or dtype == "auto" else parse_dtype(dtype)

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -38,13 +35,20 @@ from .checkpoint import (
     save_state_dict,
 )
 from .config import PretrainedConfig
-from .dtypes import parse_dtype
 from .errors import CheckpointError, ConfigError
 from .hub.mixin import PushToHubMixin
 from .linear.dense import Linear, Prepackable, store_in_out
 from .linear.quantized import QuantizedLinear
 from .linear.replace import quantize_state_dict
-from .loading import LoadOptions, local_path, place
+from .loading import (
+    LoadOptions,
+    checkpoint_quantization,
+    dtype_option,
+    init_parameters,
+    local_path,
+    place,
+    skip_reset_parameters,
+)
 
 logger = logging.getLogger(__name__)
 _state_dict_call = threading.local()  # set while a model's state_dict() runs (see state_dict)
@@ -322,7 +326,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
         model = cls(config, **kwargs)
         if dtype is not None:
-            model = model.to(_parse_dtype(dtype))
+            model = model.to(dtype_option(dtype))
         return model
 
     # -- loading -----------------------------------------------------------------------------------
@@ -346,7 +350,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         Anything else is a TypeError. `dtype`: None / "auto" keep the checkpoint's dtype.
         """
         opts = LoadOptions.take(kwargs)
-        init_params = _init_parameters(cls)
+        init_params = init_parameters(cls)
         init_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_params}
         path = local_path(path_or_id, opts.subfolder)
         config = (
@@ -360,19 +364,19 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
                 f"nor arguments of {cls.__name__}"
             )
         config.update_from_kwargs(kwargs)
-        quantization = _quantization(config, opts.quantization, path_or_id)
+        quantization = checkpoint_quantization(config, opts.quantization, path_or_id)
         state_dict = load_checkpoint(path, use_safetensors=opts.use_safetensors, **opts.hub)
         if opts.disable_mmap:
             state_dict = {k: v.clone() for k, v in state_dict.items()}
 
-        with torch.device("meta"), _skip_reset_parameters():
+        with torch.device("meta"), skip_reset_parameters():
             model = cls(config, **init_kwargs)
         if quantization is not None:
             from .linear.replace import replace_linears
 
             replace_linears(model, quantization)
             model.config.quantization_config = quantization.to_dict()
-        target = _parse_dtype(opts.dtype)
+        target = dtype_option(opts.dtype)
         if target is not None and quantization is None:
             state_dict = cast_floats(state_dict, target)
         info = model.load_weights(state_dict, ignore_mismatched_sizes=opts.ignore_mismatched_sizes)
@@ -512,31 +516,6 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
 # -- helpers ------------------------------------------------------------------------------------------
 
 
-def _quantization(config: PretrainedConfig, asked: Any, path_or_id: Any) -> Any:
-    """The QuantizationConfig to load with: the checkpoint's own (saved quantized by Haven; another
-    tool's format is refused by name), or the one asked for at load (None: float)."""
-    from .linear.config import QuantizationConfig
-
-    stored = getattr(config, "quantization_config", None)
-    if not stored:
-        return asked
-    if not isinstance(stored, dict):
-        stored = stored.to_dict()
-    saved = QuantizationConfig.from_dict(stored)
-    if asked is not None and asked.to_dict() != saved.to_dict():
-        raise ValueError(
-            f"{path_or_id} is already quantized ({saved.to_dict()}); it cannot be quantized again differently: "
-            "leave load_in_8bit / load_in_4bit / quantization_config out, or load the float checkpoint"
-        )
-    return saved
-
-
-def _init_parameters(cls: type) -> set[str]:
-    """Names of the keyword arguments a model class takes besides its config."""
-    params = inspect.signature(cls.__init__).parameters
-    return {n for n, p in params.items() if n not in ("self", "config") and p.kind is not p.VAR_KEYWORD}
-
-
 def _matches(key: str, patterns: list[str]) -> bool:
     return any(re.search(p, key) for p in patterns)
 
@@ -544,35 +523,6 @@ def _matches(key: str, patterns: list[str]) -> bool:
 def _preview(keys: list[str], n: int = 8) -> str:
     shown = ", ".join(keys[:n])
     return shown + (f" ... ({len(keys) - n} more)" if len(keys) > n else "")
-
-
-@contextmanager
-def _skip_reset_parameters() -> Iterator[None]:
-    """Skip torch's default init in layer constructors while they build on the meta device.
-
-    Weights come from the checkpoint, and the ones it lacks get `_init_weights` in
-    `_materialize`, so the constructors' own random init would only be thrown away. The patch is
-    class-wide, so it skips only layers whose weight is on meta: a real layer built meanwhile on
-    another thread is still initialised.
-    """
-    classes = (nn.Linear, nn.Embedding, nn.LayerNorm)
-    saved = [cls.__dict__["reset_parameters"] for cls in classes]
-    for cls, original in zip(classes, saved):
-        cls.reset_parameters = _reset_unless_meta(original)
-    try:
-        yield
-    finally:
-        for cls, original in zip(classes, saved):
-            cls.reset_parameters = original
-
-
-def _reset_unless_meta(original):
-    def reset_parameters(self: nn.Module) -> None:
-        weight = getattr(self, "weight", None)
-        if weight is None or not weight.is_meta:
-            original(self)
-
-    return reset_parameters
 
 
 def _draw_around_mean(old: torch.Tensor, count: int) -> torch.Tensor:
@@ -592,8 +542,3 @@ def _draw_around_mean(old: torch.Tensor, count: int) -> torch.Tensor:
 
 def _on_meta(module: nn.Module) -> bool:
     return any(p.is_meta for p in module.parameters())
-
-
-def _parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """None for the checkpoint's own dtype (None or "auto"), else the torch.dtype named."""
-    return None if dtype is None or dtype == "auto" else parse_dtype(dtype)
