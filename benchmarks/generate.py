@@ -10,9 +10,10 @@ each weight size.
 Engines (--engines; default all):
 - `reference` (transformers, fp32) and `reference-bf16` (the same with dtype=torch.bfloat16);
   `haven` (fp32, optimize_for_inference()); `haven-bf16` (dtype=torch.bfloat16; its `same
-  tokens` column counts against `reference-bf16` when that runs: greedy tokens of two bfloat16
-  runs part at the reference's own near-ties, which a float32 run does not have); `haven-int8` (load_in_8bit) and `haven-int4` (load_in_4bit): the
-  output layer stays float, as in the reference; `haven-int8-head` / `haven-int4-head`: the
+  tokens` column counts against `reference-bf16` when that runs: bfloat16 logits tie exactly
+  more often, and two bfloat16 runs that sum in another order part at such ties); `haven-int8`
+  (load_in_8bit) and `haven-int4` (load_in_4bit): the output layer stays float, as in the
+  reference; `haven-int8-head` / `haven-int4-head`: the
   same with `QuantizationConfig(quantize_lm_head=True)`, the output layer quantized too, as
   llama.cpp's files have it (the rows to hold against llama.cpp's). `haven-compiled`,
   `haven-int8-head-compiled`, `haven-int4-head-compiled`: the same models with

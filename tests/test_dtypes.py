@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from haven import QuantizationConfig
-from haven.dtypes import parse_dtype
+from haven.dtypes import dtype_or_auto, parse_dtype
 
 
 @pytest.mark.parametrize(
@@ -26,11 +26,9 @@ def test_what_is_not_a_dtype_is_refused_by_name(value):
 def test_quantization_config_and_from_pretrained_share_it(tmp_path):
     with pytest.raises(ValueError, match="compute_dtype='half-ish' is not a dtype"):
         QuantizationConfig(bits=8, compute_dtype="half-ish")
-    from haven.loading import dtype_option
-
-    assert dtype_option("auto") is None and dtype_option(None) is None
+    assert dtype_or_auto("auto") is None and dtype_or_auto(None) is None
     with pytest.raises(ValueError, match="dtype='float33' is not a dtype"):
-        dtype_option("float33")
+        dtype_or_auto("float33")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -64,12 +62,11 @@ def test_a_cast_load_gives_back_the_float32_pages_as_it_copies(gpt2_dir, monkeyp
         released.append((tensor.data_ptr(), tensor.data_ptr() + tensor.numel() * tensor.element_size()))
         return real(tensor)
 
-    monkeypatch.setattr(checkpoint, "release_mapped_pages", record)
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: mapped)
-    monkeypatch.setattr(checkpoint, "_CAST_BYTES", 256)  # several slices per matrix
     import haven.modeling as modeling
 
-    monkeypatch.setattr(modeling, "load_checkpoint", lambda *a, **k: mapped)
+    monkeypatch.setattr(checkpoint, "release_mapped_pages", record)
+    monkeypatch.setattr(checkpoint, "_CAST_BYTES", 256)  # several slices per matrix
+    monkeypatch.setattr(modeling, "load_checkpoint", lambda *a, **k: mapped)  # the views recorded above
     AutoModelForCausalLM.from_pretrained(gpt2_dir, dtype=torch.bfloat16)
     assert len(released) > len(spans)  # the matrices in slices
     for start, end in spans:

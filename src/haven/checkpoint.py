@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -155,11 +156,25 @@ def _cast_releasing(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         release_mapped_pages(tensor)
         return cast
     cast = torch.empty(tensor.shape, dtype=dtype)
-    step = max(1, _CAST_BYTES // max(1, tensor[0].numel() * tensor.element_size()))
-    for row in range(0, tensor.shape[0], step):
-        cast[row : row + step].copy_(tensor[row : row + step])
-        release_mapped_pages(tensor[row : row + step])
+    copy_releasing(tensor, cast, max(1, _CAST_BYTES // max(1, tensor[0].numel() * tensor.element_size())), release_mapped_pages)
     return cast
+
+
+def copy_releasing(
+    source: torch.Tensor,
+    dest: torch.Tensor,
+    rows: int,
+    release: Callable[[torch.Tensor], object] | None,
+) -> None:
+    """`dest.copy_(source)` slice by slice, `rows` rows of the first dimension at a time, each
+    slice of `source` handed to `release` once copied (`release_mapped_pages`: a mapped
+    checkpoint's pages leave the process as the copy is made, so peak memory grows by a slice,
+    not by the tensor)."""
+    for row in range(0, source.shape[0], rows):
+        part = source[row : row + rows]
+        dest[row : row + rows].copy_(part)
+        if release is not None:
+            release(part)
 
 
 def load_torch_bin(path: str | os.PathLike) -> dict[str, torch.Tensor]:

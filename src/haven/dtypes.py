@@ -15,3 +15,8 @@ def parse_dtype(value: Any, what: str = "dtype") -> torch.dtype:
     if not isinstance(found, torch.dtype):
         raise ValueError(f"{what}={value!r} is not a dtype; pass e.g. torch.bfloat16 or 'float32'")
     return found
+
+
+def dtype_or_auto(value: Any, what: str = "dtype") -> torch.dtype | None:
+    """`parse_dtype`, with None and "auto" read as "the checkpoint's own" (None)."""
+    return None if value is None or value == "auto" else parse_dtype(value, what)

@@ -10,7 +10,7 @@ arguments of the model class (`add_pooling_layer=False`); anything else is a `Ty
 Loading options never become config attributes, so they are never written to config.json.
 
 Below the table, what applies them: `LoadOptions` (the options of one call), `place`
-(device_map), `dtype_option`, `checkpoint_quantization` (a checkpoint saved quantized loads so,
+(device_map), `checkpoint_quantization` (a checkpoint saved quantized loads so,
 another tool's format is refused), `init_parameters` and `skip_reset_parameters` (the model is
 built on `meta` without torch's random init, which the checkpoint would overwrite).
 """
@@ -22,10 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import torch
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -371,10 +368,3 @@ def _reset_unless_meta(original):
             original(self)
 
     return reset_parameters
-
-
-def dtype_option(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """None for the checkpoint's own dtype (None or "auto"), else the torch.dtype named."""
-    from .dtypes import parse_dtype
-
-    return None if dtype is None or dtype == "auto" else parse_dtype(dtype)

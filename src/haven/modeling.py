@@ -35,6 +35,7 @@ from .checkpoint import (
     save_state_dict,
 )
 from .config import PretrainedConfig
+from .dtypes import dtype_or_auto
 from .errors import CheckpointError, ConfigError
 from .hub.mixin import PushToHubMixin
 from .linear.dense import Linear, Prepackable, store_in_out
@@ -43,7 +44,6 @@ from .linear.replace import quantize_state_dict
 from .loading import (
     LoadOptions,
     checkpoint_quantization,
-    dtype_option,
     init_parameters,
     local_path,
     place,
@@ -326,7 +326,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
         dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
         model = cls(config, **kwargs)
         if dtype is not None:
-            model = model.to(dtype_option(dtype))
+            model = model.to(dtype_or_auto(dtype))
         return model
 
     # -- loading -----------------------------------------------------------------------------------
@@ -376,7 +376,7 @@ class PreTrainedModel(nn.Module, PushToHubMixin):
 
             replace_linears(model, quantization)
             model.config.quantization_config = quantization.to_dict()
-        target = dtype_option(opts.dtype)
+        target = dtype_or_auto(opts.dtype)
         if target is not None and quantization is None:
             state_dict = cast_floats(state_dict, target)
         info = model.load_weights(state_dict, ignore_mismatched_sizes=opts.ignore_mismatched_sizes)

@@ -53,9 +53,9 @@ def register(subparsers: Any) -> None:
 
 
 def _dtype(name: str | None):
-    from ..dtypes import parse_dtype  # torch: imported only when a conversion runs
+    from ..dtypes import dtype_or_auto  # torch: imported only when a conversion runs
 
-    return None if name in (None, "auto") else parse_dtype(name, "--dtype")
+    return dtype_or_auto(name, "--dtype")
 
 
 def _megatron(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import copy_releasing
 from . import kernels
 
 _ONEDNN = (
@@ -36,7 +37,7 @@ def in_out_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     rows, not float32 on the CPU, autograd recording, autocast or tracing on, or the kernel not
     built for this CPU. Callers run it between memory-bound products, where each check costs
     more than in a warm loop, so the checks are few and cheap."""
-    if not _few_rows(x, weight, bias, weight.shape[0], torch.float32, 2) or weight.stride(1) != 1:
+    if weight.stride(1) != 1 or not _few_rows(x, (weight, bias), weight.shape[0], torch.float32, 2):
         return None
     if not kernels.dense_available():
         return None
@@ -51,25 +52,30 @@ def bf16_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     same x in the same call (a block's q, k and v), their outputs side by side. None where it
     does not apply, as `in_out_product`."""
     k = weight.shape[1]
-    for w, b in zip((weight, *more[0::2]), (bias, *more[1::2])):
-        if not _few_rows(x, w, b, k, torch.bfloat16, 1) or w.shape[1] != k or 1 not in w.stride():
-            return None
-    if (more and weight.stride(1) != 1) or not kernels.bf16_available():
+    if 1 not in weight.stride() or not _few_rows(x, (weight, bias, *more), k, torch.bfloat16, 1):
+        return None
+    if any(w.shape[1] != k or w.stride(1) != 1 for w in more[0::2]) or (more and weight.stride(1) != 1):
+        return None
+    if not kernels.bf16_available():
         return None
     return torch.ops.haven.bf16_rows.default(x, weight, bias, *more)
 
 
-def _few_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: int, dtype: torch.dtype, least: int) -> bool:
-    """Whether a few-row kernel can take the product: `least` to DENSE_MAX_ROWS rows of `k`
-    inputs, x, weight and bias all `dtype` on the CPU, the bias contiguous, and nothing
-    recording (autograd, autocast, tracing)."""
-    if not (least * k <= x.numel() <= kernels.DENSE_MAX_ROWS * k and 0 < k and x.dtype == weight.dtype == dtype and x.is_cpu):
-        return False
-    if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad or (bias is not None and bias.requires_grad)):
+def _few_rows(x: torch.Tensor, weights_and_biases: tuple, k: int, dtype: torch.dtype, least: int) -> bool:
+    """Whether a few-row kernel can take the product of x and the (weight, bias, weight2, bias2
+    ...) given: `least` to DENSE_MAX_ROWS rows of `k` inputs, all `dtype` on the CPU, the biases
+    contiguous, and nothing recording (autograd, autocast, tracing)."""
+    if not (least * k <= x.numel() <= kernels.DENSE_MAX_ROWS * k and 0 < k and x.dtype == dtype and x.is_cpu):
         return False
     if torch.is_autocast_enabled("cpu") or torch._C._get_tracing_state():
         return False
-    return bias is None or (bias.dtype == dtype and bias.stride(0) == 1)
+    grad = torch.is_grad_enabled()
+    if grad and x.requires_grad:
+        return False
+    for t in weights_and_biases:
+        if t is not None and (t.dtype != dtype or (grad and t.requires_grad) or (t.dim() == 1 and t.stride(0) != 1)):
+            return False
+    return True
 
 
 def in_out_mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -230,11 +236,7 @@ def store_in_out(
     column = 0
     for layer, out in zip(layers, outs):
         block = matrix[:, column : column + out]
-        old = layer.weight.detach()
-        for row in range(0, out, _COPY_ROWS):  # released as copied: peak memory grows by a slice
-            block[:, row : row + _COPY_ROWS].copy_(old[row : row + _COPY_ROWS].t())
-            if release is not None:
-                release(old[row : row + _COPY_ROWS])
+        copy_releasing(layer.weight.detach(), block.t(), _COPY_ROWS, release)  # peak memory: one slice more
         _replace(layer, "weight", block.t(), release)
         if biases is not None:
             biases[column : column + out].copy_(layer.bias.detach())

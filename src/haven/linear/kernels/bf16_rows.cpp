@@ -168,8 +168,8 @@ void in_out(const Problem& p) {
   // one share of at least 64 rows of W per thread, each starting on a multiple of 8
   const int64_t shares = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), K / 64));
   const int64_t per_share = ((K + shares - 1) / shares + 7) / 8 * 8;
-  std::vector<float> partial(shares * R * padded);
-  float* sums = partial.data();
+  at::Tensor partial = at::empty({shares * R * padded}, at::kFloat);  // each share zeroes its own
+  float* sums = partial.data_ptr<float>();
   at::parallel_for(0, shares, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t k0 = std::min(K, s * per_share), k1 = std::min(K, k0 + per_share);

@@ -14,11 +14,11 @@
 // MKL at one row.
 //
 // How: the `in` dimension is shared out over torch's intra-op threads. Each thread streams its
-// rows of W front to back, eight at a time (four halved the partial sums' loads and stores per
-// weight byte against four, worth 4-6% at 2-3 rows; sixteen gained nothing more), every row of x
-// adding x[r, k] * W[k, :] into the thread's partial sums (rows x out floats: L1 or L2
-// resident). The threads' partial sums and the
-// bias are added at the end, that pass shared out over the columns.
+// rows of W front to back, eight at a time (which halves the partial sums' loads and stores per
+// weight byte against four at a time, worth 4-6% at 2-3 rows; sixteen gained nothing more), every
+// row of x adding x[r, k] * W[k, :] into the thread's partial sums (rows x out floats: L1 or L2
+// resident). The threads' partial sums and the bias are added at the end, that pass shared out
+// over the columns.
 //
 // Numerics: float32 throughout, summed in another order than MKL's, so results differ from
 // F.linear's by float32 rounding only.
